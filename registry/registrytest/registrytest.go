@@ -1,0 +1,561 @@
+// Package registrytest is the conformance suite every registry backend
+// runs against a real server of its kind.
+//
+//	func TestConformance(t *testing.T) {
+//		srv := testenv.StartConsul(t)
+//		registrytest.RunConformanceTests(t, registrytest.HarnessFunc(func(t *testing.T) registry.Registry {
+//			r, err := consul.New(srv.Addr)
+//			...
+//			return r
+//		}))
+//	}
+//
+// Every test uses its own service names, so one server can be shared by
+// the whole suite.
+package registrytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Harness gives the suite clients of the registry under test.
+type Harness interface {
+	// NewRegistry returns a new client of the registry under test. Two
+	// clients see each other's registrations. The suite closes them.
+	NewRegistry(t *testing.T) registry.Registry
+}
+
+// HarnessFunc adapts a function to Harness.
+type HarnessFunc func(t *testing.T) registry.Registry
+
+// NewRegistry calls f.
+func (f HarnessFunc) NewRegistry(t *testing.T) registry.Registry { return f(t) }
+
+// Timeout bounds how long the suite waits for a registry to converge.
+// Backends with slower propagation may raise it before running the suite.
+var Timeout = 20 * time.Second
+
+// RunConformanceTests runs the suite.
+func RunConformanceTests(t *testing.T, h Harness) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"RegisterLookupDeregister", testRegisterLookupDeregister},
+		{"WatchFollowsChanges", testWatchFollowsChanges},
+		{"ReRegisterUpdates", testReRegisterUpdates},
+		{"EmptyServiceIsEmptySet", testEmptyService},
+		{"ServicesAreIsolated", testServicesIsolated},
+		{"DeregisterIsIdempotent", testDeregisterIdempotent},
+		{"ConcurrentWatchersConverge", testConcurrentWatchers},
+		{"NoUpdateWithoutChange", testNoUpdateWithoutChange},
+		{"CloseUnblocksNext", testCloseUnblocksNext},
+		{"RegistryCloseClosesWatchers", testRegistryCloseClosesWatchers},
+		{"NextHonoursContext", testNextHonoursContext},
+		{"MetadataRoundTrips", testMetadataRoundTrips},
+		{"InvalidInstancesRejected", testInvalidRejected},
+		{"ThousandInstances", testThousandInstances},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+	}
+}
+
+func open(t *testing.T, h Harness) registry.Registry {
+	t.Helper()
+	r := h.NewRegistry(t)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ServiceName returns a service name unique to this test run.
+func ServiceName(t *testing.T) string {
+	base := strings.Map(func(r rune) rune {
+		if ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	if len(base) > 80 {
+		base = base[len(base)-80:]
+	}
+	return fmt.Sprintf("t%x-%s", rand.Uint32(), strings.Trim(base, "-"))
+}
+
+// MakeInstance returns a valid instance of service with a unique ID.
+func MakeInstance(service string, n int) registry.Instance {
+	return registry.Instance{
+		ID:      fmt.Sprintf("%s-i%04d", service, n),
+		Service: service,
+		Address: fmt.Sprintf("127.0.0.%d:%d", 1+n/60000, 1024+n%60000),
+		Version: "v1",
+	}
+}
+
+func ids(insts []registry.Instance) []string {
+	out := make([]string, len(insts))
+	for i, in := range insts {
+		out[i] = in.ID
+	}
+	return out
+}
+
+func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	w := map[string]bool{}
+	for _, in := range want {
+		w[in.ID] = true
+	}
+	for _, in := range got {
+		if !w[in.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+// Eventually polls Lookup until cond holds or Timeout passes.
+func eventuallyLookup(t *testing.T, r registry.Discovery, service string, what string, cond func([]registry.Instance) bool) []registry.Instance {
+	t.Helper()
+	ctx := ctxFor(t)
+	var last []registry.Instance
+	var lastErr error
+	for {
+		got, err := r.Lookup(ctx, service)
+		if err == nil && cond(got) {
+			return got
+		}
+		last, lastErr = got, err
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, Timeout, ids(last), lastErr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// nextUntil calls Next until cond holds or Timeout passes.
+func nextUntil(t *testing.T, w registry.Watcher, what string, cond func([]registry.Instance) bool) []registry.Instance {
+	t.Helper()
+	ctx := ctxFor(t)
+	var last []registry.Instance
+	for {
+		got, err := w.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("Next never showed %s within %v; last = %v", what, Timeout, ids(last))
+			}
+			// Transient errors are allowed by the contract; keep going.
+			continue
+		}
+		if cond(got) {
+			return got
+		}
+		last = got
+	}
+}
+
+func mustRegister(t *testing.T, r registry.Registrar, inst registry.Instance) {
+	t.Helper()
+	if err := r.Register(ctxFor(t), inst); err != nil {
+		t.Fatalf("Register(%v) = %v, want nil", inst, err)
+	}
+}
+
+func mustDeregister(t *testing.T, r registry.Registrar, inst registry.Instance) {
+	t.Helper()
+	if err := r.Deregister(ctxFor(t), inst); err != nil {
+		t.Fatalf("Deregister(%v) = %v, want nil", inst, err)
+	}
+}
+
+func testRegisterLookupDeregister(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	a, b := MakeInstance(svc, 1), MakeInstance(svc, 2)
+	mustRegister(t, r, a)
+	mustRegister(t, r, b)
+	got := eventuallyLookup(t, r, svc, "both instances", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
+	for i := 1; i < len(got); i++ {
+		if got[i-1].ID >= got[i].ID {
+			t.Errorf("Lookup(%q) = %v, want sorted by ID", svc, ids(got))
+		}
+	}
+	mustDeregister(t, r, a)
+	eventuallyLookup(t, r, svc, "only b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	mustDeregister(t, r, b)
+	eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
+}
+
+func testWatchFollowsChanges(t *testing.T, h Harness) {
+	server, client := open(t, h), open(t, h)
+	svc := ServiceName(t)
+	w, err := client.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch(%q) = %v", svc, err)
+	}
+	defer w.Close()
+	nextUntil(t, w, "the empty set", func(in []registry.Instance) bool { return len(in) == 0 })
+	a, b := MakeInstance(svc, 1), MakeInstance(svc, 2)
+	mustRegister(t, server, a)
+	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	mustRegister(t, server, b)
+	nextUntil(t, w, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
+	mustDeregister(t, server, a)
+	nextUntil(t, w, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	mustDeregister(t, server, b)
+	nextUntil(t, w, "the empty set again", func(in []registry.Instance) bool { return len(in) == 0 })
+}
+
+func testReRegisterUpdates(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	mustRegister(t, r, a)
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	a2 := a.Clone()
+	a2.Version, a2.Weight, a2.Address = "v2", 7, "127.0.0.1:2999"
+	mustRegister(t, r, a2)
+	got := nextUntil(t, w, "the updated a", func(in []registry.Instance) bool {
+		return len(in) == 1 && in[0].Version == "v2"
+	})
+	if !got[0].Equal(a2) {
+		t.Errorf("after re-Register, Next() = %+v, want %+v", got[0], a2)
+	}
+	got = eventuallyLookup(t, r, svc, "the updated a", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Version == "v2" })
+	if !got[0].Equal(a2) {
+		t.Errorf("after re-Register, Lookup() = %+v, want %+v", got[0], a2)
+	}
+}
+
+func testEmptyService(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	got, err := r.Lookup(ctxFor(t), svc)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Lookup(%q) of an unknown service = %v, %v; want an empty set and nil", svc, ids(got), err)
+	}
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch(%q) = %v", svc, err)
+	}
+	defer w.Close()
+	got, err = w.Next(ctxFor(t))
+	if err != nil || len(got) != 0 {
+		t.Fatalf("first Next() of an unknown service = %v, %v; want an empty set and nil", ids(got), err)
+	}
+}
+
+func testServicesIsolated(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	// A name that is a prefix of the other catches prefix-scan bugs.
+	other := svc + "-x"
+	a, b := MakeInstance(svc, 1), MakeInstance(other, 2)
+	mustRegister(t, r, a)
+	mustRegister(t, r, b)
+	eventuallyLookup(t, r, other, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	got := eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return len(in) > 0 })
+	if !sameIDs(got, a) {
+		t.Fatalf("Lookup(%q) = %v, want only %s (no instance of %q)", svc, ids(got), a.ID, other)
+	}
+}
+
+func testDeregisterIdempotent(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	mustDeregister(t, r, a) // never registered
+	mustRegister(t, r, a)
+	mustDeregister(t, r, a)
+	mustDeregister(t, r, a)
+	eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
+}
+
+func testConcurrentWatchers(t *testing.T, h Harness) {
+	const watchers, instances = 16, 10
+	server := open(t, h)
+	svc := ServiceName(t)
+	want := make([]registry.Instance, instances)
+	for i := range want {
+		want[i] = MakeInstance(svc, i)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, watchers)
+	for n := range watchers {
+		client := server
+		if n%2 == 0 {
+			client = open(t, h)
+		}
+		w, err := client.Watch(ctxFor(t), svc)
+		if err != nil {
+			t.Fatalf("Watch = %v", err)
+		}
+		defer w.Close()
+		wg.Go(func() {
+			ctx := ctxFor(t)
+			var last []registry.Instance
+			for {
+				got, err := w.Next(ctx)
+				if err == nil {
+					last = got
+					if sameIDs(got, want...) {
+						return
+					}
+				}
+				if ctx.Err() != nil {
+					errs <- fmt.Errorf("watcher %d: last = %v, want %d instances", n, ids(last), instances)
+					return
+				}
+			}
+		})
+	}
+	var reg sync.WaitGroup
+	for _, inst := range want {
+		reg.Go(func() {
+			if err := server.Register(ctxFor(t), inst); err != nil {
+				errs <- fmt.Errorf("Register(%v) = %v", inst, err)
+			}
+		})
+	}
+	reg.Wait()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func testNoUpdateWithoutChange(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	mustRegister(t, r, a)
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	// Changes elsewhere and an identical re-registration must not wake it.
+	mustRegister(t, r, MakeInstance(svc+"-other", 2))
+	mustRegister(t, r, a)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if got, err := w.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next() with nothing changed = %v, %v; want to block until the deadline", ids(got), err)
+	}
+}
+
+func testCloseUnblocksNext(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	if _, err := w.Next(ctxFor(t)); err != nil {
+		t.Fatalf("first Next() = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Next(context.Background())
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let Next block; correctness does not depend on it
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, registry.ErrClosed) {
+			t.Fatalf("pending Next() after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(Timeout):
+		t.Fatalf("pending Next() still blocked %v after Close", Timeout)
+	}
+	if _, err := w.Next(ctxFor(t)); !errors.Is(err, registry.ErrClosed) {
+		t.Fatalf("Next() after Close = %v, want ErrClosed", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close() = %v, want nil", err)
+	}
+}
+
+func testRegistryCloseClosesWatchers(t *testing.T, h Harness) {
+	r := h.NewRegistry(t)
+	w, err := r.Watch(ctxFor(t), ServiceName(t))
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	if _, err := w.Next(ctxFor(t)); err != nil {
+		t.Fatalf("first Next() = %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Registry.Close() = %v", err)
+	}
+	if _, err := w.Next(ctxFor(t)); !errors.Is(err, registry.ErrClosed) {
+		t.Fatalf("Next() after Registry.Close = %v, want ErrClosed", err)
+	}
+	if _, err := r.Watch(ctxFor(t), ServiceName(t)); !errors.Is(err, registry.ErrClosed) {
+		t.Fatalf("Watch() after Registry.Close = %v, want ErrClosed", err)
+	}
+}
+
+func testNextHonoursContext(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	if _, err := w.Next(ctxFor(t)); err != nil {
+		t.Fatalf("first Next() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := w.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next(cancelled ctx) = %v, want context.Canceled", err)
+	}
+	// The watcher is still usable.
+	a := MakeInstance(svc, 1)
+	mustRegister(t, r, a)
+	nextUntil(t, w, "a after a cancelled Next", func(in []registry.Instance) bool { return sameIDs(in, a) })
+}
+
+func testMetadataRoundTrips(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	want := registry.Instance{
+		ID:      "id-with.dots_and-dashes:9",
+		Service: svc,
+		Address: "[::1]:50051",
+		Version: "v2.3.4-rc.1+build 7",
+		Zone:    "eu-west-1a",
+		Weight:  250,
+		Tags:    []string{"canary", "z-last", "a-first", "ünïcødé tag"},
+		Metadata: map[string]string{
+			"owner":     "team-äöü",
+			"empty":     "",
+			"json-like": `{"a":[1,2],"b":"c"}`,
+			"spaces":    "  leading and trailing  ",
+			"Case_Key":  "MixedCase",
+			"long":      strings.Repeat("x", registry.MaxMetaValueLen),
+		},
+	}
+	mustRegister(t, r, want)
+	got := eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	if !got[0].Equal(want) {
+		t.Fatalf("Lookup round trip:\n got = %#v\nwant = %#v", got[0], want)
+	}
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	got = nextUntil(t, w, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	if !got[0].Equal(want) {
+		t.Fatalf("Watch round trip:\n got = %#v\nwant = %#v", got[0], want)
+	}
+	// Returned values are copies: changing them changes nothing stored.
+	got[0].Metadata["owner"] = "mallory"
+	got[0].Tags[0] = "mallory"
+	again := eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	if !again[0].Equal(want) {
+		t.Fatalf("changing a returned Instance changed the registry: got %#v", again[0])
+	}
+}
+
+func testInvalidRejected(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	good := MakeInstance(svc, 1)
+	mutate := func(f func(*registry.Instance)) registry.Instance {
+		i := good.Clone()
+		f(&i)
+		return i
+	}
+	bad := map[string]registry.Instance{
+		"empty service":   mutate(func(i *registry.Instance) { i.Service = "" }),
+		"empty ID":        mutate(func(i *registry.Instance) { i.ID = "" }),
+		"no port":         mutate(func(i *registry.Instance) { i.Address = "127.0.0.1" }),
+		"port 0":          mutate(func(i *registry.Instance) { i.Address = "127.0.0.1:0" }),
+		"unspecified":     mutate(func(i *registry.Instance) { i.Address = "0.0.0.0:80" }),
+		"negative weight": mutate(func(i *registry.Instance) { i.Weight = -1 }),
+		"huge weight":     mutate(func(i *registry.Instance) { i.Weight = registry.MaxWeight + 1 }),
+		"bad meta key":    mutate(func(i *registry.Instance) { i.Metadata = map[string]string{"a.b": "x"} }),
+		"non-UTF-8 value": mutate(func(i *registry.Instance) { i.Metadata = map[string]string{"k": "\xff"} }),
+		"oversized value": mutate(func(i *registry.Instance) {
+			i.Metadata = map[string]string{"k": strings.Repeat("x", registry.MaxMetaValueLen+1)}
+		}),
+	}
+	for name, inst := range bad {
+		if err := r.Register(ctxFor(t), inst); !errors.Is(err, registry.ErrInvalidInstance) {
+			t.Errorf("%s: Register(%+v) = %v, want ErrInvalidInstance", name, inst, err)
+		}
+	}
+	got, err := r.Lookup(ctxFor(t), svc)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("after rejected registrations, Lookup(%q) = %v, %v; want empty", svc, ids(got), err)
+	}
+}
+
+func testThousandInstances(t *testing.T, h Harness) {
+	const n = 1000
+	r := open(t, h)
+	svc := ServiceName(t)
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var failed sync.Once
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.Register(ctxFor(t), MakeInstance(svc, i)); err != nil {
+				failed.Do(func() { t.Errorf("Register #%d = %v", i, err) })
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	eventuallyLookup(t, r, svc, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
+	got := nextUntil(t, w, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
+	seen := map[string]bool{}
+	for _, in := range got {
+		if seen[in.ID] {
+			t.Fatalf("Next() returned %s twice", in.ID)
+		}
+		seen[in.ID] = true
+	}
+}

@@ -1,0 +1,57 @@
+package registry
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Target is a parsed service target: a registry URL plus a service name,
+// such as "consul://127.0.0.1:8500/hello?tag=v2". The service is the
+// path; everything else names the registry.
+type Target struct {
+	Registry *url.URL // scheme://host?query, no path
+	Service  string
+}
+
+// ParseTarget splits a target URL into its registry URL and service. It
+// accepts "mem:///hello" (empty host) as well as "consul://host:8500/hello".
+func ParseTarget(raw string) (Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Target{}, fmt.Errorf("%w: target: %v", ErrInvalidURL, redact(err))
+	}
+	return TargetFromURL(u)
+}
+
+// TargetFromURL is ParseTarget for an already parsed URL, such as the
+// one gRPC hands a resolver. It does not modify u.
+func TargetFromURL(u *url.URL) (Target, error) {
+	if u.Scheme == "" || u.Opaque != "" {
+		return Target{}, fmt.Errorf("%w: target %q: want scheme://[host]/service, such as mem:///hello", ErrInvalidURL, u.Redacted())
+	}
+	path := u.Path
+	if u.RawPath != "" {
+		return Target{}, fmt.Errorf("%w: target %q: escaped characters in the service name", ErrInvalidURL, u.Redacted())
+	}
+	svc := strings.TrimPrefix(path, "/")
+	if svc == "" {
+		return Target{}, fmt.Errorf("%w: target %q names no service; want %s://%s/<service>", ErrInvalidURL, u.Redacted(), u.Scheme, u.Host)
+	}
+	if err := ValidateService(svc); err != nil {
+		return Target{}, fmt.Errorf("%w: target %q: %w", ErrInvalidURL, u.Redacted(), err)
+	}
+	reg := *u
+	reg.Path, reg.RawPath = "", ""
+	if err := CheckURL(&reg); err != nil {
+		return Target{}, err
+	}
+	return Target{Registry: &reg, Service: svc}, nil
+}
+
+// String returns the target as a URL.
+func (t Target) String() string {
+	u := *t.Registry
+	u.Path = "/" + t.Service
+	return u.String()
+}
