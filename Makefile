@@ -1,0 +1,58 @@
+# Wayfinder's two commands:
+#   make demo   runs the HelloService demo on the embedded registry
+#   make test   builds the test servers it needs (cached) and runs every test
+SHELL := bash
+GO ?= go
+CACHE_DIR ?= $(HOME)/.cache/wayfinder
+
+# Test servers are built from source through their own tools modules, once,
+# and cached under $(CACHE_DIR), keyed by version and by a hash of the
+# tools module, so a fresh clone reuses a warm cache and a changed tools
+# module rebuilds.
+CONSUL_VERSION := 1.22.5
+ETCD_VERSION := 3.7.3
+CONSUL_KEY := $(shell cat internal/tools/consul/go.mod internal/tools/consul/go.sum internal/tools/consul/main.go | sha256sum | cut -c1-12)
+ETCD_KEY := $(shell cat internal/tools/etcd/go.mod internal/tools/etcd/go.sum internal/tools/etcd/main.go | sha256sum | cut -c1-12)
+CONSUL_BIN := $(CACHE_DIR)/consul-$(CONSUL_VERSION)-$(CONSUL_KEY)/consul
+ETCD_BIN := $(CACHE_DIR)/etcd-$(ETCD_VERSION)-$(ETCD_KEY)/etcd
+export WAYFINDER_CONSUL_BIN := $(CONSUL_BIN)
+export WAYFINDER_ETCD_BIN := $(ETCD_BIN)
+
+TEST_FLAGS ?= -race -count=1 -timeout 40m
+DEMO_FLAGS ?=
+
+.PHONY: demo test vet servers consul etcd generate fmt
+
+demo:
+	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
+
+test: servers vet
+	$(GO) test $(TEST_FLAGS) ./...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+servers: consul etcd
+consul: $(CONSUL_BIN)
+etcd: $(ETCD_BIN)
+
+$(CONSUL_BIN):
+	@echo "building Consul $(CONSUL_VERSION) for the tests (15-25 min cold, cached afterwards in $(CACHE_DIR))"
+	@mkdir -p $(dir $@)
+	cd internal/tools/consul && $(GO) build -buildvcs=false -trimpath -o $@.tmp . && mv $@.tmp $@
+
+$(ETCD_BIN):
+	@echo "building etcd $(ETCD_VERSION) for the tests (cached afterwards in $(CACHE_DIR))"
+	@mkdir -p $(dir $@)
+	cd internal/tools/etcd && $(GO) build -buildvcs=false -trimpath -o $@.tmp . && mv $@.tmp $@
+
+# Regenerates the HelloService code. protoc comes from Debian's
+# protobuf-compiler; the plugins are installed at pinned versions.
+generate:
+	command -v protoc >/dev/null || (apt-get update && apt-get install -y protobuf-compiler)
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+	cd examples/helloworld/hellopb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative hello.proto
