@@ -1,0 +1,58 @@
+package resolver
+
+import (
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/experimental/balancer/weight"
+	gresolver "google.golang.org/grpc/resolver"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// instanceKey is the attribute key under which an endpoint carries its
+// registry.Instance. An unexported type keeps other packages' keys apart.
+type instanceKey struct{}
+
+// instanceAttr wraps an Instance so that it compares by value: grpc
+// compares attributes with Equal when it decides whether an endpoint
+// changed, and a map inside a plain value would panic there (etcd#19700),
+// while a fresh pointer on every update would churn connections
+// (grpc-go#3611).
+type instanceAttr struct{ inst registry.Instance }
+
+// Equal implements the comparison grpc's attributes package uses.
+func (a instanceAttr) Equal(o any) bool {
+	b, ok := o.(instanceAttr)
+	return ok && a.inst.Equal(b.inst)
+}
+
+// Endpoint converts an instance into the endpoint the resolver hands to
+// gRPC. The instance rides on the endpoint's attributes, where balancers
+// read it with InstanceFromEndpoint; its effective weight is also set
+// with grpc's experimental/balancer/weight, which grpc's own ring_hash
+// honours. Equal instances give equal endpoints.
+func Endpoint(inst registry.Instance) gresolver.Endpoint {
+	ep := gresolver.Endpoint{
+		Addresses:  []gresolver.Address{{Addr: inst.Address}},
+		Attributes: attributes.New(instanceKey{}, instanceAttr{inst: inst.Clone()}),
+	}
+	return weight.Set(ep, weight.EndpointInfo{Weight: uint32(inst.EffectiveWeight())})
+}
+
+// InstanceFromEndpoint returns the instance an endpoint was made from,
+// and false if it was not made by this package.
+func InstanceFromEndpoint(ep gresolver.Endpoint) (registry.Instance, bool) {
+	a, ok := ep.Attributes.Value(instanceKey{}).(instanceAttr)
+	if !ok {
+		return registry.Instance{}, false
+	}
+	return a.inst, true
+}
+
+// Endpoints converts instances in order.
+func Endpoints(insts []registry.Instance) []gresolver.Endpoint {
+	out := make([]gresolver.Endpoint, len(insts))
+	for i, inst := range insts {
+		out[i] = Endpoint(inst)
+	}
+	return out
+}
