@@ -86,40 +86,52 @@ func lookupScheme(scheme string) (Opener, error) {
 // backends take secrets from options and their ecosystem's environment
 // variables.
 func Open(ctx context.Context, rawURL string) (Registry, error) {
-	u, o, err := parse(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidURL, redact(err))
+	}
+	return OpenURL(ctx, u)
+}
+
+// OpenURL is Open for a parsed URL. It does not modify u.
+func OpenURL(ctx context.Context, u *url.URL) (Registry, error) {
+	o, err := opener(u)
 	if err != nil {
 		return nil, err
 	}
-	return o.OpenRegistry(ctx, u)
+	c := *u
+	return o.OpenRegistry(ctx, &c)
 }
 
 // ValidateURL checks rawURL as Open would, without opening anything. The
 // check of query parameters is done only for backends whose Opener
 // implements URLValidator.
 func ValidateURL(rawURL string) error {
-	u, o, err := parse(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidURL, redact(err))
+	}
+	return ValidateParsedURL(u)
+}
+
+// ValidateParsedURL is ValidateURL for a parsed URL.
+func ValidateParsedURL(u *url.URL) error {
+	o, err := opener(u)
 	if err != nil {
 		return err
 	}
 	if v, ok := o.(URLValidator); ok {
-		return v.ValidateURL(u)
+		c := *u
+		return v.ValidateURL(&c)
 	}
 	return nil
 }
 
-func parse(rawURL string) (*url.URL, Opener, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidURL, redact(err))
-	}
+func opener(u *url.URL) (Opener, error) {
 	if err := CheckURL(u); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	o, err := lookupScheme(u.Scheme)
-	if err != nil {
-		return nil, nil, err
-	}
-	return u, o, nil
+	return lookupScheme(u.Scheme)
 }
 
 // CheckURL checks the parts of a registry URL that every backend shares:

@@ -13,8 +13,17 @@ import (
 const Scheme = "mem"
 
 func init() {
-	registry.RegisterScheme(Scheme, registry.OpenerFunc(openURL))
+	registry.RegisterScheme(Scheme, urlOpener{})
 }
+
+// urlOpener opens "mem://" and "mem://name" URLs.
+type urlOpener struct{}
+
+func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
+	return openURL(ctx, u)
+}
+
+func (urlOpener) ValidateURL(u *url.URL) error { return validateURL(u) }
 
 // Store holds registrations. It is safe for concurrent use.
 //

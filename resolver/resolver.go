@@ -1,0 +1,230 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	gresolver "google.golang.org/grpc/resolver"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// DefaultScheme is the scheme of builders made by NewBuilder.
+const DefaultScheme = "wayfinder"
+
+// Builder builds gRPC resolvers that follow a service through a registry
+// watch. It is either bound to an injected registry.Discovery (NewBuilder,
+// targets "wayfinder:///service") or opens registries from URL targets
+// (URLBuilder, targets such as "consul://127.0.0.1:8500/service").
+type Builder struct {
+	scheme string
+	disc   registry.Discovery // nil for URL builders
+	cache  *Cache
+	logger *slog.Logger
+}
+
+var _ gresolver.Builder = (*Builder)(nil)
+
+// Option configures a Builder.
+type Option func(*Builder)
+
+// WithScheme sets the scheme of a NewBuilder builder (default "wayfinder").
+func WithScheme(s string) Option { return func(b *Builder) { b.scheme = s } }
+
+// WithCache makes the builder share watches through c instead of the
+// process-wide DefaultCache.
+func WithCache(c *Cache) Option { return func(b *Builder) { b.cache = c } }
+
+// WithLogger sets the logger for resolver events. The default discards.
+func WithLogger(l *slog.Logger) Option { return func(b *Builder) { b.logger = l } }
+
+func newBuilder(opts []Option) *Builder {
+	b := &Builder{scheme: DefaultScheme, cache: defaultCache, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// NewBuilder returns a builder over d. Pass it to grpc.NewClient with
+// grpc.WithResolvers and dial "wayfinder:///<service>".
+func NewBuilder(d registry.Discovery, opts ...Option) *Builder {
+	b := newBuilder(opts)
+	b.disc = d
+	return b
+}
+
+// URLBuilder returns a builder for targets of a registry scheme, such as
+// "mem", "consul" or "etcd": the target's path names the service, the
+// rest names the registry, which is opened once per distinct URL and
+// shared. WithScheme is ignored.
+func URLBuilder(scheme string, opts ...Option) *Builder {
+	b := newBuilder(opts)
+	b.scheme = scheme
+	return b
+}
+
+// Scheme implements resolver.Builder.
+func (b *Builder) Scheme() string { return b.scheme }
+
+// Build implements resolver.Builder. It never blocks on the network: the
+// upstream watch runs in the cache, and Build only subscribes to it.
+func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gresolver.BuildOptions) (gresolver.Resolver, error) {
+	r := &ccResolver{cc: cc, notify: make(chan struct{}, 1), logger: b.logger}
+	var err error
+	if b.disc != nil {
+		r.service, err = injectedService(target)
+		if err != nil {
+			return nil, err
+		}
+		key := watchKey{source: sourceKey(b.disc, b), service: r.service}
+		r.watch, err = b.cache.acquire(key, r.notify, func() (registry.Discovery, func(), error) { return b.disc, nil, nil })
+	} else {
+		var t registry.Target
+		t, err = registry.TargetFromURL(&target.URL)
+		if err != nil {
+			return nil, err
+		}
+		r.service = t.Service
+		key := watchKey{source: t.Registry.String(), service: t.Service}
+		r.watch, err = b.cache.acquire(key, r.notify, func() (registry.Discovery, func(), error) { return b.cache.openURL(t.Registry) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wayfinder resolver: %s: %w", target.URL.Redacted(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Go(func() { r.loop(ctx) })
+	return r, nil
+}
+
+// injectedService reads the service from "scheme:///service".
+func injectedService(target gresolver.Target) (string, error) {
+	u := target.URL
+	if u.Host != "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("wayfinder resolver: target %q: %w: want %s:///<service>, with no host or parameters", u.Redacted(), registry.ErrInvalidURL, u.Scheme)
+	}
+	svc := strings.TrimPrefix(u.Path, "/")
+	if err := registry.ValidateService(svc); err != nil {
+		return "", fmt.Errorf("wayfinder resolver: target %q: %w", u.Redacted(), err)
+	}
+	return svc, nil
+}
+
+// ccResolver feeds one ClientConn from a shared watch. Its goroutine
+// reads the watch's latest state on each wake-up, so a slow ClientConn
+// never holds up the watch or other ClientConns: it just skips
+// intermediate states.
+type ccResolver struct {
+	cc      gresolver.ClientConn
+	service string
+	watch   *watch
+	notify  chan struct{}
+	logger  *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+func (r *ccResolver) loop(ctx context.Context) {
+	var (
+		pushed     []registry.Instance
+		havePushed bool
+		reported   error // the error last reported, until a good read
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.notify:
+		}
+		st := r.watch.snapshot()
+		if st.err != nil {
+			// Report, and keep whatever gRPC has: an error never becomes
+			// an empty address list.
+			if st.err != reported {
+				reported = st.err
+				r.cc.ReportError(fmt.Errorf("wayfinder resolver: %w", st.err))
+			}
+			continue
+		}
+		if !st.ok {
+			continue
+		}
+		// Push on a change, and once after an error so that gRPC sees the
+		// recovery; an unchanged set causes no UpdateState.
+		if havePushed && reported == nil && registry.EqualSets(pushed, st.instances) {
+			continue
+		}
+		reported = nil
+		pushed, havePushed = st.instances, true
+		if err := r.cc.UpdateState(gresolver.State{Endpoints: Endpoints(st.instances)}); err != nil {
+			// ErrBadResolverState: the policy rejected the state, usually
+			// because the service has no instances; gRPC fails RPCs with
+			// UNAVAILABLE until the set changes.
+			r.logger.Debug("wayfinder resolver: state rejected", "service", r.service, "instances", len(st.instances), "err", err)
+		}
+	}
+}
+
+// ResolveNow implements resolver.Resolver. Updates are pushed by the
+// watch as they happen, so there is nothing to poll: it does nothing and
+// never blocks.
+func (r *ccResolver) ResolveNow(gresolver.ResolveNowOptions) {}
+
+// Close implements resolver.Resolver. It stops the goroutine and releases
+// the shared watch.
+func (r *ccResolver) Close() {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		r.watch.unsubscribe(r.notify)
+	})
+}
+
+// NewClient is grpc.NewClient for a registry target such as
+// "mem:///hello" or "consul://127.0.0.1:8500/hello?tag=v2", using the
+// DefaultCache. It checks the target first and always passes the
+// resolver with grpc.WithResolvers: grpc.NewClient alone would silently
+// resolve an unregistered scheme through DNS.
+func NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return defaultCache.NewClient(target, opts...)
+}
+
+// NewClient is the package-level NewClient with watches shared through c.
+func (c *Cache) NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	t, err := registry.ParseTarget(target)
+	if err != nil {
+		return nil, fmt.Errorf("wayfinder: %w", err)
+	}
+	if err := registry.ValidateParsedURL(t.Registry); err != nil {
+		return nil, fmt.Errorf("wayfinder: target %q: %w", t.Registry.Redacted(), err)
+	}
+	return grpc.NewClient(target, append([]grpc.DialOption{grpc.WithResolvers(c.urlBuilder(t.Registry.Scheme))}, opts...)...)
+}
+
+func (c *Cache) urlBuilder(scheme string) *Builder {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.urlB[scheme]
+	if !ok {
+		b = URLBuilder(scheme, WithCache(c), WithLogger(c.logger))
+		c.urlB[scheme] = b
+	}
+	return b
+}
+
+// RegisterSchemes registers a URL builder with gRPC's global resolver
+// registry for each scheme registered with the registry package, so that
+// plain grpc.NewClient("mem:///hello") works. Call it from main after
+// importing the backends, never from init. NewClient needs none of this.
+func RegisterSchemes() {
+	for _, s := range registry.Schemes() {
+		gresolver.Register(defaultCache.urlBuilder(s))
+	}
+}
