@@ -144,6 +144,12 @@ func (r *ccResolver) loop(ctx context.Context) {
 		case <-r.notify:
 		}
 		st := r.watch.snapshot()
+		if st.ok && !havePushed && st.err != nil {
+			// A new resolver during an outage still starts from the
+			// cached last good set, then hears of the error.
+			pushed, havePushed = st.instances, true
+			r.push(st.instances)
+		}
 		if st.err != nil {
 			// Report, and keep whatever gRPC has: an error never becomes
 			// an empty address list.
@@ -163,12 +169,16 @@ func (r *ccResolver) loop(ctx context.Context) {
 		}
 		reported = nil
 		pushed, havePushed = st.instances, true
-		if err := r.cc.UpdateState(gresolver.State{Endpoints: Endpoints(st.instances)}); err != nil {
-			// ErrBadResolverState: the policy rejected the state, usually
-			// because the service has no instances; gRPC fails RPCs with
-			// UNAVAILABLE until the set changes.
-			r.logger.Debug("wayfinder resolver: state rejected", "service", r.service, "instances", len(st.instances), "err", err)
-		}
+		r.push(st.instances)
+	}
+}
+
+func (r *ccResolver) push(insts []registry.Instance) {
+	if err := r.cc.UpdateState(gresolver.State{Endpoints: Endpoints(insts)}); err != nil {
+		// ErrBadResolverState: the policy rejected the state, usually
+		// because the service has no instances; gRPC fails RPCs with
+		// UNAVAILABLE until the set changes.
+		r.logger.Debug("wayfinder resolver: state rejected", "service", r.service, "instances", len(insts), "err", err)
 	}
 }
 
