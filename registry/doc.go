@@ -1,0 +1,28 @@
+// Package registry is Wayfinder's portable service-registry API: the
+// Instance value type, the role-split Registrar (servers) and Discovery
+// and Watcher (clients) interfaces, and a URL scheme mux through which
+// backends (registry/memory, registry/consul, registry/etcd) are opened.
+//
+// # URLs
+//
+// A registry URL names a registry, not a service: "mem://",
+// "consul://127.0.0.1:8500?dc=dc1", "etcd://10.0.0.1:2379,10.0.0.2:2379".
+// A target adds the service as the path: "consul://127.0.0.1:8500/orders".
+// An unknown scheme or query parameter is an error that lists what is
+// accepted. Credentials never travel in URLs: a URL with user information
+// is rejected, and backends read secrets from options and their
+// ecosystem's environment variables.
+//
+// # Errors
+//
+// Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrInvalidInstance,
+// ErrInvalidService, ErrInvalidURL and ErrUnknownScheme; test them with
+// errors.Is. A service with zero instances is an empty set and no error;
+// an unreachable registry is an error wrapping ErrUnavailable. The two are
+// never confused, and an error never comes as an empty set.
+//
+// # Concurrency
+//
+// Registries are safe for concurrent use. A Watcher's Next must not be
+// called concurrently with itself, but Close may be called at any time.
+package registry

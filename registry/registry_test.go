@@ -1,0 +1,238 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // registers mem://
+)
+
+func valid() registry.Instance {
+	return registry.Instance{ID: "i-1", Service: "hello", Address: "127.0.0.1:8080", Version: "v1", Zone: "z", Weight: 10,
+		Tags: []string{"canary"}, Metadata: map[string]string{"owner": "team"}}
+}
+
+func TestValidate(t *testing.T) {
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("valid().Validate() = %v", err)
+	}
+	tests := []struct {
+		field string
+		mut   func(*registry.Instance)
+	}{
+		{"Service", func(i *registry.Instance) { i.Service = "" }},
+		{"Service", func(i *registry.Instance) { i.Service = "has space" }},
+		{"Service", func(i *registry.Instance) { i.Service = "-leading" }},
+		{"Service", func(i *registry.Instance) { i.Service = "a/b" }},
+		{"Service", func(i *registry.Instance) { i.Service = strings.Repeat("s", registry.MaxNameLen+1) }},
+		{"ID", func(i *registry.Instance) { i.ID = "" }},
+		{"ID", func(i *registry.Instance) { i.ID = "a/b" }},
+		{"ID", func(i *registry.Instance) { i.ID = "a\x00b" }},
+		{"Address", func(i *registry.Instance) { i.Address = "" }},
+		{"Address", func(i *registry.Instance) { i.Address = "127.0.0.1" }},
+		{"Address", func(i *registry.Instance) { i.Address = "127.0.0.1:0" }},
+		{"Address", func(i *registry.Instance) { i.Address = "127.0.0.1:65536" }},
+		{"Address", func(i *registry.Instance) { i.Address = "127.0.0.1:http" }},
+		{"Address", func(i *registry.Instance) { i.Address = ":8080" }},
+		{"Address", func(i *registry.Instance) { i.Address = "0.0.0.0:8080" }},
+		{"Address", func(i *registry.Instance) { i.Address = "[::]:8080" }},
+		{"Address", func(i *registry.Instance) { i.Address = "[fe80::1%eth0]:8080" }},
+		{"Address", func(i *registry.Instance) { i.Address = "bad host:8080" }},
+		{"Version", func(i *registry.Instance) { i.Version = "v\n1" }},
+		{"Zone", func(i *registry.Instance) { i.Zone = strings.Repeat("z", registry.MaxNameLen+1) }},
+		{"Weight", func(i *registry.Instance) { i.Weight = -1 }},
+		{"Weight", func(i *registry.Instance) { i.Weight = registry.MaxWeight + 1 }},
+		{"Tags[0]", func(i *registry.Instance) { i.Tags = []string{""} }},
+		{"Tags[1]", func(i *registry.Instance) { i.Tags = []string{"ok", "\xff"} }},
+		{"Tags", func(i *registry.Instance) { i.Tags = make([]string, registry.MaxTags+1) }},
+		{"Metadata", func(i *registry.Instance) { i.Metadata = map[string]string{"": "x"} }},
+		{`Metadata["a.b"]`, func(i *registry.Instance) { i.Metadata = map[string]string{"a.b": "x"} }},
+		{`Metadata["wayfinder_weight"]`, func(i *registry.Instance) { i.Metadata = map[string]string{"wayfinder_weight": "x"} }},
+		{`Metadata["consul-x"]`, func(i *registry.Instance) { i.Metadata = map[string]string{"consul-x": "x"} }},
+		{`Metadata["k"]`, func(i *registry.Instance) { i.Metadata = map[string]string{"k": "\xff\xfe"} }},
+		{`Metadata["k"]`, func(i *registry.Instance) {
+			i.Metadata = map[string]string{"k": strings.Repeat("v", registry.MaxMetaValueLen+1)}
+		}},
+		{"Metadata", func(i *registry.Instance) {
+			i.Metadata = map[string]string{}
+			for n := range registry.MaxMetadataPairs + 1 {
+				i.Metadata[strings.Repeat("k", n+1)] = "v"
+			}
+		}},
+	}
+	for _, tc := range tests {
+		inst := valid().Clone()
+		tc.mut(&inst)
+		err := inst.Validate()
+		var ie *registry.InvalidError
+		if !errors.As(err, &ie) || !errors.Is(err, registry.ErrInvalidInstance) {
+			t.Errorf("Validate(%+v) = %v, want an *InvalidError wrapping ErrInvalidInstance", inst, err)
+			continue
+		}
+		if ie.Field != tc.field {
+			t.Errorf("Validate(%+v) names field %q, want %q (%v)", inst, ie.Field, tc.field, err)
+		}
+	}
+	for _, addr := range []string{"[::1]:1", "localhost:65535", "svc.ns.svc.cluster.local:443", "10.0.0.1:8080"} {
+		inst := valid()
+		inst.Address = addr
+		if err := inst.Validate(); err != nil {
+			t.Errorf("Validate(address %q) = %v, want nil", addr, err)
+		}
+	}
+}
+
+func TestEffectiveWeight(t *testing.T) {
+	if w := (registry.Instance{}).EffectiveWeight(); w != registry.DefaultWeight {
+		t.Errorf("EffectiveWeight() of weight 0 = %d, want %d", w, registry.DefaultWeight)
+	}
+	if w := (registry.Instance{Weight: 5}).EffectiveWeight(); w != 5 {
+		t.Errorf("EffectiveWeight() = %d, want 5", w)
+	}
+}
+
+func TestEqualTreatsNilAndEmptyAlike(t *testing.T) {
+	a, b := valid(), valid()
+	a.Tags, b.Tags = nil, []string{}
+	a.Metadata, b.Metadata = nil, map[string]string{}
+	if !a.Equal(b) {
+		t.Errorf("Equal with nil vs empty Tags/Metadata = false, want true")
+	}
+	b.Metadata["k"] = "v"
+	if a.Equal(b) {
+		t.Errorf("Equal with different Metadata = true, want false")
+	}
+}
+
+func TestNewIDIsUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := registry.NewID()
+		if seen[id] || len(id) != 32 {
+			t.Fatalf("NewID() = %q (len %d, seen %v), want 32 unique hex digits", id, len(id), seen[id])
+		}
+		seen[id] = true
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		url  string
+		want error
+		says string
+	}{
+		{"nosuch://x", registry.ErrUnknownScheme, "mem"},
+		{"", registry.ErrInvalidURL, "no scheme"},
+		{"127.0.0.1:8500", registry.ErrInvalidURL, ""},
+		{"mem://?bogus=1", registry.ErrInvalidURL, "bogus"},
+		{"mem:///hello", registry.ErrInvalidURL, "names no service"},
+		{"mem://u:pw@x", registry.ErrInvalidURL, "credentials"},
+		{"mem://x#frag", registry.ErrInvalidURL, "fragment"},
+		{"mem://%zz", registry.ErrInvalidURL, ""},
+	}
+	for _, tc := range tests {
+		r, err := registry.Open(ctx, tc.url)
+		if err == nil {
+			r.Close()
+		}
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("Open(%q) = %v, want %v mentioning %q", tc.url, err, tc.want, tc.says)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw@") {
+			t.Errorf("Open(%q) error leaks credentials: %v", tc.url, err)
+		}
+		if vErr := registry.ValidateURL(tc.url); vErr == nil {
+			t.Errorf("ValidateURL(%q) = nil, want an error", tc.url)
+		}
+	}
+	r, err := registry.Open(ctx, "mem://")
+	if err != nil {
+		t.Fatalf(`Open("mem://") = %v`, err)
+	}
+	r.Close()
+}
+
+func TestParseTarget(t *testing.T) {
+	good := map[string][2]string{
+		"mem:///hello":                             {"mem:", "hello"},
+		"mem://ns/hello":                           {"mem://ns", "hello"},
+		"consul://127.0.0.1:8500/orders?tag=v2":    {"consul://127.0.0.1:8500?tag=v2", "orders"},
+		"etcd://10.0.0.1:2379,10.0.0.2:2379/a.b-c": {"etcd://10.0.0.1:2379,10.0.0.2:2379", "a.b-c"},
+	}
+	for in, want := range good {
+		got, err := registry.ParseTarget(in)
+		if err != nil || got.Registry.String() != want[0] || got.Service != want[1] {
+			t.Errorf("ParseTarget(%q) = %v %q, %v; want %q %q", in, got.Registry, got.Service, err, want[0], want[1])
+			continue
+		}
+		if rt := got.String(); rt != in {
+			t.Errorf("ParseTarget(%q).String() = %q, want the input", in, rt)
+		}
+	}
+	for _, in := range []string{"", "hello", "mem:", "mem://", "mem:///", "mem:///a/b", "mem:///a%2Fb", "mem:///bad name", "mem://u:p@h/s", "mem:///s#f", "mem:hello"} {
+		if got, err := registry.ParseTarget(in); !errors.Is(err, registry.ErrInvalidURL) {
+			t.Errorf("ParseTarget(%q) = %+v, %v; want ErrInvalidURL", in, got, err)
+		}
+	}
+}
+
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"mem:///hello", "consul://127.0.0.1:8500/orders?tag=v2", "etcd://a:1,b:2/x", "mem://u:p@h/s", "%", "a:b", ":///"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tg, err := registry.ParseTarget(s)
+		if err != nil {
+			if !errors.Is(err, registry.ErrInvalidURL) {
+				t.Fatalf("ParseTarget(%q) error %v does not wrap ErrInvalidURL", s, err)
+			}
+			return
+		}
+		if registry.ValidateService(tg.Service) != nil || tg.Registry.User != nil || tg.Registry.Path != "" {
+			t.Fatalf("ParseTarget(%q) = %+v accepted something invalid", s, tg)
+		}
+		// Round trip: the printed target parses to the same thing.
+		again, err := registry.ParseTarget(tg.String())
+		if err != nil || again.Service != tg.Service || again.Registry.String() != tg.Registry.String() {
+			t.Fatalf("ParseTarget(%q).String() = %q does not round-trip: %+v, %v", s, tg.String(), again, err)
+		}
+	})
+}
+
+func FuzzOpen(f *testing.F) {
+	for _, s := range []string{"mem://", "mem://x?y=1", "nosuch://", "mem://u@h", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := registry.Open(context.Background(), s)
+		if err == nil {
+			r.Close()
+		}
+	})
+}
+
+func FuzzValidate(f *testing.F) {
+	f.Add("i-1", "hello", "127.0.0.1:80", "v1", "z", 1, "tag", "key", "value")
+	f.Add("", "", "", "", "", -1, "", "", "")
+	f.Add("a/b", "s", "[::]:1", "\xff", "z", 2_000_000, "\x00", "a.b", "\xfe")
+	f.Fuzz(func(t *testing.T, id, svc, addr, ver, zone string, weight int, tag, k, v string) {
+		inst := registry.Instance{ID: id, Service: svc, Address: addr, Version: ver, Zone: zone, Weight: weight,
+			Tags: []string{tag}, Metadata: map[string]string{k: v}}
+		err := inst.Validate()
+		if err == nil {
+			// Whatever validates is safe for every backend.
+			if !utf8.ValidString(v) || !utf8.ValidString(tag) || weight < 0 || strings.Contains(id, "/") {
+				t.Fatalf("Validate(%+v) = nil for invalid input", inst)
+			}
+			return
+		}
+		if !errors.Is(err, registry.ErrInvalidInstance) {
+			t.Fatalf("Validate(%+v) = %v, not wrapping ErrInvalidInstance", inst, err)
+		}
+	})
+}
