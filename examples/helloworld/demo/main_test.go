@@ -1,0 +1,41 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { resolver.DefaultCache().Close() }))
+}
+
+// TestDemo runs the demo as the README's command does, shorter: servers
+// are stopped and restarted on new ports while the client calls, and not
+// one call may fail.
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	ok, err := run(t.Context(), config{registry: "mem://demo-test", duration: 4 * time.Second, servers: 3,
+		faultInterval: 700 * time.Millisecond, rate: 300, workers: 4}, &out)
+	t.Log("\n" + out.String())
+	if err != nil || !ok {
+		t.Fatalf("run() = %v, %v; want a PASS", ok, err)
+	}
+	if !strings.Contains(out.String(), "RESULT: PASS") || !strings.Contains(out.String(), " 0 failed") {
+		t.Fatalf("demo output has no passing RESULT line")
+	}
+}
+
+func TestDemoRejectsBadRegistry(t *testing.T) {
+	for _, reg := range []string{"nosuch://x", "mem://?x=1", "mem://u:p@h"} {
+		var out bytes.Buffer
+		if _, err := run(t.Context(), config{registry: reg, duration: time.Second, servers: 3, faultInterval: time.Second, rate: 10, workers: 1}, &out); err == nil {
+			t.Errorf("run(-registry %q) = nil error, want one", reg)
+		}
+	}
+}
