@@ -1,0 +1,87 @@
+package etcd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// valueVersion is the version of the JSON value format. A reader skips
+// values of any other version: a new version means an incompatible
+// change, and writers add optional fields without bumping it.
+const valueVersion = 1
+
+// wireInstance is the value stored at <prefix>/<service>/<id>.
+type wireInstance struct {
+	V        int               `json:"v"`
+	ID       string            `json:"id"`
+	Service  string            `json:"service"`
+	Address  string            `json:"address"`
+	Version  string            `json:"version,omitempty"`
+	Zone     string            `json:"zone,omitempty"`
+	Weight   int               `json:"weight,omitempty"`
+	Tags     []string          `json:"tags,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func encode(inst registry.Instance) ([]byte, error) {
+	return json.Marshal(wireInstance{
+		V: valueVersion, ID: inst.ID, Service: inst.Service, Address: inst.Address,
+		Version: inst.Version, Zone: inst.Zone, Weight: inst.Weight,
+		Tags: inst.Tags, Metadata: inst.Metadata,
+	})
+}
+
+// decode parses the value at key, which must be servicePrefix+id. The
+// instance must name the same service and ID as its key and be valid, so
+// that a foreign or corrupt value can never pose as another instance.
+func decode(servicePrefix, service string, key, value []byte) (registry.Instance, error) {
+	id, ok := strings.CutPrefix(string(key), servicePrefix)
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return registry.Instance{}, errors.New("key is not <prefix>/<service>/<id>")
+	}
+	var w wireInstance
+	if err := json.Unmarshal(value, &w); err != nil {
+		return registry.Instance{}, fmt.Errorf("not an instance: %w", err)
+	}
+	if w.V != valueVersion {
+		return registry.Instance{}, fmt.Errorf("value version %d, this reader knows %d", w.V, valueVersion)
+	}
+	if w.Service != service || w.ID != id {
+		return registry.Instance{}, fmt.Errorf("value names %s/%s, key names %s/%s", w.Service, w.ID, service, id)
+	}
+	inst := registry.Instance{
+		ID: w.ID, Service: w.Service, Address: w.Address, Version: w.Version,
+		Zone: w.Zone, Weight: w.Weight, Tags: w.Tags, Metadata: w.Metadata,
+	}
+	if err := inst.Validate(); err != nil {
+		return registry.Instance{}, err
+	}
+	return inst, nil
+}
+
+// backoff is capped exponential backoff with jitter, so that many clients
+// recovering from one outage do not retry in lockstep.
+type backoff struct {
+	n        int
+	min, max time.Duration
+}
+
+func newBackoff() *backoff { return &backoff{min: 50 * time.Millisecond, max: 3 * time.Second} }
+
+func (b *backoff) next() time.Duration {
+	d := b.max
+	if b.n < 16 {
+		d = min(b.min<<b.n, b.max)
+	}
+	b.n++
+	// Between d/2 and d.
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }

@@ -1,0 +1,340 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+var (
+	errWatchClosed = errors.New("watch channel closed")
+	errConnLost    = errors.New("connection to etcd failing")
+)
+
+// Lookup implements registry.Discovery.
+func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Instance, error) {
+	if err := registry.ValidateService(service); err != nil {
+		return nil, err
+	}
+	ctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	cli, err := r.client(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: lookup %q: %w", service, err)
+	}
+	resp, err := cli.Get(ctx, r.servicePrefix(service), clientv3.WithPrefix())
+	if err != nil {
+		if r.isClosed() {
+			return nil, fmt.Errorf("etcd: lookup %q: %w", service, registry.ErrClosed)
+		}
+		return nil, fmt.Errorf("etcd: lookup %q: %w: %w", service, registry.ErrUnavailable, err)
+	}
+	set := r.decodeAll(service, resp.Kvs)
+	return sorted(set), nil
+}
+
+// decodeAll decodes a listing, skipping and reporting bad values.
+func (r *Registry) decodeAll(service string, kvs []*mvccpb.KeyValue) map[string]registry.Instance {
+	prefix := r.servicePrefix(service)
+	set := make(map[string]registry.Instance, len(kvs))
+	for _, kv := range kvs {
+		r.apply(set, prefix, service, kv)
+	}
+	return set
+}
+
+// apply puts kv's instance into set, or removes its key if the value does
+// not decode: a foreign or corrupt value is never an instance, but it
+// never hides the others either.
+func (r *Registry) apply(set map[string]registry.Instance, prefix, service string, kv *mvccpb.KeyValue) {
+	inst, err := decode(prefix, service, kv.Key, kv.Value)
+	if err != nil {
+		r.stats.skipped.Add(1)
+		r.log.Warn("etcd: skipping undecodable value", "key", string(kv.Key), "err", err)
+		delete(set, string(kv.Key))
+		return
+	}
+	set[string(kv.Key)] = inst
+}
+
+func sorted(set map[string]registry.Instance) []registry.Instance {
+	out := make([]registry.Instance, 0, len(set))
+	for _, inst := range set {
+		out = append(out, inst.Clone())
+	}
+	registry.SortByID(out)
+	return out
+}
+
+// Watch implements registry.Discovery. It starts one goroutine that lists
+// the service, then follows it with an etcd watch; it does not wait for
+// the network.
+func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
+	if err := registry.ValidateService(service); err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, fmt.Errorf("etcd: watch %q: %w", service, registry.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(r.ctx)
+	w := &watcher{
+		r:       r,
+		service: service,
+		prefix:  r.servicePrefix(service),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	r.wg.Go(func() {
+		defer close(w.done)
+		w.run(wctx)
+	})
+	return w, nil
+}
+
+// watcher follows one service.
+//
+// The run goroutine publishes into the fields under mu; Next reads them.
+// publish never blocks on a slow consumer: it replaces the set and closes
+// changed, so Next sees only the latest.
+type watcher struct {
+	r       *Registry
+	service string
+	prefix  string
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+
+	mu      sync.Mutex
+	set     []registry.Instance // last good set, sorted
+	hasSet  bool
+	err     error  // non-nil during an error episode
+	errGen  uint64 // counts error episodes
+	changed chan struct{}
+	closed  bool
+
+	// Owned by the goroutine calling Next.
+	started  bool
+	last     []registry.Instance
+	seenErr  uint64
+	afterErr bool
+}
+
+func (w *watcher) publish(set map[string]registry.Instance) {
+	s := sorted(set)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hasSet && w.err == nil && registry.EqualSets(s, w.set) {
+		return
+	}
+	w.set, w.hasSet, w.err = s, true, nil
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// fail starts an error episode, or updates the error of the current one.
+// The set is kept: errors never come as an empty set.
+func (w *watcher) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.errGen++
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
+	w.err = err
+}
+
+// Next implements registry.Watcher.
+func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
+	for {
+		w.mu.Lock()
+		if w.closed || w.r.isClosed() {
+			w.mu.Unlock()
+			return nil, fmt.Errorf("etcd: watch %q: %w", w.service, registry.ErrClosed)
+		}
+		if err := ctx.Err(); err != nil {
+			w.mu.Unlock()
+			return nil, err
+		}
+		wake := w.changed
+		switch {
+		case w.err != nil && w.errGen != w.seenErr:
+			w.seenErr, w.afterErr = w.errGen, true
+			err := w.err
+			w.mu.Unlock()
+			return nil, err
+		case w.err == nil && w.hasSet && (!w.started || w.afterErr || !registry.EqualSets(w.set, w.last)):
+			w.started, w.afterErr, w.last = true, false, w.set
+			out := make([]registry.Instance, len(w.set))
+			for i, inst := range w.set {
+				out[i] = inst.Clone()
+			}
+			w.mu.Unlock()
+			return out, nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-wake:
+		case <-w.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// Close implements registry.Watcher. It stops the goroutine and waits
+// for it.
+func (w *watcher) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.cancel()
+	<-w.done
+	return nil
+}
+
+// run lists, then watches from the listing's revision + 1, until ctx ends.
+//
+//   - ErrCompacted: the events since rev are gone; list again at once and
+//     publish the new set if it differs.
+//   - The connection failing: publish an ErrUnavailable error, wait for the
+//     connection (or a backoff), then list again, so that the recovery Next
+//     returns is a full read.
+//   - Any other end of an established watch (closed channel, no leader):
+//     watch again from rev+1 at once. If that watch fails before it is
+//     established, handle it like a failing connection.
+func (w *watcher) run(ctx context.Context) {
+	r := w.r
+	bo := newBackoff()
+	var (
+		set  map[string]registry.Instance
+		rev  int64
+		list = true
+	)
+	for ctx.Err() == nil {
+		cli, err := r.client(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.fail(fmt.Errorf("etcd: watch %q: %w", w.service, err))
+			w.pause(ctx, bo.next())
+			continue
+		}
+		if list {
+			lctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+			resp, err := cli.Get(lctx, w.prefix, clientv3.WithPrefix())
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.fail(fmt.Errorf("etcd: watch %q: list: %w: %w", w.service, registry.ErrUnavailable, err))
+				w.pause(ctx, bo.next())
+				continue
+			}
+			set, rev, list = r.decodeAll(w.service, resp.Kvs), resp.Header.Revision, false
+			w.publish(set)
+		}
+		established, err := w.follow(ctx, cli, set, &rev)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case errors.Is(err, rpctypes.ErrCompacted):
+			r.log.Info("etcd: watch compacted; listing again", "service", w.service, "rev", rev)
+			bo.reset()
+		case established && !errors.Is(err, errConnLost):
+			// A blip (a member restarting, a leader change): resume.
+			r.log.Info("etcd: watch ended; watching again", "service", w.service, "rev", rev, "err", err)
+			bo.reset()
+			continue
+		default:
+			w.fail(fmt.Errorf("etcd: watch %q: %w: %w", w.service, registry.ErrUnavailable, err))
+			w.pause(ctx, bo.next())
+		}
+		r.stats.relists.Add(1)
+		list = true
+	}
+}
+
+// pause sleeps for d, or until a failing connection recovers, so that
+// recovery does not wait out a long backoff.
+func (w *watcher) pause(ctx context.Context, d time.Duration) {
+	down, ch := w.r.conn()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-ch:
+			now, next := w.r.conn()
+			if down && !now {
+				return
+			}
+			down, ch = now, next
+		}
+	}
+}
+
+// follow applies watch events after *rev to set and publishes it, until
+// the watch ends. It reports whether the watch was established (etcd
+// confirmed it) and the error that ended it.
+func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[string]registry.Instance, rev *int64) (bool, error) {
+	r := w.r
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(*rev+1), clientv3.WithCreatedNotify())
+	down, connCh := r.conn()
+	established := false
+	for {
+		select {
+		case resp, ok := <-wch:
+			if !ok {
+				return established, errWatchClosed
+			}
+			if err := resp.Err(); err != nil {
+				return established, err
+			}
+			if resp.Created {
+				established = true
+				continue
+			}
+			for _, ev := range resp.Events {
+				switch ev.Type {
+				case mvccpb.PUT:
+					r.apply(set, w.prefix, w.service, ev.Kv)
+				case mvccpb.DELETE:
+					delete(set, string(ev.Kv.Key))
+				}
+			}
+			// As clientv3 does: the last event's revision, or the header's
+			// for a progress notification.
+			if n := len(resp.Events); n > 0 {
+				*rev = resp.Events[n-1].Kv.ModRevision
+			} else if resp.Header.Revision > *rev {
+				*rev = resp.Header.Revision
+			}
+			w.publish(set)
+		case <-connCh:
+			now, next := r.conn()
+			if now && !down {
+				return established, errConnLost
+			}
+			down, connCh = now, next
+		}
+	}
+}
