@@ -1,0 +1,156 @@
+package resolver_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/memory"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+// pollingDiscovery is the baseline: the 2019 seed's resolver asked the
+// registry every 500 ms. It wraps the same real registry, so the two
+// benchmarks differ only in watching versus polling.
+type pollingDiscovery struct {
+	registry.Discovery
+	every time.Duration
+}
+
+func (p pollingDiscovery) Watch(_ context.Context, svc string) (registry.Watcher, error) {
+	return &pollingWatcher{d: p.Discovery, svc: svc, every: p.every, done: make(chan struct{})}, nil
+}
+
+type pollingWatcher struct {
+	d       registry.Discovery
+	svc     string
+	every   time.Duration
+	done    chan struct{}
+	started bool
+	last    []registry.Instance
+}
+
+func (w *pollingWatcher) Next(ctx context.Context) ([]registry.Instance, error) {
+	for {
+		if w.started {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-w.done:
+				return nil, registry.ErrClosed
+			case <-time.After(w.every):
+			}
+		}
+		got, err := w.d.Lookup(ctx, w.svc)
+		if err != nil {
+			return nil, err
+		}
+		if !w.started || !registry.EqualSets(got, w.last) {
+			w.started, w.last = true, got
+			return got, nil
+		}
+	}
+}
+
+func (w *pollingWatcher) Close() error { close(w.done); return nil }
+
+// BenchmarkPropagation measures the time from Register (and Deregister)
+// to the first RPC that reaches (and the last that avoids) the new
+// instance, through a real ClientConn and real servers. It includes the
+// new connection's setup. Compare Watch with the 500 ms polling baseline
+// in the same run:
+//
+//	go test -run '^$' -bench Propagation -benchtime 200x ./resolver
+func BenchmarkPropagation(b *testing.B) {
+	b.Run("backend=memory/watch", func(b *testing.B) {
+		reg := memory.New()
+		benchPropagation(b, reg, reg, 0)
+	})
+	b.Run("backend=memory/poll500ms", func(b *testing.B) {
+		reg := memory.New()
+		benchPropagation(b, reg, pollingDiscovery{Discovery: reg, every: 500 * time.Millisecond}, 500*time.Millisecond)
+	})
+}
+
+// benchPropagation makes each change after an untimed random pause of up
+// to phase, so that changes fall at random points of a poller's cycle
+// rather than in step with it.
+func benchPropagation(b *testing.B, reg registry.Registrar, d registry.Discovery, phase time.Duration) {
+	stable, moving := testenv.StartHello(b, "stable"), testenv.StartHello(b, "moving")
+	ctx := b.Context()
+	if err := reg.Register(ctx, registry.Instance{ID: "stable", Service: "hello", Address: stable.Addr}); err != nil {
+		b.Fatal(err)
+	}
+	cache := resolver.NewCache(resolver.WithLinger(0))
+	defer cache.Close()
+	cc, client := dialB(b, resolver.NewBuilder(d, resolver.WithCache(cache)))
+	defer cc.Close()
+	in := registry.Instance{ID: "moving", Service: "hello", Address: moving.Addr}
+	var add, remove []time.Duration
+	until := func(want bool) {
+		for {
+			resp, err := client.SayHello(ctx, &hellopb.HelloRequest{})
+			if err != nil {
+				b.Fatalf("SayHello = %v", err)
+			}
+			if (serverOf(resp.GetMessage()) == "moving") == want {
+				return
+			}
+		}
+	}
+	// gone reports whether n consecutive calls all avoided "moving".
+	gone := func(n int) bool {
+		for range n {
+			resp, err := client.SayHello(ctx, &hellopb.HelloRequest{})
+			if err != nil {
+				b.Fatalf("SayHello = %v", err)
+			}
+			if serverOf(resp.GetMessage()) == "moving" {
+				return false
+			}
+		}
+		return true
+	}
+	until(false)
+	b.ResetTimer()
+	pause := func() {
+		if phase > 0 {
+			b.StopTimer()
+			time.Sleep(rand.N(phase))
+			b.StartTimer()
+		}
+	}
+	for range b.N {
+		pause()
+		t0 := time.Now()
+		if err := reg.Register(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		until(true)
+		add = append(add, time.Since(t0))
+		pause()
+		t0 = time.Now()
+		if err := reg.Deregister(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		for !gone(4) { // round robin alternates: 4 misses in a row means it is out
+		}
+		remove = append(remove, time.Since(t0))
+	}
+	b.StopTimer()
+	report(b, "register", add)
+	report(b, "deregister", remove)
+}
+
+func report(b *testing.B, what string, d []time.Duration) {
+	slices.Sort(d)
+	q := func(p float64) float64 { return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), what+"-p50-ms")
+	b.ReportMetric(q(0.99), what+"-p99-ms")
+	b.ReportMetric(float64(d[len(d)-1].Microseconds())/1000, what+"-max-ms")
+}
