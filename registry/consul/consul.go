@@ -1,0 +1,422 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// ErrPermissionDenied is wrapped, together with registry.ErrUnavailable,
+// by errors for requests the agent refused with 403: a missing, unknown
+// or under-privileged ACL token.
+var ErrPermissionDenied = errors.New("consul: permission denied")
+
+// Metadata keys Wayfinder stores its own fields under. Consul reserves
+// the "consul-" prefix and registry.Instance.Validate reserves
+// "wayfinder", so user metadata never collides with them.
+const (
+	metaID      = "wayfinder_id"
+	metaVersion = "wayfinder_version"
+	metaZone    = "wayfinder_zone"
+	metaWeight  = "wayfinder_weight"
+)
+
+// Registry is a Consul client in both roles. Registrations go to the
+// agent it talks to; reads go through that agent to the servers.
+//
+// Lock order: Registry.mu before registration.mu and watcher.mu. mu
+// guards regs, watchers and closed.
+type Registry struct {
+	client *api.Client
+	cfg    config
+	log    *slog.Logger
+	// reqSlack is added to wait + wait/16 to get a blocking request's
+	// deadline: the server adds up to wait/16 of jitter, and the answer
+	// still has to cross the network.
+	reqSlack time.Duration
+
+	mu       sync.Mutex
+	regs     map[string]*registration // by Instance.Key
+	watchers map[*watcher]struct{}
+	closed   bool
+}
+
+var (
+	_ registry.Registry = (*Registry)(nil)
+	_ registry.Opener   = urlOpener{}
+)
+
+// New returns a client of the agent at addr ("host:port", or
+// "https://host:port"). An empty addr means CONSUL_HTTP_ADDR, or
+// 127.0.0.1:8500. The ACL token and TLS files come from options, else
+// from Consul's environment variables (CONSUL_HTTP_TOKEN,
+// CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT, CONSUL_CLIENT_CERT,
+// CONSUL_CLIENT_KEY, CONSUL_HTTP_SSL). New does not touch the network.
+func New(addr string, opts ...Option) (*Registry, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ac := api.DefaultConfig() // reads the environment
+	if addr != "" {
+		ac.Address = addr
+	}
+	if cfg.https {
+		ac.Scheme = "https"
+	}
+	if cfg.tls != nil {
+		t := *cfg.tls
+		if t.CAFile == "" && t.CAPath == "" && len(t.CAPem) == 0 {
+			t.CAFile, t.CAPath = ac.TLSConfig.CAFile, ac.TLSConfig.CAPath
+		}
+		ac.TLSConfig = t
+	}
+	if cfg.token != "" {
+		ac.Token, ac.TokenFile = cfg.token, ""
+	}
+	if cfg.tokenFile != "" {
+		ac.TokenFile = cfg.tokenFile
+	}
+	if cfg.httpClient != nil {
+		ac.HttpClient = cfg.httpClient
+	}
+	client, err := api.NewClient(ac)
+	if err != nil {
+		// api's errors name files, never the token itself.
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	return newRegistry(client, cfg, ac.HttpClient), nil
+}
+
+// NewFromClient returns a Registry over an existing Consul API client,
+// whose address, token and TLS settings are used as they are.
+func NewFromClient(c *api.Client, opts ...Option) (*Registry, error) {
+	if c == nil {
+		return nil, errors.New("consul: nil client")
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return newRegistry(c, cfg, cfg.httpClient), nil
+}
+
+func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
+	r := &Registry{
+		client:   c,
+		cfg:      cfg,
+		log:      cfg.logger,
+		reqSlack: 10 * time.Second,
+		regs:     map[string]*registration{},
+		watchers: map[*watcher]struct{}{},
+	}
+	// A client-wide timeout shorter than a blocking request would cut
+	// every long poll (kratos#2813): shorten the wait to fit instead.
+	if hc != nil && hc.Timeout > 0 {
+		if need := r.requestTimeout(cfg.wait); hc.Timeout < need {
+			w := (hc.Timeout - r.reqSlack/2) * 16 / 17
+			if w < time.Second {
+				w = time.Second
+			}
+			r.reqSlack = r.reqSlack / 2
+			r.log.Warn("consul: HTTP client timeout shorter than the blocking wait; shortening the wait",
+				"timeout", hc.Timeout, "wait", cfg.wait, "new_wait", w)
+			r.cfg.wait = w
+		}
+	}
+	return r
+}
+
+// requestTimeout is the deadline of a blocking request with this wait.
+func (r *Registry) requestTimeout(wait time.Duration) time.Duration {
+	return wait + wait/16 + r.reqSlack
+}
+
+// Client returns the underlying Consul API client.
+func (r *Registry) Client() *api.Client { return r.client }
+
+// Close stops every heartbeat and watcher started by r. It does not
+// deregister: instances whose heartbeat stops turn critical after their
+// TTL and are removed by Consul after DeregisterCriticalServiceAfter.
+// Close is idempotent.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	regs := r.regs
+	r.regs = map[string]*registration{}
+	ws := r.watchers
+	r.watchers = map[*watcher]struct{}{}
+	r.mu.Unlock()
+	for _, g := range regs {
+		g.stop()
+	}
+	for w := range ws {
+		w.shutdown()
+	}
+	return nil
+}
+
+func (r *Registry) errClosed() error { return fmt.Errorf("consul: %w", registry.ErrClosed) }
+
+// Lookup implements registry.Discovery with one consistent, non-blocking
+// read per datacenter.
+func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Instance, error) {
+	if err := registry.ValidateService(service); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, r.errClosed()
+	}
+	var all []registry.Instance
+	for _, dc := range r.datacenters() {
+		insts, _, err := r.query(ctx, service, dc, 0)
+		if err != nil {
+			return nil, wrapErr(fmt.Sprintf("lookup %q%s", service, dcSuffix(dc)), err)
+		}
+		all = append(all, insts...)
+	}
+	sortInstances(all)
+	return all, nil
+}
+
+func (r *Registry) datacenters() []string {
+	if len(r.cfg.dcs) == 0 {
+		return []string{""}
+	}
+	return r.cfg.dcs
+}
+
+func dcSuffix(dc string) string {
+	if dc == "" {
+		return ""
+	}
+	return " in dc " + strconv.Quote(dc)
+}
+
+// query reads the healthy instances of service in dc. index 0 is a plain
+// read; otherwise it blocks until Consul's index passes index or the wait
+// ends. It returns the new X-Consul-Index.
+func (r *Registry) query(ctx context.Context, service, dc string, index uint64) ([]registry.Instance, uint64, error) {
+	q := &api.QueryOptions{
+		Datacenter:        dc,
+		AllowStale:        r.cfg.consistency == Stale,
+		RequireConsistent: r.cfg.consistency == Consistent,
+		UseCache:          r.cfg.cached,
+		Near:              r.cfg.near,
+	}
+	timeout := r.reqSlack * 3
+	if index > 0 {
+		q.WaitIndex, q.WaitTime = index, r.cfg.wait
+		timeout = r.requestTimeout(r.cfg.wait)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	entries, meta, err := r.client.Health().ServiceMultipleTags(service, r.cfg.tags, !r.cfg.includeWarning, q.WithContext(ctx))
+	if err != nil {
+		return nil, 0, err
+	}
+	if meta == nil {
+		return nil, 0, errors.New("no query metadata in answer")
+	}
+	out := make([]registry.Instance, 0, len(entries))
+	for _, e := range entries {
+		if e == nil || e.Service == nil {
+			return nil, 0, errors.New("malformed health entry in answer")
+		}
+		if r.cfg.includeWarning {
+			if st := e.Checks.AggregatedStatus(); st != api.HealthPassing && st != api.HealthWarning {
+				continue
+			}
+		}
+		inst, ok := decode(service, e)
+		if !ok {
+			r.log.Debug("consul: skipping an entry that is not a valid instance", "service", service, "consul_id", e.Service.ID)
+			continue
+		}
+		out = append(out, inst)
+	}
+	sortInstances(out)
+	return out, meta.LastIndex, nil
+}
+
+// sortInstances sorts by ID, then by address so that a duplicated ID
+// (two datacenters, or a misconfigured pair) still orders deterministically.
+func sortInstances(in []registry.Instance) {
+	slices.SortFunc(in, func(a, b registry.Instance) int {
+		if c := strings.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Address, b.Address)
+	})
+}
+
+// serviceID is the Consul service ID of inst. Consul IDs are unique per
+// agent across services, registry IDs only within a service; service
+// names cannot contain ':', so the pair maps to a unique ID.
+func serviceID(inst registry.Instance) string { return inst.Service + ":" + inst.ID }
+
+// encode builds the agent registration for inst.
+func encode(inst registry.Instance) (*api.AgentServiceRegistration, error) {
+	host, portStr, err := net.SplitHostPort(inst.Address)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, err
+	}
+	meta := make(map[string]string, len(inst.Metadata)+4)
+	for k, v := range inst.Metadata {
+		meta[k] = v
+	}
+	meta[metaID] = inst.ID
+	if inst.Version != "" {
+		meta[metaVersion] = inst.Version
+	}
+	if inst.Zone != "" {
+		meta[metaZone] = inst.Zone
+	}
+	if inst.Weight != 0 {
+		meta[metaWeight] = strconv.Itoa(inst.Weight)
+	}
+	return &api.AgentServiceRegistration{
+		ID:      serviceID(inst),
+		Name:    inst.Service,
+		Tags:    slices.Clone(inst.Tags),
+		Address: host,
+		Port:    port,
+		Meta:    meta,
+		// Consul's DNS interface weighs by these; Wayfinder reads Meta.
+		Weights: &api.AgentWeights{Passing: inst.EffectiveWeight(), Warning: 1},
+	}, nil
+}
+
+// decode turns a health entry into an instance. Entries registered by
+// other tools work too: their Consul ID is the instance ID.
+func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
+	s := e.Service
+	inst := registry.Instance{ID: s.ID, Service: service}
+	host := s.Address
+	if host == "" && e.Node != nil {
+		host = e.Node.Address
+	}
+	inst.Address = net.JoinHostPort(host, strconv.Itoa(s.Port))
+	if len(s.Tags) > 0 {
+		inst.Tags = slices.Clone(s.Tags)
+	}
+	for k, v := range s.Meta {
+		switch k {
+		case metaID:
+			inst.ID = v
+		case metaVersion:
+			inst.Version = v
+		case metaZone:
+			inst.Zone = v
+		case metaWeight:
+			w, err := strconv.Atoi(v)
+			if err != nil {
+				return registry.Instance{}, false
+			}
+			inst.Weight = w
+		default:
+			lk := strings.ToLower(k)
+			if strings.HasPrefix(lk, registry.ReservedMetaPrefix) || strings.HasPrefix(lk, "consul-") {
+				continue // other tools' or future Wayfinder keys
+			}
+			if inst.Metadata == nil {
+				inst.Metadata = map[string]string{}
+			}
+			inst.Metadata[k] = v
+		}
+	}
+	if inst.Validate() != nil {
+		return registry.Instance{}, false
+	}
+	return inst, true
+}
+
+// wrapErr classifies an error from the API client: 403 wraps
+// ErrPermissionDenied, and everything but a cancelled context wraps
+// registry.ErrUnavailable.
+func wrapErr(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("consul: %s: %w", op, err)
+	}
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		return fmt.Errorf("consul: %s: %w: %w (the ACL token is missing, unknown or lacks permission; set it with WithToken or CONSUL_HTTP_TOKEN): %s",
+			op, registry.ErrUnavailable, ErrPermissionDenied, se.Body)
+	}
+	return fmt.Errorf("consul: %s: %w: %w", op, registry.ErrUnavailable, err)
+}
+
+// isNotFound reports a 404, or the agent's wording for an unknown check
+// or service: both mean the agent lost the registration.
+func isNotFound(err error) bool {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return true
+	}
+	if err == nil {
+		return false
+	}
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "unknown check") || strings.Contains(s, "unknown service") || strings.Contains(s, "does not have associated ttl")
+}
+
+// isPermanent reports 4xx answers other than 404 and 429: retrying the
+// same request cannot help until someone changes configuration.
+func isPermanent(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusNotFound && se.Code != http.StatusTooManyRequests
+}
+
+// backoff returns the delay after n consecutive failures: exponential
+// from base, capped at max, with jitter over its upper half so that many
+// clients failing together do not retry together.
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx is done, reporting whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

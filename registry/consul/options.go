@@ -1,0 +1,243 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Defaults.
+const (
+	DefaultWait              = 5 * time.Minute  // blocking-query wait, Consul's own default
+	MaxWait                  = 10 * time.Minute // Consul caps wait here
+	DefaultTTL               = 15 * time.Second // TTL check when no check is chosen
+	DefaultDeregisterAfter   = time.Minute      // Consul's minimum
+	DefaultRate              = 10.0             // blocking queries per second per watch, sustained
+	DefaultGRPCCheckInterval = 5 * time.Second
+	// DefaultResync is how often a registration without a TTL check asks
+	// the agent whether it still knows the service.
+	DefaultResync = 10 * time.Second
+)
+
+// Consistency selects the consistency mode of reads.
+type Consistency int
+
+const (
+	// Default lets the leader answer without a quorum round trip.
+	Default Consistency = iota
+	// Stale lets any server answer: lower latency and load, possibly
+	// slightly old data, and reads keep working without a leader.
+	Stale
+	// Consistent makes the leader confirm leadership on every read.
+	Consistent
+)
+
+func (c Consistency) String() string {
+	switch c {
+	case Stale:
+		return "stale"
+	case Consistent:
+		return "consistent"
+	}
+	return "default"
+}
+
+// HealthFunc reports the health of a registered instance: nil for
+// healthy, an error (whose text becomes the check's output) otherwise.
+// It is called before every TTL heartbeat with a context bounded by the
+// heartbeat interval.
+type HealthFunc func(ctx context.Context, inst registry.Instance) error
+
+// Option configures a Registry.
+type Option func(*config)
+
+type config struct {
+	// Client.
+	token, tokenFile string
+	tls              *api.TLSConfig
+	https            bool
+	httpClient       *http.Client
+
+	// Discovery.
+	dcs            []string
+	tags           []string
+	includeWarning bool
+	consistency    Consistency
+	cached         bool
+	near           string
+	wait           time.Duration
+	rate           float64
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+
+	// Registration.
+	ttl             time.Duration
+	grpcInterval    time.Duration
+	grpcTimeout     time.Duration
+	grpcService     string
+	grpcTLS         bool
+	health          HealthFunc
+	deregisterAfter time.Duration
+	resync          time.Duration
+
+	logger *slog.Logger
+}
+
+func defaults() config {
+	return config{
+		wait:            DefaultWait,
+		rate:            DefaultRate,
+		backoffBase:     100 * time.Millisecond,
+		backoffMax:      15 * time.Second,
+		deregisterAfter: DefaultDeregisterAfter,
+		resync:          DefaultResync,
+		logger:          slog.New(slog.DiscardHandler),
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.wait <= 0 || c.wait > MaxWait:
+		return fmt.Errorf("consul: wait %v is out of range (0, %v]", c.wait, MaxWait)
+	case c.rate <= 0:
+		return fmt.Errorf("consul: rate limit %v must be positive", c.rate)
+	case c.consistency < Default || c.consistency > Consistent:
+		return fmt.Errorf("consul: unknown consistency %d", c.consistency)
+	case c.cached && c.consistency == Consistent:
+		return fmt.Errorf("consul: the agent cache cannot serve consistent reads")
+	case c.ttl < 0 || (c.ttl > 0 && c.ttl < time.Second):
+		return fmt.Errorf("consul: TTL %v is below 1s", c.ttl)
+	case c.grpcInterval < 0 || (c.grpcInterval > 0 && c.grpcInterval < 100*time.Millisecond):
+		return fmt.Errorf("consul: gRPC check interval %v is below 100ms", c.grpcInterval)
+	case c.deregisterAfter < time.Minute:
+		return fmt.Errorf("consul: DeregisterCriticalServiceAfter %v is below Consul's 1m minimum", c.deregisterAfter)
+	case c.backoffBase <= 0 || c.backoffMax < c.backoffBase:
+		return fmt.Errorf("consul: backoff %v..%v is invalid", c.backoffBase, c.backoffMax)
+	case c.resync <= 0:
+		return fmt.Errorf("consul: resync interval %v must be positive", c.resync)
+	}
+	for _, dc := range c.dcs {
+		if dc == "" {
+			return fmt.Errorf("consul: empty datacenter name")
+		}
+	}
+	for _, tag := range c.tags {
+		if tag == "" {
+			return fmt.Errorf("consul: empty tag filter")
+		}
+	}
+	if c.ttl == 0 && c.grpcInterval == 0 {
+		c.ttl = DefaultTTL
+	}
+	if c.grpcInterval > 0 && c.grpcTimeout <= 0 {
+		c.grpcTimeout = min(c.grpcInterval, 10*time.Second)
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// WithToken sets the ACL token, overriding CONSUL_HTTP_TOKEN(_FILE). The
+// token is sent in the X-Consul-Token header, never logged.
+func WithToken(token string) Option { return func(c *config) { c.token = token } }
+
+// WithTokenFile reads the ACL token from path, overriding
+// CONSUL_HTTP_TOKEN(_FILE) and WithToken.
+func WithTokenFile(path string) Option { return func(c *config) { c.tokenFile = path } }
+
+// WithTLS talks to the agent over HTTPS with the given CA and client
+// certificate files, overriding CONSUL_CACERT, CONSUL_CLIENT_CERT and
+// CONSUL_CLIENT_KEY.
+func WithTLS(t api.TLSConfig) Option { return func(c *config) { c.tls, c.https = &t, true } }
+
+// WithHTTPClient uses hc for every request. Its Timeout, if set, must
+// exceed the blocking wait; New shortens the wait to fit otherwise.
+func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.httpClient = hc } }
+
+// WithDatacenters reads from the given datacenters (the agent's own if
+// none). With more than one, a watch runs one blocking query per
+// datacenter, each with its own index and failures, and merges them.
+func WithDatacenters(dcs ...string) Option {
+	return func(c *config) { c.dcs = append([]string(nil), dcs...) }
+}
+
+// WithTags keeps only instances carrying all of tags.
+func WithTags(tags ...string) Option {
+	return func(c *config) { c.tags = append([]string(nil), tags...) }
+}
+
+// WithWarning includes instances whose checks are in the warning state.
+// By default only passing instances are returned.
+func WithWarning() Option { return func(c *config) { c.includeWarning = true } }
+
+// WithConsistency sets the consistency mode of reads.
+func WithConsistency(m Consistency) Option { return func(c *config) { c.consistency = m } }
+
+// WithAgentCache serves reads from the local agent's cache (?cached),
+// which shares one upstream query among all the agent's clients.
+func WithAgentCache() Option { return func(c *config) { c.cached = true } }
+
+// WithNear sorts results by round-trip time from node ("_agent" for the
+// local agent). Wayfinder sorts by ID afterwards, so this matters only to
+// which instances a Consul-side limit would keep.
+func WithNear(node string) Option { return func(c *config) { c.near = node } }
+
+// WithWait sets the blocking-query wait (DefaultWait; at most MaxWait).
+// An idle watch makes about one request per wait.
+func WithWait(d time.Duration) Option { return func(c *config) { c.wait = d } }
+
+// WithRateLimit caps a watch's blocking queries at perSecond sustained,
+// with a burst of 2, so that a query that keeps returning at once cannot
+// spin.
+func WithRateLimit(perSecond float64) Option { return func(c *config) { c.rate = perSecond } }
+
+// WithBackoff sets the jittered exponential backoff after errors.
+func WithBackoff(base, max time.Duration) Option {
+	return func(c *config) { c.backoffBase, c.backoffMax = base, max }
+}
+
+// WithTTLCheck registers a TTL check, refreshed every ttl/3 with the
+// result of the HealthFunc (see WithHealth). With neither WithTTLCheck
+// nor WithGRPCCheck, a TTL check of DefaultTTL is used.
+func WithTTLCheck(ttl time.Duration) Option { return func(c *config) { c.ttl = ttl } }
+
+// WithGRPCCheck registers a native Consul gRPC check: the agent calls
+// grpc.health.v1.Health/Check on the instance's address every interval,
+// timing out after timeout (0: min(interval, 10s)). Combine it with
+// WithTTLCheck to have both.
+func WithGRPCCheck(interval, timeout time.Duration) Option {
+	return func(c *config) { c.grpcInterval, c.grpcTimeout = interval, timeout }
+}
+
+// WithGRPCCheckService makes the gRPC check ask about service name
+// instead of the server as a whole (""), and use TLS if useTLS.
+func WithGRPCCheckService(name string, useTLS bool) Option {
+	return func(c *config) { c.grpcService, c.grpcTLS = name, useTLS }
+}
+
+// WithHealth sets the source of truth for the TTL check. Without it the
+// heartbeat reports only that the process is alive; with it (for
+// example GRPCHealth(healthServer)) the check mirrors the server's real
+// serving status, so a NOT_SERVING server leaves the passing set.
+func WithHealth(f HealthFunc) Option { return func(c *config) { c.health = f } }
+
+// WithDeregisterCriticalAfter sets how long Consul keeps an instance
+// whose checks are critical before removing it (at least 1m, the
+// default).
+func WithDeregisterCriticalAfter(d time.Duration) Option {
+	return func(c *config) { c.deregisterAfter = d }
+}
+
+// WithResync sets how often a registration without a TTL check verifies
+// that the agent still knows the service (DefaultResync).
+func WithResync(d time.Duration) Option { return func(c *config) { c.resync = d } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

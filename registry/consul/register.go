@@ -1,0 +1,363 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// State is the state of one registration.
+type State int
+
+const (
+	// StateUnknown: the instance is not managed by this Registry.
+	StateUnknown State = iota
+	// StatePending: the first attempt has not finished.
+	StatePending
+	// StateRegistered: the agent holds the registration and, with a TTL
+	// check, the last heartbeat was accepted.
+	StateRegistered
+	// StateRetrying: the last attempt failed; the loop keeps retrying
+	// with backoff and re-registers as soon as the agent answers.
+	StateRetrying
+)
+
+func (s State) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateRegistered:
+		return "registered"
+	case StateRetrying:
+		return "retrying"
+	}
+	return "unknown"
+}
+
+// Status describes a registration. Changed is closed at the next change,
+// so a caller can wait for one without polling.
+type Status struct {
+	State State
+	// Err is the last error, nil once an attempt succeeds.
+	Err error
+	// Registrations counts the successful registrations with the agent:
+	// more than one means the loop re-registered, e.g. after an agent
+	// restart lost the service.
+	Registrations int
+	// Healthy is the last result of the HealthFunc sent to the agent.
+	Healthy bool
+	Changed <-chan struct{}
+}
+
+// registration is the reconcile loop of one instance: register, then
+// heartbeat (or, with no TTL check, verify) forever; on any failure,
+// back off and register again.
+type registration struct {
+	r    *Registry
+	inst registry.Instance
+	id   string
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	first  chan error    // receives the first attempt's result
+
+	mu      sync.Mutex // guards the fields below
+	status  Status
+	changed chan struct{}
+}
+
+func (g *registration) setStatus(f func(*Status)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.status
+	f(&g.status)
+	if old.State != g.status.State || old.Err != g.status.Err || old.Registrations != g.status.Registrations || old.Healthy != g.status.Healthy {
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+}
+
+func (g *registration) snapshot() Status {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.status
+	s.Changed = g.changed
+	return s
+}
+
+// stop ends the loop and waits for it, so no heartbeat is in flight
+// afterwards.
+func (g *registration) stop() {
+	g.cancel()
+	<-g.done
+}
+
+// Status returns the state of inst's registration by this Registry.
+func (r *Registry) Status(inst registry.Instance) Status {
+	r.mu.Lock()
+	g := r.regs[inst.Key()]
+	r.mu.Unlock()
+	if g == nil {
+		ch := make(chan struct{}) // never closed: nothing will change
+		return Status{State: StateUnknown, Changed: ch}
+	}
+	return g.snapshot()
+}
+
+// Register implements registry.Registrar. It validates inst, starts the
+// instance's reconcile loop and returns the result of the first
+// attempt. The loop keeps running whatever that result: after an error
+// it retries with backoff, so a server started while its agent is down
+// appears once the agent is back. Deregister or Close stops it.
+// Registering the same instance again replaces the registration.
+func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
+	if err := inst.Validate(); err != nil {
+		return err
+	}
+	inst = inst.Clone()
+	if _, err := encode(inst); err != nil {
+		return fmt.Errorf("consul: register %s: %w: %w", inst, registry.ErrInvalidInstance, err)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return r.errClosed()
+	}
+	old := r.regs[inst.Key()]
+	loopCtx, cancel := context.WithCancel(context.Background())
+	g := &registration{
+		r: r, inst: inst, id: serviceID(inst),
+		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
+		status:  Status{State: StatePending},
+		changed: make(chan struct{}),
+	}
+	r.regs[inst.Key()] = g
+	r.mu.Unlock()
+	if old != nil {
+		old.stop() // the new loop's registration replaces the old one
+	}
+	go g.run(loopCtx)
+	select {
+	case err := <-g.first:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("consul: register %s: %w (still retrying in the background)", inst, ctx.Err())
+	}
+}
+
+// Deregister implements registry.Registrar: it stops the heartbeat,
+// then removes the service from the agent, retrying until ctx is done.
+// An unknown instance is not an error.
+func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error {
+	if err := registry.ValidateService(inst.Service); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return r.errClosed()
+	}
+	g := r.regs[inst.Key()]
+	delete(r.regs, inst.Key())
+	r.mu.Unlock()
+	if g != nil {
+		// The loop's requests use its own context, cancelled here, so
+		// this wait is short; ctx still bounds it.
+		g.cancel()
+		select {
+		case <-g.done:
+		case <-ctx.Done():
+			return fmt.Errorf("consul: deregister %s: %w", inst, ctx.Err())
+		}
+	}
+	id := serviceID(inst)
+	for n := 1; ; n++ {
+		err := r.client.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+		if err == nil || isNotFound(err) {
+			r.log.Info("consul: deregistered", "instance", inst.Key())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
+		}
+		if isPermanent(err) {
+			return wrapErr("deregister "+inst.Key(), err)
+		}
+		if !sleep(ctx, backoff(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
+			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
+		}
+	}
+}
+
+func (g *registration) run(ctx context.Context) {
+	defer close(g.done)
+	r := g.r
+	cfg := &r.cfg
+	interval := cfg.resync
+	if cfg.ttl > 0 {
+		interval = cfg.ttl / 3
+	}
+	needRegister := true
+	failures := 0
+	reported := false
+	report := func(err error) {
+		if !reported {
+			reported = true
+			g.first <- err
+		}
+	}
+	defer report(fmt.Errorf("consul: register %s: %w", g.inst, registry.ErrClosed))
+	for {
+		var err error
+		if needRegister {
+			err = g.register(ctx)
+			if err == nil {
+				needRegister = false
+				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil; s.Registrations++ })
+				if failures > 0 || g.snapshot().Registrations > 1 {
+					r.log.Info("consul: re-registered", "instance", g.inst.Key())
+				}
+			}
+		} else {
+			err = g.beat(ctx)
+			if isNotFound(err) {
+				// The agent forgot the service (restart, or someone
+				// removed it): register again at once.
+				r.log.Warn("consul: agent lost the registration; registering again", "instance", g.inst.Key())
+				needRegister = true
+				continue
+			}
+			if err == nil {
+				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil })
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			err = wrapErr("register "+g.inst.Key(), err)
+			report(err)
+			failures++
+			needRegister = true // whatever failed, the agent's state is unknown now
+			g.setStatus(func(s *Status) { s.State, s.Err = StateRetrying, err })
+			if failures == 1 || failures%20 == 0 {
+				r.log.Warn("consul: registration failing; retrying", "instance", g.inst.Key(), "failures", failures, "err", err)
+			}
+			if !sleep(ctx, min(backoff(failures, cfg.backoffBase, cfg.backoffMax), interval)) {
+				return
+			}
+			continue
+		}
+		report(nil)
+		failures = 0
+		if !sleep(ctx, interval) {
+			return
+		}
+	}
+}
+
+// health runs the HealthFunc, bounded by the heartbeat interval.
+func (g *registration) health(ctx context.Context) error {
+	f := g.r.cfg.health
+	if f == nil {
+		return nil
+	}
+	d := g.r.cfg.resync
+	if g.r.cfg.ttl > 0 {
+		d = g.r.cfg.ttl / 3
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx, g.inst.Clone())
+}
+
+func checkStatus(err error) (status, output string) {
+	if err != nil {
+		out := err.Error()
+		if len(out) > 1024 {
+			out = out[:1024]
+		}
+		return api.HealthCritical, out
+	}
+	return api.HealthPassing, "serving"
+}
+
+// register sends the full registration, replacing checks, with the TTL
+// check's initial status taken from the HealthFunc so that a healthy
+// instance is passing at once.
+func (g *registration) register(ctx context.Context) error {
+	cfg := &g.r.cfg
+	reg, err := encode(g.inst)
+	if err != nil {
+		return err
+	}
+	herr := g.health(ctx)
+	status, _ := checkStatus(herr)
+	if cfg.ttl > 0 {
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:                        g.id + ":ttl",
+			Name:                           "wayfinder heartbeat",
+			Notes:                          "refreshed every TTL/3 with the server's health",
+			TTL:                            cfg.ttl.String(),
+			Status:                         status,
+			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
+		})
+	}
+	if cfg.grpcInterval > 0 {
+		target := g.inst.Address
+		if cfg.grpcService != "" {
+			target += "/" + cfg.grpcService
+		}
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:  g.id + ":grpc",
+			Name:     "gRPC health",
+			GRPC:     target,
+			Interval: cfg.grpcInterval.String(),
+			Timeout:  cfg.grpcTimeout.String(),
+			// The agent's first probe comes up to one interval later;
+			// until then trust the local health result.
+			Status:                         status,
+			GRPCUseTLS:                     cfg.grpcTLS,
+			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
+		})
+	}
+	if err := g.r.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)); err != nil {
+		return err
+	}
+	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	if herr != nil {
+		g.r.log.Info("consul: registered as critical: not healthy", "instance", g.inst.Key(), "health", herr)
+	} else {
+		g.r.log.Info("consul: registered", "instance", g.inst.Key(), "consul_id", g.id)
+	}
+	return nil
+}
+
+// beat refreshes the TTL check with the current health or, without a
+// TTL check, asks the agent whether it still has the service.
+func (g *registration) beat(ctx context.Context) error {
+	if g.r.cfg.ttl == 0 {
+		_, _, err := g.r.client.Agent().Service(g.id, (&api.QueryOptions{}).WithContext(ctx))
+		return err
+	}
+	herr := g.health(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	status, output := checkStatus(herr)
+	err := g.r.client.Agent().UpdateTTLOpts(g.id+":ttl", output, status, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	was := g.snapshot().Healthy
+	if was != (herr == nil) {
+		g.r.log.Info("consul: health changed", "instance", g.inst.Key(), "healthy", herr == nil, "health", herr)
+	}
+	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	return nil
+}

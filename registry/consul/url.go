@@ -1,0 +1,209 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Scheme is the URL scheme of the Consul backend.
+const Scheme = "consul"
+
+func init() {
+	registry.RegisterScheme(Scheme, urlOpener{})
+}
+
+type urlOpener struct{}
+
+func (urlOpener) OpenRegistry(_ context.Context, u *url.URL) (registry.Registry, error) {
+	addr, opts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return New(addr, opts...)
+}
+
+func (urlOpener) ValidateURL(u *url.URL) error {
+	_, opts, err := parseURL(u)
+	if err != nil {
+		return err
+	}
+	c := defaults()
+	for _, o := range opts {
+		o(&c)
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+	}
+	return nil
+}
+
+// knownParams are the accepted query parameters, in the order errors list
+// them.
+var knownParams = []string{"dc", "tag", "warning", "stale", "consistent", "cached", "near", "wait", "tls", "check", "ttl", "interval"}
+
+// parseURL turns consul://host:port?params into an address and options.
+// Secrets are never read from the URL.
+func parseURL(u *url.URL) (string, []Option, error) {
+	if err := registry.CheckURL(u); err != nil {
+		return "", nil, err
+	}
+	if u.Scheme != Scheme {
+		return "", nil, fmt.Errorf("%w: consul: scheme %q, want %q", registry.ErrInvalidURL, u.Scheme, Scheme)
+	}
+	q := u.Query()
+	if err := registry.CheckParams(Scheme, q, knownParams...); err != nil {
+		return "", nil, err
+	}
+	bad := func(k, why string) error {
+		return fmt.Errorf("%w: consul: parameter %s=%q: %s", registry.ErrInvalidURL, k, q.Get(k), why)
+	}
+	boolParam := func(k string) (bool, error) {
+		if !q.Has(k) {
+			return false, nil
+		}
+		if q.Get(k) == "" {
+			return true, nil // "?stale" alone means true, as in Consul's API
+		}
+		b, err := strconv.ParseBool(q.Get(k))
+		if err != nil {
+			return false, bad(k, "want true or false")
+		}
+		return b, nil
+	}
+	durParam := func(k string) (time.Duration, error) {
+		d, err := time.ParseDuration(q.Get(k))
+		if err != nil || d <= 0 {
+			return 0, bad(k, "want a positive duration such as 30s")
+		}
+		return d, nil
+	}
+	list := func(k string) ([]string, error) {
+		parts := strings.Split(q.Get(k), ",")
+		for _, p := range parts {
+			if p == "" {
+				return nil, bad(k, "empty element in comma-separated list")
+			}
+		}
+		return parts, nil
+	}
+
+	var opts []Option
+	addr := u.Host
+	if addr != "" {
+		if strings.ContainsAny(addr, "/?#@ ") {
+			return "", nil, fmt.Errorf("%w: consul: bad host %q", registry.ErrInvalidURL, addr)
+		}
+	}
+	if q.Has("dc") {
+		dcs, err := list("dc")
+		if err != nil {
+			return "", nil, err
+		}
+		opts = append(opts, WithDatacenters(dcs...))
+	}
+	if q.Has("tag") {
+		tags, err := list("tag")
+		if err != nil {
+			return "", nil, err
+		}
+		opts = append(opts, WithTags(tags...))
+	}
+	warning, err := boolParam("warning")
+	if err != nil {
+		return "", nil, err
+	}
+	if warning {
+		opts = append(opts, WithWarning())
+	}
+	stale, err := boolParam("stale")
+	if err != nil {
+		return "", nil, err
+	}
+	consistent, err := boolParam("consistent")
+	if err != nil {
+		return "", nil, err
+	}
+	switch {
+	case stale && consistent:
+		return "", nil, fmt.Errorf("%w: consul: stale and consistent exclude each other", registry.ErrInvalidURL)
+	case stale:
+		opts = append(opts, WithConsistency(Stale))
+	case consistent:
+		opts = append(opts, WithConsistency(Consistent))
+	}
+	cached, err := boolParam("cached")
+	if err != nil {
+		return "", nil, err
+	}
+	if cached {
+		opts = append(opts, WithAgentCache())
+	}
+	if q.Has("near") {
+		if q.Get("near") == "" {
+			return "", nil, bad("near", "want a node name or _agent")
+		}
+		opts = append(opts, WithNear(q.Get("near")))
+	}
+	if q.Has("wait") {
+		d, err := durParam("wait")
+		if err != nil {
+			return "", nil, err
+		}
+		opts = append(opts, WithWait(d))
+	}
+	useTLS, err := boolParam("tls")
+	if err != nil {
+		return "", nil, err
+	}
+	if useTLS {
+		opts = append(opts, withHTTPS())
+	}
+	if q.Has("check") {
+		kinds, err := list("check")
+		if err != nil {
+			return "", nil, err
+		}
+		var ttl, grpc bool
+		for _, k := range kinds {
+			switch k {
+			case "ttl":
+				ttl = true
+			case "grpc":
+				grpc = true
+			default:
+				return "", nil, bad("check", "want ttl, grpc or ttl,grpc")
+			}
+		}
+		if ttl {
+			opts = append(opts, WithTTLCheck(DefaultTTL))
+		}
+		if grpc {
+			opts = append(opts, WithGRPCCheck(DefaultGRPCCheckInterval, 0))
+		}
+	}
+	if q.Has("ttl") {
+		d, err := durParam("ttl")
+		if err != nil {
+			return "", nil, err
+		}
+		opts = append(opts, WithTTLCheck(d))
+	}
+	if q.Has("interval") {
+		d, err := durParam("interval")
+		if err != nil {
+			return "", nil, err
+		}
+		opts = append(opts, WithGRPCCheck(d, 0))
+	}
+	return addr, opts, nil
+}
+
+// withHTTPS forces https. Without WithTLS the system roots, or the
+// files named by CONSUL_CACERT and friends, apply.
+func withHTTPS() Option { return func(c *config) { c.https = true } }
