@@ -1,0 +1,143 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/wayfinder-rpc/wayfinder/app"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/memory"
+	"github.com/wayfinder-rpc/wayfinder/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func helloService(cfg app.Config) app.Service {
+	return func(s grpc.ServiceRegistrar) {
+		hellopb.RegisterHelloServiceServer(s, &hello.Server{Name: cfg.ID})
+	}
+}
+
+// RunHelloApp starts a server app and a client app for cfg.Registry,
+// calls SayHello through the client app, and stops both. Backends run it
+// with their own URL: the code is the same, only the URL changes.
+func runHelloApp(t *testing.T, registryURL string) {
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Service, cfg.ID, cfg.Zone = registryURL, "hello", "fx-server-1", "z1"
+	srv := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.Provide(app.AsService(helloService)), fx.NopLogger)
+	srv.RequireStart()
+	defer srv.RequireStop()
+
+	var clients *app.Clients
+	ccfg := app.DefaultConfig()
+	ccfg.Registry = registryURL
+	cli := fxtest.New(t, fx.Supply(ccfg), app.RegistryModule, app.ClientModule, fx.Populate(&clients), fx.NopLogger)
+	cli.RequireStart()
+	defer cli.RequireStop()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatalf("Conn(hello) = %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	resp, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "fx", Num1: 2, Num2: 3}, grpc.WaitForReady(true))
+	if err != nil || resp.GetResult() != 5 || !strings.Contains(resp.GetMessage(), "fx-server-1") {
+		t.Fatalf("SayHello through the fx apps = %v, %v; want result 5 from fx-server-1", resp, err)
+	}
+}
+
+func TestHelloAppMemory(t *testing.T) { runHelloApp(t, "mem://fx-test") }
+
+func TestStartupErrorsAreClear(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	tests := []struct {
+		name string
+		mut  func(*app.Config)
+		want string
+	}{
+		{"unknown scheme", func(c *app.Config) { c.Registry = "zookeeper://x" }, "unknown scheme"},
+		{"unknown parameter", func(c *app.Config) { c.Registry = "mem://?nope=1" }, "nope"},
+		{"bad service", func(c *app.Config) { c.Service = "no spaces" }, "service"},
+		{"no service", func(c *app.Config) { c.Service = "" }, "no service name"},
+		{"unknown policy", func(c *app.Config) { c.Policy = "no_such_policy" }, "no_such_policy"},
+		{"port in use", func(c *app.Config) { c.Listen = lis.Addr().String() }, "listen"},
+	}
+	for _, tc := range tests {
+		cfg := app.DefaultConfig()
+		cfg.Registry, cfg.Service = "mem://fx-errors", "hello"
+		tc.mut(&cfg)
+		a := fx.New(fx.Supply(cfg), app.RegistryModule, app.ServerModule, app.ClientModule, fx.NopLogger,
+			fx.Invoke(func(*app.Clients) {}))
+		err := a.Err()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			err = a.Start(ctx)
+			cancel()
+			if err == nil {
+				a.Stop(context.Background())
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: app error = %v, want one mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestStopWithinTimeoutWhileRegistryDown(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Service = "mem://fx-down", "hello"
+	var s *server.Server
+	a := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.NopLogger, fx.Populate(&s),
+		fx.StopTimeout(2*time.Second))
+	a.RequireStart()
+	memory.Named("fx-down").SetOutage(errors.New("down"))
+	defer memory.Named("fx-down").SetOutage(nil)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := a.Stop(ctx)
+	if !errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("Stop with the registry down = %v, want the deregistration error reported", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Stop with the registry down took the whole stop timeout (%v)", time.Since(start))
+	}
+	if _, err := net.DialTimeout("tcp", s.Addr().String(), time.Second); err == nil {
+		t.Fatalf("server still accepts connections after Stop")
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	env := map[string]string{
+		"WAYFINDER_REGISTRY": "mem://x", "WAYFINDER_SERVICE": "orders", "WAYFINDER_WEIGHT": "7",
+		"WAYFINDER_TAGS": "a, b,,c", "WAYFINDER_DRAIN_TIMEOUT": "3s", "WAYFINDER_PLAINTEXT": "false",
+	}
+	cfg := app.DefaultConfig()
+	if err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Registry != "mem://x" || cfg.Service != "orders" || cfg.Weight != 7 || strings.Join(cfg.Tags, "|") != "a|b|c" ||
+		cfg.DrainTimeout != 3*time.Second || cfg.Plaintext || cfg.Policy != "round_robin" {
+		t.Fatalf("FromEnv = %+v", cfg)
+	}
+	env = map[string]string{"WAYFINDER_WEIGHT": "heavy", "WAYFINDER_DRAIN_TIMEOUT": "soon"}
+	err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err == nil || !strings.Contains(err.Error(), "WAYFINDER_WEIGHT") || !strings.Contains(err.Error(), "WAYFINDER_DRAIN_TIMEOUT") {
+		t.Fatalf("FromEnv with bad values = %v, want errors naming both variables", err)
+	}
+}
