@@ -78,3 +78,18 @@ type Registry interface {
 	// job, done with Deregister before Close.
 	Close() error
 }
+
+// HealthFunc reports an instance's health: nil while it should receive
+// traffic, an error saying why not otherwise.
+type HealthFunc func(ctx context.Context) error
+
+// HealthRegistrar is an optional interface of a Registrar whose
+// registrations carry a health check that the registrant must feed, such
+// as Consul's TTL checks. The server lifecycle uses it so that the check
+// mirrors the server's grpc.health.v1 status instead of always passing.
+type HealthRegistrar interface {
+	Registrar
+	// RegisterWithHealth is Register, with health consulted for every
+	// heartbeat of the registration.
+	RegisterWithHealth(ctx context.Context, inst Instance, health HealthFunc) error
+}

@@ -277,7 +277,12 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
-		err := s.reg.Register(actx, inst)
+		var err error
+		if hr, ok := s.reg.(registry.HealthRegistrar); ok {
+			err = hr.RegisterWithHealth(actx, inst, s.healthy)
+		} else {
+			err = s.reg.Register(actx, inst)
+		}
 		cancel()
 		if attempt == 0 {
 			first <- err
@@ -299,6 +304,19 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// healthy reports the grpc.health.v1 status of the whole server (""),
+// for registries whose checks the registrant feeds.
+func (s *Server) healthy(ctx context.Context) error {
+	resp, err := s.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("server: grpc.health.v1 status %v", st)
+	}
+	return nil
 }
 
 // Stop drains and stops the server, in the order described on Server,
