@@ -1,0 +1,188 @@
+// Package fakecc is a fake grpc balancer.ClientConn for unit tests and
+// picker benchmarks: it builds any registered policy, hands it endpoints,
+// and drives the SubConns it creates to READY without a network, so that
+// pickers are measured exactly as gRPC would build them.
+package fakecc
+
+import (
+	"fmt"
+	"sync"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/connectivity"
+	estats "google.golang.org/grpc/experimental/stats"
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+)
+
+// ClientConn is a fake balancer.ClientConn. Its methods are safe for
+// concurrent use.
+type ClientConn struct {
+	gbalancer.ClientConn // nil; satisfies the embedding requirement
+
+	mu       sync.Mutex
+	subConns []*SubConn
+	state    gbalancer.State
+	updates  int
+}
+
+// SubConn is a fake SubConn that only records what the balancer asks.
+type SubConn struct {
+	gbalancer.SubConn // nil; satisfies the embedding requirement
+
+	Addr     string
+	listener func(gbalancer.SubConnState)
+	mu       sync.Mutex
+	health   func(gbalancer.SubConnState)
+	shutdown bool
+}
+
+// Connect implements balancer.SubConn; the test drives states itself.
+func (s *SubConn) Connect() {}
+
+// Shutdown implements balancer.SubConn.
+func (s *SubConn) Shutdown() {
+	s.mu.Lock()
+	s.shutdown = true
+	s.mu.Unlock()
+}
+
+// RegisterHealthListener implements balancer.SubConn.
+func (s *SubConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
+	s.mu.Lock()
+	s.health = l
+	s.mu.Unlock()
+}
+
+// NewSubConn implements balancer.ClientConn.
+func (c *ClientConn) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubConnOptions) (gbalancer.SubConn, error) {
+	sc := &SubConn{Addr: addrs[0].Addr, listener: opts.StateListener}
+	c.mu.Lock()
+	c.subConns = append(c.subConns, sc)
+	c.mu.Unlock()
+	return sc, nil
+}
+
+// UpdateState implements balancer.ClientConn.
+func (c *ClientConn) UpdateState(s gbalancer.State) {
+	c.mu.Lock()
+	c.state = s
+	c.updates++
+	c.mu.Unlock()
+}
+
+// ResolveNow implements balancer.ClientConn.
+func (c *ClientConn) ResolveNow(gresolver.ResolveNowOptions) {}
+
+// Target implements balancer.ClientConn.
+func (c *ClientConn) Target() string { return "fake:///test" }
+
+// MetricsRecorder implements balancer.ClientConn.
+func (c *ClientConn) MetricsRecorder() estats.MetricsRecorder { return noMetrics{} }
+
+type noMetrics struct{ estats.UnimplementedMetricsRecorder }
+
+func (noMetrics) RecordInt64Count(*estats.Int64CountHandle, int64, ...string)             {}
+func (noMetrics) RecordFloat64Count(*estats.Float64CountHandle, float64, ...string)       {}
+func (noMetrics) RecordInt64Histo(*estats.Int64HistoHandle, int64, ...string)             {}
+func (noMetrics) RecordFloat64Histo(*estats.Float64HistoHandle, float64, ...string)       {}
+func (noMetrics) RecordInt64Gauge(*estats.Int64GaugeHandle, int64, ...string)             {}
+func (noMetrics) RecordInt64UpDownCount(*estats.Int64UpDownCountHandle, int64, ...string) {}
+func (noMetrics) RegisterAsyncReporter(estats.AsyncMetricReporter, ...estats.AsyncMetric) func() {
+	return func() {}
+}
+
+// Picker returns the last picker and state the balancer reported.
+func (c *ClientConn) Picker() (gbalancer.Picker, connectivity.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state.Picker, c.state.ConnectivityState
+}
+
+// SubConns returns the SubConns created so far, including shut down ones.
+func (c *ClientConn) SubConns() []*SubConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*SubConn(nil), c.subConns...)
+}
+
+// Harness builds a policy on a fake ClientConn.
+type Harness struct {
+	CC *ClientConn
+	B  gbalancer.Balancer
+	// cfg is the parsed config sent with every update.
+	cfg serviceconfig.LoadBalancingConfig
+}
+
+// Build builds the registered policy name with the JSON config js ("" for
+// defaults).
+func Build(name, js string) (*Harness, error) {
+	bb := gbalancer.Get(name)
+	if bb == nil {
+		return nil, fmt.Errorf("fakecc: policy %q is not registered", name)
+	}
+	h := &Harness{CC: &ClientConn{}}
+	if p, ok := bb.(gbalancer.ConfigParser); ok {
+		if js == "" {
+			js = "{}"
+		}
+		cfg, err := p.ParseConfig([]byte(js))
+		if err != nil {
+			return nil, err
+		}
+		h.cfg = cfg
+	}
+	h.B = bb.Build(h.CC, gbalancer.BuildOptions{})
+	return h, nil
+}
+
+// Update sends endpoints to the balancer.
+func (h *Harness) Update(eps []gresolver.Endpoint) error {
+	return h.B.UpdateClientConnState(gbalancer.ClientConnState{
+		ResolverState:  gresolver.State{Endpoints: eps},
+		BalancerConfig: h.cfg,
+	})
+}
+
+// ReadyAll drives every SubConn that is not yet ready or shut down to
+// READY, with a SERVING health update, as gRPC would after connecting.
+func (h *Harness) ReadyAll() {
+	for _, sc := range h.CC.SubConns() {
+		sc.mu.Lock()
+		done := sc.shutdown || sc.health != nil
+		sc.mu.Unlock()
+		if done {
+			continue
+		}
+		sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
+		sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Ready})
+		sc.mu.Lock()
+		health := sc.health
+		sc.mu.Unlock()
+		if health != nil {
+			health(gbalancer.SubConnState{ConnectivityState: connectivity.Ready})
+		}
+	}
+}
+
+// Fail drives the SubConn for addr to TRANSIENT_FAILURE, as after a
+// connection loss and failed reconnect.
+func (h *Harness) Fail(addr string) {
+	for _, sc := range h.CC.SubConns() {
+		if sc.Addr != addr {
+			continue
+		}
+		sc.mu.Lock()
+		live := !sc.shutdown
+		sc.health = nil
+		sc.mu.Unlock()
+		if live {
+			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Idle})
+			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
+			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.TransientFailure})
+		}
+	}
+}
+
+// Close closes the balancer.
+func (h *Harness) Close() { h.B.Close() }

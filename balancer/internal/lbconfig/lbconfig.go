@@ -1,0 +1,95 @@
+// Package lbconfig decodes and validates the JSON configs of Wayfinder's
+// policies, so that they all reject the same mistakes the same way and
+// every error names the policy and the field.
+package lbconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer"
+)
+
+// Decode unmarshals js into cfg, a pointer to a struct that already holds
+// the defaults. Fields are matched exactly by their json tags; an unknown
+// field, a value of the wrong type, or a document that is not a JSON
+// object is a *balancer.ConfigError naming policy and the field. An empty
+// or null document keeps the defaults.
+//
+// Fields are decoded one at a time, rather than with one json.Unmarshal
+// and DisallowUnknownFields, so that every error, including one from a
+// field's own UnmarshalJSON, can name its field.
+func Decode(policy string, js json.RawMessage, cfg any) error {
+	js = bytes.TrimSpace(js)
+	if len(js) == 0 || string(js) == "null" {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(js, &fields); err != nil || fields == nil {
+		reason := "want a JSON object"
+		if err != nil {
+			reason += ": " + strings.TrimPrefix(err.Error(), "json: ")
+		}
+		return &balancer.ConfigError{Policy: policy, Reason: reason}
+	}
+	v := reflect.ValueOf(cfg).Elem()
+	known := jsonFields(v.Type())
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		idx, ok := known[name]
+		if !ok {
+			return &balancer.ConfigError{Policy: policy, Field: name,
+				Reason: "unknown field; accepted: " + strings.Join(slices.Sorted(maps.Keys(known)), ", ")}
+		}
+		if err := json.Unmarshal(fields[name], v.FieldByIndex(idx).Addr().Interface()); err != nil {
+			return &balancer.ConfigError{Policy: policy, Field: name, Reason: strings.TrimPrefix(err.Error(), "json: ")}
+		}
+	}
+	return nil
+}
+
+func jsonFields(t reflect.Type) map[string][]int {
+	out := map[string][]int{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" || f.Anonymous {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Index
+	}
+	return out
+}
+
+// Invalid returns a *balancer.ConfigError for policy and field.
+func Invalid(policy, field, format string, args ...any) error {
+	return &balancer.ConfigError{Policy: policy, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Duration is a time.Duration written in JSON as a Go duration string,
+// such as "10s" or "250ms", the form gRPC service configs use.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"10s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration string such as \"10s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }

@@ -1,0 +1,96 @@
+package wrr
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"sync/atomic"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/serviceconfig"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/wrrtable"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Name is the policy's registered name. It differs from grpc's
+// "weighted_round_robin", which weighs by ORCA load reports instead.
+const Name = "wayfinder_weighted_round_robin"
+
+func init() { gbalancer.Register(builder{}) }
+
+// Config is the policy's service-config JSON.
+type Config struct {
+	serviceconfig.LoadBalancingConfig `json:"-"`
+
+	// DefaultWeight is the weight of an instance registered with weight 0
+	// (no weight) and of endpoints that carry no weight. Default 1, as
+	// registry.DefaultWeight; range 1..registry.MaxWeight.
+	DefaultWeight int `json:"defaultWeight,omitempty"`
+}
+
+// ParseConfig parses and validates js, applying defaults.
+func ParseConfig(js json.RawMessage) (*Config, error) {
+	cfg := &Config{DefaultWeight: registry.DefaultWeight}
+	if err := lbconfig.Decode(Name, js, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.DefaultWeight < 1 || cfg.DefaultWeight > registry.MaxWeight {
+		return nil, lbconfig.Invalid(Name, "defaultWeight", "%d is out of range 1..%d", cfg.DefaultWeight, int(registry.MaxWeight))
+	}
+	return cfg, nil
+}
+
+type builder struct{}
+
+func (builder) Name() string { return Name }
+
+func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	return ParseConfig(js)
+}
+
+func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+	return shard.New(cc, opts, &policy{cfg: &Config{DefaultWeight: registry.DefaultWeight}})
+}
+
+// policy holds the config; it is guarded by shard.Balancer's mutex.
+type policy struct{ cfg *Config }
+
+func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
+	if cfg, ok := c.(*Config); ok {
+		p.cfg = cfg
+	}
+	return nil
+}
+
+func (p *policy) Picker(_, ready []shard.Endpoint) gbalancer.Picker {
+	if len(ready) == 0 {
+		return nil
+	}
+	weights := make([]uint32, len(ready))
+	pickers := make([]gbalancer.Picker, len(ready))
+	for i, e := range ready {
+		weights[i] = e.Weight
+		if e.Unweighted {
+			weights[i] = uint32(p.cfg.DefaultWeight)
+		}
+		pickers[i] = e.Picker
+	}
+	pk := &picker{table: wrrtable.Build(weights), pickers: pickers}
+	// A random start keeps many clients that rebuild at once from all
+	// sending their next call to the same endpoint.
+	pk.next.Store(rand.Uint64())
+	return pk
+}
+
+// picker is immutable but for its counter: one atomic add per pick.
+type picker struct {
+	next    atomic.Uint64
+	table   *wrrtable.Table
+	pickers []gbalancer.Picker
+}
+
+func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
+	return p.pickers[p.table.At(p.next.Add(1))].Pick(info)
+}
