@@ -80,7 +80,9 @@ func (c *ClientConn) Target() string { return "fake:///test" }
 // MetricsRecorder implements balancer.ClientConn.
 func (c *ClientConn) MetricsRecorder() estats.MetricsRecorder { return noMetrics{} }
 
-type noMetrics struct{ estats.UnimplementedMetricsRecorder }
+type noMetrics struct {
+	estats.UnimplementedMetricsRecorder
+}
 
 func (noMetrics) RecordInt64Count(*estats.Int64CountHandle, int64, ...string)             {}
 func (noMetrics) RecordFloat64Count(*estats.Float64CountHandle, float64, ...string)       {}
