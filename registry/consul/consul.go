@@ -47,6 +47,9 @@ type Registry struct {
 	// deadline: the server adds up to wait/16 of jitter, and the answer
 	// still has to cross the network.
 	reqSlack time.Duration
+	// ownHTTP is the HTTP client New made, whose idle connections Close
+	// releases; nil for clients the caller owns.
+	ownHTTP *http.Client
 
 	mu       sync.Mutex
 	regs     map[string]*registration // by Instance.Key
@@ -101,7 +104,11 @@ func New(addr string, opts ...Option) (*Registry, error) {
 		// api's errors name files, never the token itself.
 		return nil, fmt.Errorf("consul: %w", err)
 	}
-	return newRegistry(client, cfg, ac.HttpClient), nil
+	r := newRegistry(client, cfg, ac.HttpClient)
+	if cfg.httpClient == nil {
+		r.ownHTTP = ac.HttpClient
+	}
+	return r, nil
 }
 
 // NewFromClient returns a Registry over an existing Consul API client,
@@ -175,6 +182,9 @@ func (r *Registry) Close() error {
 	}
 	for w := range ws {
 		w.shutdown()
+	}
+	if r.ownHTTP != nil {
+		r.ownHTTP.CloseIdleConnections()
 	}
 	return nil
 }

@@ -82,9 +82,9 @@ type watcher struct {
 	signal chan struct{}
 
 	// Owned by the goroutine calling Next.
-	seenSet, seenErr uint64
+	seenSet, seenErr  uint64
 	started, afterErr bool
-	last             []registry.Instance
+	last              []registry.Instance
 }
 
 func (w *watcher) notifyLocked() {
