@@ -138,6 +138,14 @@ func Build(name, js string) (*Harness, error) {
 	return h, nil
 }
 
+// BuildWith builds a balancer with build, for tests that construct a
+// policy with fakes (a clock, say) the registered builder cannot take.
+func BuildWith(build func(gbalancer.ClientConn) gbalancer.Balancer, cfg serviceconfig.LoadBalancingConfig) *Harness {
+	h := &Harness{CC: &ClientConn{}, cfg: cfg}
+	h.B = build(h.CC)
+	return h
+}
+
 // Update sends endpoints to the balancer.
 func (h *Harness) Update(eps []gresolver.Endpoint) error {
 	return h.B.UpdateClientConnState(gbalancer.ClientConnState{

@@ -1,0 +1,41 @@
+// Package p2c is Wayfinder's power-of-two-choices policy with peak-EWMA
+// latency, "wayfinder_p2c_ewma": each call goes to the less loaded of
+// two ready endpoints drawn at random, where load is latency times
+// outstanding calls. Use it when backends differ in speed or slow down
+// under load: it steers away from slow or failing backends within a few
+// calls, without configuration.
+//
+//	import _ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
+//
+//	grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_p2c_ewma":{"decay":"10s"}}]}`)
+//
+// # Scoring
+//
+// An endpoint's latency estimate is a peak EWMA (Finagle, Linkerd): a
+// slower call replaces the estimate at once, faster ones pull it down
+// with time constant Config.Decay, and it decays toward zero while the
+// endpoint is not picked, so a backend avoided for being slow is tried
+// again after a few decay periods. The estimate is at least the mean age
+// of the calls in flight, so a backend that stalls looks slow before its
+// first answer. A call failing with UNAVAILABLE, INTERNAL, UNKNOWN,
+// RESOURCE_EXHAUSTED or DATA_LOSS counts as taking at least
+// Config.ErrorPenalty, so a backend that fails fast does not look
+// healthy; other codes are the application's answers and count as
+// latency only. The score is (latency + 1ns) × (in-flight + 1).
+//
+// A new endpoint starts at the mean estimate of the others.
+//
+// # State
+//
+// Statistics are kept per endpoint address in the balancer and handed to
+// every new picker, so they survive picker rebuilds (another endpoint
+// connecting or failing) and registry updates (instances added, removed
+// or re-weighted); they are dropped only when the address leaves the
+// resolver's set.
+//
+// # Concurrency
+//
+// Picks take no lock: they read each endpoint's atomics, and draw random
+// numbers from math/rand/v2's per-thread source. A pick allocates once,
+// for the Done callback that records the call's latency.
+package p2c
