@@ -131,4 +131,3 @@ func TestDecayRetries(t *testing.T) {
 		t.Fatalf("20 decay periods later, %s got no picks: it is never retried", insts[1].Address)
 	}
 }
-
