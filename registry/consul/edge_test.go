@@ -1,0 +1,315 @@
+package consul_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"
+)
+
+// Protocol edge cases a real agent cannot be made to produce. These run
+// in addition to the real-agent tests, never instead of them.
+
+// answer is one scripted reply of the fake health endpoint.
+type answer struct {
+	status int
+	body   string // JSON; "" means entries(ids...)
+	ids    []string
+	index  uint64
+	hold   time.Duration // delay before answering a blocking query
+}
+
+type fakeConsul struct {
+	*httptest.Server
+	mu     sync.Mutex
+	script func(n int, dc string) answer
+	reqs   []fakeReq
+}
+
+type fakeReq struct {
+	dc    string
+	index string
+	wait  string
+}
+
+func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
+	f := &fakeConsul{script: script}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/health/service/") {
+			http.Error(w, "not in the script", 404)
+			return
+		}
+		q := r.URL.Query()
+		f.mu.Lock()
+		n := len(f.reqs)
+		f.reqs = append(f.reqs, fakeReq{dc: q.Get("dc"), index: q.Get("index"), wait: q.Get("wait")})
+		f.mu.Unlock()
+		a := f.script(n, q.Get("dc"))
+		if a.hold > 0 && q.Get("index") != "" {
+			select {
+			case <-time.After(a.hold):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("X-Consul-Index", strconv.FormatUint(a.index, 10))
+		if a.status != 0 && a.status != 200 {
+			http.Error(w, "scripted failure", a.status)
+			return
+		}
+		body := a.body
+		if body == "" {
+			body = entries(a.ids...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeConsul) requests() []fakeReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeReq(nil), f.reqs...)
+}
+
+func entries(ids ...string) string {
+	var parts []string
+	for i, id := range ids {
+		parts = append(parts, fmt.Sprintf(`{"Node":{"Node":"n1","Address":"127.0.0.1"},"Service":{"ID":"svc:%s","Service":"svc","Address":"127.0.0.1","Port":%d,"Meta":{"wayfinder_id":%q}},"Checks":[]}`, id, 1000+i, id))
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+func fakeReg(t *testing.T, f *fakeConsul, opts ...consul.Option) *consul.Registry {
+	return newReg(t, f.Listener.Addr().String(), append([]consul.Option{consul.WithBackoff(10*time.Millisecond, 50*time.Millisecond), consul.WithRateLimit(100)}, opts...)...)
+}
+
+// waitReqs waits until the fake has seen n requests.
+func waitReqs(t *testing.T, f *fakeConsul, n int) []fakeReq {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := f.requests()
+		if len(r) >= n {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fake Consul saw %d requests, want %d: %+v", len(r), n, r)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIndexGoesBackwards(t *testing.T) {
+	f := newFake(t, func(n int, _ string) answer {
+		switch n {
+		case 0:
+			return answer{ids: []string{"a"}, index: 100}
+		case 1:
+			return answer{ids: []string{"a", "b"}, index: 50} // a snapshot restore
+		case 2:
+			return answer{ids: []string{"a", "b"}, index: 60}
+		}
+		return answer{ids: []string{"a", "b"}, index: 60, hold: time.Hour}
+	})
+	w := mustWatch(t, fakeReg(t, f), "svc")
+	nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, "a", "b") })
+	reqs := waitReqs(t, f, 4)
+	want := []string{"", "100", "", "60"} // reset to a plain read after 50 < 100
+	for i, w := range want {
+		if reqs[i].index != w {
+			t.Errorf("request %d index = %q, want %q (all: %+v)", i, reqs[i].index, w, reqs)
+		}
+	}
+}
+
+func TestIndexZeroNeverBlocksBelowOne(t *testing.T) {
+	f := newFake(t, func(n int, _ string) answer {
+		if n == 0 {
+			return answer{ids: []string{"a"}, index: 0} // a Consul bug, seen in the wild
+		}
+		return answer{ids: []string{"a"}, index: 0, hold: time.Hour}
+	})
+	w := mustWatch(t, fakeReg(t, f), "svc")
+	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return sameIDs(in, "a") })
+	reqs := waitReqs(t, f, 2)
+	if reqs[1].index != "1" {
+		t.Errorf("after index 0, next request index = %q, want 1", reqs[1].index)
+	}
+}
+
+// TestReturnsAtOnceForever: a query that never blocks is held to the
+// rate limit, burst 2, instead of spinning.
+func TestReturnsAtOnceForever(t *testing.T) {
+	const rate, period = 5.0, 2 * time.Second
+	f := newFake(t, func(n int, _ string) answer { return answer{ids: []string{"a"}, index: 7} })
+	w := mustWatch(t, fakeReg(t, f, consul.WithRateLimit(rate)), "svc")
+	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return sameIDs(in, "a") })
+	start, before := time.Now(), len(f.requests())
+	ctx := ctxT(t, period)
+	if got, err := w.Next(ctx); err == nil {
+		t.Fatalf("Next() with nothing changing = %v, want to block", ids(got))
+	}
+	n := len(f.requests()) - before
+	if max := int(rate*time.Since(start).Seconds()) + 2; n > max {
+		t.Errorf("%d requests in %v at rate %v/s, want at most %d", n, time.Since(start), rate, max)
+	}
+}
+
+// TestServerErrorsKeepLastSet: 500s and 429s are reported once, never as
+// an empty set, and the next good read is returned even if unchanged.
+func TestServerErrorsKeepLastSet(t *testing.T) {
+	for _, code := range []int{500, 429, 503} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			f := newFake(t, func(n int, _ string) answer {
+				switch {
+				case n == 0:
+					return answer{ids: []string{"a"}, index: 10}
+				case n <= 4:
+					return answer{status: code, index: 10}
+				}
+				return answer{ids: []string{"a"}, index: 11, hold: time.Hour}
+			})
+			w := mustWatch(t, fakeReg(t, f), "svc")
+			ctx := ctxT(t, 10*time.Second)
+			if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a") {
+				t.Fatalf("first Next() = %v, %v; want [a]", ids(got), err)
+			}
+			got, err := w.Next(ctx)
+			if !errors.Is(err, registry.ErrUnavailable) || got != nil {
+				t.Fatalf("Next() after a %d = %v, %v; want no set and ErrUnavailable", code, ids(got), err)
+			}
+			if !strings.Contains(err.Error(), strconv.Itoa(code)) {
+				t.Errorf("error %q does not name the status %d", err, code)
+			}
+			if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a") {
+				t.Fatalf("Next() after recovery = %v, %v; want the unchanged [a]", ids(got), err)
+			}
+			// Four failures were one episode: one error, no more.
+			if n := len(waitReqs(t, f, 6)); n < 6 {
+				t.Fatalf("requests = %d", n)
+			}
+		})
+	}
+}
+
+// TestGarbageAnswers: malformed JSON and entries without a service are
+// errors, not panics and not empty sets.
+func TestGarbageAnswers(t *testing.T) {
+	for name, body := range map[string]string{
+		"truncated":  `[{"Node":`,
+		"not json":   `<html>proxy error</html>`,
+		"null entry": `[null]`,
+		"wrong type": `{"a":1}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFake(t, func(n int, _ string) answer {
+				switch n {
+				case 0:
+					return answer{ids: []string{"a"}, index: 10}
+				case 1:
+					return answer{body: body, index: 11}
+				}
+				return answer{ids: []string{"a", "b"}, index: 12, hold: time.Hour}
+			})
+			w := mustWatch(t, fakeReg(t, f), "svc")
+			ctx := ctxT(t, 10*time.Second)
+			if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a") {
+				t.Fatalf("first Next() = %v, %v", ids(got), err)
+			}
+			if got, err := w.Next(ctx); !errors.Is(err, registry.ErrUnavailable) {
+				t.Fatalf("Next() after %s = %v, %v; want ErrUnavailable", name, ids(got), err)
+			}
+			if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a", "b") {
+				t.Fatalf("Next() after recovery = %v, %v", ids(got), err)
+			}
+		})
+	}
+}
+
+// TestMultiDCIndependent: one blocking loop per datacenter, each with
+// its own index and failures; a failing datacenter keeps its last set.
+func TestMultiDCIndependent(t *testing.T) {
+	var mu sync.Mutex
+	dc2Down := false
+	seen := map[string]int{}
+	f := newFake(t, func(_ int, dc string) answer {
+		mu.Lock()
+		defer mu.Unlock()
+		n := seen[dc]
+		seen[dc]++
+		switch dc {
+		case "dc1":
+			if n == 0 {
+				return answer{ids: []string{"a"}, index: 1000}
+			}
+			return answer{ids: []string{"a"}, index: 1000, hold: time.Hour}
+		default:
+			if dc2Down {
+				return answer{status: 500, index: 0}
+			}
+			switch n {
+			case 0:
+				return answer{ids: []string{"b"}, index: 5}
+			case 1:
+				dc2Down = true
+				return answer{status: 500}
+			}
+			return answer{ids: []string{"b"}, index: 5}
+		}
+	})
+	w := mustWatch(t, fakeReg(t, f, consul.WithDatacenters("dc1", "dc2")), "svc")
+	ctx := ctxT(t, 10*time.Second)
+	nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, "a", "b") })
+	got, err := w.Next(ctx)
+	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), `dc "dc2"`) {
+		t.Fatalf("Next() with dc2 failing = %v, %v; want an error naming dc2", ids(got), err)
+	}
+	mu.Lock()
+	dc2Down = false
+	mu.Unlock()
+	if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a", "b") {
+		t.Fatalf("Next() after dc2 recovered = %v, %v; want a and b (dc1's set kept throughout)", ids(got), err)
+	}
+	for _, r := range f.requests() {
+		if r.dc == "dc1" && r.index != "" && r.index != "1000" {
+			t.Errorf("dc1 blocked on index %q, want its own 1000", r.index)
+		}
+		if r.dc == "dc2" && r.index == "1000" {
+			t.Errorf("dc2 used dc1's index")
+		}
+	}
+}
+
+// TestHTTPTimeoutAboveWait: a client timeout shorter than the wait
+// shortens the wait rather than cutting every long poll.
+func TestHTTPTimeoutAboveWait(t *testing.T) {
+	f := newFake(t, func(n int, _ string) answer { return answer{ids: []string{"a"}, index: 3, hold: time.Hour} })
+	r := fakeReg(t, f, consul.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+	w := mustWatch(t, r, "svc")
+	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return sameIDs(in, "a") })
+	reqs := waitReqs(t, f, 2)
+	d, err := time.ParseDuration(reqs[1].wait)
+	if err != nil {
+		t.Fatalf("wait = %q: %v", reqs[1].wait, err)
+	}
+	if d+d/16 >= 30*time.Second {
+		t.Errorf("wait %v with jitter reaches the 30s client timeout", d)
+	}
+	// The default: a 5 minute wait.
+	f2 := newFake(t, func(n int, _ string) answer { return answer{ids: []string{"a"}, index: 3, hold: time.Hour} })
+	mustWatch(t, fakeReg(t, f2), "svc")
+	if got := waitReqs(t, f2, 2)[1].wait; got != "300000ms" && got != "5m0s" {
+		t.Errorf("default wait = %q, want 5m", got)
+	}
+}
