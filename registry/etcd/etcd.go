@@ -473,7 +473,7 @@ type Registry struct {
 }
 
 type stats struct {
-	skipped, grants, keepAlives, relists, reputs atomic.Uint64
+	skipped, grants, keepAlives, relists, compacted, reputs atomic.Uint64
 }
 
 var _ registry.Registry = (*Registry)(nil)
@@ -628,6 +628,7 @@ type Stats struct {
 	LeaseGrants   uint64 // leases granted (1 + lease losses, while registered)
 	KeepAlives    uint64 // keepalive responses received
 	Relists       uint64 // full re-reads by watchers after compaction or errors
+	Compacted     uint64 // watches that ended with ErrCompacted
 	RePuts        uint64 // own keys written again after being deleted by others
 }
 
@@ -638,6 +639,7 @@ func (r *Registry) Stats() Stats {
 		LeaseGrants:   r.stats.grants.Load(),
 		KeepAlives:    r.stats.keepAlives.Load(),
 		Relists:       r.stats.relists.Load(),
+		Compacted:     r.stats.compacted.Load(),
 		RePuts:        r.stats.reputs.Load(),
 	}
 }

@@ -1,12 +1,15 @@
 package etcd_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,9 +76,9 @@ func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
 
 // result is one return of Watcher.Next.
 type result struct {
-	at   time.Time
-	set  []registry.Instance
-	err  error
+	at  time.Time
+	set []registry.Instance
+	err error
 }
 
 // follow calls Next in a goroutine until the watcher closes, sending every
@@ -139,4 +142,30 @@ func svcName(t testing.TB) string {
 		}
 		return '-'
 	}, t.Name())))
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// logRecorder collects log output for assertions.
+type logRecorder struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecorder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logRecorder) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+func (l *logRecorder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logRecorder) mentions(key string) bool {
+	return strings.Contains(l.String(), fmt.Sprintf("key=%q", key)) || strings.Contains(l.String(), "key="+key+" ")
 }

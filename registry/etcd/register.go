@@ -163,6 +163,12 @@ func (r *Registry) await(ctx context.Context, what string, cond func() bool, don
 		if ok {
 			return nil
 		}
+		if permanent(lastErr) {
+			// Retrying will not fix credentials; say so now rather than at
+			// the deadline. The keeper still retries, in case they change
+			// on the server.
+			return fmt.Errorf("etcd: %s: %w: %w", what, registry.ErrUnavailable, lastErr)
+		}
 		select {
 		case <-done:
 			return nil
@@ -467,6 +473,7 @@ func (r *Registry) monitorConn(cli *clientv3.Client) {
 			down = r.connDown
 			r.mu.Unlock()
 		}
+		r.log.Debug("etcd: connection state", "state", st.String(), "down", down)
 		r.mu.Lock()
 		if down != r.connDown {
 			r.connDown = down
@@ -487,4 +494,15 @@ func (r *Registry) conn() (bool, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.connDown, r.connCh
+}
+
+// permanent reports whether err is one that retrying with the same
+// configuration cannot fix: bad or missing credentials.
+func permanent(err error) bool {
+	for _, target := range []error{rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrUserNotFound} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }

@@ -252,6 +252,7 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		switch {
 		case errors.Is(err, rpctypes.ErrCompacted):
+			r.stats.compacted.Add(1)
 			r.log.Info("etcd: watch compacted; listing again", "service", w.service, "rev", rev)
 			bo.reset()
 		case established && !errors.Is(err, errConnLost):
@@ -296,12 +297,26 @@ func (w *watcher) pause(ctx context.Context, d time.Duration) {
 func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[string]registry.Instance, rev *int64) (bool, error) {
 	r := w.r
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(*rev+1), clientv3.WithCreatedNotify())
+	// clientv3's Watch blocks until etcd confirms the watch, which never
+	// happens while the connection is down, so it runs aside while this
+	// goroutine keeps an eye on the connection.
+	startc := make(chan clientv3.WatchChan, 1)
+	from := *rev + 1
+	go func() {
+		startc <- cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
+	}()
+	var wch clientv3.WatchChan
+	defer func() {
+		cancel()
+		if wch == nil {
+			<-startc // Watch returns once wctx is cancelled
+		}
+	}()
 	down, connCh := r.conn()
 	established := false
 	for {
 		select {
+		case wch = <-startc:
 		case resp, ok := <-wch:
 			if !ok {
 				return established, errWatchClosed
