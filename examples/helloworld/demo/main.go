@@ -1,64 +1,27 @@
-// Command demo runs Wayfinder's HelloService demo in one process: N
-// servers register in a registry (the embedded one by default), a client
-// calls SayHello continuously through the Wayfinder resolver, and a fault
-// simulator keeps stopping servers — deregistering and draining them
-// first — and restarting them on new ports. It prints a live summary and
-// ends with a one-line result; it exits 1 if any RPC failed.
+// Command demo runs Wayfinder's HelloService demo in one process (see
+// package faultdemo). It exits 1 if any RPC failed.
 //
 //	go run ./examples/helloworld/demo -duration 12s
 //	go run ./examples/helloworld/demo -registry consul://127.0.0.1:8500
 package main
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/url"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/registry"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
-	"github.com/wayfinder-rpc/wayfinder/server"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
 )
 
-const service = "hello"
-
-type config struct {
-	registry      string
-	duration      time.Duration
-	servers       int
-	faultInterval time.Duration
-	rate          int
-	workers       int
-}
-
 func main() {
-	var c config
-	flag.StringVar(&c.registry, "registry", "mem://", "registry URL: mem://, consul://127.0.0.1:8500, etcd://127.0.0.1:2379")
-	flag.DurationVar(&c.duration, "duration", 12*time.Second, "how long to run")
-	flag.IntVar(&c.servers, "servers", 3, "number of servers")
-	flag.DurationVar(&c.faultInterval, "fault-interval", 2*time.Second, "time between fault rounds (stop one server, start a new one on a new port)")
-	flag.IntVar(&c.rate, "rate", 200, "client calls per second")
-	flag.IntVar(&c.workers, "workers", 4, "concurrent client callers")
+	c := faultdemo.DefaultConfig()
+	faultdemo.RegisterFlags(flag.CommandLine, &c)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ok, err := run(ctx, c, os.Stdout)
+	ok, err := faultdemo.Run(ctx, c, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(2)
@@ -66,199 +29,4 @@ func main() {
 	if !ok {
 		os.Exit(1)
 	}
-}
-
-type stats struct {
-	mu       sync.Mutex
-	perSrv   map[string]int
-	lastErr  error
-	calls    atomic.Int64
-	failures atomic.Int64
-}
-
-func run(ctx context.Context, c config, out io.Writer) (bool, error) {
-	if c.servers < 2 || c.rate < 1 || c.workers < 1 || c.duration <= 0 || c.faultInterval <= 0 {
-		return false, errors.New("need -servers ≥ 2, -rate ≥ 1, -workers ≥ 1 and positive durations")
-	}
-	u, err := url.Parse(c.registry)
-	if err != nil {
-		return false, fmt.Errorf("-registry: %w", err)
-	}
-	reg, err := registry.OpenURL(ctx, u)
-	if err != nil {
-		return false, fmt.Errorf("-registry: %w", err)
-	}
-	defer reg.Close()
-	target := registry.Target{Registry: u, Service: service}.String()
-
-	var (
-		gen     int
-		servers []*server.Server
-	)
-	startServer := func() (*server.Server, error) {
-		gen++
-		id := fmt.Sprintf("hello-%d", gen)
-		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		hellopb.RegisterHelloServiceServer(s.GRPC(), &hello.Server{Name: id})
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return s, s.Start(sctx)
-	}
-	defer func() {
-		for _, s := range servers {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_ = s.Stop(sctx)
-			cancel()
-		}
-	}()
-	for range c.servers {
-		s, err := startServer()
-		if err != nil {
-			return false, err
-		}
-		servers = append(servers, s)
-	}
-
-	cc, err := resolver.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
-	if err != nil {
-		return false, err
-	}
-	defer cc.Close()
-	client := hellopb.NewHelloServiceClient(cc)
-	fmt.Fprintf(out, "demo: %d servers of %q registered in %s; client dials %s (no retry policy); a fault every %v for %v\n",
-		c.servers, service, c.registry, target, c.faultInterval, c.duration)
-
-	st := &stats{perSrv: map[string]int{}}
-	runCtx, cancel := context.WithTimeout(ctx, c.duration)
-	defer cancel()
-	var wg sync.WaitGroup
-	// Wait until the client reaches a server before counting: the first
-	// calls of a new ClientConn wait for the resolver, which is not a fault.
-	wctx, wcancel := context.WithTimeout(runCtx, 10*time.Second)
-	_, err = client.SayHello(wctx, &hellopb.HelloRequest{Name: "warm-up"}, grpc.WaitForReady(true))
-	wcancel()
-	if err != nil {
-		return false, fmt.Errorf("client never reached a server: %w", err)
-	}
-	interval := time.Duration(c.workers) * time.Second / time.Duration(c.rate)
-	for w := range c.workers {
-		wg.Go(func() { callLoop(runCtx, client, st, w, interval) })
-	}
-
-	rounds := 0
-	start := time.Now()
-	fault := time.NewTicker(c.faultInterval)
-	defer fault.Stop()
-	report := time.NewTicker(time.Second)
-	defer report.Stop()
-	var lastCalls int64
-loop:
-	for {
-		select {
-		case <-runCtx.Done():
-			break loop
-		case <-report.C:
-			calls := st.calls.Load()
-			printSummary(out, runCtx, reg, st, time.Since(start), calls-lastCalls)
-			lastCalls = calls
-		case <-fault.C:
-			old := servers[0]
-			oldDesc := old.Instance().ID + " at " + old.Instance().Address
-			t0 := time.Now()
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := old.Stop(sctx)
-			scancel()
-			stopTook := time.Since(t0)
-			servers = servers[1:]
-			if err != nil {
-				fmt.Fprintf(out, "fault: stopping %s: %v\n", oldDesc, err)
-			}
-			s, err := startServer()
-			if err != nil {
-				return false, fmt.Errorf("restart: %w", err)
-			}
-			servers = append(servers, s)
-			rounds++
-			fmt.Fprintf(out, "fault %d: drained and stopped %s in %v; started %s at %s\n",
-				rounds, oldDesc, stopTook.Round(time.Millisecond), s.Instance().ID, s.Instance().Address)
-		}
-	}
-	wg.Wait()
-	calls, failures := st.calls.Load(), st.failures.Load()
-	pass := failures == 0 && rounds >= 2 && calls > 0
-	verdict := "PASS"
-	if !pass {
-		verdict = "FAIL"
-	}
-	fmt.Fprintf(out, "RESULT: %s: %d calls, %d failed, %d fault rounds, %d servers, %v on %s\n",
-		verdict, calls, failures, rounds, c.servers, c.duration, c.registry)
-	if st.lastErr != nil {
-		fmt.Fprintf(out, "last error: %v\n", st.lastErr)
-	}
-	if rounds < 2 {
-		fmt.Fprintf(out, "fewer than 2 fault rounds: raise -duration or lower -fault-interval\n")
-	}
-	return pass, nil
-}
-
-func callLoop(ctx context.Context, client hellopb.HelloServiceClient, st *stats, worker int, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		resp, err := client.SayHello(cctx, &hellopb.HelloRequest{Name: fmt.Sprintf("w%d", worker), Num1: int32(n), Num2: 1})
-		cancel()
-		st.calls.Add(1)
-		if err == nil && resp.GetResult() != int32(n)+1 {
-			err = fmt.Errorf("SayHello(%d, 1) = %d", n, resp.GetResult())
-		}
-		st.mu.Lock()
-		if err != nil {
-			st.failures.Add(1)
-			st.lastErr = err
-		} else {
-			_, from, _ := strings.Cut(resp.GetMessage(), ", from ")
-			st.perSrv[from]++
-		}
-		st.mu.Unlock()
-	}
-}
-
-func printSummary(out io.Writer, ctx context.Context, reg registry.Discovery, st *stats, elapsed time.Duration, recent int64) {
-	st.mu.Lock()
-	names := make([]string, 0, len(st.perSrv))
-	for n := range st.perSrv {
-		names = append(names, n)
-	}
-	// hello-10 after hello-9.
-	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
-	var per []string
-	for _, n := range names {
-		per = append(per, fmt.Sprintf("%s:%d", n, st.perSrv[n]))
-	}
-	st.mu.Unlock()
-	current := "?"
-	lctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if insts, err := reg.Lookup(lctx, service); err == nil {
-		var addrs []string
-		for _, i := range insts {
-			addrs = append(addrs, i.ID+"@"+i.Address)
-		}
-		current = strings.Join(addrs, " ")
-	} else {
-		current = "registry error: " + err.Error()
-	}
-	fmt.Fprintf(out, "[%5.1fs] calls %d (+%d) failed %d | per server %s | registered %s\n",
-		elapsed.Seconds(), st.calls.Load(), recent, st.failures.Load(), strings.Join(per, " "), current)
 }

@@ -1,4 +1,4 @@
-package main
+package faultdemo
 
 import (
 	"bytes"
@@ -20,11 +20,11 @@ func TestMain(m *testing.M) {
 // one call may fail.
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
-	ok, err := run(t.Context(), config{registry: "mem://demo-test", duration: 4 * time.Second, servers: 3,
-		faultInterval: 700 * time.Millisecond, rate: 300, workers: 4}, &out)
+	ok, err := Run(t.Context(), Config{Registry: "mem://demo-test", Duration: 4 * time.Second, Servers: 3,
+		FaultInterval: 700 * time.Millisecond, Rate: 300, Workers: 4}, &out)
 	t.Log("\n" + out.String())
 	if err != nil || !ok {
-		t.Fatalf("run() = %v, %v; want a PASS", ok, err)
+		t.Fatalf("Run() = %v, %v; want a PASS", ok, err)
 	}
 	if !strings.Contains(out.String(), "RESULT: PASS") || !strings.Contains(out.String(), " 0 failed") {
 		t.Fatalf("demo output has no passing RESULT line")
@@ -34,8 +34,8 @@ func TestDemo(t *testing.T) {
 func TestDemoRejectsBadRegistry(t *testing.T) {
 	for _, reg := range []string{"nosuch://x", "mem://?x=1", "mem://u:p@h"} {
 		var out bytes.Buffer
-		if _, err := run(t.Context(), config{registry: reg, duration: time.Second, servers: 3, faultInterval: time.Second, rate: 10, workers: 1}, &out); err == nil {
-			t.Errorf("run(-registry %q) = nil error, want one", reg)
+		if _, err := Run(t.Context(), Config{Registry: reg, Duration: time.Second, Servers: 3, FaultInterval: time.Second, Rate: 10, Workers: 1}, &out); err == nil {
+			t.Errorf("Run(-registry %q) = nil error, want one", reg)
 		}
 	}
 }
