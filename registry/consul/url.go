@@ -25,7 +25,11 @@ func (urlOpener) OpenRegistry(_ context.Context, u *url.URL) (registry.Registry,
 	if err != nil {
 		return nil, err
 	}
-	return New(addr, opts...)
+	r, err := New(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+	}
+	return r, nil
 }
 
 func (urlOpener) ValidateURL(u *url.URL) error {

@@ -1,0 +1,147 @@
+package consul_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
+)
+
+func TestURLs(t *testing.T) {
+	good := []string{
+		"consul://127.0.0.1:8500",
+		"consul://127.0.0.1:8500/",
+		"consul://",
+		"consul://127.0.0.1:8500?dc=dc1",
+		"consul://127.0.0.1:8500?dc=dc1,dc2&tag=v2,canary&warning=true",
+		"consul://127.0.0.1:8500?stale",
+		"consul://127.0.0.1:8500?stale=true&cached=true&near=_agent",
+		"consul://127.0.0.1:8500?consistent=1&wait=30s",
+		"consul://127.0.0.1:8500?check=ttl,grpc&ttl=9s&interval=2s",
+		"consul://127.0.0.1:8500?check=grpc",
+		"consul://127.0.0.1:8500?tls=false",
+	}
+	for _, raw := range good {
+		if err := registry.ValidateURL(raw); err != nil {
+			t.Errorf("ValidateURL(%q) = %v, want nil", raw, err)
+		}
+		r, err := registry.Open(context.Background(), raw)
+		if err != nil {
+			t.Errorf("Open(%q) = %v, want nil", raw, err)
+			continue
+		}
+		r.Close()
+	}
+	bad := map[string]string{
+		"consul://h:8500?token=secret":      "known parameters: dc, tag",
+		"consul://h:8500?dc=a&dc=b":         "given 2 times",
+		"consul://h:8500?dc=":               "empty element",
+		"consul://h:8500?tag=a,,b":          "empty element",
+		"consul://h:8500?stale=maybe":       "true or false",
+		"consul://h:8500?stale&consistent":  "exclude each other",
+		"consul://h:8500?cached&consistent": "cache",
+		"consul://h:8500?wait=forever":      "positive duration",
+		"consul://h:8500?wait=11m":          "out of range",
+		"consul://h:8500?wait=-1s":          "positive duration",
+		"consul://h:8500?check=http":        "ttl, grpc",
+		"consul://h:8500?ttl=10ms":          "below 1s",
+		"consul://h:8500?near=":             "node name",
+		"consul://user:pw@h:8500":           "credentials",
+		"consul://h:8500/orders":            "has path",
+		"consul://h:8500#frag":              "fragment",
+		"consulx://h:8500":                  "unknown scheme",
+	}
+	for raw, want := range bad {
+		err := registry.ValidateURL(raw)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateURL(%q) = %v, want an error containing %q", raw, err, want)
+		}
+		if _, err := registry.Open(context.Background(), raw); err == nil {
+			t.Errorf("Open(%q) = nil error", raw)
+		}
+		if strings.Contains(raw, "secret") || strings.Contains(raw, "pw@") {
+			if err != nil && (strings.Contains(err.Error(), "=secret") || strings.Contains(err.Error(), ":pw@")) {
+				t.Errorf("ValidateURL(%q) error leaks the secret: %v", raw, err)
+			}
+		}
+	}
+}
+
+// TestOpenByURL: the scheme works end to end against the real agent,
+// with the target form the resolver uses.
+func TestOpenByURL(t *testing.T) {
+	svc := registrytest.ServiceName(t)
+	tgt, err := registry.ParseTarget("consul://" + shared.HTTPAddr() + "/" + svc + "?stale=true")
+	if err != nil {
+		t.Fatalf("ParseTarget = %v", err)
+	}
+	r, err := registry.OpenURL(t.Context(), tgt.Registry)
+	if err != nil {
+		t.Fatalf("OpenURL(%v) = %v", tgt.Registry, err)
+	}
+	defer r.Close()
+	inst := registrytest.MakeInstance(svc, 1)
+	if err := r.Register(ctxT(t, 10*time.Second), inst); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	lookupUntil(t, r, svc, 10*time.Second, "the instance", func(in []registry.Instance) bool { return sameIDs(in, inst.ID) })
+	if err := r.Deregister(ctxT(t, 10*time.Second), inst); err != nil {
+		t.Fatalf("Deregister = %v", err)
+	}
+}
+
+// TestEnvAddress: an empty host means CONSUL_HTTP_ADDR.
+func TestEnvAddress(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_ADDR", shared.HTTPAddr())
+	r, err := registry.Open(t.Context(), "consul://")
+	if err != nil {
+		t.Fatalf("Open(consul://) = %v", err)
+	}
+	defer r.Close()
+	if _, err := r.Lookup(ctxT(t, 10*time.Second), "anything"); err != nil {
+		t.Fatalf("Lookup through CONSUL_HTTP_ADDR = %v", err)
+	}
+	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1") // nothing listens there
+	r2, err := registry.Open(t.Context(), "consul://")
+	if err != nil {
+		t.Fatalf("Open = %v", err)
+	}
+	defer r2.Close()
+	if _, err := r2.Lookup(ctxT(t, 10*time.Second), "anything"); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("Lookup with nothing listening = %v, want ErrUnavailable", err)
+	}
+}
+
+func FuzzURL(f *testing.F) {
+	for _, s := range []string{
+		"consul://127.0.0.1:8500?dc=dc1&tag=a,b&stale",
+		"consul://h?check=ttl,grpc&ttl=3s&interval=1s&wait=1m",
+		"consul://h?near=_agent&cached=1&warning=0&tls=true",
+		"consul://[::1]:8500?consistent",
+		"consul://h/%zz?x=%",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return
+		}
+		verr := registry.ValidateParsedURL(u)
+		r, oerr := registry.OpenURL(context.Background(), u)
+		if oerr == nil {
+			r.Close()
+		}
+		if u.Scheme == "consul" && (verr == nil) != (oerr == nil) {
+			t.Fatalf("ValidateURL(%q) = %v but Open = %v", raw, verr, oerr)
+		}
+		if verr != nil && u.Scheme == "consul" && !errors.Is(verr, registry.ErrInvalidURL) {
+			t.Fatalf("ValidateURL(%q) = %v, want ErrInvalidURL", raw, verr)
+		}
+	})
+}
