@@ -93,3 +93,11 @@ type HealthRegistrar interface {
 	// heartbeat of the registration.
 	RegisterWithHealth(ctx context.Context, inst Instance, health HealthFunc) error
 }
+
+// ServiceLister is an optional interface of a Discovery that can list the
+// services it knows, for tools such as the wayfinder command.
+type ServiceLister interface {
+	// Services returns the names of the services with at least one
+	// instance, sorted.
+	Services(ctx context.Context) ([]string, error)
+}

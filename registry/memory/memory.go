@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -132,7 +133,10 @@ type Registry struct {
 	done      chan struct{}
 }
 
-var _ registry.Registry = (*Registry)(nil)
+var (
+	_ registry.Registry      = (*Registry)(nil)
+	_ registry.ServiceLister = (*Registry)(nil)
+)
 
 // New returns a client of a new, private store.
 func New() *Registry { return NewStore().Open() }
@@ -304,4 +308,22 @@ func cloneAll(in []registry.Instance) []registry.Instance {
 func (w *watcher) Close() error {
 	w.closeOnce.Do(func() { close(w.closed) })
 	return nil
+}
+
+// Services implements registry.ServiceLister.
+func (r *Registry) Services(ctx context.Context) ([]string, error) {
+	s := r.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := r.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, sv := range s.services {
+		if len(sv.instances) > 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

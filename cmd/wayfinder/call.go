@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	_ "github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb" // HelloService works without reflection
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+func cmdCall(ctx context.Context, args []string, out io.Writer) error {
+	fs := flags("call")
+	policy := fs.String("policy", "round_robin", "load-balancing policy")
+	n := fs.Int("n", 1, "number of calls")
+	data := fs.String("d", "{}", "request as protobuf JSON")
+	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
+	useReflection := fs.Bool("reflect", false, "describe the method through server reflection even if it is compiled in")
+	pos, err := parse(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	if *n < 1 {
+		return usageError("-n must be at least 1")
+	}
+	t, err := registry.ParseTarget(pos[0])
+	if err != nil {
+		return err
+	}
+	cc, err := resolver.NewClient(pos[0], grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, *policy)))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+
+	md, err := findMethod(ctx, cc, pos[1], *useReflection, *timeout)
+	if err != nil {
+		return err
+	}
+	req := dynamicpb.NewMessage(md.Input())
+	if err := protojson.Unmarshal([]byte(*data), req); err != nil {
+		return fmt.Errorf("-d: not a %s: %w", md.Input().FullName(), err)
+	}
+	// Map peer addresses back to instances, to say which one answered.
+	reg, err := registry.OpenURL(ctx, t.Registry)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	fullMethod := fmt.Sprintf("/%s/%s", md.Parent().FullName(), md.Name())
+	for range *n {
+		resp := dynamicpb.NewMessage(md.Output())
+		var p peer.Peer
+		cctx, cancel := context.WithTimeout(ctx, *timeout)
+		err := cc.Invoke(cctx, fullMethod, req, resp, grpc.Peer(&p), grpc.WaitForReady(true))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", fullMethod, err)
+		}
+		body, _ := protojson.MarshalOptions{}.Marshal(resp)
+		fmt.Fprintf(out, "%s answered by %s: %s\n", fullMethod, instanceAt(ctx, reg, t.Service, p), body)
+	}
+	return nil
+}
+
+func instanceAt(ctx context.Context, d registry.Discovery, svc string, p peer.Peer) string {
+	if p.Addr == nil {
+		return "?"
+	}
+	addr := p.Addr.String()
+	insts, err := d.Lookup(ctx, svc)
+	if err == nil {
+		for _, in := range insts {
+			if in.Address == addr {
+				return in.ID + " (" + addr + ")"
+			}
+		}
+	}
+	return addr
+}
+
+// findMethod resolves "Service/Method", "pkg.Service/Method",
+// "pkg.Service.Method" or just "Method" (if one service has it): from
+// the descriptors compiled into this binary, else through the server's
+// reflection service.
+func findMethod(ctx context.Context, cc grpc.ClientConnInterface, name string, forceReflection bool, timeout time.Duration) (protoreflect.MethodDescriptor, error) {
+	files := protoregistry.GlobalFiles
+	if forceReflection {
+		files = nil
+	}
+	if files != nil {
+		if md, err := matchMethod(files, name); err == nil {
+			return md, nil
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	reflected, err := reflectFiles(rctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("method %q is not compiled in, and server reflection failed: %w", name, err)
+	}
+	return matchMethod(reflected, name)
+}
+
+func matchMethod(files *protoregistry.Files, name string) (protoreflect.MethodDescriptor, error) {
+	svc, method := "", name
+	if i := strings.LastIndexAny(name, "/."); i >= 0 {
+		svc, method = strings.TrimPrefix(name[:i], "/"), name[i+1:]
+	}
+	var found []protoreflect.MethodDescriptor
+	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			if svc != "" && string(sd.FullName()) != svc && string(sd.Name()) != svc {
+				continue
+			}
+			if md := sd.Methods().ByName(protoreflect.Name(method)); md != nil {
+				found = append(found, md)
+			}
+		}
+		return true
+	})
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no method %q", name)
+	case 1:
+		return found[0], nil
+	default:
+		var names []string
+		for _, md := range found {
+			names = append(names, string(md.FullName()))
+		}
+		return nil, fmt.Errorf("method %q is ambiguous: %s", name, strings.Join(names, ", "))
+	}
+}
+
+// reflectFiles asks the server for every service it offers and the files
+// that define them.
+func reflectFiles(ctx context.Context, cc grpc.ClientConnInterface) (*protoregistry.Files, error) {
+	stream, err := rpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		return nil, err
+	}
+	defer stream.CloseSend()
+	ask := func(req *rpb.ServerReflectionRequest) (*rpb.ServerReflectionResponse, error) {
+		if err := stream.Send(req); err != nil {
+			return nil, err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if e := resp.GetErrorResponse(); e != nil {
+			return nil, fmt.Errorf("reflection: %s", e.GetErrorMessage())
+		}
+		return resp, nil
+	}
+	resp, err := ask(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		return nil, err
+	}
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		fr, err := ask(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: s.GetName()}})
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range fr.GetFileDescriptorResponse().GetFileDescriptorProto() {
+			fdp := &descriptorpb.FileDescriptorProto{}
+			if err := proto.Unmarshal(raw, fdp); err != nil {
+				return nil, fmt.Errorf("reflection: bad descriptor: %w", err)
+			}
+			if !seen[fdp.GetName()] {
+				seen[fdp.GetName()] = true
+				set.File = append(set.File, fdp)
+			}
+		}
+	}
+	if len(set.File) == 0 {
+		return nil, errors.New("reflection: the server lists no services")
+	}
+	return protodesc.NewFiles(set)
+}
