@@ -107,7 +107,9 @@ func TestRegisterHoldsUntilInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var out syncBuffer
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"register", "-addr", "127.0.0.1:7003", "-id", "held", "mem://cli-hold/hello"}, &out, &out) }()
+	go func() {
+		done <- run(ctx, []string{"register", "-addr", "127.0.0.1:7003", "-id", "held", "mem://cli-hold/hello"}, &out, &out)
+	}()
 	r := memory.Named("cli-hold").Open()
 	waitFor(t, "the registration", func() bool { insts, _ := r.Lookup(t.Context(), "hello"); return len(insts) == 1 })
 	cancel()
