@@ -15,7 +15,9 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 )
 
 func flags(name string) *flag.FlagSet {

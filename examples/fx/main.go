@@ -21,7 +21,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/app"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
 

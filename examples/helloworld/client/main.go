@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 

@@ -26,7 +26,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 	"github.com/wayfinder-rpc/wayfinder/server"
 )

@@ -1,0 +1,21 @@
+package app_test
+
+import (
+	"testing"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
+)
+
+// The same fx app as TestHelloAppMemory; only the registry URL changes.
+
+func TestHelloAppConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	runHelloApp(t, "consul://"+agent.HTTPAddr())
+}
+
+func TestHelloAppEtcd(t *testing.T) {
+	member := testenv.StartEtcd(t)
+	runHelloApp(t, "etcd://"+member.ClientAddr)
+}
