@@ -149,7 +149,9 @@ func benchPropagation(b *testing.B, reg registry.Registrar, d registry.Discovery
 
 func report(b *testing.B, what string, d []time.Duration) {
 	slices.Sort(d)
-	q := func(p float64) float64 { return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000 }
+	q := func(p float64) float64 {
+		return float64(d[min(len(d)-1, int(p*float64(len(d))))].Microseconds()) / 1000
+	}
 	b.ReportMetric(q(0.50), what+"-p50-ms")
 	b.ReportMetric(q(0.99), what+"-p99-ms")
 	b.ReportMetric(float64(d[len(d)-1].Microseconds())/1000, what+"-max-ms")
