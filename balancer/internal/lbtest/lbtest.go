@@ -59,6 +59,9 @@ func (b *Backend) SayHello(ctx context.Context, req *hellopb.HelloRequest) (*hel
 	return &hellopb.HelloResponse{Message: b.Name}, nil
 }
 
+// Stop stops the server at once.
+func (b *Backend) Stop() { b.srv.Stop() }
+
 // SetDelay adds d to every call.
 func (b *Backend) SetDelay(d time.Duration) { b.delay.Store(int64(d)) }
 

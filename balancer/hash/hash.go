@@ -1,0 +1,361 @@
+package hash
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
+)
+
+// Name is the policy's registered name. It differs from grpc's
+// "ring_hash", which takes its key from xDS.
+const Name = "wayfinder_consistent_hash"
+
+// Defaults and limits.
+const (
+	DefaultReplicas    = 100
+	DefaultMaxRingSize = 1 << 18
+)
+
+func init() { gbalancer.Register(builder{}) }
+
+type keyCtx struct{}
+
+// WithKey returns a context whose calls are routed by key: calls with
+// the same key go to the same endpoint while it is ready.
+func WithKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyCtx{}, key)
+}
+
+// KeyFromContext returns the key set by WithKey.
+func KeyFromContext(ctx context.Context) (string, bool) {
+	k, ok := ctx.Value(keyCtx{}).(string)
+	return k, ok
+}
+
+// Config is the policy's service-config JSON.
+type Config struct {
+	serviceconfig.LoadBalancingConfig `json:"-"`
+
+	// Header names an outgoing metadata header whose first value is the
+	// key when the call's context has none from WithKey. Optional.
+	Header string `json:"header,omitempty"`
+	// Replicas is the number of ring points of an endpoint of average
+	// weight; others get proportionally more or fewer (at least one).
+	// More points spread keys more evenly. Default 100; range 1..1000.
+	Replicas int `json:"replicas,omitempty"`
+	// MaxRingSize caps the ring's points, scaling every endpoint's share
+	// down to fit. Default 262144; range 1..8388608.
+	MaxRingSize int `json:"maxRingSize,omitempty"`
+	// LoadFactor, if set, bounds load (Mirrokni et al., "Consistent
+	// Hashing with Bounded Loads"): an endpoint with more than
+	// LoadFactor times the mean number of calls in flight is passed
+	// over for the next one on the ring. 0 disables; else 1.0..100.
+	LoadFactor float64 `json:"loadFactor,omitempty"`
+	// MissingKey says what a call without a key does: "random" (default)
+	// picks a random ready endpoint, "fail" fails the call with
+	// INVALID_ARGUMENT.
+	MissingKey string `json:"missingKey,omitempty"`
+}
+
+// ParseConfig parses and validates js, applying defaults.
+func ParseConfig(js json.RawMessage) (*Config, error) {
+	cfg := &Config{Replicas: DefaultReplicas, MaxRingSize: DefaultMaxRingSize, MissingKey: "random"}
+	if err := lbconfig.Decode(Name, js, cfg); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Header != strings.ToLower(cfg.Header) || strings.HasPrefix(cfg.Header, "grpc-") || strings.HasSuffix(cfg.Header, "-bin") || !validHeader(cfg.Header):
+		return nil, lbconfig.Invalid(Name, "header", "%q is not a lowercase ASCII metadata key (no \"grpc-\" prefix, no \"-bin\" suffix)", cfg.Header)
+	case cfg.Replicas < 1 || cfg.Replicas > 1000:
+		return nil, lbconfig.Invalid(Name, "replicas", "%d is out of range 1..1000", cfg.Replicas)
+	case cfg.MaxRingSize < 1 || cfg.MaxRingSize > 1<<23:
+		return nil, lbconfig.Invalid(Name, "maxRingSize", "%d is out of range 1..8388608", cfg.MaxRingSize)
+	case cfg.LoadFactor != 0 && !(cfg.LoadFactor >= 1 && cfg.LoadFactor <= 100):
+		return nil, lbconfig.Invalid(Name, "loadFactor", "%v is out of range: 0 (unbounded) or 1..100", cfg.LoadFactor)
+	case cfg.MissingKey != "random" && cfg.MissingKey != "fail":
+		return nil, lbconfig.Invalid(Name, "missingKey", "%q: want \"random\" or \"fail\"", cfg.MissingKey)
+	}
+	return cfg, nil
+}
+
+func validHeader(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+type builder struct{}
+
+func (builder) Name() string { return Name }
+
+func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	return ParseConfig(js)
+}
+
+func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+	cfg, _ := ParseConfig(nil)
+	return shard.New(cc, opts, &policy{cfg: cfg, inflight: map[string]*atomic.Int64{}})
+}
+
+// policy caches the ring, which depends only on the endpoints' addresses
+// and weights and the config, so that connectivity changes (the frequent
+// updates) rebuild only the small per-picker arrays. Guarded by
+// shard.Balancer's mutex.
+type policy struct {
+	cfg      *Config
+	ring     *ring
+	inflight map[string]*atomic.Int64 // bounded load: calls in flight per address
+	total    atomic.Int64             // bounded load: calls in flight in all
+}
+
+func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
+	if cfg, ok := c.(*Config); ok {
+		if p.cfg.Replicas != cfg.Replicas || p.cfg.MaxRingSize != cfg.MaxRingSize {
+			p.ring = nil
+		}
+		p.cfg = cfg
+	}
+	return nil
+}
+
+func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
+	slices.SortFunc(all, func(a, b shard.Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+	members := make([]member, len(all))
+	for i, e := range all {
+		members[i] = member{addr: e.Addr, weight: e.Weight}
+	}
+	if p.ring == nil || !slices.Equal(p.ring.members, members) {
+		p.ring = newRing(members, p.cfg.Replicas, p.cfg.MaxRingSize)
+	}
+	if p.cfg.LoadFactor > 0 {
+		live := map[string]bool{}
+		for _, e := range all {
+			live[e.Addr] = true
+			if p.inflight[e.Addr] == nil {
+				p.inflight[e.Addr] = new(atomic.Int64)
+			}
+		}
+		for a := range p.inflight {
+			if !live[a] {
+				delete(p.inflight, a)
+			}
+		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	pk := &picker{
+		ring:       p.ring,
+		pickers:    make([]gbalancer.Picker, len(all)),
+		isReady:    make([]bool, len(all)),
+		ready:      make([]uint32, 0, len(ready)),
+		header:     p.cfg.Header,
+		failNoKey:  p.cfg.MissingKey == "fail",
+		loadFactor: p.cfg.LoadFactor,
+	}
+	if pk.loadFactor > 0 {
+		pk.inflight = make([]*atomic.Int64, len(all))
+		pk.total = &p.total
+	}
+	for i, e := range all {
+		pk.pickers[i] = e.Picker
+		if e.Ready() {
+			pk.isReady[i] = true
+			pk.ready = append(pk.ready, uint32(i))
+		}
+		if pk.inflight != nil {
+			pk.inflight[i] = p.inflight[e.Addr]
+		}
+	}
+	return pk
+}
+
+type member struct {
+	addr   string
+	weight uint32
+}
+
+// ring is immutable once built.
+type ring struct {
+	members []member // sorted by address; owners index into it
+	hashes  []uint64 // sorted
+	owners  []uint32
+}
+
+// newRing places each member's points at hashes of its address, so that
+// a member's points do not move when other members come or go: removing
+// one of N members moves only the keys it owned, about 1/N.
+func newRing(members []member, replicas, maxSize int) *ring {
+	r := &ring{members: members}
+	var wsum float64
+	for _, m := range members {
+		wsum += float64(m.weight)
+	}
+	scale := float64(replicas) * float64(len(members)) / wsum
+	total := 0.0
+	for _, m := range members {
+		total += max(1, math.Round(float64(m.weight)*scale))
+	}
+	if total > float64(maxSize) {
+		scale *= float64(maxSize) / total
+	}
+	type point struct {
+		h uint64
+		o uint32
+	}
+	var pts []point
+	for i, m := range members {
+		base := hashString(m.addr)
+		for k := range int(max(1, math.Round(float64(m.weight)*scale))) {
+			pts = append(pts, point{fmix64(base + uint64(k)*0x9E3779B97F4A7C15), uint32(i)})
+		}
+	}
+	slices.SortFunc(pts, func(a, b point) int {
+		if a.h != b.h {
+			if a.h < b.h {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(members[a.o].addr, members[b.o].addr)
+	})
+	r.hashes = make([]uint64, len(pts))
+	r.owners = make([]uint32, len(pts))
+	for i, p := range pts {
+		r.hashes[i], r.owners[i] = p.h, p.o
+	}
+	return r
+}
+
+// search returns the index of the first point at or after h, wrapping.
+func (r *ring) search(h uint64) int {
+	lo, hi := 0, len(r.hashes)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if r.hashes[m] < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == len(r.hashes) {
+		return 0
+	}
+	return lo
+}
+
+type picker struct {
+	ring       *ring
+	pickers    []gbalancer.Picker // by member index
+	isReady    []bool             // by member index
+	ready      []uint32           // member indices of ready endpoints
+	header     string
+	failNoKey  bool
+	loadFactor float64
+	inflight   []*atomic.Int64 // by member index; nil unless bounded
+	total      *atomic.Int64
+}
+
+var errNoKey = status.Error(codes.InvalidArgument, Name+": the call has no hash key: set one with hash.WithKey or the configured header")
+
+func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
+	key, ok := KeyFromContext(info.Ctx)
+	if !ok && p.header != "" {
+		if v := metadata.ValueFromOutgoingContext(info.Ctx, p.header); len(v) > 0 {
+			key, ok = v[0], true
+		}
+	}
+	var m uint32
+	switch {
+	case ok:
+		m = p.lookup(hashString(key))
+	case p.failNoKey:
+		return gbalancer.PickResult{}, errNoKey
+	default:
+		m = p.ready[rand.IntN(len(p.ready))]
+	}
+	res, err := p.pickers[m].Pick(info)
+	if err != nil || p.inflight == nil {
+		return res, err
+	}
+	c, total := p.inflight[m], p.total
+	c.Add(1)
+	total.Add(1)
+	childDone := res.Done
+	res.Done = func(di gbalancer.DoneInfo) {
+		c.Add(-1)
+		total.Add(-1)
+		if childDone != nil {
+			childDone(di)
+		}
+	}
+	return res, nil
+}
+
+// lookup walks the ring clockwise from h to the first ready member, and,
+// with bounded load, the first one under its load limit.
+func (p *picker) lookup(h uint64) uint32 {
+	r := p.ring
+	i, n := r.search(h), len(r.owners)
+	limit := int64(math.MaxInt64)
+	if p.inflight != nil {
+		limit = int64(math.Ceil(p.loadFactor * float64(p.total.Load()+1) / float64(len(p.ready))))
+	}
+	first := uint32(math.MaxUint32)
+	for range n {
+		o := r.owners[i]
+		if p.isReady[o] {
+			if p.inflight == nil || p.inflight[o].Load() < limit {
+				return o
+			}
+			if first == math.MaxUint32 {
+				first = o
+			}
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+	if first == math.MaxUint32 { // unreachable: a picker has a ready member
+		return p.ready[0]
+	}
+	return first
+}
+
+// hashString is FNV-1a finished with murmur3's fmix64: fixed across
+// processes (unlike hash/maphash), so every client maps a key to the
+// same endpoint, and well mixed for ring placement.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return fmix64(h)
+}
+
+func fmix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
