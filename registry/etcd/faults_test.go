@@ -6,16 +6,21 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // waitState polls State until cond holds.
@@ -572,16 +577,24 @@ func TestTLS(t *testing.T) {
 	})
 }
 
-// TestClusterLeaderKilled kills the leader of a 3-member cluster:
-// registrations survive (no lease is lost), watches resume, and both
-// clients converge on a change made after the kill.
+// TestClusterLeaderKilled kills the leader of a 3-member cluster while a
+// gRPC client sends RPCs through an etcd target: registrations survive (no
+// lease is lost), watches resume, clients converge on a change made after
+// the kill, and no RPC fails.
 func TestClusterLeaderKilled(t *testing.T) {
 	cl := testenv.StartEtcdCluster(t, 3)
 	const ttl = 3 * time.Second
 	reg := newRegistry(t, cl.Endpoints(), etcd.WithTTL(ttl))
 	cli := newRegistry(t, cl.Endpoints())
 	svc := svcName(t)
-	a, b, c := inst(svc, 1), inst(svc, 2), inst(svc, 3)
+	var insts []registry.Instance
+	for i, name := range []string{"a", "b", "c"} {
+		srv := testenv.StartHello(t, name)
+		in := inst(svc, i+1)
+		in.Address = srv.Addr
+		insts = append(insts, in)
+	}
+	a, b, c := insts[0], insts[1], insts[2]
 	for _, in := range []registry.Instance{a, b} {
 		if err := reg.Register(ctxFor(t, 10*time.Second), in); err != nil {
 			t.Fatal(err)
@@ -595,16 +608,30 @@ func TestClusterLeaderKilled(t *testing.T) {
 	await(t, results, 10*time.Second, "a and b", has(a, b))
 	lease := reg.State().Lease
 
+	cache := resolver.NewCache()
+	defer cache.Close()
+	target := "etcd://" + strings.Join(cl.Endpoints(), ",") + "/" + svc
+	conn, err := cache.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	if err != nil {
+		t.Fatalf("NewClient(%q) = %v", target, err)
+	}
+	defer conn.Close()
+	rpcs := startRPCs(t, conn)
+	rpcs.waitFor(t, "a", "b")
+
 	leader := cl.Leader(t)
 	leader.Kill(t)
 	if err := reg.Register(ctxFor(t, 20*time.Second), c); err != nil {
 		t.Fatalf("Register after killing the leader = %v", err)
 	}
 	await(t, results, 20*time.Second, "a, b and c after the leader kill", has(a, b, c))
+	rpcs.waitFor(t, "c")
 
 	// Over two TTLs, every read sees all three: the lease survived the
 	// election (the new leader renews it) and keepalives moved members.
-	var survivor *etcd.Registry = newRegistry(t, cl.Endpoints())
+	survivor := newRegistry(t, cl.Endpoints())
 	until := time.Now().Add(2 * ttl)
 	for time.Now().Before(until) {
 		got, err := survivor.Lookup(ctxFor(t, 5*time.Second), svc)
@@ -624,4 +651,86 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	await(t, results, 10*time.Second, "b and c", has(b, c))
+	ok, failed := rpcs.stop()
+	t.Logf("RPCs through the leader kill: %d ok, %d failed", ok, len(failed))
+	if len(failed) > 0 {
+		t.Errorf("%d of %d RPCs failed through the leader kill; first: %v", len(failed), ok+len(failed), failed[0])
+	}
+	if ok < 50 {
+		t.Errorf("only %d RPCs succeeded; the client stalled", ok)
+	}
+}
+
+// rpcLoop sends SayHello every 5 ms and records who answered.
+type rpcLoop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	ok     int
+	failed []error
+	seen   map[string]time.Time
+}
+
+func startRPCs(t *testing.T, conn *grpc.ClientConn) *rpcLoop {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &rpcLoop{cancel: cancel, done: make(chan struct{}), seen: map[string]time.Time{}}
+	client := hellopb.NewHelloServiceClient(conn)
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := client.SayHello(rctx, &hellopb.HelloRequest{Name: "t"}, grpc.WaitForReady(true))
+			rcancel()
+			l.mu.Lock()
+			if err == nil {
+				l.ok++
+				from := resp.GetMessage()[strings.LastIndex(resp.GetMessage(), " ")+1:]
+				l.seen[from] = time.Now()
+			} else if ctx.Err() == nil {
+				l.failed = append(l.failed, err)
+			}
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { l.stop() })
+	return l
+}
+
+// waitFor polls until every named server has answered.
+func (l *rpcLoop) waitFor(t *testing.T, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l.mu.Lock()
+		missing := ""
+		for _, n := range names {
+			if _, ok := l.seen[n]; !ok {
+				missing = n
+			}
+		}
+		l.mu.Unlock()
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %q never answered an RPC within 20s", missing)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (l *rpcLoop) stop() (int, []error) {
+	l.cancel()
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ok, l.failed
 }

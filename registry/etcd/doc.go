@@ -1,0 +1,71 @@
+// Package etcd is Wayfinder's etcd registry backend.
+//
+// Importing it registers the "etcd" URL scheme with package registry:
+//
+//	import _ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
+//
+//	reg, err := registry.Open(ctx, "etcd://10.0.0.1:2379,10.0.0.2:2379")
+//
+// Programs that do not use URLs call New or NewFromClient.
+//
+// # Layout
+//
+// An instance is stored at <prefix>/<service>/<id> (default prefix
+// /wayfinder/services) as versioned JSON ({"v":1,"id":...}). All the
+// instances a Registry registers share one lease, kept alive by one
+// KeepAlive stream, so the cost of keepalives does not grow with the
+// number of instances. A background keeper makes etcd match what was
+// registered: on lease loss it grants a new lease and writes everything
+// again, it puts back its own keys when someone else deletes them, and it
+// never gives up (jittered backoff, capped at 3 s). State shows its
+// progress and its last error. Deregister deletes the key at once, and the
+// lease is revoked when no instance is left.
+//
+// Watchers list the service with a prefix Get ("<prefix>/<service>/", with
+// the trailing slash, so "hello" never matches "hello-x") and follow it with
+// a watch from the listing's revision + 1, opened WithRequireLeader so that
+// a member cut off from its cluster ends the watch instead of hanging. A
+// compacted revision leads to a new listing; other failures resume the
+// watch, or report registry.ErrUnavailable and list again when the
+// connection is back. A value that does not decode, or that names another
+// service or ID than its key, is skipped and logged with its key; it never
+// hides the other instances.
+//
+// # URLs
+//
+//	etcd://host1:2379,host2:2379?prefix=/wayfinder/services&ttl=10s&timeout=5s&tls=true
+//
+// The host lists the endpoints; with no host, ETCDCTL_ENDPOINTS is used,
+// then 127.0.0.1:2379. A registry URL has no path; gRPC targets add the
+// service as the path (etcd://host:2379/hello). Parameters:
+//
+//	prefix   key prefix, absolute, no trailing slash (default /wayfinder/services)
+//	ttl      lease TTL, whole seconds, at least 1s (default 10s)
+//	timeout  bound of each background request (default 5s)
+//	tls      use TLS with the system roots when no CA is configured
+//
+// Unknown parameters are errors that list these. Secrets never go in the
+// URL: user information is rejected. Credentials and certificates come
+// from options (WithAuth, WithTLS), which win, or from etcdctl's variables
+// ETCDCTL_USER (user or user:password), ETCDCTL_PASSWORD, ETCDCTL_CACERT,
+// ETCDCTL_CERT and ETCDCTL_KEY.
+//
+// # Errors
+//
+// Network and server failures wrap registry.ErrUnavailable and the etcd
+// client's error, so errors.Is works with both (rpctypes.ErrAuthFailed for
+// a wrong password). Register returns once the instance is written; if its
+// context ends first, it returns an error but the instance stays
+// scheduled, and the keeper writes it when etcd is back (Deregister
+// cancels that). Credential errors are returned at once. Deregister is
+// idempotent and returns when its context ends even if etcd is
+// unreachable; the delete then stays pending. After Close every method
+// returns registry.ErrClosed.
+//
+// # Concurrency
+//
+// A Registry and its Watchers are safe for concurrent use, except that a
+// Watcher's Next must not be called concurrently with itself. New, Open
+// and Watch never wait for the network. Close stops every goroutine the
+// Registry started and waits for them; it does not deregister.
+package etcd

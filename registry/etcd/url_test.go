@@ -1,0 +1,155 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
+)
+
+func TestURLs(t *testing.T) {
+	t.Setenv(etcd.EnvEndpoints, "")
+	good := []string{
+		"etcd://127.0.0.1:2379",
+		"etcd://127.0.0.1:2379/",
+		"etcd://10.0.0.1:2379,10.0.0.2:2379",
+		"etcd://[::1]:2379",
+		"etcd://etcd-0.etcd:2379?prefix=/x/y&ttl=3s&timeout=2s",
+		"etcd://",
+		"etcd://h:1?tls=true",
+		"etcd://h:1?tls=0",
+	}
+	for _, raw := range good {
+		if err := registry.ValidateURL(raw); err != nil {
+			t.Errorf("ValidateURL(%q) = %v, want nil", raw, err)
+		}
+		r, err := registry.Open(context.Background(), raw)
+		if err != nil {
+			t.Errorf("Open(%q) = %v, want nil", raw, err)
+			continue
+		}
+		r.Close()
+	}
+	bad := map[string]string{
+		"etcd://127.0.0.1:2379?prfix=/x":            "known parameters: prefix, timeout, tls, ttl",
+		"etcd://127.0.0.1:2379?prefix=x":            "prefix",
+		"etcd://127.0.0.1:2379?prefix=/x/":          "trailing slash",
+		"etcd://127.0.0.1:2379?prefix=/a&prefix=/b": "given 2 times",
+		"etcd://127.0.0.1:2379?ttl=fast":            "ttl",
+		"etcd://127.0.0.1:2379?ttl=100ms":           "TTL",
+		"etcd://127.0.0.1:2379?timeout=-1s":         "timeout",
+		"etcd://127.0.0.1:2379?tls=maybe":           "tls",
+		"etcd://127.0.0.1:2379/hello":               "path",
+		"etcd://root:pw@127.0.0.1:2379":             "credentials",
+		"etcd://127.0.0.1":                          "127.0.0.1",
+		"etcd://127.0.0.1:0":                        "port",
+		"etcd://127.0.0.1:2379,":                    "host",
+		"etcd://:2379":                              "empty host",
+		"etcd://127.0.0.1:2379#frag":                "fragment",
+		"etcd://127.0.0.1:2379?a=1;b=2":             "';'",
+	}
+	for raw, want := range bad {
+		err := registry.ValidateURL(raw)
+		if !errors.Is(err, registry.ErrInvalidURL) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateURL(%q) = %v; want ErrInvalidURL mentioning %q", raw, err, want)
+		}
+		if _, err := registry.Open(context.Background(), raw); !errors.Is(err, registry.ErrInvalidURL) {
+			t.Errorf("Open(%q) = %v; want ErrInvalidURL", raw, err)
+		}
+		if strings.Contains(raw, "pw@") && err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("ValidateURL(%q) = %v; the error leaks the password", raw, err)
+		}
+	}
+}
+
+func TestOptionsOverrideURL(t *testing.T) {
+	r, err := etcd.Open("etcd://127.0.0.1:1?prefix=/from-url&ttl=30s", etcd.WithPrefix("/from-option"), etcd.WithTTL(1500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := r.Prefix(); got != "/from-option" {
+		t.Errorf("Prefix() = %q, want /from-option", got)
+	}
+	if got := r.TTL(); got != 2*time.Second {
+		t.Errorf("TTL() = %v, want 2s (1.5s rounded up to whole seconds)", got)
+	}
+}
+
+// TestUnreachableDoesNotBlock opens a registry at a port nobody serves:
+// Open and Watch return at once, and every call fails within its own
+// bounds with ErrUnavailable.
+func TestUnreachableDoesNotBlock(t *testing.T) {
+	start := time.Now()
+	r, err := etcd.New([]string{"127.0.0.1:1"}, etcd.WithTimeout(500*time.Millisecond), etcd.WithAuth("root", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := r.Watch(context.Background(), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("New and Watch took %v; they must not wait for the network", took)
+	}
+	if set, err := w.Next(ctxFor(t, 10*time.Second)); !errors.Is(err, registry.ErrUnavailable) || set != nil {
+		t.Errorf("first Next() with etcd unreachable = %v, %v; want nil and ErrUnavailable", set, err)
+	}
+	if _, err := r.Lookup(ctxFor(t, 10*time.Second), "svc"); !errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("Lookup() with etcd unreachable = %v; want ErrUnavailable", err)
+	}
+	err = r.Register(ctxFor(t, 2*time.Second), inst("svc", 1))
+	if !errors.Is(err, registry.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Register() with etcd unreachable = %v; want ErrUnavailable or a deadline", err)
+	}
+	if s := r.State(); s.Healthy() || s.Err == nil {
+		t.Errorf("State() with etcd unreachable = %+v; want unhealthy with an error", s)
+	}
+}
+
+func TestNewFromClientRejectsClientOptions(t *testing.T) {
+	if _, err := etcd.NewFromClient(nil); err == nil {
+		t.Error("NewFromClient(nil) = nil error")
+	}
+}
+
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{
+		"etcd://127.0.0.1:2379", "etcd://a:1,b:2?prefix=/p&ttl=5s", "etcd://", "etcd://[::1]:2379?tls=1",
+		"etcd://h:1?timeout=1h&x=y", "etcd://%zz", "etcd://h:99999", "etcd:opaque", "etcd://h:1/svc",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return
+		}
+		u.Scheme = "etcd"
+		verr := registry.ValidateParsedURL(u)
+		r, oerr := etcd.OpenURL(u)
+		if (verr == nil) != (oerr == nil) {
+			t.Fatalf("ValidateParsedURL(%q) = %v but OpenURL = %v", u, verr, oerr)
+		}
+		if oerr != nil {
+			if !errors.Is(oerr, registry.ErrInvalidURL) && !strings.HasPrefix(oerr.Error(), "etcd:") {
+				t.Fatalf("OpenURL(%q) = %v, want ErrInvalidURL or an etcd: error", u, oerr)
+			}
+			return
+		}
+		defer r.Close()
+		if p := r.Prefix(); !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+			t.Fatalf("OpenURL(%q).Prefix() = %q: not absolute, or has a trailing slash", u, p)
+		}
+		if ttl := r.TTL(); ttl < time.Second {
+			t.Fatalf("OpenURL(%q).TTL() = %v", u, ttl)
+		}
+	})
+}
