@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
@@ -39,3 +40,17 @@ func TestDemoRejectsBadRegistry(t *testing.T) {
 		}
 	}
 }
+
+func runOn(t *testing.T, reg string) {
+	var out bytes.Buffer
+	ok, err := Run(t.Context(), Config{Registry: reg, Duration: 4 * time.Second, Servers: 3,
+		FaultInterval: 900 * time.Millisecond, Rate: 200, Workers: 4}, &out)
+	t.Log("\n" + out.String())
+	if err != nil || !ok {
+		t.Fatalf("Run(-registry %s) = %v, %v; want a PASS", reg, ok, err)
+	}
+}
+
+func TestDemoConsul(t *testing.T) { runOn(t, "consul://"+testenv.StartConsul(t).HTTPAddr()) }
+
+func TestDemoEtcd(t *testing.T) { runOn(t, "etcd://"+testenv.StartEtcd(t).ClientAddr) }
