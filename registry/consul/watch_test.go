@@ -73,6 +73,10 @@ type countingProxy struct {
 }
 
 func newCountingProxy(t *testing.T, agentURL string) *countingProxy {
+	return newCountingProxyB(t, agentURL)
+}
+
+func newCountingProxyB(t testing.TB, agentURL string) *countingProxy {
 	u, err := url.Parse(agentURL)
 	if err != nil {
 		t.Fatal(err)
