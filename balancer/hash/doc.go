@@ -13,8 +13,8 @@
 //
 // A call's key is the one set with WithKey, else the first value of the
 // configured outgoing metadata header. A call without a key goes to a
-// random ready endpoint, or fails with INVALID_ARGUMENT if MissingKey is
-// "fail". Keys are hashed with a fixed function, so all clients agree.
+// random ready endpoint, or fails with INTERNAL if MissingKey is "fail".
+// Keys are hashed with a fixed function, so all clients agree.
 //
 // # Ring
 //

@@ -65,8 +65,8 @@ type Config struct {
 	// over for the next one on the ring. 0 disables; else 1.0..100.
 	LoadFactor float64 `json:"loadFactor,omitempty"`
 	// MissingKey says what a call without a key does: "random" (default)
-	// picks a random ready endpoint, "fail" fails the call with
-	// INVALID_ARGUMENT.
+	// picks a random ready endpoint, "fail" fails the call with INTERNAL
+	// (gRPC reserves INVALID_ARGUMENT for servers).
 	MissingKey string `json:"missingKey,omitempty"`
 }
 
@@ -273,7 +273,8 @@ type picker struct {
 	total      *atomic.Int64
 }
 
-var errNoKey = status.Error(codes.InvalidArgument, Name+": the call has no hash key: set one with hash.WithKey or the configured header")
+// INTERNAL: gRPC reserves INVALID_ARGUMENT for servers (gRFC A54).
+var errNoKey = status.Error(codes.Internal, Name+": the call has no hash key: set one with hash.WithKey or the configured header")
 
 func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	key, ok := KeyFromContext(info.Ctx)

@@ -199,8 +199,8 @@ func TestHeaderKeyAndMissingKey(t *testing.T) {
 	if err1 != nil || err2 != nil || names[r1.SubConn] != names[r2.SubConn] {
 		t.Errorf("key from context -> %s, %v; from header -> %s, %v; want the same endpoint", names[r1.SubConn], err1, names[r2.SubConn], err2)
 	}
-	if _, err := p.Pick(gbalancer.PickInfo{Ctx: context.Background()}); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("Pick() without key in fail mode = %v, want INVALID_ARGUMENT", err)
+	if _, err := p.Pick(gbalancer.PickInfo{Ctx: context.Background()}); status.Code(err) != codes.Internal {
+		t.Errorf("Pick() without key in fail mode = %v, want INTERNAL", err)
 	}
 }
 
