@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -27,8 +29,11 @@ const DefaultLinger = 30 * time.Second
 // Lock ordering: Cache.mu before watch.mu. Neither is held while calling
 // a registry or gRPC.
 type Cache struct {
-	linger time.Duration
-	logger *slog.Logger
+	linger  time.Duration
+	logger  *slog.Logger
+	meter   metric.MeterProvider
+	now     func() time.Time
+	metrics *cacheMetrics
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
@@ -47,11 +52,17 @@ func WithLinger(d time.Duration) CacheOption { return func(c *Cache) { c.linger 
 // WithCacheLogger sets the logger for watch errors. The default discards.
 func WithCacheLogger(l *slog.Logger) CacheOption { return func(c *Cache) { c.logger = l } }
 
+// WithMeterProvider records the cache's metrics (see metrics.go) with mp.
+// The default is OpenTelemetry's global provider, a no-op until the
+// program installs one.
+func WithMeterProvider(mp metric.MeterProvider) CacheOption { return func(c *Cache) { c.meter = mp } }
+
 // NewCache returns an empty cache. Close it to stop its watches.
 func NewCache(opts ...CacheOption) *Cache {
 	c := &Cache{
 		linger:  DefaultLinger,
 		logger:  slog.New(slog.DiscardHandler),
+		now:     time.Now,
 		watches: map[watchKey]*watch{},
 		regs:    map[string]*openRegistry{},
 		urlB:    map[string]*Builder{},
@@ -59,6 +70,7 @@ func NewCache(opts ...CacheOption) *Cache {
 	for _, o := range opts {
 		o(c)
 	}
+	c.metrics = newCacheMetrics(c)
 	return c
 }
 
@@ -71,6 +83,29 @@ func DefaultCache() *Cache { return defaultCache }
 type watchKey struct {
 	source  any // registry URL string, or the injected Discovery
 	service string
+}
+
+// backend names the registry behind a key for metrics and the debug
+// view: the URL's scheme, or the Discovery's type. It never includes
+// hosts or instance IDs, so metric cardinality stays bounded.
+func (k watchKey) backend() string {
+	if s, ok := k.source.(string); ok {
+		if u, err := url.Parse(s); err == nil {
+			return u.Scheme
+		}
+		return "url"
+	}
+	return fmt.Sprintf("%T", k.source)
+}
+
+// sourceName describes the registry behind a key for the debug view.
+func (k watchKey) sourceName() string {
+	if s, ok := k.source.(string); ok {
+		if u, err := url.Parse(s); err == nil {
+			return u.Redacted()
+		}
+	}
+	return fmt.Sprintf("%T", k.source)
 }
 
 // sourceKey returns a map key identifying d: d itself when its dynamic
@@ -108,7 +143,12 @@ type watch struct {
 	st          state
 	subs        map[chan struct{}]struct{}
 	lingerTimer *time.Timer
-	upstreams   int // Watch calls made, for tests and the debug view
+	upstreams   int       // Watch calls made, for tests and the debug view
+	updates     int64     // sets published
+	errors      int64     // errors published
+	lastChange  time.Time // when the published set last changed
+	lastGood    time.Time // when the upstream last answered, changed or not
+	started     time.Time
 }
 
 // ErrCacheClosed is returned when building a resolver on a closed Cache.
@@ -131,7 +171,7 @@ func (c *Cache) acquire(key watchKey, notify chan struct{}, open func() (registr
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w = &watch{cache: c, key: key, service: key.service, cancel: cancel, done: make(chan struct{}),
-			release: release, subs: map[chan struct{}]struct{}{}}
+			release: release, subs: map[chan struct{}]struct{}{}, started: c.now()}
 		c.watches[key] = w
 		go w.run(ctx, d)
 	}
@@ -232,6 +272,7 @@ func (w *watch) stop() {
 // Close stops every watch and closes the registries the cache opened.
 // Resolvers still open keep their last state but receive no more updates.
 func (c *Cache) Close() error {
+	c.metrics.unregister()
 	c.mu.Lock()
 	c.closed = true
 	ws := make([]*watch, 0, len(c.watches))
@@ -280,12 +321,17 @@ func (w *watch) snapshot() state {
 
 // publish records a good read and wakes subscribers if anything changed.
 func (w *watch) publish(insts []registry.Instance) {
+	now := w.cache.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.lastGood = now
 	if w.st.ok && w.st.err == nil && registry.EqualSets(w.st.instances, insts) {
 		return
 	}
 	w.st = state{instances: insts, ok: true, gen: w.st.gen + 1}
+	w.updates++
+	w.lastChange = now
+	w.cache.metrics.update(w.key)
 	w.notifyLocked()
 }
 
@@ -295,6 +341,8 @@ func (w *watch) publishErr(err error) {
 	defer w.mu.Unlock()
 	w.st.err = err
 	w.st.gen++
+	w.errors++
+	w.cache.metrics.error(w.key)
 	w.notifyLocked()
 }
 

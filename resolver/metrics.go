@@ -1,0 +1,155 @@
+package resolver
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Metric names, following OpenTelemetry's conventions. Attributes are
+// wayfinder.service and wayfinder.backend (a URL scheme or a Go type):
+// never instance IDs or addresses, so cardinality is bounded by the
+// number of watched services.
+const (
+	MetricUpdates   = "wayfinder.discovery.updates"   // counter: instance sets published by upstream watches
+	MetricErrors    = "wayfinder.discovery.errors"    // counter: upstream watch errors
+	MetricInstances = "wayfinder.discovery.instances" // gauge: instances in the current view
+	MetricStaleness = "wayfinder.discovery.staleness" // gauge, s: time since the view was last known fresh; 0 while healthy
+	MetricWatches   = "wayfinder.discovery.watches"   // gauge: upstream watches running
+	MetricResolvers = "wayfinder.discovery.resolvers" // gauge: ClientConn resolvers subscribed
+)
+
+type cacheMetrics struct {
+	updates, errors metric.Int64Counter
+	reg             metric.Registration
+}
+
+func newCacheMetrics(c *Cache) *cacheMetrics {
+	mp := c.meter
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter("github.com/wayfinder-rpc/wayfinder/resolver")
+	cm := &cacheMetrics{}
+	// Instrument errors only come from invalid names, which these are not;
+	// a nil instrument from a failed call is still a usable no-op.
+	cm.updates, _ = m.Int64Counter(MetricUpdates, metric.WithUnit("{update}"),
+		metric.WithDescription("Instance sets published by upstream registry watches."))
+	cm.errors, _ = m.Int64Counter(MetricErrors, metric.WithUnit("{error}"),
+		metric.WithDescription("Errors from upstream registry watches; the last good set stays in use."))
+	inst, _ := m.Int64ObservableGauge(MetricInstances, metric.WithUnit("{instance}"),
+		metric.WithDescription("Instances in each watched service's current view."))
+	stale, _ := m.Float64ObservableGauge(MetricStaleness, metric.WithUnit("s"),
+		metric.WithDescription("Time since each watched service's view was last known fresh; 0 while its watch is healthy."))
+	watches, _ := m.Int64ObservableGauge(MetricWatches, metric.WithUnit("{watch}"),
+		metric.WithDescription("Upstream registry watches running."))
+	resolvers, _ := m.Int64ObservableGauge(MetricResolvers, metric.WithUnit("{resolver}"),
+		metric.WithDescription("ClientConn resolvers subscribed to watches."))
+	cm.reg, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		infos := c.Watches()
+		subs := 0
+		for _, wi := range infos {
+			attrs := metric.WithAttributes(attribute.String("wayfinder.service", wi.Service), attribute.String("wayfinder.backend", wi.Backend))
+			o.ObserveInt64(inst, int64(len(wi.Instances)), attrs)
+			o.ObserveFloat64(stale, wi.Staleness.Seconds(), attrs)
+			subs += wi.Resolvers
+		}
+		o.ObserveInt64(watches, int64(len(infos)))
+		o.ObserveInt64(resolvers, int64(subs))
+		return nil
+	}, inst, stale, watches, resolvers)
+	return cm
+}
+
+func attrs(k watchKey) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("wayfinder.service", k.service), attribute.String("wayfinder.backend", k.backend()))
+}
+
+func (m *cacheMetrics) update(k watchKey) {
+	if m.updates != nil {
+		m.updates.Add(context.Background(), 1, attrs(k))
+	}
+}
+
+func (m *cacheMetrics) error(k watchKey) {
+	if m.errors != nil {
+		m.errors.Add(context.Background(), 1, attrs(k))
+	}
+}
+
+func (m *cacheMetrics) unregister() {
+	if m.reg != nil {
+		_ = m.reg.Unregister()
+	}
+}
+
+// WatchInfo describes one upstream watch, for metrics and debug pages.
+type WatchInfo struct {
+	Registry   string              `json:"registry"` // the registry URL (redacted) or the Discovery's type
+	Backend    string              `json:"backend"`  // the URL scheme or the Discovery's type
+	Service    string              `json:"service"`
+	Instances  []registry.Instance `json:"instances"` // the current view (the last good set)
+	Fresh      bool                `json:"fresh"`     // a set was read and no error came since
+	LastError  string              `json:"last_error,omitempty"`
+	Staleness  time.Duration       `json:"staleness_ns"` // 0 while fresh; else time since the last good read (or since the start)
+	LastChange time.Time           `json:"last_change"`  // when the view last changed
+	Updates    int64               `json:"updates"`
+	Errors     int64               `json:"errors"`
+	Resolvers  int                 `json:"resolvers"` // ClientConns subscribed
+	Upstreams  int                 `json:"upstream_watches"`
+}
+
+// Watches describes the cache's running watches, sorted by registry and
+// service.
+func (c *Cache) Watches() []WatchInfo {
+	now := c.now()
+	c.mu.Lock()
+	ws := make([]*watch, 0, len(c.watches))
+	for _, w := range c.watches {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	out := make([]WatchInfo, 0, len(ws))
+	for _, w := range ws {
+		w.mu.Lock()
+		wi := WatchInfo{
+			Registry: w.key.sourceName(), Backend: w.key.backend(), Service: w.service,
+			Instances: cloneInstances(w.st.instances), Fresh: w.st.ok && w.st.err == nil, LastChange: w.lastChange,
+			Updates: w.updates, Errors: w.errors, Resolvers: w.refs, Upstreams: w.upstreams,
+		}
+		if w.st.err != nil {
+			wi.LastError = w.st.err.Error()
+		}
+		if !wi.Fresh {
+			since := w.lastGood
+			if since.IsZero() {
+				since = w.started
+			}
+			wi.Staleness = now.Sub(since)
+		}
+		w.mu.Unlock()
+		out = append(out, wi)
+	}
+	slices.SortFunc(out, func(a, b WatchInfo) int {
+		if c := strings.Compare(a.Registry, b.Registry); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Service, b.Service)
+	})
+	return out
+}
+
+func cloneInstances(in []registry.Instance) []registry.Instance {
+	out := make([]registry.Instance, len(in))
+	for i, inst := range in {
+		out[i] = inst.Clone()
+	}
+	return out
+}
