@@ -1,0 +1,126 @@
+package benchcmp
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	_ "google.golang.org/grpc/balancer/roundrobin"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
+	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
+	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+// userRR is what a user might write with package custom: plain round
+// robin, to measure the wrapper's overhead.
+const userRR = "benchcmp_user_round_robin"
+
+func init() {
+	var next atomic.Uint64
+	custom.Register(userRR, func(_ custom.Call, ready []custom.Endpoint) (int, error) {
+		return int(next.Add(1) % uint64(len(ready))), nil
+	})
+}
+
+var policies = []struct{ name, cfg string }{
+	{"round_robin", ""},
+	{wrr.Name, ""},
+	{p2c.Name, ""},
+	{hash.Name, ""},
+	{userRR, ""},
+}
+
+func instances(n int) []registry.Instance {
+	out := make([]registry.Instance, n)
+	for i := range out {
+		out[i] = registry.Instance{ID: fmt.Sprint(i), Service: "s", Address: fmt.Sprintf("10.%d.%d.%d:80", i>>16, i>>8&255, i&255), Weight: i%3 + 1}
+	}
+	return out
+}
+
+func BenchmarkPick(b *testing.B) {
+	keys := make([]gbalancer.PickInfo, 1024)
+	for i := range keys {
+		keys[i] = gbalancer.PickInfo{Ctx: hash.WithKey(context.Background(), fmt.Sprintf("user-%d", i))}
+	}
+	for _, n := range []int{3, 10, 100, 1000, 10000} {
+		eps := resolver.Endpoints(instances(n))
+		for _, pol := range policies {
+			h, err := fakecc.Build(pol.name, pol.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := h.UpdateReady(eps); err != nil {
+				b.Fatal(err)
+			}
+			p, _ := h.CC.Picker()
+			if _, err := p.Pick(keys[0]); err != nil {
+				b.Fatalf("%s with %d endpoints: Pick() = %v", pol.name, n, err)
+			}
+			pick := func(i int) {
+				r, err := p.Pick(keys[i&1023])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.Done != nil {
+					r.Done(gbalancer.DoneInfo{})
+				}
+			}
+			b.Run(fmt.Sprintf("n=%d/%s/serial", n, pol.name), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					pick(i)
+					i++
+				}
+			})
+			b.Run(fmt.Sprintf("n=%d/%s/parallel", n, pol.name), func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					i := 0
+					for pb.Next() {
+						pick(i)
+						i++
+					}
+				})
+			})
+			h.Close()
+		}
+	}
+}
+
+// BenchmarkThroughput makes real unary calls over loopback to 10 servers
+// through each policy, 16 calls in flight.
+func BenchmarkThroughput(b *testing.B) {
+	bs := lbtest.StartBackends(b, 10)
+	for _, pol := range policies {
+		b.Run(pol.name, func(b *testing.B) {
+			env := lbtest.NewEnv(b)
+			for _, be := range bs {
+				env.Register(lbtest.Instance(be))
+			}
+			_, client := env.Dial(`{"` + pol.name + `":{}}`)
+			lbtest.WaitServing(b, client, bs...)
+			b.SetParallelism(8)
+			b.ResetTimer()
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx := hash.WithKey(context.Background(), fmt.Sprint(n.Add(1)))
+					if _, err := lbtest.Call(ctx, client); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
