@@ -68,8 +68,8 @@ func (p *pollWatcher) Close() error { p.cancel(); p.wg.Wait(); return nil }
 // returning to a watcher's Next including (or excluding) the instance,
 // against the real dev agent. Each iteration is two changes; run with
 // -benchtime=100x for 200 changes. Changes are spaced randomly by
-// 100-300 ms, as unrelated changes are in practice, so that the poller's
-// phase is uniform.
+// 100-600 ms, wider than the poll period, so that the poller's phase is
+// uniform rather than locked to the benchmark's rhythm.
 func BenchmarkPropagation(b *testing.B) {
 	for _, mode := range []string{"blocking", "poll500ms"} {
 		b.Run(mode, func(b *testing.B) {
@@ -105,14 +105,14 @@ func BenchmarkPropagation(b *testing.B) {
 			inst := registrytest.MakeInstance(svc, 1)
 			b.ResetTimer()
 			for b.Loop() {
-				time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+				time.Sleep(100*time.Millisecond + rand.N(500*time.Millisecond))
 				if err := server.Register(ctx, inst); err != nil {
 					b.Fatal(err)
 				}
 				start := time.Now()
 				until(func(in []registry.Instance) bool { return len(in) == 1 })
 				lat = append(lat, time.Since(start))
-				time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+				time.Sleep(100*time.Millisecond + rand.N(500*time.Millisecond))
 				if err := server.Deregister(ctx, inst); err != nil {
 					b.Fatal(err)
 				}

@@ -191,8 +191,8 @@ func (r *Registry) Close() error {
 
 func (r *Registry) errClosed() error { return fmt.Errorf("consul: %w", registry.ErrClosed) }
 
-// Lookup implements registry.Discovery with one consistent, non-blocking
-// read per datacenter.
+// Lookup implements registry.Discovery with one non-blocking read per
+// datacenter, in the configured consistency mode.
 func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Instance, error) {
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err

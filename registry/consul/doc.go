@@ -1,0 +1,67 @@
+// Package consul is Wayfinder's Consul backend: registration through the
+// local agent with heartbeats that mirror real health, and discovery
+// through blocking health queries.
+//
+// Importing the package registers the "consul" scheme with
+// registry.RegisterScheme. Without URLs, use New or NewFromClient.
+//
+// # URLs
+//
+// A registry URL names the agent; a gRPC target adds the service as its
+// path, which the resolver strips:
+//
+//	consul://127.0.0.1:8500?dc=dc1&tag=v2&stale=true
+//	consul://127.0.0.1:8500/orders?tag=v2
+//	consul://                       (CONSUL_HTTP_ADDR, else localhost:8500)
+//
+// Parameters: dc (comma-separated: one watch per datacenter), tag
+// (comma-separated, all required), warning (include warning instances),
+// stale, consistent, cached (agent cache), near, wait (blocking wait,
+// default 5m), tls (https), check (ttl, grpc or ttl,grpc), ttl (TTL check
+// period), interval (gRPC check interval). Any other parameter is an
+// error listing these. Secrets never go in the URL: the ACL token and
+// TLS files come from options or from Consul's environment variables
+// (CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
+// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_HTTP_SSL), and are never
+// logged.
+//
+// # Registration
+//
+// Each instance is one agent service (ID "<service>:<instance ID>") with
+// its tags, address, and Version, Zone, Weight and the user metadata in
+// Meta, and one or both checks: a TTL check refreshed every TTL/3 with the
+// result of a HealthFunc (GRPCHealth adapts a grpc.health.v1 server), and
+// a native gRPC check the agent runs itself. Register starts a reconcile
+// loop that never gives up: after any failure it backs off with jitter
+// and registers again, which also restores the service after an agent
+// restart or a 404 for an unknown check or service. Status reports the
+// loop's state. Deregister stops the heartbeat first, then removes the
+// service; it is idempotent and bounded by its context.
+//
+// # Discovery
+//
+// Watch follows /v1/health/service with blocking queries: the index from
+// X-Consul-Index, a 5 minute wait, a request deadline of wait + wait/16 +
+// slack, an index reset when it goes backwards, never blocking below 1,
+// results compared before they are emitted, a token bucket (burst 2)
+// against queries that return at once, and jittered backoff on errors.
+// Each watch keeps its own index per datacenter. An idle watch makes one
+// request per wait.
+//
+// # Errors
+//
+// Network and server failures wrap registry.ErrUnavailable; 403 answers
+// also wrap ErrPermissionDenied and say the ACL token is at fault.
+// Invalid instances (including metadata Consul would refuse) fail with
+// registry.ErrInvalidInstance before any request. A watcher reports an
+// error once per failure episode and keeps the last good set: an error
+// never empties it, while a service with no instances is an empty set.
+// After Close, calls return registry.ErrClosed.
+//
+// # Concurrency
+//
+// A Registry is safe for concurrent use. It owns one goroutine per
+// registration and one per watched datacenter per watcher; Deregister,
+// Watcher.Close and Registry.Close cancel and wait for theirs. Lock
+// order: Registry.mu, then a registration's or watcher's mu.
+package consul
