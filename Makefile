@@ -21,12 +21,12 @@ export WAYFINDER_ETCD_BIN := $(ETCD_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet servers consul etcd generate fmt
+.PHONY: demo test vet servers consul etcd browser generate fmt
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
 
-test: servers vet
+test: servers browser vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -35,6 +35,13 @@ vet:
 	$(GO) vet ./...
 
 servers: consul etcd
+
+# The debug page is tested in a real headless Chromium, from Debian.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the debug-page test"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
 consul: $(CONSUL_BIN)
 etcd: $(ETCD_BIN)
 

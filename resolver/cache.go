@@ -410,7 +410,7 @@ func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, 
 		}
 		if err != nil {
 			w.cache.logger.Warn("wayfinder resolver: watch error", "service", w.service, "err", err)
-			w.publishErr(fmt.Errorf("watch %q: %w", w.service, err))
+			w.publishErr(err) // backends name the service in their errors
 			if !sleep() || errors.Is(err, registry.ErrClosed) {
 				return // re-watch, unless ctx is done
 			}
