@@ -37,12 +37,13 @@ const service = "hello"
 
 // Config is the demo's configuration.
 type Config struct {
-	Registry      string        // registry URL, such as "mem://"
-	Duration      time.Duration // how long to run
-	Servers       int           // servers running at any time (≥ 2)
-	FaultInterval time.Duration // time between fault rounds
-	Rate          int           // client calls per second
-	Workers       int           // concurrent callers
+	Registry      string          // registry URL, such as "mem://"
+	Duration      time.Duration   // how long to run
+	Servers       int             // servers running at any time (≥ 2)
+	FaultInterval time.Duration   // time between fault rounds
+	Rate          int             // client calls per second
+	Workers       int             // concurrent callers
+	Cache         *resolver.Cache // the client's watch cache; nil means resolver.DefaultCache
 }
 
 // DefaultConfig returns the demo's defaults: 3 servers on mem://, a fault
@@ -108,7 +109,11 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 		servers = append(servers, s)
 	}
 
-	cc, err := resolver.NewClient(target,
+	cache := c.Cache
+	if cache == nil {
+		cache = resolver.DefaultCache()
+	}
+	cc, err := cache.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {

@@ -1,0 +1,86 @@
+// Command observability runs HelloService servers and a client on the
+// embedded registry (or any -registry URL), exports Wayfinder's metrics
+// for Prometheus at /metrics, and serves the debug page at
+// /debug/wayfinder, while a fault simulator keeps restarting servers.
+//
+//	go run ./examples/observability -http 127.0.0.1:9464
+//	curl -s 127.0.0.1:9464/metrics | grep wayfinder_
+//	open http://127.0.0.1:9464/debug/wayfinder
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/wayfinder-rpc/wayfinder/debug"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+func main() {
+	addr := flag.String("http", "127.0.0.1:9464", "address for /metrics and /debug/wayfinder")
+	c := faultdemo.DefaultConfig()
+	c.Duration = time.Hour
+	faultdemo.RegisterFlags(flag.CommandLine, &c)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(ctx, lis, c, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run serves metrics and the debug page on lis while the demo runs.
+func run(ctx context.Context, lis net.Listener, c faultdemo.Config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	defer mp.Shutdown(context.Background())
+
+	// The demo dials through resolver.NewClient, which uses the default
+	// cache; give it this program's meter provider.
+	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithCacheLogger(log))
+	defer cache.Close()
+	c.Cache = cache
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/debug/wayfinder", debug.NewHandler(debug.WithCache(cache)))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("serving", "metrics", "http://"+lis.Addr().String()+"/metrics", "debug", "http://"+lis.Addr().String()+"/debug/wayfinder")
+
+	_, demoErr := faultdemo.Run(ctx, c, os.Stdout)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return demoErr
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMetricsAndDebugPage(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := faultdemo.Config{Registry: "mem://observability-test", Duration: 3 * time.Second, Servers: 3, FaultInterval: time.Second, Rate: 100, Workers: 2}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, lis, c, slog.New(slog.DiscardHandler)) }()
+	base := "http://" + lis.Addr().String()
+	get := func(path string) string {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var metrics string
+	for {
+		metrics = get("/metrics")
+		if strings.Contains(metrics, `wayfinder_discovery_instances{`) && strings.Contains(metrics, "wayfinder_discovery_updates_total") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed Wayfinder's metrics:\n%s", metrics)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{`wayfinder_service="hello"`, `wayfinder_backend="mem"`, "wayfinder_discovery_staleness_seconds", "wayfinder_discovery_watches"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if page := get("/debug/wayfinder?format=json"); !strings.Contains(page, `"service": "hello"`) {
+		t.Errorf("/debug/wayfinder JSON = %s", page)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run() = %v", err)
+	}
+}
