@@ -208,7 +208,7 @@ func (r *Registry) keep() {
 			return
 		case <-r.kick:
 		case <-retry:
-		case resp, ok := <-k.kaCh:
+		case _, ok := <-k.kaCh:
 			if ok {
 				r.stats.keepAlives.Add(1)
 				continue
@@ -218,7 +218,6 @@ func (r *Registry) keep() {
 			r.log.Warn("etcd: lease lost; granting a new one and re-registering", "lease", fmt.Sprintf("%x", k.lease))
 			k.stopLease()
 			k.markAll(nil)
-			_ = resp
 		}
 		retry = nil
 		err := k.reconcile()
