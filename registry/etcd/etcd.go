@@ -476,7 +476,10 @@ type stats struct {
 	skipped, grants, keepAlives, relists, compacted, reputs atomic.Uint64
 }
 
-var _ registry.Registry = (*Registry)(nil)
+var (
+	_ registry.Registry      = (*Registry)(nil)
+	_ registry.ServiceLister = (*Registry)(nil)
+)
 
 func newRegistry(o options, own bool) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -352,4 +355,33 @@ func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[stri
 			down, connCh = now, next
 		}
 	}
+}
+
+// Services implements registry.ServiceLister: the services with at least
+// one key under the prefix. It reads keys only, so it is cheap even for
+// large registries; a key that is not <prefix>/<service>/<id> with a
+// valid service name is ignored here (Lookup reports bad values).
+func (r *Registry) Services(ctx context.Context) ([]string, error) {
+	ctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	cli, err := r.client(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: services: %w", err)
+	}
+	root := r.opts.prefix + "/"
+	resp, err := cli.Get(ctx, root, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		if r.isClosed() {
+			return nil, fmt.Errorf("etcd: services: %w", registry.ErrClosed)
+		}
+		return nil, fmt.Errorf("etcd: services: %w: %w", registry.ErrUnavailable, err)
+	}
+	seen := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		svc, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), root), "/")
+		if ok && id != "" && registry.ValidateService(svc) == nil {
+			seen[svc] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }

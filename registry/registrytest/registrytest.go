@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -64,6 +65,7 @@ func RunConformanceTests(t *testing.T, h Harness) {
 		{"MetadataRoundTrips", testMetadataRoundTrips},
 		{"InvalidInstancesRejected", testInvalidRejected},
 		{"ThousandInstances", testThousandInstances},
+		{"ServicesListed", testServicesListed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -558,4 +560,36 @@ func testThousandInstances(t *testing.T, h Harness) {
 		}
 		seen[in.ID] = true
 	}
+}
+
+// testServicesListed checks registry.ServiceLister where the backend
+// offers it: a service is listed while it has instances, and not after.
+func testServicesListed(t *testing.T, h Harness) {
+	r := open(t, h)
+	lister, ok := r.(registry.ServiceLister)
+	if !ok {
+		t.Logf("%T does not implement registry.ServiceLister; nothing to check", r)
+		return
+	}
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	mustRegister(t, r, a)
+	listed := func(want bool) {
+		t.Helper()
+		ctx := ctxFor(t)
+		for {
+			names, err := lister.Services(ctx)
+			if err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("Services() = %v, %v; want %q listed = %v, sorted", names, err, svc, want)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	listed(true)
+	mustDeregister(t, r, a)
+	listed(false)
 }
