@@ -19,6 +19,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
@@ -81,6 +82,7 @@ type options struct {
 	user, pass  string
 	authSet     bool
 	dialOptions []grpc.DialOption
+	meter       metric.MeterProvider
 }
 
 func defaultOptions() options {
@@ -446,9 +448,10 @@ func fromEnv() (envConfig, error) {
 // fields, the registration tables (entries, deletes), the keeper's
 // published state (lease, lastErr) and the connection state.
 type Registry struct {
-	opts      options
-	ownClient bool
-	log       *slog.Logger
+	unregisterMetrics func()
+	opts              options
+	ownClient         bool
+	log               *slog.Logger
 
 	ctx    context.Context // cancelled by Close; parent of every goroutine
 	cancel context.CancelFunc
@@ -483,7 +486,7 @@ var (
 
 func newRegistry(o options, own bool) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{
+	r := &Registry{
 		opts:      o,
 		ownClient: own,
 		log:       o.logger,
@@ -497,6 +500,8 @@ func newRegistry(o options, own bool) *Registry {
 		connCh:    make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 	}
+	r.unregisterMetrics = r.registerMetrics(o.meter)
+	return r
 }
 
 func (r *Registry) setClient(cli *clientv3.Client) {
@@ -611,6 +616,7 @@ func (r *Registry) isClosed() bool { return r.ctx.Err() != nil }
 func (r *Registry) Close() error {
 	var err error
 	r.closed.Do(func() {
+		r.unregisterMetrics()
 		r.cancel()
 		r.wg.Wait()
 		r.mu.Lock()
