@@ -242,35 +242,23 @@ func TestGarbageAnswers(t *testing.T) {
 func TestMultiDCIndependent(t *testing.T) {
 	var mu sync.Mutex
 	dc2Down := false
-	seen := map[string]int{}
 	f := newFake(t, func(_ int, dc string) answer {
 		mu.Lock()
 		defer mu.Unlock()
-		n := seen[dc]
-		seen[dc]++
-		switch dc {
-		case "dc1":
-			if n == 0 {
-				return answer{ids: []string{"a"}, index: 1000}
-			}
+		switch {
+		case dc == "dc1":
 			return answer{ids: []string{"a"}, index: 1000, hold: time.Hour}
-		default:
-			if dc2Down {
-				return answer{status: 500, index: 0}
-			}
-			switch n {
-			case 0:
-				return answer{ids: []string{"b"}, index: 5}
-			case 1:
-				dc2Down = true
-				return answer{status: 500}
-			}
-			return answer{ids: []string{"b"}, index: 5}
+		case dc2Down:
+			return answer{status: 500}
 		}
+		return answer{ids: []string{"b"}, index: 5, hold: 20 * time.Millisecond}
 	})
 	w := mustWatch(t, fakeReg(t, f, consul.WithDatacenters("dc1", "dc2")), "svc")
 	ctx := ctxT(t, 10*time.Second)
 	nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, "a", "b") })
+	mu.Lock()
+	dc2Down = true
+	mu.Unlock()
 	got, err := w.Next(ctx)
 	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), `dc "dc2"`) {
 		t.Fatalf("Next() with dc2 failing = %v, %v; want an error naming dc2", ids(got), err)

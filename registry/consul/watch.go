@@ -223,14 +223,9 @@ func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 		}
 		w.mu.Lock()
 		wake := w.signal
-		if w.errSeq > w.seenErr {
-			w.seenErr = w.errSeq
-			err := w.err
-			w.afterErr = true
-			w.mu.Unlock()
-			return nil, err
-		}
-		if w.setSeq > w.seenSet {
+		// Events are taken in the order they happened: a set published
+		// before an error is considered before that error.
+		if w.setSeq > w.seenSet && (w.errSeq <= w.seenErr || w.setSeq < w.errSeq) {
 			w.seenSet = w.setSeq
 			cur := w.cur
 			if !w.started || w.afterErr || !registry.EqualSets(cur, w.last) {
@@ -238,6 +233,13 @@ func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 				w.mu.Unlock()
 				return cloneAll(cur), nil
 			}
+		}
+		if w.errSeq > w.seenErr {
+			w.seenErr = w.errSeq
+			err := w.err
+			w.afterErr = true
+			w.mu.Unlock()
+			return nil, err
 		}
 		w.mu.Unlock()
 		select {
