@@ -32,7 +32,7 @@ func helloService(cfg app.Config) app.Service {
 // RunHelloApp starts a server app and a client app for cfg.Registry,
 // calls SayHello through the client app, and stops both. Backends run it
 // with their own URL: the code is the same, only the URL changes.
-func runHelloApp(t *testing.T, registryURL string) {
+func runHelloApp(t *testing.T, registryURL, policy string) {
 	cfg := app.DefaultConfig()
 	cfg.Registry, cfg.Service, cfg.ID, cfg.Zone = registryURL, "hello", "fx-server-1", "z1"
 	srv := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.Provide(app.AsService(helloService)), fx.NopLogger)
@@ -41,7 +41,7 @@ func runHelloApp(t *testing.T, registryURL string) {
 
 	var clients *app.Clients
 	ccfg := app.DefaultConfig()
-	ccfg.Registry = registryURL
+	ccfg.Registry, ccfg.Policy = registryURL, policy
 	cli := fxtest.New(t, fx.Supply(ccfg), app.RegistryModule, app.ClientModule, fx.Populate(&clients), fx.NopLogger)
 	cli.RequireStart()
 	defer cli.RequireStop()
@@ -57,7 +57,14 @@ func runHelloApp(t *testing.T, registryURL string) {
 	}
 }
 
-func TestHelloAppMemory(t *testing.T) { runHelloApp(t, "mem://fx-test") }
+func TestHelloAppMemory(t *testing.T) { runHelloApp(t, "mem://fx-test", "round_robin") }
+
+// Wayfinder's policies are selectable by name in configuration.
+func TestHelloAppPolicies(t *testing.T) {
+	for _, p := range []string{"wayfinder_weighted_round_robin", "wayfinder_p2c_ewma", "wayfinder_route"} {
+		t.Run(p, func(t *testing.T) { runHelloApp(t, "mem://fx-policy-"+p, p) })
+	}
+}
 
 func TestStartupErrorsAreClear(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

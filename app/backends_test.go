@@ -12,10 +12,10 @@ import (
 
 func TestHelloAppConsul(t *testing.T) {
 	agent := testenv.StartConsul(t)
-	runHelloApp(t, "consul://"+agent.HTTPAddr())
+	runHelloApp(t, "consul://"+agent.HTTPAddr(), "wayfinder_p2c_ewma")
 }
 
 func TestHelloAppEtcd(t *testing.T) {
 	member := testenv.StartEtcd(t)
-	runHelloApp(t, "etcd://"+member.ClientAddr)
+	runHelloApp(t, "etcd://"+member.ClientAddr, "wayfinder_weighted_round_robin")
 }
