@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// idleLoad counts the requests that cfg.IdleConns idle ClientConns in
+// one process, watching cfg.IdleServices services, send to the registry
+// over cfg.IdleWindow, after they are all connected. Wayfinder shares one
+// upstream watch per service through a resolver.Cache; the baseline is
+// the seed's: every ClientConn polls every 500 ms on its own.
+func idleLoad(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
+	var out []Sample
+	for _, variant := range []string{"wayfinder", "poll500ms"} {
+		s, err := idleOne(tb, be, cfg, variant)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", variant, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, error) {
+	ctx := tb.Context()
+	reg := be.Open(tb, nil)
+	counter := NewCounter()
+	disc := be.Open(tb, counter)
+	srv := startHello(tb, "idle")
+	svcs := make([]string, cfg.IdleServices)
+	for i := range svcs {
+		svcs[i] = uniqueService("idle")
+		if err := register(ctx, reg, registry.Instance{ID: "idle-0", Service: svcs[i], Address: srv.addr}, 10*time.Second); err != nil {
+			return Sample{}, err
+		}
+	}
+	counter.Reset()
+	shared := newCache(tb)
+	var clients []hellopb.HelloServiceClient
+	for i := range cfg.IdleConns {
+		var d registry.Discovery = disc
+		cache := shared
+		if variant == "poll500ms" {
+			d = pollingDiscovery{Discovery: disc, every: 500 * time.Millisecond}
+			cache = newCache(tb) // the seed shared nothing
+		}
+		_, c := dial(tb, d, cache, svcs[i%len(svcs)], "round_robin")
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		if _, err := call(ctx, c, 20*time.Second, grpc.WaitForReady(true)); err != nil {
+			return Sample{}, fmt.Errorf("warm-up call: %w", err)
+		}
+	}
+	setup := counter.Total()
+	counter.Reset()
+	t0 := time.Now()
+	sleep(ctx, cfg.IdleWindow)
+	window := time.Since(t0)
+	n := counter.Total()
+	m := map[string]float64{
+		"setup_requests":                 float64(setup),
+		"window_s":                       window.Seconds(),
+		"requests":                       float64(n),
+		"requests_per_service_min":       float64(n) / float64(len(svcs)) / window.Minutes(),
+		"requests_per_service_min_upper": float64(max(n, 1)) / float64(len(svcs)) / window.Minutes(),
+		"client_conns":                   float64(cfg.IdleConns),
+		"services":                       float64(len(svcs)),
+	}
+	if variant == "wayfinder" {
+		st := shared.Stats()
+		m["upstream_watches"] = float64(st.Watches)
+		m["upstream_watch_calls"] = float64(st.Upstreams)
+		m["watches_per_service"] = float64(st.Watches) / float64(len(svcs))
+		var res int
+		for _, w := range shared.Watches() {
+			res += w.Resolvers
+		}
+		m["resolvers"] = float64(res)
+	}
+	return Sample{Variant: variant, Metrics: m}, nil
+}

@@ -1,0 +1,387 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// get returns a median metric, and whether it was measured.
+func (r *Report) get(scenario, backend, variant, metric string) (float64, bool) {
+	res, ok := r.Find(scenario, backend, variant)
+	if !ok {
+		return 0, false
+	}
+	v, ok := res.Metrics[metric]
+	return v, ok
+}
+
+// Charts returns the SVG charts of the report by file name.
+func (r *Report) Charts() map[string]string {
+	charts := map[string]string{}
+	backends := r.Config.Backends
+	if g := r.groups(backends, func(be string) []bar {
+		var bars []bar
+		for _, v := range []struct{ variant, metric, label string }{
+			{"wayfinder", "all_p50_ms", "Wayfinder p50"},
+			{"wayfinder", "all_p99_ms", "Wayfinder p99"},
+			{"poll500ms", "all_p50_ms", "poll 500 ms p50"},
+			{"poll500ms", "all_p99_ms", "poll 500 ms p99"},
+		} {
+			if x, ok := r.get("propagation", be, v.variant, v.metric); ok {
+				bars = append(bars, bar{Label: v.label, Value: x, Text: fmtNum(x) + " ms"})
+			}
+		}
+		return bars
+	}); len(g) > 0 {
+		charts["propagation.svg"] = barChart("Propagation: Register/Deregister to picker", "milliseconds, median of runs", true, 0, g)
+	}
+	if g := r.groups(backends, func(be string) []bar {
+		var bars []bar
+		if x, ok := r.get("idle_load", be, "wayfinder", "requests_per_service_min_upper"); ok {
+			n, _ := r.get("idle_load", be, "wayfinder", "requests")
+			txt := fmtNum(x)
+			if n == 0 {
+				txt = "< " + fmtNum(x) + " (none seen)"
+			}
+			bars = append(bars, bar{Label: "Wayfinder", Value: x, Text: txt})
+		}
+		if x, ok := r.get("idle_load", be, "poll500ms", "requests_per_service_min"); ok {
+			bars = append(bars, bar{Label: "poll 500 ms", Value: x})
+		}
+		return bars
+	}); len(g) > 0 {
+		charts["idle_load.svg"] = barChart("Idle registry load: 100 ClientConns, 10 services", "requests per watched service per minute", true, 0, g)
+	}
+	if rs := r.variants("picker", "-"); len(rs) > 0 {
+		var g []barGroup
+		for _, m := range []struct{ metric, label string }{
+			{"pick_n10_serial_ratio", "pick, 10 endpoints, serial"},
+			{"pick_n10_parallel_ratio", "pick, 10 endpoints, parallel"},
+			{"pick_n1000_serial_ratio", "pick, 1000 endpoints, serial"},
+			{"throughput_ratio", "RPC throughput (higher is better)"},
+		} {
+			var bars []bar
+			for _, res := range rs {
+				if x, ok := res.Metrics[m.metric]; ok {
+					bars = append(bars, bar{Label: res.Variant, Value: x, Text: fmt.Sprintf("%.2f×", x)})
+				}
+			}
+			if len(bars) > 0 {
+				g = append(g, barGroup{Label: m.label, Bars: bars})
+			}
+		}
+		charts["picker.svg"] = barChart("Picker cost and throughput as ratios to grpc round_robin", "ratio to round_robin (dashed line = 1)", false, 1, g)
+	}
+	if g := r.groups(backends, func(be string) []bar {
+		var bars []bar
+		for _, v := range []struct{ variant, label string }{{"drain", "Wayfinder drain"}, {"naive", "seed: stop, then deregister"}} {
+			if x, ok := r.get("rolling_restart", be, v.variant, "failed_calls"); ok {
+				bars = append(bars, bar{Label: v.label, Value: x})
+			}
+		}
+		return bars
+	}); len(g) > 0 {
+		charts["rolling_restart.svg"] = barChart(fmt.Sprintf("Rolling restart under load: failed calls over %d restarts", r.Config.Rolls), "failed calls, median of runs", false, 0, g)
+	}
+	if rs := r.variants("slow_backend", "memory"); len(rs) > 0 {
+		var bars []bar
+		for _, res := range rs {
+			bars = append(bars, bar{Label: res.Variant, Value: res.Metrics["success_pct"], Text: fmt.Sprintf("%.3f %%", res.Metrics["success_pct"])})
+		}
+		charts["slow_backend.svg"] = barChart(fmt.Sprintf("1 of %d backends stalls at %v: success at a %v deadline", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDeadline),
+			"per cent of calls that succeeded (dashed line = 99.9 %)", false, 99.9, []barGroup{{Label: "policy", Bars: bars}})
+	}
+	return charts
+}
+
+func (r *Report) groups(backends []string, f func(string) []bar) []barGroup {
+	var g []barGroup
+	for _, be := range backends {
+		if bars := f(be); len(bars) > 0 {
+			g = append(g, barGroup{Label: be, Bars: bars})
+		}
+	}
+	return g
+}
+
+func (r *Report) variants(scenario, backend string) []Result {
+	var out []Result
+	for _, res := range r.Results {
+		if res.Scenario == scenario && res.Backend == backend {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Write writes the report as dir/report.json, the charts as dir/*.svg,
+// and the Markdown page as md, which links the charts relative to it.
+func (r *Report) Write(dir, md string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	charts := r.Charts()
+	for name, svg := range charts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(svg), 0o644); err != nil {
+			return err
+		}
+	}
+	rel, err := filepath.Rel(filepath.Dir(md), dir)
+	if err != nil {
+		rel = dir
+	}
+	return os.WriteFile(md, []byte(r.Markdown(filepath.ToSlash(rel), charts)), 0o644)
+}
+
+// check renders a target check.
+func check(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+// Markdown renders the report; chartDir is where the charts are,
+// relative to the page.
+func (r *Report) Markdown(chartDir string, charts map[string]string) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	img := func(name, alt string) {
+		if _, ok := charts[name]; ok {
+			w("![%s](%s/%s)\n\n", alt, chartDir, name)
+		}
+	}
+	m := r.Machine
+	w("# Benchmarks\n\n")
+	w("Generated by `make bench` (internal/bench/cmd/wfbench) on %s; the run took %s. ",
+		r.Started.UTC().Format("2006-01-02 15:04 UTC"), (time.Duration(r.Seconds) * time.Second).String())
+	w("Every figure is the median over %d runs; every run measures Wayfinder and its baseline side by side, against real servers on loopback. ", r.Config.Runs)
+	w("The raw figures of every run are in [report.json](%s/report.json).\n\n", chartDir)
+	w("**Machine:** %d cores (%s), %s/%s, %s", m.Cores, orDash(m.CPU), m.GOOS, m.GOARCH, m.GoVersion)
+	for _, be := range r.Config.Backends {
+		w("; %s: %s", be, m.Backends[be])
+	}
+	w(". The machine is shared with other work, so absolute figures are noisy; the ratios to the baselines measured in the same run are what to compare.\n\n")
+	w("Re-run: `make bench` (full run, about 20 minutes here), or a quick one:\n\n")
+	w("    go run ./internal/bench/cmd/wfbench -runs 1 -outage 5s -tail 5s -idle-window 5s -changes 10\n\n")
+	if len(r.Failures) > 0 {
+		w("## Runs that failed\n\n| scenario | backend | run | error |\n|---|---|---|---|\n")
+		for _, f := range r.Failures {
+			w("| %s | %s | %d | %s |\n", f.Scenario, f.Backend, f.Run, mdEscape(firstLine(f.Error)))
+		}
+		w("\n")
+	}
+
+	w("## Summary against the targets\n\n| what | backend | measured | baseline (same run) | ratio | target | |\n|---|---|---|---|---|---|---|\n")
+	for _, be := range r.Config.Backends {
+		target := map[string]float64{"memory": 1, "etcd": 20, "consul": 100}[be]
+		if x, ok := r.get("propagation", be, "wayfinder", "all_p99_ms"); ok {
+			p, _ := r.get("propagation", be, "poll500ms", "all_p99_ms")
+			w("| propagation p99 | %s | %s ms | %s ms | %s× faster | ≤ %s ms | %s |\n", be, fmtNum(x), fmtNum(p), fmtNum(p/x), fmtNum(target), check(x <= target))
+		}
+	}
+	for _, be := range r.Config.Backends {
+		if x, ok := r.get("idle_load", be, "wayfinder", "requests_per_service_min_upper"); ok {
+			n, _ := r.get("idle_load", be, "wayfinder", "requests")
+			p, _ := r.get("idle_load", be, "poll500ms", "requests_per_service_min")
+			ws, _ := r.get("idle_load", be, "wayfinder", "watches_per_service")
+			meas := fmtNum(x) + "/min"
+			ratio := fmt.Sprintf("%s× less", fmtNum(p/x))
+			if n == 0 {
+				meas = "< " + meas + " (0 seen)"
+				ratio = "≥ " + ratio
+			}
+			w("| idle requests per service | %s | %s; %s upstream watch(es) per service | %s/min | %s | ≥ 500× less, 1 watch per service | %s |\n",
+				be, meas, fmtNum(ws), fmtNum(p), ratio, check(p/x >= 500 && ws == 1))
+		}
+	}
+	for _, be := range r.Config.Backends {
+		if x, ok := r.get("rolling_restart", be, "drain", "failed_calls"); ok {
+			p, _ := r.get("rolling_restart", be, "naive", "failed_calls")
+			w("| failed calls, rolling restart | %s | %s | %s (seed order) | | 0 | %s |\n", be, fmtNum(x), fmtNum(p), check(x == 0))
+		}
+	}
+	for _, be := range r.Config.Backends {
+		if x, ok := r.get("outage", be, "wayfinder", "failed_during_outage"); ok {
+			fresh, _ := r.get("outage", be, "wayfinder", "watch_fresh_after_ms")
+			conv, _ := r.get("outage", be, "wayfinder", "converged")
+			w("| failed calls during a %v outage | %s | %s | | | 0 | %s |\n", r.Config.Outage, be, fmtNum(x), check(x == 0))
+			w("| registry back → fresh watch | %s | %s ms | | | ≤ 2000 ms | %s |\n", be, fmtNum(fresh), check(fresh >= 0 && fresh <= 2000))
+			w("| converged after the outage | %s | %s | | | yes | %s |\n", be, yesNo(conv == 1), check(conv == 1))
+		}
+	}
+	if x, ok := r.get("slow_backend", "memory", "wayfinder_p2c_ewma", "success_pct"); ok {
+		p, _ := r.get("slow_backend", "memory", "round_robin", "success_pct")
+		w("| success, 1 of %d backends stalled | memory | %.3f %% (P2C-EWMA) | %.3f %% (round_robin) | | ≥ 99.9 %% | %s |\n", r.Config.TailBackends, x, p, check(x >= 99.9))
+	}
+	w("\n")
+
+	w("## 1. Propagation latency\n\n")
+	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random so they fall anywhere in the poll cycle. %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
+	img("propagation.svg", "propagation latency chart")
+	w("| backend | variant | register p50 / p90 / p99 / max (ms) | deregister p50 / p90 / p99 / max (ms) | all p99 (ms) |\n|---|---|---|---|---|\n")
+	for _, be := range r.Config.Backends {
+		for _, v := range []string{"wayfinder", "poll500ms"} {
+			res, ok := r.Find("propagation", be, v)
+			if !ok {
+				continue
+			}
+			q := func(p string) string {
+				mm := res.Metrics
+				return fmt.Sprintf("%s / %s / %s / %s", fmtNum(mm[p+"_p50_ms"]), fmtNum(mm[p+"_p90_ms"]), fmtNum(mm[p+"_p99_ms"]), fmtNum(mm[p+"_max_ms"]))
+			}
+			w("| %s | %s | %s | %s | %s |\n", be, v, q("register"), q("deregister"), fmtNum(res.Metrics["all_p99_ms"]))
+		}
+	}
+	w("\n")
+
+	w("## 2. Idle registry load\n\n")
+	w("%d ClientConns in one process watch %d services (one instance each) and stay idle for %v after all of them are connected. Requests are counted at the registry's door: by a counting reverse proxy on loopback in front of Consul (one per HTTP request), by client interceptors on the etcd client (one per unary call and per message sent on a stream), and as Lookup/Watch calls for memory. Wayfinder shares one upstream watch per service through `resolver.Cache`; the baseline gives every ClientConn its own 500 ms poller, as the seed did. When Wayfinder sends nothing in the window, the figure is an upper bound computed as if one request had been seen.\n\n", r.Config.IdleConns, r.Config.IdleServices, r.Config.IdleWindow)
+	img("idle_load.svg", "idle load chart")
+	w("| backend | variant | requests in window | per service per minute | set-up requests | upstream watches (Cache.Stats) |\n|---|---|---|---|---|---|\n")
+	for _, be := range r.Config.Backends {
+		for _, v := range []string{"wayfinder", "poll500ms"} {
+			res, ok := r.Find("idle_load", be, v)
+			if !ok {
+				continue
+			}
+			mm := res.Metrics
+			uw := "—"
+			if x, ok := mm["upstream_watches"]; ok {
+				uw = fmt.Sprintf("%s for %s services (%s Watch calls)", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["upstream_watch_calls"]))
+			}
+			w("| %s | %s | %s | %s | %s | %s |\n", be, v, fmtNum(mm["requests"]), fmtNum(mm["requests_per_service_min"]), fmtNum(mm["setup_requests"]), uw)
+		}
+	}
+	w("\n")
+
+	w("## 3. Picker cost and RPC throughput\n\n")
+	w("From `go test -bench '%s' -benchtime %s ./balancer/internal/benchcmp`, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight. Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
+	img("picker.svg", "picker cost chart")
+	if rs := r.variants("picker", "-"); len(rs) > 0 {
+		cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
+		w("| policy |")
+		for _, c := range cols {
+			w(" %s ns (ratio) |", strings.ReplaceAll(c, "_", " "))
+		}
+		w(" throughput calls/s (ratio) |\n|---|")
+		for range cols {
+			w("---|")
+		}
+		w("---|\n")
+		for _, res := range rs {
+			mm := res.Metrics
+			w("| %s |", res.Variant)
+			for _, c := range cols {
+				if v, ok := mm[c+"_ns"]; ok {
+					w(" %s (%.2f×) |", fmtNum(v), mm[c+"_ratio"])
+				} else {
+					w(" — |")
+				}
+			}
+			if v, ok := mm["throughput_calls_s"]; ok {
+				w(" %s (%.2f×) |\n", fmtNum(v), mm["throughput_ratio"])
+			} else {
+				w(" — |\n")
+			}
+		}
+	}
+	w("\n")
+
+	w("## 4. Rolling restart under load\n\n")
+	w("%d servers, restarted in turn on new ports, %d restarts per run, while 4 workers call every 2 ms through a Wayfinder resolver with no retry policy. *drain* is Wayfinder's server lifecycle (NOT_SERVING, deregister, wait until gone from the watch view, GracefulStop); *naive* is the seed's order: stop serving, then deregister.\n\n", r.Config.RollServers, r.Config.Rolls)
+	img("rolling_restart.svg", "rolling restart chart")
+	w("| backend | order | calls | failed | stop p50 / max (ms) |\n|---|---|---|---|---|\n")
+	for _, be := range r.Config.Backends {
+		for _, v := range []string{"drain", "naive"} {
+			if res, ok := r.Find("rolling_restart", be, v); ok {
+				mm := res.Metrics
+				w("| %s | %s | %s | %s | %s / %s |\n", be, v, fmtNum(mm["calls"]), fmtNum(mm["failed_calls"]), fmtNum(mm["stop_p50_ms"]), fmtNum(mm["stop_max_ms"]))
+			}
+		}
+	}
+	w("\n")
+
+	w("## 5. Registry outage\n\n")
+	w("Three servers (Wayfinder's lifecycle) and a client calling them (4 workers, every 2 ms); then the whole registry goes down for %v: the Consul server and the etcd member are stopped (SIGTERM) and started again on the same ports and data; the memory store fails every call with ErrUnavailable. *fresh watch* is the time from the registry answering again until the client's watch has read it (`Cache.Watches`); *change* is the time until an instance registered at that moment receives calls. *Converged* compares the client's set with a fresh `Lookup`.\n\n", r.Config.Outage)
+	w("| backend | failed / calls during the outage | failed / calls in the 2 s after | fresh watch (ms) | change reaches the picker (ms) | converged |\n|---|---|---|---|---|---|\n")
+	for _, be := range r.Config.Backends {
+		if res, ok := r.Find("outage", be, "wayfinder"); ok {
+			mm := res.Metrics
+			w("| %s | %s / %s | %s / %s | %s | %s | %s |\n", be, fmtNum(mm["failed_during_outage"]), fmtNum(mm["calls_during_outage"]),
+				fmtNum(mm["failed_after_outage"]), fmtNum(mm["calls_after_outage"]), fmtNum(mm["watch_fresh_after_ms"]), fmtNum(mm["change_reaches_picker_ms"]), yesNo(mm["converged"] == 1))
+		}
+	}
+	w("\n")
+	for _, be := range r.Config.Backends {
+		if res, ok := r.Find("outage", be, "wayfinder"); ok && len(res.Notes) > 0 {
+			w("- %s: %s\n", be, mdEscape(strings.Join(res.Notes, "; ")))
+		}
+	}
+	w("\n")
+
+	w("## 6. Slow-backend tail\n\n")
+	w("%d servers; after a 1 s warm-up one of them answers every call after %v, for %v. Two ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline. A failed call counts at the deadline in the latency figures.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
+	img("slow_backend.svg", "slow backend chart")
+	w("| policy | calls | failed | success | p50 / p99 / p99.9 / max (ms) |\n|---|---|---|---|---|\n")
+	for _, res := range r.variants("slow_backend", "memory") {
+		mm := res.Metrics
+		w("| %s | %s | %s | %.3f %% | %s / %s / %s / %s |\n", res.Variant, fmtNum(mm["calls"]), fmtNum(mm["failed"]), mm["success_pct"], fmtNum(mm["p50_ms"]), fmtNum(mm["p99_ms"]), fmtNum(mm["p999_ms"]), fmtNum(mm["max_ms"]))
+	}
+	w("\n")
+
+	w("## 7. Scale\n\n")
+	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn; picker cost at 1,000 endpoints is in section 3.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
+	for _, res := range r.variants("scale", "memory") {
+		mm := res.Metrics
+		if _, ok := mm["services"]; ok {
+			w("| %s services | per watched service |\n|---|---|\n", fmtNum(mm["services"]))
+			w("| resolver heap | %.2f KiB |\n| resolver goroutines | %.2f |\n| ClientConn heap | %.1f KiB |\n| ClientConn goroutines | %.2f |\n",
+				mm["resolver_heap_kib_per_service"], mm["resolver_goroutines_per_service"], mm["clientconn_heap_kib_per_service"], mm["clientconn_goroutines_per_service"])
+			w("| register → calls reach it, p50 / p99 | %s / %s ms |\n| deregister → calls leave it, p50 / p99 | %s / %s ms |\n\n",
+				fmtNum(mm["register_p50_ms"]), fmtNum(mm["register_p99_ms"]), fmtNum(mm["deregister_p50_ms"]), fmtNum(mm["deregister_p99_ms"]))
+		} else {
+			w("| one service, %s instances | |\n|---|---|\n", fmtNum(mm["instances"]))
+			w("| first full state | %s ms |\n| watch heap | %s KiB |\n| watch goroutines | %s |\n", fmtNum(mm["first_state_ms"]), fmtNum(mm["watch_heap_kib"]), fmtNum(mm["watch_goroutines"]))
+			w("| register → resolver state, p50 / p99 | %s / %s ms |\n| deregister → resolver state, p50 / p99 | %s / %s ms |\n\n",
+				fmtNum(mm["register_p50_ms"]), fmtNum(mm["register_p99_ms"]), fmtNum(mm["deregister_p50_ms"]), fmtNum(mm["deregister_p99_ms"]))
+		}
+	}
+	w("## Method and caveats\n\n")
+	w("- Loops are bounded in count and time; only 127.0.0.1 is used. Servers are the real Consul and etcd binaries built by `make servers`; Consul runs as a single server with a data directory (not `-dev`), so that its state survives the outage, and etcd as a single member.\n")
+	w("- Benchmarks report figures and ratios; no unit test asserts a timing. `go test ./internal/bench` runs every scenario at tiny sizes and checks only properties that must hold anywhere: no failed call in the drain order, convergence after an outage, one upstream watch per service.\n")
+	w("- The fault suite (`make faults`, internal/faults) checks the histories of ClientConns under registry restarts, leader kills, outages and churn.\n")
+	return b.String()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
