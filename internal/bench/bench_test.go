@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// tiny is every scenario at sizes that run in seconds.
+func tiny(backends ...string) Config {
+	cfg := DefaultConfig()
+	cfg.Runs = 1
+	cfg.Backends = backends
+	cfg.Changes = 3
+	cfg.IdleConns, cfg.IdleServices = 6, 3
+	cfg.IdleWindow = time.Second
+	cfg.PickerBench, cfg.PickerTime = "Pick/n=10/", "100x"
+	cfg.Rolls, cfg.RollServers = 4, 3
+	cfg.Outage = time.Second
+	cfg.TailDuration, cfg.TailBackends = time.Second, 4
+	cfg.ScaleServices, cfg.ScaleInsts = 20, 200
+	return cfg
+}
+
+func metric(t *testing.T, rep *Report, scenario, backend, variant, name string) float64 {
+	t.Helper()
+	v, ok := rep.get(scenario, backend, variant, name)
+	if !ok {
+		t.Fatalf("report has no %s/%s/%s %s; results: %+v", scenario, backend, variant, name, rep.Results)
+	}
+	return v
+}
+
+// checkInvariants checks what must hold on any machine: the drain order
+// loses no call, the outage loses no call and the client converges, and
+// there is one upstream watch per service.
+func checkInvariants(t *testing.T, rep *Report, backend string, cfg Config) {
+	t.Helper()
+	for _, f := range rep.Failures {
+		t.Errorf("scenario %s on %s run %d failed: %s", f.Scenario, f.Backend, f.Run, f.Error)
+	}
+	has := func(s string) bool { return len(cfg.Scenarios) == 0 || strings.Contains(strings.Join(cfg.Scenarios, ","), s) }
+	if has("propagation") {
+		for _, v := range []string{"wayfinder", "poll500ms"} {
+			if got := metric(t, rep, "propagation", backend, v, "changes"); got != float64(2*cfg.Changes) {
+				t.Errorf("propagation %s changes = %v, want %d", v, got, 2*cfg.Changes)
+			}
+		}
+	}
+	if has("idle_load") {
+		if got := metric(t, rep, "idle_load", backend, "wayfinder", "upstream_watches"); got != float64(cfg.IdleServices) {
+			t.Errorf("idle_load upstream watches = %v, want one per service (%d)", got, cfg.IdleServices)
+		}
+		if got := metric(t, rep, "idle_load", backend, "wayfinder", "resolvers"); got != float64(cfg.IdleConns) {
+			t.Errorf("idle_load resolvers = %v, want %d", got, cfg.IdleConns)
+		}
+		if got := metric(t, rep, "idle_load", backend, "poll500ms", "requests"); got == 0 {
+			t.Errorf("idle_load: the polling baseline made no request; the counter cannot see requests")
+		}
+	}
+	if has("rolling_restart") {
+		if got := metric(t, rep, "rolling_restart", backend, "drain", "failed_calls"); got != 0 {
+			t.Errorf("rolling restart, drain order: %v failed calls, want 0", got)
+		}
+		if got := metric(t, rep, "rolling_restart", backend, "drain", "restarts"); got != float64(cfg.Rolls) {
+			t.Errorf("rolling restart: %v restarts, want %d", got, cfg.Rolls)
+		}
+	}
+	if has("outage") {
+		if got := metric(t, rep, "outage", backend, "wayfinder", "failed_during_outage"); got != 0 {
+			t.Errorf("outage: %v calls failed while the registry was down, want 0", got)
+		}
+		if got := metric(t, rep, "outage", backend, "wayfinder", "converged"); got != 1 {
+			res, _ := rep.Find("outage", backend, "wayfinder")
+			t.Errorf("outage: converged = %v, want 1; notes %v", got, res.Notes)
+		}
+		if got := metric(t, rep, "outage", backend, "wayfinder", "watch_fresh_after_ms"); got < 0 {
+			t.Errorf("outage: the watch never became fresh again")
+		}
+	}
+}
+
+func TestRunMemory(t *testing.T) {
+	cfg := tiny("memory")
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "memory", cfg)
+	for _, s := range Scenarios() {
+		if len(rep.variants(s, "memory"))+len(rep.variants(s, "-")) == 0 {
+			t.Errorf("report has no result for scenario %s", s)
+		}
+	}
+	if got := metric(t, rep, "picker", "-", "round_robin", "pick_n10_serial_ratio"); got != 1 {
+		t.Errorf("picker: round_robin's ratio to itself = %v, want 1", got)
+	}
+	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma"} {
+		if got := metric(t, rep, "slow_backend", "memory", p, "calls"); got == 0 {
+			t.Errorf("slow_backend %s made no call", p)
+		}
+	}
+	metric(t, rep, "scale", "memory", "20_services", "resolver_goroutines_per_service")
+	metric(t, rep, "scale", "memory", "200_instances", "register_p50_ms")
+
+	// The report round-trips and its charts are well-formed XML.
+	dir := t.TempDir()
+	md := filepath.Join(dir, "benchmarks.md")
+	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "benchmarks", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("report.json does not parse: %v", err)
+	}
+	if len(back.Results) != len(rep.Results) || back.Machine.Cores == 0 || back.Machine.GoVersion == "" {
+		t.Errorf("report.json: %d results (want %d), machine %+v", len(back.Results), len(rep.Results), back.Machine)
+	}
+	page, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 7. Scale", "benchmarks/propagation.svg"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	for _, name := range []string{"propagation.svg", "idle_load.svg", "picker.svg", "rolling_restart.svg", "slow_backend.svg"} {
+		svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", name))
+		if err != nil {
+			t.Errorf("chart %s: %v", name, err)
+			continue
+		}
+		var doc struct{ XMLName xml.Name }
+		if err := xml.Unmarshal(svg, &doc); err != nil || doc.XMLName.Local != "svg" {
+			t.Errorf("chart %s is not an SVG document: %v", name, err)
+		}
+	}
+}
+
+// TestRunEtcd runs the scenarios that touch the registry most against a
+// real etcd member, including stopping and restarting it.
+func TestRunEtcd(t *testing.T) {
+	cfg := tiny("etcd")
+	cfg.Scenarios = []string{"propagation", "rolling_restart", "outage"}
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "etcd", cfg)
+	if v := rep.Machine.Backends["etcd"]; !strings.Contains(v, "3.") {
+		t.Errorf("etcd version = %q, want the server's", v)
+	}
+}
+
+// TestRunConsul runs the idle-load scenario on a real Consul server, with
+// requests counted by the proxy in front of it.
+func TestRunConsul(t *testing.T) {
+	cfg := tiny("consul")
+	cfg.Scenarios = []string{"idle_load"}
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "consul", cfg)
+}
+
+func TestRecordsFailures(t *testing.T) {
+	cfg := tiny("memory")
+	cfg.Scenarios = []string{"picker"}
+	cfg.PickerBench = "NoSuchBenchmark"
+	rep := Run(t, cfg)
+	if len(rep.Failures) != 1 || rep.Failures[0].Scenario != "picker" {
+		t.Fatalf("Run with a picker benchmark that does not exist: failures %+v, want one for picker", rep.Failures)
+	}
+}
+
+func TestPickerSamples(t *testing.T) {
+	out := []byte(`goos: linux
+BenchmarkPick/n=10/round_robin/serial-2         	1000000	        10.00 ns/op	       0 B/op	       0 allocs/op
+BenchmarkPick/n=10/wayfinder_p2c_ewma/serial-2  	1000000	        25.00 ns/op	       0 B/op	       0 allocs/op
+BenchmarkThroughput/round_robin-2               	  10000	    100000 ns/op
+BenchmarkThroughput/wayfinder_p2c_ewma-2        	  10000	     80000 ns/op
+PASS
+`)
+	ss, err := pickerSamples(parseBench(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 2 || ss[0].Variant != "round_robin" {
+		t.Fatalf("pickerSamples = %+v, want round_robin then wayfinder_p2c_ewma", ss)
+	}
+	p := ss[1].Metrics
+	if p["pick_n10_serial_ratio"] != 2.5 || p["throughput_ratio"] != 1.25 || p["throughput_calls_s"] != 12500 {
+		t.Errorf("p2c metrics = %v, want pick ratio 2.5, throughput ratio 1.25, 12500 calls/s", p)
+	}
+	if _, err := pickerSamples(parseBench([]byte("PASS\n"))); err == nil {
+		t.Errorf("pickerSamples(no benchmarks) = nil error, want one")
+	}
+}
+
+func TestStats(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median(3,1,2) = %v, want 2", got)
+	}
+	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
+		t.Errorf("median(4,1,2,3) = %v, want 2.5", got)
+	}
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}} {
+		if got := percentile(d, c.p); got != c.want {
+			t.Errorf("percentile(1..100ms, %v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	rs := merge("s", "b", [][]Sample{
+		{{Variant: "x", Metrics: map[string]float64{"m": 1}}},
+		{{Variant: "x", Metrics: map[string]float64{"m": 5}}},
+		{{Variant: "x", Metrics: map[string]float64{"m": 3}}},
+	})
+	if len(rs) != 1 || rs[0].Metrics["m"] != 3 || len(rs[0].Runs) != 3 {
+		t.Errorf("merge = %+v, want one result with median 3 over 3 runs", rs)
+	}
+}
+
+func TestTBFatal(t *testing.T) {
+	tb := NewTB("x", nil)
+	cleaned := false
+	tb.Cleanup(func() { cleaned = true })
+	err := Do(tb, func() { tb.Fatalf("boom %d", 1) })
+	if err == nil || !strings.Contains(err.Error(), "boom 1") {
+		t.Errorf("Do(Fatalf) = %v, want an error with the message", err)
+	}
+	tb.Close()
+	if !cleaned {
+		t.Errorf("Close did not run the cleanup")
+	}
+	if err := Do(NewTB("y", nil), func() {}); err != nil {
+		t.Errorf("Do(nothing) = %v", err)
+	}
+}
