@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/serviceconfig"
+
 	"github.com/wayfinder-rpc/wayfinder/balancer"
 )
 
@@ -93,3 +96,68 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON implements json.Marshaler.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Child is a child policy written as a gRPC loadBalancingConfig list, such
+// as [{"wayfinder_weighted_round_robin":{}},{"round_robin":{}}]: the first
+// entry whose policy is registered is used, with its config parsed by that
+// policy, as gRPC does for the top-level list.
+type Child struct {
+	Builder gbalancer.Builder
+	Config  serviceconfig.LoadBalancingConfig // nil if the policy takes no config
+}
+
+// DefaultChild returns the child used when none is configured: name, which
+// must be registered, with its default config.
+func DefaultChild(name string) Child {
+	b := gbalancer.Get(name)
+	c := Child{Builder: b}
+	if p, ok := b.(gbalancer.ConfigParser); ok {
+		c.Config, _ = p.ParseConfig(json.RawMessage("{}"))
+	}
+	return c
+}
+
+// Name returns the child policy's name.
+func (c Child) Name() string {
+	if c.Builder == nil {
+		return ""
+	}
+	return c.Builder.Name()
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (c *Child) UnmarshalJSON(b []byte) error {
+	var list []map[string]json.RawMessage
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf(`want a loadBalancingConfig list such as [{"round_robin":{}}], got %.40s`, b)
+	}
+	var names []string
+	for i, entry := range list {
+		if len(entry) != 1 {
+			return fmt.Errorf("entry %d has %d policies, want exactly one", i, len(entry))
+		}
+		for name, js := range entry {
+			names = append(names, name)
+			bb := gbalancer.Get(name)
+			if bb == nil {
+				continue
+			}
+			c.Builder, c.Config = bb, nil
+			if p, ok := bb.(gbalancer.ConfigParser); ok {
+				if len(bytes.TrimSpace(js)) == 0 || string(bytes.TrimSpace(js)) == "null" {
+					js = json.RawMessage("{}")
+				}
+				cfg, err := p.ParseConfig(js)
+				if err != nil {
+					return fmt.Errorf("policy %q: %v", name, err)
+				}
+				c.Config = cfg
+			}
+			return nil
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("empty list: name at least one policy")
+	}
+	return fmt.Errorf("none of the policies %q is registered (import its package)", names)
+}

@@ -1,0 +1,605 @@
+package outlier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	_ "google.golang.org/grpc/balancer/roundrobin" // the default child
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+)
+
+// Name is the policy's registered name.
+const Name = "wayfinder_outlier_ejection"
+
+// Defaults.
+const (
+	DefaultChild               = "round_robin"
+	DefaultConsecutiveFailures = 5
+	DefaultMinimumRequests     = 20
+	DefaultInterval            = 10 * time.Second
+	DefaultBaseEjectionTime    = 30 * time.Second
+	DefaultMaxEjectionTime     = 5 * time.Minute
+	DefaultMaxEjectionPercent  = 10
+)
+
+// ErrEjected is the error the child policy sees for an ejected endpoint.
+var ErrEjected = errors.New(Name + ": endpoint ejected as an outlier")
+
+func init() { gbalancer.Register(builder{}) }
+
+// Config is the policy's service-config JSON.
+type Config struct {
+	serviceconfig.LoadBalancingConfig `json:"-"`
+
+	// Child is the policy that chooses among the endpoints not ejected,
+	// as a loadBalancingConfig list. Default [{"round_robin":{}}].
+	Child lbconfig.Child `json:"child"`
+	// ConsecutiveFailures ejects an endpoint after this many failed calls
+	// in a row. Default 5; range 0..1000000; 0 disables.
+	ConsecutiveFailures int `json:"consecutiveFailures"`
+	// FailureRateThreshold ejects an endpoint whose share of failed calls
+	// over one Interval is at least this, if it had MinimumRequests calls.
+	// Default 0 (disabled); range 0..1.
+	FailureRateThreshold float64 `json:"failureRateThreshold"`
+	// MinimumRequests is the number of calls in an Interval below which
+	// the failure rate is not judged. Default 20; range 1..1000000000.
+	MinimumRequests int `json:"minimumRequests"`
+	// Interval is the period over which failure rates are measured, and
+	// after which a healthy endpoint's ejection multiplier decreases.
+	// Default 10s; range 1ms..1h.
+	Interval lbconfig.Duration `json:"interval"`
+	// BaseEjectionTime is how long a first ejection lasts; the n-th
+	// ejection in a row lasts n times longer. Default 30s; range 1ms..1h.
+	BaseEjectionTime lbconfig.Duration `json:"baseEjectionTime"`
+	// MaxEjectionTime caps an ejection. Default max(5m, baseEjectionTime);
+	// at least baseEjectionTime, at most 24h.
+	MaxEjectionTime lbconfig.Duration `json:"maxEjectionTime"`
+	// MaxEjectionPercent caps the endpoints ejected at once, as a
+	// percentage of all endpoints; one endpoint may always be ejected
+	// unless it is 0. Default 10; range 0..100; 0 disables ejection.
+	MaxEjectionPercent *int `json:"maxEjectionPercent"`
+}
+
+// ParseConfig parses and validates js, applying defaults.
+func ParseConfig(js json.RawMessage) (*Config, error) {
+	pct := DefaultMaxEjectionPercent
+	cfg := &Config{
+		Child:               lbconfig.DefaultChild(DefaultChild),
+		ConsecutiveFailures: DefaultConsecutiveFailures,
+		MinimumRequests:     DefaultMinimumRequests,
+		Interval:            lbconfig.Duration(DefaultInterval),
+		BaseEjectionTime:    lbconfig.Duration(DefaultBaseEjectionTime),
+		MaxEjectionPercent:  &pct,
+	}
+	if err := lbconfig.Decode(Name, js, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Child.Builder == nil {
+		return nil, lbconfig.Invalid(Name, "child", "no policy")
+	}
+	if n := cfg.ConsecutiveFailures; n < 0 || n > 1e6 {
+		return nil, lbconfig.Invalid(Name, "consecutiveFailures", "%d is out of range 0..1000000", n)
+	}
+	// !(x >= 0) also rejects NaN, which JSON cannot carry but a caller's
+	// struct can.
+	if r := cfg.FailureRateThreshold; !(r >= 0 && r <= 1) {
+		return nil, lbconfig.Invalid(Name, "failureRateThreshold", "%v is out of range 0..1", r)
+	}
+	if cfg.ConsecutiveFailures == 0 && cfg.FailureRateThreshold == 0 {
+		return nil, lbconfig.Invalid(Name, "consecutiveFailures", "0 and failureRateThreshold 0 disable every detection; set one")
+	}
+	if n := cfg.MinimumRequests; n < 1 || n > 1e9 {
+		return nil, lbconfig.Invalid(Name, "minimumRequests", "%d is out of range 1..1000000000", n)
+	}
+	if d := time.Duration(cfg.Interval); d < time.Millisecond || d > time.Hour {
+		return nil, lbconfig.Invalid(Name, "interval", "%v is out of range 1ms..1h", d)
+	}
+	base := time.Duration(cfg.BaseEjectionTime)
+	if base < time.Millisecond || base > time.Hour {
+		return nil, lbconfig.Invalid(Name, "baseEjectionTime", "%v is out of range 1ms..1h", base)
+	}
+	if cfg.MaxEjectionTime == 0 {
+		cfg.MaxEjectionTime = lbconfig.Duration(max(DefaultMaxEjectionTime, base))
+	}
+	if d := time.Duration(cfg.MaxEjectionTime); d < base || d > 24*time.Hour {
+		return nil, lbconfig.Invalid(Name, "maxEjectionTime", "%v is out of range baseEjectionTime (%v)..24h", d, base)
+	}
+	if cfg.MaxEjectionPercent == nil {
+		cfg.MaxEjectionPercent = &pct
+	}
+	if p := *cfg.MaxEjectionPercent; p < 0 || p > 100 {
+		return nil, lbconfig.Invalid(Name, "maxEjectionPercent", "%d is out of range 0..100", p)
+	}
+	return cfg, nil
+}
+
+type builder struct{}
+
+func (builder) Name() string { return Name }
+
+func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	return ParseConfig(js)
+}
+
+func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+	cfg, _ := ParseConfig(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &balancer{
+		ClientConn: cc,
+		opts:       opts,
+		cfg:        cfg,
+		byAddr:     map[string]*endpoint{},
+		kick:       make(chan struct{}, 1),
+		cancel:     cancel,
+	}
+	b.threshold.Store(int64(cfg.ConsecutiveFailures))
+	b.wg.Go(func() { b.run(ctx) })
+	return b
+}
+
+// balancer wraps the child policy. It sees every SubConn the child makes
+// (NewSubConn is intercepted and the SubConn wrapped), counts call
+// results through the picker's Done callback, and ejects an endpoint by
+// reporting its SubConns' health as TRANSIENT_FAILURE to the child, as
+// grpc's xDS outlier detection does: the connection stays up, so an
+// endpoint returns without reconnecting.
+//
+// # Locking
+//
+// childMu serialises every call into the child policy, including the
+// SubConn state and health listeners, whether they come from grpc or
+// from the ejection goroutine. mu guards the balancer's own state. Lock
+// order: childMu -> mu (the child calls NewSubConn and UpdateState,
+// which take mu, while childMu is held). mu is never held while calling
+// into the child.
+type balancer struct {
+	// Embedded: the child's ClientConn is this balancer, which passes
+	// everything through but NewSubConn, UpdateState, UpdateAddresses.
+	gbalancer.ClientConn
+	opts gbalancer.BuildOptions
+
+	childMu  sync.Mutex
+	child    gbalancer.Balancer // guarded by childMu
+	childGen int                // guarded by childMu; bumped when the child policy changes
+	closed   bool               // guarded by childMu
+
+	mu         sync.Mutex
+	cfg        *Config
+	byAddr     map[string]*endpoint // every address of every endpoint
+	eps        []*endpoint          // distinct endpoints, resolver order
+	childState gbalancer.State
+	inhibit    bool // inside UpdateClientConnState: one picker update at its end
+	stopped    bool // Close was called: no more picker updates
+	nextRate   time.Time
+
+	threshold atomic.Int64  // consecutive failures that eject; 0: off
+	kick      chan struct{} // 1-slot: evaluate now
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// endpoint is one resolver endpoint's record, kept across updates while
+// its first address stays in the resolver state.
+type endpoint struct {
+	consec atomic.Int64 // failures in a row
+	succ   atomic.Int64 // calls not failed, this interval
+	fail   atomic.Int64 // failed calls, this interval
+	done   func(gbalancer.DoneInfo)
+
+	// Guarded by balancer.mu.
+	ejectedAt time.Time // zero if not ejected
+	mult      int       // ejections in a row; the next lasts mult+1 bases
+	subConns  []*subConn
+}
+
+// subConn wraps the SubConns the child creates, to find the endpoint of
+// a picked SubConn and to stand between grpc's health listener and the
+// child's. Pickers unwrap it before grpc sees it.
+type subConn struct {
+	gbalancer.SubConn
+	b   *balancer
+	ep  *endpoint // nil for an address not in the resolver state
+	gen int
+
+	// Guarded by balancer.childMu.
+	health     func(gbalancer.SubConnState) // the child's health listener
+	healthGen  int                          // bumped on every registration
+	lastHealth gbalancer.SubConnState       // last real health, for unejection
+	ejected    bool
+}
+
+func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
+	cfg, ok := s.BalancerConfig.(*Config)
+	if !ok {
+		cfg, _ = ParseConfig(nil)
+	}
+	b.mu.Lock()
+	old := b.cfg
+	b.cfg = cfg
+	b.threshold.Store(int64(cfg.ConsecutiveFailures))
+	if old == nil || old.Interval != cfg.Interval || b.nextRate.IsZero() {
+		b.nextRate = time.Now().Add(time.Duration(cfg.Interval))
+	}
+	byAddr := make(map[string]*endpoint, len(s.ResolverState.Endpoints))
+	eps := make([]*endpoint, 0, len(s.ResolverState.Endpoints))
+	for _, rep := range s.ResolverState.Endpoints {
+		if len(rep.Addresses) == 0 || byAddr[rep.Addresses[0].Addr] != nil {
+			continue
+		}
+		ep := b.byAddr[rep.Addresses[0].Addr]
+		if ep == nil {
+			ep = &endpoint{}
+			ep.done = func(di gbalancer.DoneInfo) { b.record(ep, di) }
+		}
+		eps = append(eps, ep)
+		for _, a := range rep.Addresses {
+			if byAddr[a.Addr] == nil {
+				byAddr[a.Addr] = ep
+			}
+		}
+	}
+	b.byAddr, b.eps = byAddr, eps
+	b.inhibit = true
+	b.mu.Unlock()
+
+	b.childMu.Lock()
+	if b.child == nil || cfg.Child.Name() != old.Child.Name() {
+		if b.child != nil {
+			b.child.Close()
+		}
+		b.childGen++
+		b.child = cfg.Child.Builder.Build(b, b.opts)
+	}
+	err := b.child.UpdateClientConnState(gbalancer.ClientConnState{
+		ResolverState:  s.ResolverState,
+		BalancerConfig: cfg.Child.Config,
+	})
+	b.childMu.Unlock()
+
+	b.mu.Lock()
+	b.inhibit = false
+	b.sendPickerLocked()
+	b.mu.Unlock()
+	b.poke()
+	return err
+}
+
+func (b *balancer) ResolverError(err error) {
+	b.childMu.Lock()
+	defer b.childMu.Unlock()
+	if b.child != nil {
+		b.child.ResolverError(err)
+	}
+}
+
+// UpdateSubConnState is never called: SubConns have state listeners.
+func (b *balancer) UpdateSubConnState(gbalancer.SubConn, gbalancer.SubConnState) {}
+
+func (b *balancer) ExitIdle() {
+	b.childMu.Lock()
+	defer b.childMu.Unlock()
+	if b.child != nil {
+		b.child.ExitIdle()
+	}
+}
+
+func (b *balancer) Close() {
+	b.cancel()
+	b.wg.Wait()
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.childMu.Lock()
+	defer b.childMu.Unlock()
+	b.closed = true
+	if b.child != nil {
+		b.child.Close()
+	}
+}
+
+// NewSubConn implements balancer.ClientConn for the child; it is called
+// with childMu held.
+func (b *balancer) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubConnOptions) (gbalancer.SubConn, error) {
+	sc := &subConn{b: b, gen: b.childGen, lastHealth: gbalancer.SubConnState{ConnectivityState: connectivity.Connecting}}
+	listener := opts.StateListener
+	opts.StateListener = func(s gbalancer.SubConnState) {
+		b.childMu.Lock()
+		defer b.childMu.Unlock()
+		if b.closed || sc.gen != b.childGen {
+			return
+		}
+		if s.ConnectivityState != connectivity.Ready {
+			// A health listener lives while the SubConn is READY.
+			sc.health = nil
+			sc.healthGen++
+		}
+		if listener != nil {
+			listener(s)
+		}
+		if s.ConnectivityState == connectivity.Shutdown && sc.ep != nil {
+			b.mu.Lock()
+			sc.ep.subConns = deleteSubConn(sc.ep.subConns, sc)
+			b.mu.Unlock()
+		}
+	}
+	real, err := b.ClientConn.NewSubConn(addrs, opts)
+	if err != nil {
+		return nil, err
+	}
+	sc.SubConn = real
+	if len(addrs) > 0 {
+		b.mu.Lock()
+		if ep := b.byAddr[addrs[0].Addr]; ep != nil {
+			sc.ep = ep
+			ep.subConns = append(ep.subConns, sc)
+			sc.ejected = !ep.ejectedAt.IsZero()
+		}
+		b.mu.Unlock()
+	}
+	return sc, nil
+}
+
+func deleteSubConn(s []*subConn, sc *subConn) []*subConn {
+	for i, x := range s {
+		if x == sc {
+			return append(s[:i], s[i+1:]...)
+		}
+	}
+	return s
+}
+
+// UpdateAddresses implements the deprecated balancer.ClientConn method.
+func (b *balancer) UpdateAddresses(sc gbalancer.SubConn, addrs []gresolver.Address) {
+	if w, ok := sc.(*subConn); ok {
+		sc = w.SubConn
+	}
+	b.ClientConn.UpdateAddresses(sc, addrs)
+}
+
+// RemoveSubConn implements the deprecated balancer.ClientConn method.
+func (b *balancer) RemoveSubConn(sc gbalancer.SubConn) {
+	if w, ok := sc.(*subConn); ok {
+		sc = w.SubConn
+	}
+	b.ClientConn.RemoveSubConn(sc)
+}
+
+// RegisterHealthListener is called by the child (pick_first), with
+// childMu held.
+func (sc *subConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
+	sc.healthGen++
+	sc.health = l
+	if l == nil {
+		sc.SubConn.RegisterHealthListener(nil)
+		return
+	}
+	gen := sc.healthGen
+	b := sc.b
+	sc.SubConn.RegisterHealthListener(func(s gbalancer.SubConnState) {
+		b.childMu.Lock()
+		defer b.childMu.Unlock()
+		if b.closed || sc.healthGen != gen || sc.gen != b.childGen {
+			return
+		}
+		sc.lastHealth = s
+		if !sc.ejected {
+			l(s)
+		}
+	})
+}
+
+// setEjected tells the child about an ejection or a return; childMu held.
+func (sc *subConn) setEjected(ej bool) {
+	if sc.ejected == ej || sc.gen != sc.b.childGen {
+		return
+	}
+	sc.ejected = ej
+	if sc.health == nil {
+		return
+	}
+	if ej {
+		sc.health(gbalancer.SubConnState{ConnectivityState: connectivity.TransientFailure, ConnectionError: ErrEjected})
+	} else {
+		sc.health(sc.lastHealth)
+	}
+}
+
+// UpdateState implements balancer.ClientConn for the child.
+func (b *balancer) UpdateState(s gbalancer.State) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.childState = s
+	b.sendPickerLocked()
+}
+
+func (b *balancer) sendPickerLocked() {
+	if b.inhibit || b.stopped || b.childState.Picker == nil {
+		return
+	}
+	b.ClientConn.UpdateState(gbalancer.State{
+		ConnectivityState: b.childState.ConnectivityState,
+		Picker:            &picker{child: b.childState.Picker},
+	})
+}
+
+// picker delegates to the child's and counts each call's result against
+// the endpoint of the SubConn it went to.
+type picker struct{ child gbalancer.Picker }
+
+func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
+	r, err := p.child.Pick(info)
+	if err != nil {
+		return r, err
+	}
+	sc, ok := r.SubConn.(*subConn)
+	if !ok {
+		return r, nil
+	}
+	r.SubConn = sc.SubConn
+	ep := sc.ep
+	if ep == nil {
+		return r, nil
+	}
+	if childDone := r.Done; childDone != nil {
+		r.Done = func(di gbalancer.DoneInfo) {
+			ep.done(di)
+			childDone(di)
+		}
+	} else {
+		r.Done = ep.done // no allocation when the child sets no Done
+	}
+	return r, nil
+}
+
+// record counts one call's result and wakes the ejection goroutine when
+// the consecutive-failure threshold is reached.
+func (b *balancer) record(ep *endpoint, di gbalancer.DoneInfo) {
+	if !IsFailure(di.Err) {
+		ep.succ.Add(1)
+		if ep.consec.Load() != 0 {
+			ep.consec.Store(0)
+		}
+		return
+	}
+	ep.fail.Add(1)
+	n := ep.consec.Add(1)
+	if t := b.threshold.Load(); t > 0 && n >= t {
+		b.poke()
+	}
+}
+
+func (b *balancer) poke() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// IsFailure reports whether a call's error counts against the endpoint:
+// UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN and DATA_LOSS (the
+// codes gRPC maps from HTTP 5xx, and what a broken transport gives).
+// Other codes are the application's answers and count as successes.
+func IsFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// run is the ejection goroutine: it evaluates when a threshold is
+// reached, at each interval, and when an ejection ends.
+func (b *balancer) run(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		case <-t.C:
+		}
+		changes, wake := b.evaluate(time.Now())
+		if len(changes) > 0 {
+			b.childMu.Lock()
+			if !b.closed {
+				for _, c := range changes {
+					c.sc.setEjected(c.eject)
+				}
+			}
+			b.childMu.Unlock()
+		}
+		t.Reset(wake)
+	}
+}
+
+type change struct {
+	sc    *subConn
+	eject bool
+}
+
+// evaluate decides ejections and returns, and when to run next.
+func (b *balancer) evaluate(now time.Time) ([]change, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg := b.cfg
+	var out []change
+	mark := func(ep *endpoint, eject bool) {
+		for _, sc := range ep.subConns {
+			out = append(out, change{sc, eject})
+		}
+	}
+	base, maxT := time.Duration(cfg.BaseEjectionTime), time.Duration(cfg.MaxEjectionTime)
+	until := func(ep *endpoint) time.Time {
+		return ep.ejectedAt.Add(min(base*time.Duration(ep.mult), maxT))
+	}
+	ejected := 0
+	for _, ep := range b.eps {
+		if ep.ejectedAt.IsZero() {
+			continue
+		}
+		if !now.Before(until(ep)) {
+			ep.ejectedAt = time.Time{}
+			ep.consec.Store(0)
+			mark(ep, false)
+			continue
+		}
+		ejected++
+	}
+	rateTick := !now.Before(b.nextRate)
+	if rateTick {
+		b.nextRate = now.Add(time.Duration(cfg.Interval))
+	}
+	allowed := 0
+	if p := *cfg.MaxEjectionPercent; p > 0 {
+		allowed = max(1, len(b.eps)*p/100)
+	}
+	for _, ep := range b.eps {
+		eject := cfg.ConsecutiveFailures > 0 && ep.consec.Load() >= int64(cfg.ConsecutiveFailures)
+		if rateTick {
+			s, f := ep.succ.Swap(0), ep.fail.Swap(0)
+			if !ep.ejectedAt.IsZero() {
+				continue
+			}
+			if cfg.FailureRateThreshold > 0 && s+f >= int64(cfg.MinimumRequests) && float64(f) >= cfg.FailureRateThreshold*float64(s+f) {
+				eject = true
+			}
+			if !eject && ep.mult > 0 {
+				ep.mult-- // a healthy interval shortens the next ejection
+			}
+		}
+		if !eject || !ep.ejectedAt.IsZero() || ejected >= allowed {
+			continue
+		}
+		ep.ejectedAt = now
+		if base*time.Duration(ep.mult) < maxT {
+			ep.mult++
+		}
+		ep.consec.Store(0)
+		ep.succ.Store(0)
+		ep.fail.Store(0)
+		ejected++
+		mark(ep, true)
+	}
+	wake := b.nextRate.Sub(now)
+	for _, ep := range b.eps {
+		if !ep.ejectedAt.IsZero() {
+			wake = min(wake, until(ep).Sub(now))
+		}
+	}
+	return out, max(wake, time.Millisecond)
+}
