@@ -21,13 +21,27 @@ export WAYFINDER_ETCD_BIN := $(ETCD_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet servers consul etcd browser generate fmt
+.PHONY: demo test vet servers consul etcd browser generate fmt bench faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
 
 test: servers browser vet
 	$(GO) test $(TEST_FLAGS) ./...
+
+# The benchmark harness: real Consul, etcd and gRPC servers on loopback;
+# writes docs/benchmarks.md and docs/benchmarks/ (JSON and SVG charts).
+# About 20 minutes; shorten it with BENCH_FLAGS, e.g.
+#   make bench BENCH_FLAGS="-runs 1 -outage 5s -tail 5s -idle-window 5s"
+BENCH_FLAGS ?=
+bench: servers
+	$(GO) run ./internal/bench/cmd/wfbench $(BENCH_FLAGS)
+
+# The fault suite, verbosely, with the long variants. Soak for a chosen
+# time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.
+FAULTS_SOAK ?=
+faults: servers
+	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/faults
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -49,7 +49,9 @@ func checkInvariants(t *testing.T, rep *Report, backend string, cfg Config) {
 	for _, f := range rep.Failures {
 		t.Errorf("scenario %s on %s run %d failed: %s", f.Scenario, f.Backend, f.Run, f.Error)
 	}
-	has := func(s string) bool { return len(cfg.Scenarios) == 0 || strings.Contains(strings.Join(cfg.Scenarios, ","), s) }
+	has := func(s string) bool {
+		return len(cfg.Scenarios) == 0 || strings.Contains(strings.Join(cfg.Scenarios, ","), s)
+	}
 	if has("propagation") {
 		for _, v := range []string{"wayfinder", "poll500ms"} {
 			if got := metric(t, rep, "propagation", backend, v, "changes"); got != float64(2*cfg.Changes) {

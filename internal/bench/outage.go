@@ -86,16 +86,32 @@ func outage(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	if err := <-regErr; err != nil {
 		return nil, fmt.Errorf("registering after the outage: %w", err)
 	}
-	// Settle, then compare the client's set with the registry's.
+	// Settle, then wait until the registry holds all four instances again
+	// (Consul restores registrations with critical checks until their
+	// next heartbeat), and compare the client's set with the registry's.
 	sleep(ctx, 2*time.Second)
 	l.stop()
 	c2, f2 := l.snapshot()
-	truth, err := lookupRetry(ctx, be.Open(tb, nil), svc)
-	if err != nil {
-		return nil, err
+	check := be.Open(tb, nil)
+	var truth []registry.Instance
+	restored := time.Duration(-1)
+	for time.Since(tUp) < 60*time.Second {
+		var err error
+		if truth, err = lookupRetry(ctx, check, svc); err != nil {
+			return nil, err
+		}
+		if len(truth) == 4 {
+			restored = time.Since(tUp)
+			break
+		}
+		sleep(ctx, 10*time.Millisecond)
 	}
-	view := clientView(cache, svc)
-	converged := equalIDs(ids(view), ids(truth)) && len(truth) == 4
+	var view []registry.Instance
+	converged := false
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !converged; sleep(ctx, 10*time.Millisecond) {
+		view = clientView(cache, svc)
+		converged = equalIDs(ids(view), ids(truth))
+	}
 	m := map[string]float64{
 		"outage_s":                 tUp.Sub(tDown).Seconds(),
 		"calls_during_outage":      float64(c1 - c0),
@@ -105,6 +121,7 @@ func outage(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 		"watch_fresh_after_ms":     ms(recovered),
 		"change_reaches_picker_ms": ms(reached),
 		"converged":                b2f(converged),
+		"registry_restored_ms":     ms(restored),
 	}
 	var notes []string
 	if !converged {

@@ -1,0 +1,293 @@
+// Package faults is Wayfinder's fault suite: it runs real ClientConns
+// against memory, Consul and etcd while the registry is restarted, its
+// leader killed, taken down, and its services churned, records every
+// ClientConn's history of resolver states, and checks the history, not
+// spot samples:
+//
+//   - every client converges to the registry's truth once the faults stop;
+//   - no client ever goes back to an older state;
+//   - no update is emitted when nothing changed;
+//   - no error ever produces an empty set.
+//
+// The tests run in `make test`; `make faults` runs them verbosely, and
+// WAYFINDER_FAULTS_SOAK=10m makes each scenario repeat its faults for
+// that long.
+//
+// A Recorder is a load-balancing policy that wraps grpc-go's round_robin
+// and records what gRPC hands the policy: each resolver state (as the set
+// of instance IDs) and each resolver error, in order.
+package faults
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	_ "google.golang.org/grpc/balancer/roundrobin" // the wrapped policy
+	"google.golang.org/grpc/serviceconfig"
+
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+// Event is one entry of a ClientConn's history: a resolver state (Update)
+// or a resolver error.
+type Event struct {
+	Update bool
+	Set    []string // sorted instance IDs, for an update
+	Err    string   // for an error
+	At     time.Time
+}
+
+func (e Event) String() string {
+	if e.Update {
+		return "update" + fmt.Sprint(e.Set)
+	}
+	return "error(" + e.Err + ")"
+}
+
+// PolicyName is the recording policy, registered with gRPC by this
+// package's init. Its configuration names the Recorder:
+// {"wayfinder_faults_recorder":{"recorder":7}}; see
+// Recorder.ServiceConfig.
+const PolicyName = "wayfinder_faults_recorder"
+
+func init() { gbalancer.Register(recBuilder{}) }
+
+// Recorder records the history of the ClientConn that uses its service
+// configuration. Use one ClientConn per Recorder.
+type Recorder struct {
+	id int64
+
+	mu      sync.Mutex // guards events and changed
+	events  []Event
+	changed chan struct{} // closed and replaced on every event
+}
+
+var (
+	recorderSeq atomic.Int64
+	recorders   sync.Map // id → *Recorder
+)
+
+// NewRecorder returns a recorder. Release it with Close.
+func NewRecorder() *Recorder {
+	r := &Recorder{id: recorderSeq.Add(1), changed: make(chan struct{})}
+	recorders.Store(r.id, r)
+	return r
+}
+
+// Close forgets the recorder; its ClientConn should be closed first.
+func (r *Recorder) Close() { recorders.Delete(r.id) }
+
+// ServiceConfig is the service configuration that selects the recording
+// policy for this recorder.
+func (r *Recorder) ServiceConfig() string {
+	return fmt.Sprintf(`{"loadBalancingConfig":[{%q:{"recorder":%d}}]}`, PolicyName, r.id)
+}
+
+// Events returns a copy of the history.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// Last returns the last update's set, and whether there was one.
+func (r *Recorder) Last() ([]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if r.events[i].Update {
+			return r.events[i].Set, true
+		}
+	}
+	return nil, false
+}
+
+// WaitFor waits up to d until the last update's set is want.
+func (r *Recorder) WaitFor(want []string, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		r.mu.Unlock()
+		if got, ok := r.Last(); ok && slices.Equal(got, want) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			got, _ := r.Last()
+			return fmt.Errorf("not converged within %v: last update %v, want %v", d, got, want)
+		}
+	}
+}
+
+func (r *Recorder) add(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.At = time.Now()
+	r.events = append(r.events, e)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+type recBuilder struct{}
+
+type recConfig struct {
+	serviceconfig.LoadBalancingConfig
+	Recorder int64 `json:"recorder"`
+}
+
+func (recBuilder) Name() string { return PolicyName }
+
+func (recBuilder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	var c recConfig
+	if err := json.Unmarshal(js, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", PolicyName, err)
+	}
+	if _, ok := recorders.Load(c.Recorder); !ok {
+		return nil, fmt.Errorf("%s: no recorder %d", PolicyName, c.Recorder)
+	}
+	return &c, nil
+}
+
+func (recBuilder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+	return &recBalancer{Balancer: gbalancer.Get("round_robin").Build(cc, opts)}
+}
+
+// recBalancer is round_robin, with every input recorded first. gRPC
+// calls a balancer from one goroutine at a time, so r needs no lock.
+type recBalancer struct {
+	gbalancer.Balancer
+	r *Recorder
+}
+
+func (b *recBalancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
+	if c, ok := s.BalancerConfig.(*recConfig); ok && b.r == nil {
+		if r, ok := recorders.Load(c.Recorder); ok {
+			b.r = r.(*Recorder)
+		}
+	}
+	if b.r == nil {
+		return fmt.Errorf("%s: no recorder configured", PolicyName)
+	}
+	set := make([]string, 0, len(s.ResolverState.Endpoints))
+	for _, ep := range s.ResolverState.Endpoints {
+		inst, ok := resolver.InstanceFromEndpoint(ep)
+		if !ok {
+			set = append(set, "?"+fmt.Sprint(ep.Addresses))
+			continue
+		}
+		set = append(set, inst.ID)
+	}
+	slices.Sort(set)
+	b.r.add(Event{Update: true, Set: set})
+	s.BalancerConfig = nil // round_robin takes none
+	return b.Balancer.UpdateClientConnState(s)
+}
+
+func (b *recBalancer) ResolverError(err error) {
+	if b.r != nil {
+		b.r.add(Event{Err: err.Error()})
+	}
+	b.Balancer.ResolverError(err)
+}
+
+// Truth is the sequence of sets the registry held, in order, as written
+// by one writer. Sets must be distinct so that a state maps to one
+// position.
+type Truth struct {
+	mu   sync.Mutex
+	sets [][]string
+}
+
+// Append records that the registry now holds set.
+func (t *Truth) Append(set []string) {
+	s := slices.Clone(set)
+	slices.Sort(s)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := len(t.sets); n > 0 && slices.Equal(t.sets[n-1], s) {
+		return
+	}
+	t.sets = append(t.sets, s)
+}
+
+// Sets returns the sequence.
+func (t *Truth) Sets() [][]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.sets)
+}
+
+// Final returns the last set.
+func (t *Truth) Final() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.sets) == 0 {
+		return nil
+	}
+	return t.sets[len(t.sets)-1]
+}
+
+// Check checks a history against the truth and returns every violation:
+//
+//   - an update whose set the registry never held (this covers an empty
+//     set produced by an error);
+//   - an update older than an earlier one (going back);
+//   - two updates in a row with the same set and no error between them
+//     (an update when nothing changed; after an error, one repeat is the
+//     resolver telling gRPC it recovered);
+//   - an empty update right after an error, unless the registry really
+//     held an empty set then;
+//   - a last update other than the final truth (no convergence).
+func Check(events []Event, truth [][]string) error {
+	index := map[string]int{}
+	for i, s := range truth {
+		k := strings.Join(s, ",")
+		if _, dup := index[k]; dup {
+			return fmt.Errorf("faults: the truth holds %v twice; a history cannot be placed in it", s)
+		}
+		index[k] = i
+	}
+	var errs []error
+	pos := -1
+	var prev []string
+	havePrev, errSince := false, false
+	for n, e := range events {
+		if !e.Update {
+			errSince = true
+			continue
+		}
+		i, ok := index[strings.Join(e.Set, ",")]
+		switch {
+		case !ok && len(e.Set) == 0 && errSince:
+			errs = append(errs, fmt.Errorf("event %d: an error produced an empty set", n))
+		case !ok:
+			errs = append(errs, fmt.Errorf("event %d: update %v is a set the registry never held", n, e.Set))
+		case i < pos:
+			errs = append(errs, fmt.Errorf("event %d: update %v goes back to state %d after state %d", n, e.Set, i, pos))
+		}
+		if havePrev && slices.Equal(prev, e.Set) && !errSince {
+			errs = append(errs, fmt.Errorf("event %d: update %v repeats the previous one with nothing changed", n, e.Set))
+		}
+		if ok {
+			pos = max(pos, i)
+		}
+		prev, havePrev, errSince = e.Set, true, false
+	}
+	if len(truth) > 0 {
+		final := truth[len(truth)-1]
+		if !havePrev || !slices.Equal(prev, final) {
+			errs = append(errs, fmt.Errorf("last update %v is not the registry's final set %v", prev, final))
+		}
+	}
+	return errors.Join(errs...)
+}
