@@ -23,7 +23,7 @@ func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 		poll  time.Duration
 		phase time.Duration // random pause before each change
 	}{
-		{"wayfinder", 0, 20 * time.Millisecond},
+		{"wayfinder", 0, 200 * time.Millisecond},
 		{"poll500ms", 500 * time.Millisecond, 500 * time.Millisecond},
 	} {
 		s, err := propagationOne(tb, be, cfg, v.name, v.poll, v.phase)

@@ -228,7 +228,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 1. Propagation latency\n\n")
-	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random so they fall anywhere in the poll cycle. %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
+	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
 	img("propagation.svg", "propagation latency chart")
 	w("| backend | variant | register p50 / p90 / p99 / max (ms) | deregister p50 / p90 / p99 / max (ms) | all p99 (ms) |\n|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
