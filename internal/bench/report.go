@@ -118,6 +118,19 @@ func (r *Report) variants(scenario, backend string) []Result {
 	return out
 }
 
+// ReadReport reads a report written by Write, to render it again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
 // Write writes the report as dir/report.json, the charts as dir/*.svg,
 // and the Markdown page as md, which links the charts relative to it.
 func (r *Report) Write(dir, md string) error {
@@ -217,7 +230,8 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 			fresh, _ := r.get("outage", be, "wayfinder", "watch_fresh_after_ms")
 			conv, _ := r.get("outage", be, "wayfinder", "converged")
 			w("| failed calls during a %v outage | %s | %s | | | 0 | %s |\n", r.Config.Outage, be, fmtNum(x), check(x == 0))
-			w("| registry back → fresh watch | %s | %s ms | | | ≤ 2000 ms | %s |\n", be, fmtNum(fresh), check(fresh >= 0 && fresh <= 2000))
+			change, _ := r.get("outage", be, "wayfinder", "change_reaches_picker_ms")
+			w("| registry back → first fresh update (watch fresh / a change reaches the picker) | %s | %s ms / %s ms | | | ≤ 2000 ms | %s |\n", be, fmtNum(fresh), fmtNum(change), check(change >= 0 && change <= 2000))
 			w("| converged after the outage | %s | %s | | | yes | %s |\n", be, yesNo(conv == 1), check(conv == 1))
 		}
 	}

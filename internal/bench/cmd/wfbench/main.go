@@ -29,6 +29,7 @@ func run() int {
 	var backends, scenarios string
 	out := flag.String("out", "docs/benchmarks", "directory for report.json and the SVG charts")
 	md := flag.String("md", "docs/benchmarks.md", "Markdown report to write")
+	from := flag.String("from", "", "render the report from this report.json instead of measuring")
 	flag.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of each scenario; figures are medians")
 	flag.StringVar(&backends, "backends", strings.Join(cfg.Backends, ","), "backends: memory, consul, etcd")
 	flag.StringVar(&scenarios, "scenarios", "", "scenarios to run (default all): "+strings.Join(bench.Scenarios(), ", "))
@@ -53,6 +54,18 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "wfbench: unknown scenario %q; known: %s\n", s, strings.Join(bench.Scenarios(), ", "))
 			return 2
 		}
+	}
+
+	if *from != "" {
+		rep, err := bench.ReadReport(*from)
+		if err == nil {
+			err = rep.Write(*out, *md)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 
 	root := bench.NewTB("wfbench", os.Stderr)
