@@ -435,13 +435,36 @@ func (c *ConsulCluster) Leader(t TB) *ConsulAgent {
 	return nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+var (
+	portsMu sync.Mutex
+	given   = map[int]bool{}
+)
+
+// FreePort returns a loopback port that was free for TCP and UDP a moment
+// ago (serf uses both) and that this process has not handed out before,
+// so the many ports of a cluster never collide with each other.
 func FreePort(t TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, uerr := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if uerr != nil {
+			continue
+		}
+		u.Close()
+		portsMu.Lock()
+		dup := given[port]
+		given[port] = true
+		portsMu.Unlock()
+		if !dup {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testenv: no free loopback port")
+	return 0
 }

@@ -241,10 +241,11 @@ func (g *registration) run(ctx context.Context) {
 		}
 		if err != nil {
 			err = wrapErr("register "+g.inst.Key(), err)
-			report(err)
 			failures++
 			needRegister = true // whatever failed, the agent's state is unknown now
+			// Status first, so that it is current when Register returns.
 			g.setStatus(func(s *Status) { s.State, s.Err = StateRetrying, err })
+			report(err)
 			if failures == 1 || failures%20 == 0 {
 				r.log.Warn("consul: registration failing; retrying", "instance", g.inst.Key(), "failures", failures, "err", err)
 			}
