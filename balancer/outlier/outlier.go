@@ -143,6 +143,7 @@ func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbala
 		kick:       make(chan struct{}, 1),
 		cancel:     cancel,
 	}
+	b.gate.init()
 	b.threshold.Store(int64(cfg.ConsecutiveFailures))
 	b.wg.Go(func() { b.run(ctx) })
 	return b
@@ -157,22 +158,23 @@ func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbala
 //
 // # Locking
 //
-// childMu serialises every call into the child policy, including the
-// SubConn state and health listeners, whether they come from grpc or
-// from the ejection goroutine. mu guards the balancer's own state. Lock
-// order: childMu -> mu (the child calls NewSubConn and UpdateState,
-// which take mu, while childMu is held). mu is never held while calling
-// into the child.
+// gRPC serialises its calls into the balancer, SubConn state and health
+// listeners included; the ejection goroutine is the only other caller
+// into the child. The gate lets gRPC's calls in, nested
+// or not, while the ejection goroutine is out, and lets the ejection
+// goroutine in alone. mu guards the balancer's own state. Lock order:
+// gate -> mu (the child calls NewSubConn and UpdateState, which take
+// mu, inside the gate). mu is never held while calling into the child.
 type balancer struct {
 	// Embedded: the child's ClientConn is this balancer, which passes
 	// everything through but NewSubConn, UpdateState, UpdateAddresses.
 	gbalancer.ClientConn
 	opts gbalancer.BuildOptions
 
-	childMu  sync.Mutex
-	child    gbalancer.Balancer // guarded by childMu
-	childGen int                // guarded by childMu; bumped when the child policy changes
-	closed   bool               // guarded by childMu
+	gate     gate
+	child    gbalancer.Balancer // guarded by the gate
+	childGen int                // guarded by the gate; bumped when the child policy changes
+	closed   bool               // guarded by the gate
 
 	mu         sync.Mutex
 	cfg        *Config
@@ -184,6 +186,7 @@ type balancer struct {
 	nextRate   time.Time
 
 	threshold atomic.Int64  // consecutive failures that eject; 0: off
+	counting  atomic.Bool   // failure-rate detection is on: count every call
 	kick      chan struct{} // 1-slot: evaluate now
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -212,7 +215,7 @@ type subConn struct {
 	ep  *endpoint // nil for an address not in the resolver state
 	gen int
 
-	// Guarded by balancer.childMu.
+	// Guarded by the balancer.gate.
 	health     func(gbalancer.SubConnState) // the child's health listener
 	healthGen  int                          // bumped on every registration
 	lastHealth gbalancer.SubConnState       // last real health, for unejection
@@ -228,6 +231,7 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	old := b.cfg
 	b.cfg = cfg
 	b.threshold.Store(int64(cfg.ConsecutiveFailures))
+	b.counting.Store(cfg.FailureRateThreshold > 0)
 	if old == nil || old.Interval != cfg.Interval || b.nextRate.IsZero() {
 		b.nextRate = time.Now().Add(time.Duration(cfg.Interval))
 	}
@@ -253,7 +257,7 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	b.inhibit = true
 	b.mu.Unlock()
 
-	b.childMu.Lock()
+	b.gate.enter()
 	if b.child == nil || cfg.Child.Name() != old.Child.Name() {
 		if b.child != nil {
 			b.child.Close()
@@ -265,7 +269,7 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 		ResolverState:  s.ResolverState,
 		BalancerConfig: cfg.Child.Config,
 	})
-	b.childMu.Unlock()
+	b.gate.exit()
 
 	b.mu.Lock()
 	b.inhibit = false
@@ -276,8 +280,8 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 }
 
 func (b *balancer) ResolverError(err error) {
-	b.childMu.Lock()
-	defer b.childMu.Unlock()
+	b.gate.enter()
+	defer b.gate.exit()
 	if b.child != nil {
 		b.child.ResolverError(err)
 	}
@@ -287,8 +291,8 @@ func (b *balancer) ResolverError(err error) {
 func (b *balancer) UpdateSubConnState(gbalancer.SubConn, gbalancer.SubConnState) {}
 
 func (b *balancer) ExitIdle() {
-	b.childMu.Lock()
-	defer b.childMu.Unlock()
+	b.gate.enter()
+	defer b.gate.exit()
 	if b.child != nil {
 		b.child.ExitIdle()
 	}
@@ -300,8 +304,8 @@ func (b *balancer) Close() {
 	b.mu.Lock()
 	b.stopped = true
 	b.mu.Unlock()
-	b.childMu.Lock()
-	defer b.childMu.Unlock()
+	b.gate.enter()
+	defer b.gate.exit()
 	b.closed = true
 	if b.child != nil {
 		b.child.Close()
@@ -309,13 +313,13 @@ func (b *balancer) Close() {
 }
 
 // NewSubConn implements balancer.ClientConn for the child; it is called
-// with childMu held.
+// inside the gate.
 func (b *balancer) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubConnOptions) (gbalancer.SubConn, error) {
 	sc := &subConn{b: b, gen: b.childGen, lastHealth: gbalancer.SubConnState{ConnectivityState: connectivity.Connecting}}
 	listener := opts.StateListener
 	opts.StateListener = func(s gbalancer.SubConnState) {
-		b.childMu.Lock()
-		defer b.childMu.Unlock()
+		b.gate.enter()
+		defer b.gate.exit()
 		if b.closed || sc.gen != b.childGen {
 			return
 		}
@@ -376,7 +380,7 @@ func (b *balancer) RemoveSubConn(sc gbalancer.SubConn) {
 }
 
 // RegisterHealthListener is called by the child (pick_first), with
-// childMu held.
+// inside the gate.
 func (sc *subConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 	sc.healthGen++
 	sc.health = l
@@ -387,8 +391,8 @@ func (sc *subConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 	gen := sc.healthGen
 	b := sc.b
 	sc.SubConn.RegisterHealthListener(func(s gbalancer.SubConnState) {
-		b.childMu.Lock()
-		defer b.childMu.Unlock()
+		b.gate.enter()
+		defer b.gate.exit()
 		if b.closed || sc.healthGen != gen || sc.gen != b.childGen {
 			return
 		}
@@ -399,7 +403,7 @@ func (sc *subConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 	})
 }
 
-// setEjected tells the child about an ejection or a return; childMu held.
+// setEjected tells the child about an ejection or a return; inside the gate.
 func (sc *subConn) setEjected(ej bool) {
 	if sc.ejected == ej || sc.gen != sc.b.childGen {
 		return
@@ -465,14 +469,21 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 // record counts one call's result and wakes the ejection goroutine when
 // the consecutive-failure threshold is reached.
 func (b *balancer) record(ep *endpoint, di gbalancer.DoneInfo) {
+	// Only a read of shared memory on the common path, a success
+	// without failure-rate detection.
+	counting := b.counting.Load()
 	if !IsFailure(di.Err) {
-		ep.succ.Add(1)
+		if counting {
+			ep.succ.Add(1)
+		}
 		if ep.consec.Load() != 0 {
 			ep.consec.Store(0)
 		}
 		return
 	}
-	ep.fail.Add(1)
+	if counting {
+		ep.fail.Add(1)
+	}
 	n := ep.consec.Add(1)
 	if t := b.threshold.Load(); t > 0 && n >= t {
 		b.poke()
@@ -515,13 +526,13 @@ func (b *balancer) run(ctx context.Context) {
 		}
 		changes, wake := b.evaluate(time.Now())
 		if len(changes) > 0 {
-			b.childMu.Lock()
+			b.gate.exclusive()
 			if !b.closed {
 				for _, c := range changes {
 					c.sc.setEjected(c.eject)
 				}
 			}
-			b.childMu.Unlock()
+			b.gate.release()
 		}
 		t.Reset(wake)
 	}
@@ -602,4 +613,52 @@ func (b *balancer) evaluate(now time.Time) ([]change, time.Duration) {
 		}
 	}
 	return out, max(wake, time.Millisecond)
+}
+
+// gate excludes the ejection goroutine from gRPC's calls into the child
+// and lets those calls nest: a test ClientConn may call a listener from
+// inside NewSubConn, which a mutex would deadlock on.
+type gate struct {
+	mu       sync.Mutex
+	cond     sync.Cond
+	inside   int  // gRPC calls in progress
+	ejecting bool // the ejection goroutine is in
+}
+
+func (g *gate) init() { g.cond.L = &g.mu }
+
+// enter lets a gRPC call in once the ejection goroutine is out.
+func (g *gate) enter() {
+	g.mu.Lock()
+	for g.ejecting {
+		g.cond.Wait()
+	}
+	g.inside++
+	g.mu.Unlock()
+}
+
+func (g *gate) exit() {
+	g.mu.Lock()
+	g.inside--
+	if g.inside == 0 {
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// exclusive lets the ejection goroutine in alone.
+func (g *gate) exclusive() {
+	g.mu.Lock()
+	for g.inside > 0 || g.ejecting {
+		g.cond.Wait()
+	}
+	g.ejecting = true
+	g.mu.Unlock()
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	g.ejecting = false
+	g.cond.Broadcast()
+	g.mu.Unlock()
 }

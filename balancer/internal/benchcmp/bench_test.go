@@ -13,8 +13,10 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	"github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -36,6 +38,10 @@ var policies = []struct{ name, cfg string }{
 	{p2c.Name, ""},
 	{hash.Name, ""},
 	{userRR, ""},
+	// Both wrap round_robin by default, so they measure their own cost
+	// on top of it.
+	{zone.Name, ""},
+	{outlier.Name, ""},
 }
 
 func instances(n int) []registry.Instance {
