@@ -61,7 +61,7 @@ func TestHelloAppMemory(t *testing.T) { runHelloApp(t, "mem://fx-test", "round_r
 
 // Wayfinder's policies are selectable by name in configuration.
 func TestHelloAppPolicies(t *testing.T) {
-	for _, p := range []string{"wayfinder_weighted_round_robin", "wayfinder_p2c_ewma", "wayfinder_route"} {
+	for _, p := range []string{"wayfinder_weighted_round_robin", "wayfinder_p2c_ewma", "wayfinder_route", "wayfinder_zone_aware", "wayfinder_outlier_ejection"} {
 		t.Run(p, func(t *testing.T) { runHelloApp(t, "mem://fx-policy-"+p, p) })
 	}
 }
