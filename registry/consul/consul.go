@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-cleanhttp"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
@@ -49,7 +51,10 @@ type Registry struct {
 	reqSlack time.Duration
 	// ownHTTP is the HTTP client New made, whose idle connections Close
 	// releases; nil for clients the caller owns.
-	ownHTTP *http.Client
+	ownHTTP []*http.Client
+	// agent is the client for registration calls: client itself, or one
+	// with a connection cap (see New).
+	agent *api.Client
 
 	mu       sync.Mutex
 	regs     map[string]*registration // by Instance.Key
@@ -58,8 +63,9 @@ type Registry struct {
 }
 
 var (
-	_ registry.Registry = (*Registry)(nil)
-	_ registry.Opener   = urlOpener{}
+	_ registry.Registry      = (*Registry)(nil)
+	_ registry.ServiceLister = (*Registry)(nil)
+	_ registry.Opener        = urlOpener{}
 )
 
 // New returns a client of the agent at addr ("host:port", or
@@ -96,17 +102,36 @@ func New(addr string, opts ...Option) (*Registry, error) {
 	if cfg.tokenFile != "" {
 		ac.TokenFile = cfg.tokenFile
 	}
+	agentAC := *ac
 	if cfg.httpClient != nil {
 		ac.HttpClient = cfg.httpClient
+		agentAC.HttpClient = cfg.httpClient
+	} else {
+		// Registration traffic gets its own transport with a cap on
+		// connections: heartbeats of many instances must never exhaust
+		// the agent's per-client connection limit (200 by default),
+		// while blocking queries, which hold a connection each for
+		// minutes, must never queue behind a cap.
+		// A fresh transport, not a Clone: cloning sets up HTTP/2 and
+		// with it a TLS config, which api.NewClient would then not fill
+		// with the CA and client certificate.
+		tr := cleanhttp.DefaultPooledTransport()
+		tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = 16, 16
+		agentAC.Transport = tr
 	}
 	client, err := api.NewClient(ac)
 	if err != nil {
 		// api's errors name files, never the token itself.
 		return nil, fmt.Errorf("consul: %w", err)
 	}
+	agentClient, err := api.NewClient(&agentAC)
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
 	r := newRegistry(client, cfg, ac.HttpClient)
+	r.agent = agentClient
 	if cfg.httpClient == nil {
-		r.ownHTTP = ac.HttpClient
+		r.ownHTTP = []*http.Client{ac.HttpClient, agentAC.HttpClient}
 	}
 	return r, nil
 }
@@ -130,6 +155,7 @@ func NewFromClient(c *api.Client, opts ...Option) (*Registry, error) {
 func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 	r := &Registry{
 		client:   c,
+		agent:    c,
 		cfg:      cfg,
 		log:      cfg.logger,
 		reqSlack: 10 * time.Second,
@@ -183,8 +209,8 @@ func (r *Registry) Close() error {
 	for w := range ws {
 		w.shutdown()
 	}
-	if r.ownHTTP != nil {
-		r.ownHTTP.CloseIdleConnections()
+	for _, hc := range r.ownHTTP {
+		hc.CloseIdleConnections()
 	}
 	return nil
 }
@@ -213,6 +239,32 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	}
 	sortInstances(all)
 	return all, nil
+}
+
+// Services implements registry.ServiceLister: the services with at least
+// one registered instance (healthy or not) in the configured
+// datacenters, sorted, without Consul's own "consul" service.
+func (r *Registry) Services(ctx context.Context) ([]string, error) {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, r.errClosed()
+	}
+	set := map[string]bool{}
+	for _, dc := range r.datacenters() {
+		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == Stale, RequireConsistent: r.cfg.consistency == Consistent}
+		m, _, err := r.client.Catalog().Services(q.WithContext(ctx))
+		if err != nil {
+			return nil, wrapErr("list services"+dcSuffix(dc), err)
+		}
+		for name := range m {
+			if name != "consul" {
+				set[name] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set)), nil
 }
 
 func (r *Registry) datacenters() []string {
@@ -398,6 +450,13 @@ func isNotFound(err error) bool {
 	}
 	s := strings.ToLower(err.Error())
 	return strings.Contains(s, "unknown check") || strings.Contains(s, "unknown service") || strings.Contains(s, "does not have associated ttl")
+}
+
+// isTooManyRequests reports a 429: the agent's per-client connection or
+// rate limit.
+func isTooManyRequests(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusTooManyRequests
 }
 
 // isPermanent reports 4xx answers other than 404 and 429: retrying the

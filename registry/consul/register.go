@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/hashicorp/consul/api"
@@ -177,7 +178,7 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 	}
 	id := serviceID(inst)
 	for n := 1; ; n++ {
-		err := r.client.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+		err := r.agent.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
 		if err == nil || isNotFound(err) {
 			r.log.Info("consul: deregistered", "instance", inst.Key())
 			return nil
@@ -245,7 +246,11 @@ func (g *registration) run(ctx context.Context) {
 			needRegister = true // whatever failed, the agent's state is unknown now
 			// Status first, so that it is current when Register returns.
 			g.setStatus(func(s *Status) { s.State, s.Err = StateRetrying, err })
-			report(err)
+			if !isTooManyRequests(err) {
+				// A 429 says "later", not "no": Register waits for
+				// the retry instead of reporting it.
+				report(err)
+			}
 			if failures == 1 || failures%20 == 0 {
 				r.log.Warn("consul: registration failing; retrying", "instance", g.inst.Key(), "failures", failures, "err", err)
 			}
@@ -256,7 +261,9 @@ func (g *registration) run(ctx context.Context) {
 		}
 		report(nil)
 		failures = 0
-		if !sleep(ctx, interval) {
+		// Up to 20% early, so that instances registered together do
+		// not heartbeat together.
+		if !sleep(ctx, interval-rand.N(interval/5+1)) {
 			return
 		}
 	}
@@ -327,7 +334,7 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if err := g.r.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)); err != nil {
+	if err := g.r.agent.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)); err != nil {
 		return err
 	}
 	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
@@ -343,7 +350,7 @@ func (g *registration) register(ctx context.Context) error {
 // TTL check, asks the agent whether it still has the service.
 func (g *registration) beat(ctx context.Context) error {
 	if g.r.cfg.ttl == 0 {
-		_, _, err := g.r.client.Agent().Service(g.id, (&api.QueryOptions{}).WithContext(ctx))
+		_, _, err := g.r.agent.Agent().Service(g.id, (&api.QueryOptions{}).WithContext(ctx))
 		return err
 	}
 	herr := g.health(ctx)
@@ -351,7 +358,7 @@ func (g *registration) beat(ctx context.Context) error {
 		return ctx.Err()
 	}
 	status, output := checkStatus(herr)
-	err := g.r.client.Agent().UpdateTTLOpts(g.id+":ttl", output, status, (&api.QueryOptions{}).WithContext(ctx))
+	err := g.r.agent.Agent().UpdateTTLOpts(g.id+":ttl", output, status, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return err
 	}
