@@ -1,12 +1,17 @@
 package server_test
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
+	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
 func openURL(t *testing.T, u string) registry.Registry {
@@ -35,4 +40,38 @@ func TestRollingRestartConsul(t *testing.T) {
 
 func TestRollingRestartEtcd(t *testing.T) {
 	testRollingRestartURL(t, "etcd://"+testenv.StartEtcd(t).ClientAddr)
+}
+
+// TestConsulHealthFollowsServer: the registration's health is the
+// server's grpc.health.v1 status, not an always-passing heartbeat.
+func TestConsulHealthFollowsServer(t *testing.T) {
+	u := "consul://" + testenv.StartConsul(t).HTTPAddr() + "?ttl=3s"
+	reg := openURL(t, u)
+	s, err := server.New(reg, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	passing := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			insts, err := reg.Lookup(t.Context(), "hello")
+			if err == nil && len(insts) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("passing instances = %v, %v; want %d", insts, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	passing(1)
+	s.Health().SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	passing(0)
+	s.Health().SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	passing(1)
 }

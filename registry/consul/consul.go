@@ -63,9 +63,10 @@ type Registry struct {
 }
 
 var (
-	_ registry.Registry      = (*Registry)(nil)
-	_ registry.ServiceLister = (*Registry)(nil)
-	_ registry.Opener        = urlOpener{}
+	_ registry.Registry        = (*Registry)(nil)
+	_ registry.ServiceLister   = (*Registry)(nil)
+	_ registry.HealthRegistrar = (*Registry)(nil)
+	_ registry.Opener          = urlOpener{}
 )
 
 // New returns a client of the agent at addr ("host:port", or

@@ -59,9 +59,10 @@ type Status struct {
 // heartbeat (or, with no TTL check, verify) forever; on any failure,
 // back off and register again.
 type registration struct {
-	r    *Registry
-	inst registry.Instance
-	id   string
+	r        *Registry
+	inst     registry.Instance
+	id       string
+	healthFn registry.HealthFunc // from RegisterWithHealth; overrides the Registry's HealthFunc
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
@@ -117,6 +118,19 @@ func (r *Registry) Status(inst registry.Instance) Status {
 // appears once the agent is back. Deregister or Close stops it.
 // Registering the same instance again replaces the registration.
 func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
+	return r.register(ctx, inst, nil)
+}
+
+// RegisterWithHealth implements registry.HealthRegistrar: Register, with
+// the TTL heartbeat reporting health's verdict for this instance instead
+// of the Registry's HealthFunc. The server lifecycle passes its
+// grpc.health.v1 status here, so that NOT_SERVING makes the instance
+// critical at the next heartbeat.
+func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
+	return r.register(ctx, inst, health)
+}
+
+func (r *Registry) register(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
@@ -132,7 +146,7 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	old := r.regs[inst.Key()]
 	loopCtx, cancel := context.WithCancel(context.Background())
 	g := &registration{
-		r: r, inst: inst, id: serviceID(inst),
+		r: r, inst: inst, id: serviceID(inst), healthFn: health,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
 		status:  Status{State: StatePending},
 		changed: make(chan struct{}),
@@ -272,6 +286,9 @@ func (g *registration) run(ctx context.Context) {
 // health runs the HealthFunc, bounded by the heartbeat interval.
 func (g *registration) health(ctx context.Context) error {
 	f := g.r.cfg.health
+	if g.healthFn != nil {
+		f = func(ctx context.Context, _ registry.Instance) error { return g.healthFn(ctx) }
+	}
 	if f == nil {
 		return nil
 	}
