@@ -90,6 +90,7 @@ func killUnderLoad(t *testing.T, serviceConfig string) (inFlightAtKill, failures
 	var (
 		inFlight, fails, after, dead atomic.Int64
 		killed                       atomic.Bool
+		goneAt                       atomic.Int64 // UnixNano once the victim has exited
 	)
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -97,6 +98,7 @@ func killUnderLoad(t *testing.T, serviceConfig string) (inFlightAtKill, failures
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				inFlight.Add(1)
+				started := time.Now().UnixNano()
 				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 				resp, err := client.SayHello(cctx, &hellopb.HelloRequest{})
 				ccancel()
@@ -107,8 +109,8 @@ func killUnderLoad(t *testing.T, serviceConfig string) (inFlightAtKill, failures
 				after.Add(1)
 				if err != nil {
 					fails.Add(1)
-				} else if strings.HasSuffix(resp.GetMessage(), "proc-0") {
-					dead.Add(1)
+				} else if g := goneAt.Load(); g != 0 && started > g && strings.HasSuffix(resp.GetMessage(), "proc-0") {
+					dead.Add(1) // a call begun after the process was gone reached it
 				}
 			}
 		})
@@ -117,6 +119,7 @@ func killUnderLoad(t *testing.T, serviceConfig string) (inFlightAtKill, failures
 	killed.Store(true)
 	victim.Process.Kill()
 	victim.Wait()
+	goneAt.Store(time.Now().UnixNano())
 	time.Sleep(time.Second)
 	cancel()
 	wg.Wait()
