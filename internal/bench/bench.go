@@ -38,7 +38,7 @@ type Config struct {
 	IdleConns     int           `json:"idle_conns"`     // idle load: ClientConns in the process
 	IdleServices  int           `json:"idle_services"`  // idle load: services they watch
 	IdleWindow    time.Duration `json:"idle_window"`    // idle load: counting window
-	PickerBench   string        `json:"picker_bench"`   // picker: -bench regexp for balancer/internal/benchcmp
+	PickerBench   string        `json:"picker_bench"`   // picker: ";"-separated -bench patterns for balancer/internal/benchcmp
 	PickerTime    string        `json:"picker_time"`    // picker: -benchtime
 	Rolls         int           `json:"rolls"`          // rolling restart: restarts per run and order
 	RollServers   int           `json:"roll_servers"`   // rolling restart: servers in the rotation
@@ -63,7 +63,7 @@ func DefaultConfig() Config {
 		IdleConns:     100,
 		IdleServices:  10,
 		IdleWindow:    20 * time.Second,
-		PickerBench:   "Pick/n=(10|1000)/|Throughput",
+		PickerBench:   "Pick/^n=(10|1000)$/;Throughput",
 		PickerTime:    "1s",
 		Rolls:         20,
 		RollServers:   5,
@@ -122,6 +122,7 @@ type Report struct {
 	Config   Config    `json:"config"`
 	Results  []Result  `json:"results"`
 	Failures []Failure `json:"failures,omitempty"`
+	Notes    []string  `json:"notes,omitempty"` // added by hand to a report, rendered under the machine
 }
 
 // Find returns the result of scenario on backend for variant.

@@ -24,7 +24,7 @@ func tiny(backends ...string) Config {
 	cfg.Changes = 3
 	cfg.IdleConns, cfg.IdleServices = 6, 3
 	cfg.IdleWindow = time.Second
-	cfg.PickerBench, cfg.PickerTime = "Pick/n=10/", "100x"
+	cfg.PickerBench, cfg.PickerTime = "Pick/^n=10$/;Throughput", "100x"
 	cfg.Rolls, cfg.RollServers = 4, 3
 	cfg.Outage = time.Second
 	cfg.TailDuration, cfg.TailBackends = time.Second, 4
@@ -101,8 +101,10 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("report has no result for scenario %s", s)
 		}
 	}
-	if got := metric(t, rep, "picker", "-", "round_robin", "pick_n10_serial_ratio"); got != 1 {
-		t.Errorf("picker: round_robin's ratio to itself = %v, want 1", got)
+	for _, m := range []string{"pick_n10_serial_ratio", "throughput_ratio"} {
+		if got := metric(t, rep, "picker", "-", "round_robin", m); got != 1 {
+			t.Errorf("picker: round_robin's %s to itself = %v, want 1", m, got)
+		}
 	}
 	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma"} {
 		if got := metric(t, rep, "slow_backend", "memory", p, "calls"); got == 0 {

@@ -34,14 +34,21 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 	if _, err := os.Stat(gobin); err != nil {
 		gobin = "go"
 	}
-	cmd := exec.CommandContext(ctx, gobin, "test", "-run", "^$", "-bench", cfg.PickerBench, "-benchtime", cfg.PickerTime,
-		"-benchmem", "-count", "1", "./balancer/internal/benchcmp")
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("go test -bench: %v\n%s%s", err, out, stderr.Bytes())
+	// go test splits -bench at slashes into one pattern per level, so
+	// "Pick/...|Throughput" cannot select both: run one go test per
+	// pattern (PickerBench is a ";"-separated list).
+	var out []byte
+	for _, pat := range strings.Split(cfg.PickerBench, ";") {
+		cmd := exec.CommandContext(ctx, gobin, "test", "-run", "^$", "-bench", pat, "-benchtime", cfg.PickerTime,
+			"-benchmem", "-count", "1", "-timeout", "15m", "./balancer/internal/benchcmp")
+		cmd.Dir = dir
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		o, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("go test -bench %s: %v\n%s%s", pat, err, o, stderr.Bytes())
+		}
+		out = append(out, o...)
 	}
 	return pickerSamples(parseBench(out))
 }

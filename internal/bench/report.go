@@ -186,6 +186,9 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		w("; %s: %s", be, m.Backends[be])
 	}
 	w(". The machine is shared with other work, so absolute figures are noisy; the ratios to the baselines measured in the same run are what to compare.\n\n")
+	for _, n := range r.Notes {
+		w("**Note:** %s\n\n", n)
+	}
 	w("Re-run: `make bench` (full run, about 20 minutes here), or a quick one:\n\n")
 	w("    go run ./internal/bench/cmd/wfbench -runs 1 -outage 5s -tail 5s -idle-window 5s -changes 10\n\n")
 	if len(r.Failures) > 0 {
@@ -281,7 +284,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 3. Picker cost and RPC throughput\n\n")
-	w("From `go test -bench '%s' -benchtime %s ./balancer/internal/benchcmp`, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight. Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
+	w("From `go test -bench` with the patterns `%s` and `-benchtime %s` on ./balancer/internal/benchcmp, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight. Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
 	img("picker.svg", "picker cost chart")
 	if rs := r.variants("picker", "-"); len(rs) > 0 {
 		cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
