@@ -1,6 +1,8 @@
 // Package debug serves a page that shows what discovery is doing: each
 // watched service with its instances and attributes, whether its view is
-// fresh, its last error and staleness, and each named ClientConn's state.
+// fresh, its last error and staleness, each named ClientConn's state, and
+// each Wayfinder load-balancing policy with its endpoints' state, weight
+// and statistics (P2C's EWMA latency and calls in flight).
 // Mount it where operators can reach it, for example:
 //
 //	http.Handle("/debug/wayfinder", debug.NewHandler(debug.WithCache(resolver.DefaultCache())))
@@ -21,6 +23,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
@@ -72,6 +75,7 @@ type View struct {
 	Time        time.Time            `json:"time"`
 	Watches     []resolver.WatchInfo `json:"watches"`
 	ClientConns []ConnInfo           `json:"client_conns"`
+	Balancers   []inspect.Balancer   `json:"balancers"` // live Wayfinder policies and their endpoints
 }
 
 // ConnInfo describes a named ClientConn.
@@ -93,6 +97,7 @@ func (h *Handler) Snapshot() View {
 		v.ClientConns = append(v.ClientConns, ConnInfo{Name: name, Target: cc.CanonicalTarget(), State: cc.GetState().String()})
 	}
 	h.mu.Unlock()
+	v.Balancers = inspect.Balancers()
 	return v
 }
 
@@ -160,5 +165,12 @@ code{background:#f6f6f6;padding:0 .2em}
 {{if .ClientConns}}<table><tr><th>Name</th><th>Target</th><th>State</th></tr>
 {{range .ClientConns}}<tr class="conn"><td>{{.Name}}</td><td><code>{{.Target}}</code></td><td>{{.State}}</td></tr>{{end}}</table>
 {{else}}<p>None registered with the page.</p>{{end}}
+<h2>Load balancers ({{len .Balancers}})</h2>
+{{range .Balancers}}
+<section class="balancer"><h3><code>{{.Policy}}</code> for <code>{{.Target}}</code></h3>
+<table><tr><th>Address</th><th>Instance</th><th>Zone</th><th>State</th><th>Weight</th><th>Statistics</th></tr>
+{{range .Endpoints}}<tr class="endpoint"><td>{{.Addr}}</td><td>{{.Instance}}</td><td>{{.Zone}}</td><td>{{.State}}</td><td>{{.Weight}}</td><td>{{meta .Stats}}</td></tr>
+{{else}}<tr><td colspan="6">no endpoints</td></tr>{{end}}</table></section>
+{{else}}<p>No ClientConn in this process uses a Wayfinder policy.</p>{{end}}
 </body></html>
 `))

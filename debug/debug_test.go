@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/debug"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
@@ -43,13 +44,16 @@ func setup(t *testing.T) (*httptest.Server, *memory.Store) {
 	cache := resolver.NewCache(resolver.WithLinger(0))
 	t.Cleanup(func() { cache.Close() })
 	cc, err := grpc.NewClient("wayfinder:///hello", grpc.WithResolvers(resolver.NewBuilder(reg, resolver.WithCache(cache))),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_p2c_ewma":{}}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	if _, err := hellopb.NewHelloServiceClient(cc).SayHello(t.Context(), &hellopb.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
-		t.Fatal(err)
+	for range 10 { // give P2C some latency samples
+		if _, err := hellopb.NewHelloServiceClient(cc).SayHello(t.Context(), &hellopb.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h := debug.NewHandler(debug.WithCache(cache))
 	h.AddClientConn("hello-client", cc)
@@ -78,6 +82,9 @@ func TestJSON(t *testing.T) {
 	}
 	if len(v.ClientConns) != 1 || v.ClientConns[0].State != "READY" {
 		t.Fatalf("JSON client conns = %+v", v.ClientConns)
+	}
+	if len(v.Balancers) != 1 || v.Balancers[0].Policy != "p2c" || len(v.Balancers[0].Endpoints) != 2 || v.Balancers[0].Endpoints[0].Stats["ewma_ms"] == "" {
+		t.Fatalf("JSON balancers = %+v; want the P2C balancer with 2 endpoints and their EWMA", v.Balancers)
 	}
 	store.SetOutage(errors.New("registry on fire"))
 	deadline := time.Now().Add(5 * time.Second)
@@ -129,7 +136,7 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY"} {
+	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY", "p2c", "ewma_ms=", "inflight="} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page text lacks %q:\n%s", want, body)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,19 @@ type policy struct {
 	cfg   *Config
 	stats map[string]*stats
 	clock func() int64
+}
+
+// Describe implements shard.Describer for the debug view: the decayed
+// peak-EWMA latency and the calls in flight.
+func (p *policy) Describe(addr string) map[string]string {
+	s, ok := p.stats[addr]
+	if !ok {
+		return nil
+	}
+	return map[string]string{
+		"ewma_ms":  strconv.FormatFloat(s.cost(p.clock(), float64(p.cfg.Decay))/1e6, 'f', 3, 64),
+		"inflight": strconv.FormatInt(s.inflight.Load(), 10),
+	}
 }
 
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {

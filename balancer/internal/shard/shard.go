@@ -12,6 +12,9 @@
 package shard
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	gbalancer "google.golang.org/grpc/balancer"
@@ -22,6 +25,7 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -69,14 +73,25 @@ type Balancer struct {
 	gbalancer.ClientConn
 	child gbalancer.Balancer
 
-	mu     sync.Mutex // guards policy; see the package doc for lock order
+	mu     sync.Mutex // guards policy and last; see the package doc for lock order
 	policy Policy
+	last   []Endpoint // the endpoints of the last update, for inspection
+
+	unregister func() // removes the balancer from package inspect
+}
+
+// Describer is an optional interface of a Policy: it adds
+// policy-specific statistics for an endpoint to the debug view. It is
+// called with Balancer.mu held, never on the pick path.
+type Describer interface {
+	Describe(addr string) map[string]string
 }
 
 // New returns a balancer for cc running p.
 func New(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, p Policy) *Balancer {
 	b := &Balancer{ClientConn: cc, policy: p}
 	b.child = endpointsharding.NewBalancer(b, opts, gbalancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
+	b.unregister = inspect.Register(cc.Target(), policyName(p), b.describe)
 	return b
 }
 
@@ -107,7 +122,34 @@ func (b *Balancer) UpdateSubConnState(gbalancer.SubConn, gbalancer.SubConnState)
 func (b *Balancer) ExitIdle() { b.child.ExitIdle() }
 
 // Close implements balancer.Balancer.
-func (b *Balancer) Close() { b.child.Close() }
+func (b *Balancer) Close() {
+	b.unregister()
+	b.child.Close()
+}
+
+// describe reports the endpoints of the last update for package inspect.
+func (b *Balancer) describe() []inspect.Endpoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, _ := b.policy.(Describer)
+	out := make([]inspect.Endpoint, len(b.last))
+	for i, e := range b.last {
+		out[i] = inspect.Endpoint{Addr: e.Addr, Instance: e.Instance.ID, Zone: e.Instance.Zone, State: e.State.String(), Weight: e.Weight}
+		if d != nil {
+			out[i].Stats = d.Describe(e.Addr)
+		}
+	}
+	return out
+}
+
+// policyName names a policy by its package ("*p2c.policy" -> "p2c").
+func policyName(p Policy) string {
+	n := strings.TrimPrefix(fmt.Sprintf("%T", p), "*")
+	if i := strings.IndexByte(n, '.'); i > 0 {
+		n = n[:i]
+	}
+	return n
+}
 
 // UpdateState intercepts endpointsharding's aggregated state and replaces
 // its round-robin picker with the policy's when any child is ready.
@@ -125,6 +167,7 @@ func (b *Balancer) UpdateState(state gbalancer.State) {
 	}
 	if nready == 0 {
 		b.mu.Lock()
+		b.last = slices.Clone(all) // the policy owns all
 		b.policy.Picker(all, nil)
 		b.mu.Unlock()
 		b.ClientConn.UpdateState(state)
@@ -138,6 +181,7 @@ func (b *Balancer) UpdateState(state gbalancer.State) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.last = slices.Clone(all) // the policy owns all
 	b.ClientConn.UpdateState(gbalancer.State{ConnectivityState: connectivity.Ready, Picker: b.policy.Picker(all, ready)})
 }
 
