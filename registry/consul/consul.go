@@ -56,6 +56,8 @@ type Registry struct {
 	// with a connection cap (see New).
 	agent *api.Client
 
+	probe *prober // wakes failing watches when the agent returns
+
 	mu       sync.Mutex
 	regs     map[string]*registration // by Instance.Key
 	watchers map[*watcher]struct{}
@@ -162,6 +164,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		reqSlack: 10 * time.Second,
 		regs:     map[string]*registration{},
 		watchers: map[*watcher]struct{}{},
+		probe:    newProber(),
 	}
 	// A client-wide timeout shorter than a blocking request would cut
 	// every long poll (kratos#2813): shorten the wait to fit instead.
@@ -210,6 +213,7 @@ func (r *Registry) Close() error {
 	for w := range ws {
 		w.shutdown()
 	}
+	r.probe.close()
 	for _, hc := range r.ownHTTP {
 		hc.CloseIdleConnections()
 	}

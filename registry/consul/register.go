@@ -203,7 +203,7 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 		if isPermanent(err) {
 			return wrapErr("deregister "+inst.Key(), err)
 		}
-		if !sleep(ctx, backoff(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
+		if !r.waitRetry(ctx, backoff(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
 			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
 		}
 	}
@@ -268,7 +268,7 @@ func (g *registration) run(ctx context.Context) {
 			if failures == 1 || failures%20 == 0 {
 				r.log.Warn("consul: registration failing; retrying", "instance", g.inst.Key(), "failures", failures, "err", err)
 			}
-			if !sleep(ctx, min(backoff(failures, cfg.backoffBase, cfg.backoffMax), interval)) {
+			if !r.waitRetry(ctx, min(backoff(failures, cfg.backoffBase, cfg.backoffMax), interval)) {
 				return
 			}
 			continue
@@ -277,7 +277,7 @@ func (g *registration) run(ctx context.Context) {
 		failures = 0
 		// Up to 20% early, so that instances registered together do
 		// not heartbeat together.
-		if !sleep(ctx, interval-rand.N(interval/5+1)) {
+		if !r.sleepOrRecovered(ctx, interval-rand.N(interval/5+1)) {
 			return
 		}
 	}

@@ -181,7 +181,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			// The next read must not block: after an error, the set is
 			// reported as soon as it can be read, changed or not.
 			index = 0
-			if !sleep(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax)) {
+			if !r.waitRetry(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax)) {
 				return
 			}
 			continue
