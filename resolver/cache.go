@@ -29,11 +29,15 @@ const DefaultLinger = 30 * time.Second
 // Lock ordering: Cache.mu before watch.mu. Neither is held while calling
 // a registry or gRPC.
 type Cache struct {
-	linger  time.Duration
-	logger  *slog.Logger
-	meter   metric.MeterProvider
-	now     func() time.Time
-	metrics *cacheMetrics
+	linger time.Duration
+	logger *slog.Logger
+
+	guardFrac float64 // see WithMassRemovalGuard
+	guardMin  int
+	guardHold time.Duration
+	meter     metric.MeterProvider
+	now       func() time.Time
+	metrics   *cacheMetrics
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
@@ -60,12 +64,16 @@ func WithMeterProvider(mp metric.MeterProvider) CacheOption { return func(c *Cac
 // NewCache returns an empty cache. Close it to stop its watches.
 func NewCache(opts ...CacheOption) *Cache {
 	c := &Cache{
-		linger:  DefaultLinger,
-		logger:  slog.New(slog.DiscardHandler),
-		now:     time.Now,
-		watches: map[watchKey]*watch{},
-		regs:    map[string]*openRegistry{},
-		urlB:    map[string]*Builder{},
+		linger: DefaultLinger,
+
+		guardFrac: DefaultGuardFraction,
+		guardMin:  DefaultGuardMin,
+		guardHold: DefaultGuardHold,
+		logger:    slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		watches:   map[watchKey]*watch{},
+		regs:      map[string]*openRegistry{},
+		urlB:      map[string]*Builder{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -149,6 +157,15 @@ type watch struct {
 	lastChange  time.Time // when the published set last changed
 	lastGood    time.Time // when the upstream last answered, changed or not
 	started     time.Time
+
+	upstream  []registry.Instance // the latest set read, before the guard
+	holdSince time.Time           // when a mass removal started being held; zero if none
+	holdBase  []registry.Instance // the set clients had when the hold began
+	holdTimer *time.Timer
+	winBase   []registry.Instance // the published set at the start of the guard's window
+	winAt     time.Time
+	held      int64 // mass removals held
+	stopped   bool
 }
 
 // ErrCacheClosed is returned when building a resolver on a closed Cache.
@@ -264,6 +281,10 @@ func (w *watch) expire(t *time.Timer) {
 func (w *watch) stop() {
 	w.cancel()
 	<-w.done
+	w.mu.Lock()
+	w.stopped = true
+	w.clearHoldLocked()
+	w.mu.Unlock()
 	if w.release != nil {
 		w.release()
 	}
@@ -325,6 +346,13 @@ func (w *watch) publish(insts []registry.Instance) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastGood = now
+	w.upstream = insts
+	w.setLocked(w.guardLocked(insts, now), now)
+}
+
+// setLocked publishes insts if they differ from what subscribers have.
+// Callers hold w.mu.
+func (w *watch) setLocked(insts []registry.Instance, now time.Time) {
 	if w.st.ok && w.st.err == nil && registry.EqualSets(w.st.instances, insts) {
 		return
 	}

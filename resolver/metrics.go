@@ -18,17 +18,18 @@ import (
 // never instance IDs or addresses, so cardinality is bounded by the
 // number of watched services.
 const (
-	MetricUpdates   = "wayfinder.discovery.updates"   // counter: instance sets published by upstream watches
-	MetricErrors    = "wayfinder.discovery.errors"    // counter: upstream watch errors
-	MetricInstances = "wayfinder.discovery.instances" // gauge: instances in the current view
-	MetricStaleness = "wayfinder.discovery.staleness" // gauge, s: time since the view was last known fresh; 0 while healthy
-	MetricWatches   = "wayfinder.discovery.watches"   // gauge: upstream watches running
-	MetricResolvers = "wayfinder.discovery.resolvers" // gauge: ClientConn resolvers subscribed
+	MetricUpdates   = "wayfinder.discovery.updates"            // counter: instance sets published by upstream watches
+	MetricErrors    = "wayfinder.discovery.errors"             // counter: upstream watch errors
+	MetricInstances = "wayfinder.discovery.instances"          // gauge: instances in the current view
+	MetricStaleness = "wayfinder.discovery.staleness"          // gauge, s: time since the view was last known fresh; 0 while healthy
+	MetricWatches   = "wayfinder.discovery.watches"            // gauge: upstream watches running
+	MetricResolvers = "wayfinder.discovery.resolvers"          // gauge: ClientConn resolvers subscribed
+	MetricHeld      = "wayfinder.discovery.mass_removals_held" // counter: mass removals held by the guard
 )
 
 type cacheMetrics struct {
-	updates, errors metric.Int64Counter
-	reg             metric.Registration
+	updates, errors, heldC metric.Int64Counter
+	reg                    metric.Registration
 }
 
 func newCacheMetrics(c *Cache) *cacheMetrics {
@@ -44,6 +45,8 @@ func newCacheMetrics(c *Cache) *cacheMetrics {
 		metric.WithDescription("Instance sets published by upstream registry watches."))
 	cm.errors, _ = m.Int64Counter(MetricErrors, metric.WithUnit("{error}"),
 		metric.WithDescription("Errors from upstream registry watches; the last good set stays in use."))
+	cm.heldC, _ = m.Int64Counter(MetricHeld, metric.WithUnit("{removal}"),
+		metric.WithDescription("Updates that would have removed most of a service at once, held by the mass-removal guard."))
 	inst, _ := m.Int64ObservableGauge(MetricInstances, metric.WithUnit("{instance}"),
 		metric.WithDescription("Instances in each watched service's current view."))
 	stale, _ := m.Float64ObservableGauge(MetricStaleness, metric.WithUnit("s"),
@@ -84,6 +87,12 @@ func (m *cacheMetrics) error(k watchKey) {
 	}
 }
 
+func (m *cacheMetrics) held(k watchKey) {
+	if m.heldC != nil {
+		m.heldC.Add(context.Background(), 1, attrs(k))
+	}
+}
+
 func (m *cacheMetrics) unregister() {
 	if m.reg != nil {
 		_ = m.reg.Unregister()
@@ -102,6 +111,8 @@ type WatchInfo struct {
 	LastChange time.Time           `json:"last_change"`  // when the view last changed
 	Updates    int64               `json:"updates"`
 	Errors     int64               `json:"errors"`
+	Holding    bool                `json:"holding"` // a mass removal is being held (see WithMassRemovalGuard)
+	Held       int64               `json:"mass_removals_held"`
 	Resolvers  int                 `json:"resolvers"` // ClientConns subscribed
 	Upstreams  int                 `json:"upstream_watches"`
 }
@@ -123,6 +134,7 @@ func (c *Cache) Watches() []WatchInfo {
 			Registry: w.key.sourceName(), Backend: w.key.backend(), Service: w.service,
 			Instances: cloneInstances(w.st.instances), Fresh: w.st.ok && w.st.err == nil, LastChange: w.lastChange,
 			Updates: w.updates, Errors: w.errors, Resolvers: w.refs, Upstreams: w.upstreams,
+			Holding: !w.holdSince.IsZero(), Held: w.held,
 		}
 		if w.st.err != nil {
 			wi.LastError = w.st.err.Error()

@@ -1,0 +1,106 @@
+package resolver
+
+import (
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Mass-removal guard defaults: an update that removes more than half of
+// a service of at least 4 instances is held for 10 s.
+const (
+	DefaultGuardFraction = 0.5
+	DefaultGuardMin      = 4
+	DefaultGuardHold     = 10 * time.Second
+)
+
+// WithMassRemovalGuard configures the guard against mass removals, the
+// failure behind go-micro#2821, where a registry hiccup (an agent
+// restart, an auth storm, expired leases) made thousands of instances
+// vanish at once and every client emptied its pool. When a service that
+// had at least min instances shrinks by more than fraction within one
+// hold period, the cache keeps the lost instances (while passing on
+// additions and changes) for up to hold; if the instances come back by
+// then nothing was disrupted, and if they do not, the update is applied
+// in full. Smaller losses, rolling restarts (which replace instances
+// without shrinking the service) and services smaller than min are never
+// held. hold 0 disables the guard.
+func WithMassRemovalGuard(fraction float64, min int, hold time.Duration) CacheOption {
+	return func(c *Cache) { c.guardFrac, c.guardMin, c.guardHold = fraction, min, hold }
+}
+
+// guardLocked decides what to publish for an upstream set: the set
+// itself, or, while a mass removal is held, the set plus the instances
+// it lost. Callers hold w.mu.
+//
+// The test is on capacity, not on identities: a service that shrinks
+// below (1 - fraction) of its size at the start of the current window
+// (one hold long) is held, however many updates the shrinking took, while
+// a rolling restart, which replaces instances but keeps the count, never
+// is.
+func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry.Instance {
+	c := w.cache
+	if c.guardHold <= 0 || !w.st.ok {
+		w.clearHoldLocked()
+		return insts
+	}
+	if w.holdSince.IsZero() && (w.winAt.IsZero() || now.Sub(w.winAt) >= c.guardHold) {
+		w.winBase, w.winAt = w.st.instances, now
+	}
+	base := w.winBase
+	if !w.holdSince.IsZero() {
+		base = w.holdBase
+	}
+	if len(base) < c.guardMin || float64(len(insts)) >= (1-c.guardFrac)*float64(len(base)) {
+		w.clearHoldLocked()
+		return insts
+	}
+	if w.holdSince.IsZero() {
+		w.holdSince, w.holdBase = now, base
+		w.held++
+		c.metrics.held(w.key)
+		c.logger.Warn("wayfinder resolver: holding a mass removal", "service", w.service,
+			"instances", len(insts), "was", len(base), "hold", c.guardHold)
+		w.holdTimer = time.AfterFunc(c.guardHold, w.releaseHold)
+	}
+	if now.Sub(w.holdSince) >= c.guardHold {
+		w.clearHoldLocked()
+		return insts
+	}
+	in := make(map[string]bool, len(insts))
+	for _, i := range insts {
+		in[i.ID] = true
+	}
+	out := append([]registry.Instance(nil), insts...)
+	for _, b := range base {
+		if !in[b.ID] {
+			out = append(out, b)
+		}
+	}
+	registry.SortByID(out)
+	return out
+}
+
+func (w *watch) clearHoldLocked() {
+	if w.holdTimer != nil {
+		w.holdTimer.Stop()
+		w.holdTimer = nil
+	}
+	if !w.holdSince.IsZero() {
+		// The window starts again from what clients are about to get.
+		w.winAt = time.Time{}
+	}
+	w.holdSince, w.holdBase = time.Time{}, nil
+}
+
+// releaseHold applies the latest upstream set once the hold expires.
+func (w *watch) releaseHold() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holdSince.IsZero() || w.stopped {
+		return
+	}
+	w.clearHoldLocked()
+	w.cache.logger.Warn("wayfinder resolver: mass removal held to its limit; applying it", "service", w.service)
+	w.setLocked(w.upstream, w.cache.now())
+}
