@@ -7,10 +7,10 @@ import (
 )
 
 // Mass-removal guard defaults: an update that removes more than half of
-// a service of at least 4 instances is held for 10 s.
+// a service of at least 2 instances is held for 10 s.
 const (
 	DefaultGuardFraction = 0.5
-	DefaultGuardMin      = 4
+	DefaultGuardMin      = 2
 	DefaultGuardHold     = 10 * time.Second
 )
 

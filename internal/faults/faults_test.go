@@ -197,8 +197,13 @@ func dial(t *testing.T, d registry.Discovery, cache *resolver.Cache, svc, name s
 	return client{name: name, rec: rec}
 }
 
+// newCache turns the mass-removal guard off: this suite checks that every
+// set a client sees is one the registry had, in order, and the guard
+// deliberately shows clients sets the registry never had (a shrunk set
+// plus the instances it lost) for a while. The guard has its own tests
+// in package resolver.
 func newCache(t *testing.T) *resolver.Cache {
-	c := resolver.NewCache(resolver.WithLinger(0))
+	c := resolver.NewCache(resolver.WithLinger(0), resolver.WithMassRemovalGuard(0, 0, 0))
 	t.Cleanup(func() { c.Close() })
 	return c
 }
