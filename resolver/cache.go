@@ -162,8 +162,6 @@ type watch struct {
 	holdSince time.Time           // when a mass removal started being held; zero if none
 	holdBase  []registry.Instance // the set clients had when the hold began
 	holdTimer *time.Timer
-	winBase   []registry.Instance // the published set at the start of the guard's window
-	winAt     time.Time
 	held      int64 // mass removals held
 	stopped   bool
 }

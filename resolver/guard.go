@@ -6,8 +6,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// Mass-removal guard defaults: an update that removes more than half of
-// a service of at least 2 instances is held for 10 s.
+// Mass-removal guard defaults: one update that removes more than half of
+// a service of at least 2 instances is held for up to 10 s.
 const (
 	DefaultGuardFraction = 0.5
 	DefaultGuardMin      = 2
@@ -17,14 +17,16 @@ const (
 // WithMassRemovalGuard configures the guard against mass removals, the
 // failure behind go-micro#2821, where a registry hiccup (an agent
 // restart, an auth storm, expired leases) made thousands of instances
-// vanish at once and every client emptied its pool. When a service that
-// had at least min instances shrinks by more than fraction within one
-// hold period, the cache keeps the lost instances (while passing on
-// additions and changes) for up to hold; if the instances come back by
-// then nothing was disrupted, and if they do not, the update is applied
-// in full. Smaller losses, rolling restarts (which replace instances
-// without shrinking the service) and services smaller than min are never
-// held. hold 0 disables the guard.
+// vanish at once and every client emptied its pool, and behind a
+// restarted Consul agent that answers with every restored check critical
+// until the next heartbeat. When one update would shrink a service of at
+// least min instances by more than fraction, the cache keeps the lost
+// instances (while passing on additions and changes) for up to hold; if
+// they come back by then nothing was disrupted, and if they do not, the
+// update is applied in full. Removals one at a time, smaller losses,
+// rolling restarts (which replace instances without shrinking the
+// service) and services smaller than min are never held. hold 0 disables
+// the guard.
 func WithMassRemovalGuard(fraction float64, min int, hold time.Duration) CacheOption {
 	return func(c *Cache) { c.guardFrac, c.guardMin, c.guardHold = fraction, min, hold }
 }
@@ -33,21 +35,18 @@ func WithMassRemovalGuard(fraction float64, min int, hold time.Duration) CacheOp
 // itself, or, while a mass removal is held, the set plus the instances
 // it lost. Callers hold w.mu.
 //
-// The test is on capacity, not on identities: a service that shrinks
-// below (1 - fraction) of its size at the start of the current window
-// (one hold long) is held, however many updates the shrinking took, while
-// a rolling restart, which replaces instances but keeps the count, never
-// is.
+// The test is on capacity, in one update: an update that leaves fewer
+// than (1 - fraction) of the instances clients have is held. That is how
+// a registry that forgot its state answers (all at once), while
+// deliberate removals one by one, and rolling restarts, which replace
+// instances without shrinking the service, pass straight through.
 func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry.Instance {
 	c := w.cache
 	if c.guardHold <= 0 || !w.st.ok {
 		w.clearHoldLocked()
 		return insts
 	}
-	if w.holdSince.IsZero() && (w.winAt.IsZero() || now.Sub(w.winAt) >= c.guardHold) {
-		w.winBase, w.winAt = w.st.instances, now
-	}
-	base := w.winBase
+	base := w.st.instances
 	if !w.holdSince.IsZero() {
 		base = w.holdBase
 	}
@@ -85,10 +84,6 @@ func (w *watch) clearHoldLocked() {
 	if w.holdTimer != nil {
 		w.holdTimer.Stop()
 		w.holdTimer = nil
-	}
-	if !w.holdSince.IsZero() {
-		// The window starts again from what clients are about to get.
-		w.winAt = time.Time{}
 	}
 	w.holdSince, w.holdBase = time.Time{}, nil
 }

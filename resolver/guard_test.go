@@ -1,6 +1,7 @@
 package resolver_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,23 +11,45 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
-func guarded(t *testing.T, hold time.Duration) (*memory.Registry, *resolver.Cache, *fakeCC) {
-	reg := memory.New()
-	for i := range 6 {
-		if err := reg.Register(t.Context(), inst6(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 4, hold))
-	cc := newFakeCC()
-	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
-	t.Cleanup(r.Close)
-	cc.wait(t, "pushed 6", func(int, int) bool { return lastLen(cc) == 6 })
-	return reg, cache, cc
+// scripted is an upstream whose watcher returns the sets the test sends,
+// one update each: it stands in for a registry that answers a whole new
+// set at once, as a restarted Consul agent does.
+type scripted struct{ sets chan []registry.Instance }
+
+func (s scripted) Lookup(context.Context, string) ([]registry.Instance, error) { return nil, nil }
+func (s scripted) Watch(context.Context, string) (registry.Watcher, error) {
+	return scriptedWatcher{s.sets}, nil
 }
 
-func inst6(i int) registry.Instance {
-	return registry.Instance{ID: fmt.Sprintf("i%d", i), Service: "hello", Address: fmt.Sprintf("127.0.0.1:%d", 2000+i)}
+type scriptedWatcher struct{ sets chan []registry.Instance }
+
+func (w scriptedWatcher) Next(ctx context.Context) ([]registry.Instance, error) {
+	select {
+	case s := <-w.sets:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+func (w scriptedWatcher) Close() error { return nil }
+
+func insts(ids ...int) []registry.Instance {
+	out := make([]registry.Instance, len(ids))
+	for i, id := range ids {
+		out[i] = registry.Instance{ID: fmt.Sprintf("i%d", id), Service: "hello", Address: fmt.Sprintf("127.0.0.1:%d", 2000+id)}
+	}
+	return out
+}
+
+func guarded(t *testing.T, hold time.Duration) (chan []registry.Instance, *resolver.Cache, *fakeCC) {
+	up := scripted{sets: make(chan []registry.Instance)}
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, hold))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	t.Cleanup(r.Close)
+	up.sets <- insts(0, 1, 2, 3, 4, 5)
+	cc.wait(t, "pushed 6", func(int, int) bool { return lastLen(cc) == 6 })
+	return up.sets, cache, cc
 }
 
 func lastLen(cc *fakeCC) int {
@@ -48,76 +71,81 @@ func minPushed(cc *fakeCC) int {
 	return m
 }
 
-// TestMassRemovalHeldAndRestored: most of a service vanishes (as in a
-// registry agent's restart) and comes back within the hold: clients
-// never lose more than the threshold allows.
+// TestMassRemovalHeldAndRestored: most of a service vanishes in one
+// update (as behind a restarted agent) and comes back within the hold:
+// clients keep every instance, and additions still flow.
 func TestMassRemovalHeldAndRestored(t *testing.T) {
-	reg, cache, cc := guarded(t, time.Minute)
-	for i := range 5 {
-		if err := reg.Deregister(t.Context(), inst6(i)); err != nil {
-			t.Fatal(err)
-		}
+	sets, cache, cc := guarded(t, time.Minute)
+	sets <- insts(0, 7) // 5 of 6 gone at once, and a new one
+	cc.wait(t, "the addition", func(int, int) bool { return lastLen(cc) == 7 })
+	if w := cache.Watches()[0]; !w.Holding || w.Held != 1 {
+		t.Fatalf("after a mass removal: Holding=%v Held=%d, want true, 1", w.Holding, w.Held)
 	}
-	waitFor(t, "the hold", func() bool { return cache.Watches()[0].Holding })
-	for i := range 5 {
-		if err := reg.Register(t.Context(), inst6(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sets <- insts(0, 1, 2, 3, 4, 5, 7) // the registry remembers them
 	waitFor(t, "the hold to clear", func() bool { return !cache.Watches()[0].Holding })
-	if m, l := minPushed(cc), lastLen(cc); m < 3 || l != 6 {
-		t.Fatalf("pushed at least %d endpoints and finally %d; want never below 3 (half of 6) and finally 6", m, l)
-	}
-	if h := cache.Watches()[0].Held; h != 1 {
-		t.Fatalf("mass removals held = %d, want 1", h)
+	if m, l := minPushed(cc), lastLen(cc); m < 6 || l != 7 {
+		t.Fatalf("pushed at least %d endpoints and finally %d; want never below 6 and finally 7", m, l)
 	}
 }
 
-// TestMassRemovalAppliedAfterHold: a real mass removal is applied once
-// the hold ends; a real empty service is reported empty.
+// TestMassRemovalAppliedAfterHold: a real mass removal reaches clients
+// once the hold ends; a real empty service is reported empty.
 func TestMassRemovalAppliedAfterHold(t *testing.T) {
 	const hold = 300 * time.Millisecond
-	reg, cache, cc := guarded(t, hold)
+	sets, cache, cc := guarded(t, hold)
 	start := time.Now()
-	for i := range 6 {
-		if err := reg.Deregister(t.Context(), inst6(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sets <- insts()
 	cc.wait(t, "the empty set", func(int, int) bool { return lastLen(cc) == 0 })
 	if took := time.Since(start); took < hold {
 		t.Fatalf("the mass removal reached the ClientConn after %v, before the %v hold", took, hold)
-	}
-	if m := minPushed(cc); m != 0 {
-		t.Fatalf("min pushed = %d, want the final 0", m)
 	}
 	if w := cache.Watches()[0]; w.Holding || w.Held != 1 {
 		t.Fatalf("after the hold: Holding=%v Held=%d, want false, 1", w.Holding, w.Held)
 	}
 }
 
-// TestRollingReplacementNotHeld: replacing every instance, one at a time,
-// keeps the service's size and is never held.
-func TestRollingReplacementNotHeld(t *testing.T) {
-	reg, cache, cc := guarded(t, time.Minute)
-	for i := range 6 {
-		if err := reg.Register(t.Context(), inst6(10+i)); err != nil {
-			t.Fatal(err)
-		}
-		if err := reg.Deregister(t.Context(), inst6(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+// TestGradualAndRollingChangesNotHeld: removals one at a time, small
+// losses and instance replacements pass straight through.
+func TestGradualAndRollingChangesNotHeld(t *testing.T) {
+	sets, cache, cc := guarded(t, time.Minute)
+	sets <- insts(10, 11, 12, 13, 14, 15) // every instance replaced at once
 	cc.wait(t, "the replaced set", func(int, int) bool {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
-		last := cc.states[len(cc.states)-1]
-		inst, _ := resolver.InstanceFromEndpoint(last.Endpoints[0])
-		return len(last.Endpoints) == 6 && inst.ID == "i10"
+		inst, _ := resolver.InstanceFromEndpoint(cc.states[len(cc.states)-1].Endpoints[0])
+		return inst.ID == "i10"
 	})
-	if h := cache.Watches()[0].Held; h != 0 {
-		t.Fatalf("a rolling replacement was held %d time(s), want 0", h)
+	for _, s := range [][]registry.Instance{insts(10, 11, 12), insts(10, 11), insts(10), insts()} {
+		sets <- s
+		cc.wait(t, fmt.Sprintf("%d instances", len(s)), func(int, int) bool { return lastLen(cc) == len(s) })
 	}
+	if h := cache.Watches()[0].Held; h != 0 {
+		t.Fatalf("gradual and rolling changes were held %d time(s), want 0", h)
+	}
+}
+
+// TestGuardWithRealRegistry: deregistering instances one by one through
+// a real registry is never held, so deliberate scale-downs are prompt.
+func TestGuardWithRealRegistry(t *testing.T) {
+	reg := memory.New()
+	for _, in := range insts(0, 1, 2) {
+		if err := reg.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, time.Minute))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	defer r.Close()
+	cc.wait(t, "pushed 3", func(int, int) bool { return lastLen(cc) == 3 })
+	for n, in := range insts(0, 1) {
+		if err := reg.Deregister(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+		// Each removal is its own update: let it through before the next.
+		waitFor(t, "the removal", func() bool { return len(cache.Watches()[0].Instances) == 2-n })
+	}
+	cc.wait(t, "1 instance", func(int, int) bool { return lastLen(cc) == 1 })
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -38,7 +38,9 @@ func run(w io.Writer) error {
 	ctx := context.Background()
 	reg := memory.New()
 	defer reg.Close()
-	cache := resolver.NewCache()
+	// The example removes a whole zone at once, a mass removal that the
+	// resolver's guard would hold for 10 s (see resolver.WithMassRemovalGuard).
+	cache := resolver.NewCache(resolver.WithMassRemovalGuard(0, 0, 0))
 	defer cache.Close()
 
 	var insts []registry.Instance
