@@ -58,6 +58,9 @@ type Registry struct {
 
 	probe *prober // wakes failing watches when the agent returns
 
+	counters          counters
+	unregisterMetrics func()
+
 	mu       sync.Mutex
 	regs     map[string]*registration // by Instance.Key
 	watchers map[*watcher]struct{}
@@ -166,6 +169,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		watchers: map[*watcher]struct{}{},
 		probe:    newProber(),
 	}
+	r.unregisterMetrics = r.registerMetrics(cfg.meter)
 	// A client-wide timeout shorter than a blocking request would cut
 	// every long poll (kratos#2813): shorten the wait to fit instead.
 	if hc != nil && hc.Timeout > 0 {
@@ -214,6 +218,7 @@ func (r *Registry) Close() error {
 		w.shutdown()
 	}
 	r.probe.close()
+	r.unregisterMetrics()
 	for _, hc := range r.ownHTTP {
 		hc.CloseIdleConnections()
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
@@ -87,6 +88,7 @@ type config struct {
 	resync          time.Duration
 
 	logger *slog.Logger
+	meter  metric.MeterProvider
 }
 
 func defaults() config {

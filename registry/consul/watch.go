@@ -171,7 +171,9 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		if ctx.Err() != nil {
 			return
 		}
+		r.counters.queries.Add(1)
 		if err != nil {
+			r.counters.queryErrors.Add(1)
 			failures++
 			werr := wrapErr(fmt.Sprintf("watch %q%s", w.service, dcSuffix(dc)), err)
 			if failures == 1 || failures%20 == 0 {
@@ -190,6 +192,9 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			r.log.Info("consul: watch recovered", "service", w.service, "dc", dc, "after_failures", failures)
 		}
 		failures = 0
+		if next < index {
+			r.counters.indexResets.Add(1)
+		}
 		index = nextIndex(index, next)
 		w.publishSet(dc, insts)
 	}
