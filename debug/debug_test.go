@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/debug"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
@@ -45,7 +47,7 @@ func setup(t *testing.T) (*httptest.Server, *memory.Store) {
 	t.Cleanup(func() { cache.Close() })
 	cc, err := grpc.NewClient("wayfinder:///hello", grpc.WithResolvers(resolver.NewBuilder(reg, resolver.WithCache(cache))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_p2c_ewma":{}}]}`))
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_outlier_ejection":{"child":[{"wayfinder_p2c_ewma":{}}]}}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +85,15 @@ func TestJSON(t *testing.T) {
 	if len(v.ClientConns) != 1 || v.ClientConns[0].State != "READY" {
 		t.Fatalf("JSON client conns = %+v", v.ClientConns)
 	}
-	if len(v.Balancers) != 1 || v.Balancers[0].Policy != "p2c" || len(v.Balancers[0].Endpoints) != 2 || v.Balancers[0].Endpoints[0].Stats["ewma_ms"] == "" {
-		t.Fatalf("JSON balancers = %+v; want the P2C balancer with 2 endpoints and their EWMA", v.Balancers)
+	policies := map[string]debugBalancer{}
+	for _, b := range v.Balancers {
+		policies[b.Policy] = debugBalancer{len(b.Endpoints), b.Endpoints}
+	}
+	if p := policies["p2c"]; p.n != 2 || p.eps[0].Stats["ewma_ms"] == "" {
+		t.Fatalf("JSON balancers = %+v; want the P2C child with 2 endpoints and their EWMA", v.Balancers)
+	}
+	if o := policies["outlier"]; o.n != 2 || o.eps[0].Stats["ejected"] != "false" {
+		t.Fatalf("JSON balancers = %+v; want the outlier parent with 2 endpoints in rotation", v.Balancers)
 	}
 	store.SetOutage(errors.New("registry on fire"))
 	deadline := time.Now().Add(5 * time.Second)
@@ -136,7 +145,7 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY", "p2c", "ewma_ms=", "inflight="} {
+	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY", "p2c", "ewma_ms=", "inflight=", "outlier", "ejected=false"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page text lacks %q:\n%s", want, body)
 		}
@@ -153,4 +162,9 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+type debugBalancer struct {
+	n   int
+	eps []inspect.Endpoint
 }

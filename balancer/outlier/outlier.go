@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 )
 
@@ -146,7 +150,28 @@ func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbala
 	b.gate.init()
 	b.threshold.Store(int64(cfg.ConsecutiveFailures))
 	b.wg.Go(func() { b.run(ctx) })
+	b.unregister = inspect.Register(cc.Target(), "outlier", b.describe)
 	return b
+}
+
+// describe reports each address's ejection state for the debug view.
+func (b *balancer) describe() []inspect.Endpoint {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]inspect.Endpoint, 0, len(b.byAddr))
+	for _, addr := range slices.Sorted(maps.Keys(b.byAddr)) {
+		ep := b.byAddr[addr]
+		state := "in rotation"
+		if !ep.ejectedAt.IsZero() {
+			state = "ejected"
+		}
+		out = append(out, inspect.Endpoint{Addr: addr, State: state, Stats: map[string]string{
+			"ejected":              strconv.FormatBool(!ep.ejectedAt.IsZero()),
+			"consecutive_failures": strconv.FormatInt(ep.consec.Load(), 10),
+			"ejections_in_a_row":   strconv.Itoa(ep.mult),
+		}})
+	}
+	return out
 }
 
 // balancer wraps the child policy. It sees every SubConn the child makes
@@ -190,6 +215,8 @@ type balancer struct {
 	kick      chan struct{} // 1-slot: evaluate now
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	unregister func() // removes the balancer from package inspect
 }
 
 // endpoint is one resolver endpoint's record, kept across updates while
@@ -299,6 +326,7 @@ func (b *balancer) ExitIdle() {
 }
 
 func (b *balancer) Close() {
+	b.unregister()
 	b.cancel()
 	b.wg.Wait()
 	b.mu.Lock()
