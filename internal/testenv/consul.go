@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -445,12 +447,20 @@ var (
 // so the many ports of a cluster never collide with each other.
 func FreePort(t TB) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("testenv: %v", err)
+	lo, hi := portRange()
+	for range 1000 {
+		port := 0 // 0: let the kernel choose (no range outside its ephemeral one)
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			if port == 0 {
+				t.Fatalf("testenv: %v", err)
+			}
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		u, uerr := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		l.Close()
 		if uerr != nil {
@@ -467,4 +477,25 @@ func FreePort(t TB) int {
 	}
 	t.Fatalf("testenv: no free loopback port")
 	return 0
+}
+
+// portRange returns ports below the kernel's ephemeral range: a server
+// restarted on its old ports would otherwise find one taken as the
+// source port of some other process's outgoing connection ("bind:
+// address already in use"), which the kernel hands out only from the
+// ephemeral range. It returns lo == hi when there is no room.
+func portRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first < 12000 {
+		return 0, 0
+	}
+	return max(10000, first-15000), first
 }

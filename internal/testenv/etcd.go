@@ -193,12 +193,8 @@ func startCluster(t testing.TB, bin, root string, n int, cfg etcdConfig, tlsFile
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	// Below the ephemeral range, so that Restart finds its ports free.
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 }
 
 func (m *EtcdMember) start() error {
