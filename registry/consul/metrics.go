@@ -1,12 +1,11 @@
 package consul
 
 import (
-	"context"
 	"sync/atomic"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/backendmetrics"
 )
 
 // counters are background events, read by the metrics callback.
@@ -32,28 +31,16 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) 
 
 // registerMetrics installs the callback; the returned function removes it.
 func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	m := mp.Meter("github.com/wayfinder-rpc/wayfinder/registry/consul")
-	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
-		g, _ := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		return g
-	}
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		c, _ := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		return c
-	}
-	instances := gauge("wayfinder.registration.instances", "{instance}", "Instances this client keeps registered.")
-	registered := gauge("wayfinder.registration.registered", "{instance}", "Instances registered with the agent now.")
-	healthy := gauge("wayfinder.registration.healthy", "{instance}", "Instances reported healthy at the last heartbeat.")
-	rereg := counter("wayfinder.registration.reregistrations", "{registration}", "Registrations after the first: agent restarts, lost services.")
-	queries := counter("wayfinder.discovery.queries", "{query}", "Blocking-query round trips.")
-	qerrs := counter("wayfinder.discovery.query_errors", "{query}", "Failed blocking queries.")
-	resets := counter("wayfinder.discovery.index_resets", "{reset}", "Times X-Consul-Index went backwards and was reset to 0.")
-	attrs := metric.WithAttributes(attribute.String("wayfinder.backend", Scheme))
-	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		var n, reg, ok, re int64
+	return backendmetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/consul", Scheme, []backendmetrics.Spec{
+		{Name: "wayfinder.registration.instances", Unit: "{instance}", Desc: "Instances this client keeps registered."},
+		{Name: "wayfinder.registration.registered", Unit: "{instance}", Desc: "Instances registered with the agent now."},
+		{Name: "wayfinder.registration.healthy", Unit: "{instance}", Desc: "Instances reported healthy at the last heartbeat."},
+		{Name: "wayfinder.registration.reregistrations", Unit: "{registration}", Desc: "Registrations after the first: agent restarts, lost services.", Counter: true},
+		{Name: "wayfinder.discovery.queries", Unit: "{query}", Desc: "Blocking-query round trips.", Counter: true},
+		{Name: "wayfinder.discovery.query_errors", Unit: "{query}", Desc: "Failed blocking queries.", Counter: true},
+		{Name: "wayfinder.discovery.index_resets", Unit: "{reset}", Desc: "Times X-Consul-Index went backwards and was reset to 0.", Counter: true},
+	}, func() map[string]int64 {
+		var n, registered, healthy, rereg int64
 		r.mu.Lock()
 		gs := make([]*registration, 0, len(r.regs))
 		for _, g := range r.regs {
@@ -64,26 +51,23 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 			st := g.snapshot()
 			n++
 			if st.State == StateRegistered {
-				reg++
+				registered++
 			}
 			if st.Healthy {
-				ok++
+				healthy++
 			}
 			if st.Registrations > 1 {
-				re += int64(st.Registrations - 1)
+				rereg += int64(st.Registrations - 1)
 			}
 		}
-		o.ObserveInt64(instances, n, attrs)
-		o.ObserveInt64(registered, reg, attrs)
-		o.ObserveInt64(healthy, ok, attrs)
-		o.ObserveInt64(rereg, re, attrs)
-		o.ObserveInt64(queries, r.counters.queries.Load(), attrs)
-		o.ObserveInt64(qerrs, r.counters.queryErrors.Load(), attrs)
-		o.ObserveInt64(resets, r.counters.indexResets.Load(), attrs)
-		return nil
-	}, instances, registered, healthy, rereg, queries, qerrs, resets)
-	if err != nil {
-		return func() {}
-	}
-	return func() { _ = reg.Unregister() }
+		return map[string]int64{
+			"wayfinder.registration.instances":       n,
+			"wayfinder.registration.registered":      registered,
+			"wayfinder.registration.healthy":         healthy,
+			"wayfinder.registration.reregistrations": rereg,
+			"wayfinder.discovery.queries":            r.counters.queries.Load(),
+			"wayfinder.discovery.query_errors":       r.counters.queryErrors.Load(),
+			"wayfinder.discovery.index_resets":       r.counters.indexResets.Load(),
+		}
+	})
 }
