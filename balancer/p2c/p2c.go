@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/clock"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
@@ -72,14 +73,46 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 
 func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
 	cfg, _ := ParseConfig(nil)
-	return shard.New(cc, opts, &policy{cfg: cfg, stats: map[string]*stats{}, clock: monotonic})
+	c := clock.Shared()
+	c.Acquire()
+	pol := &policy{cfg: cfg, stats: map[string]*stats{}, clock: systemClock{c}}
+	return &balancer{Balancer: shard.New(cc, opts, pol), clock: c}
 }
 
-// epoch anchors the monotonic clock; nanoseconds since it fit an int64
-// for centuries.
-var epoch = time.Now()
+// balancer releases the shared clock when it closes.
+type balancer struct {
+	*shard.Balancer
+	clock *clock.Clock
+	once  sync.Once
+}
 
-func monotonic() int64 { return int64(time.Since(epoch)) }
+func (b *balancer) Close() {
+	b.Balancer.Close()
+	b.once.Do(b.clock.Release)
+}
+
+// timeSource is the policy's clock; tests substitute a fake one.
+type timeSource interface {
+	// Now returns nanoseconds and whether they were read exactly, just
+	// now, rather than from a coarse clock up to a millisecond old.
+	Now() (ns int64, exact bool)
+	// Exact reads the time exactly.
+	Exact() int64
+}
+
+type systemClock struct{ c *clock.Clock }
+
+func (s systemClock) Now() (int64, bool) { return s.c.Now() }
+func (systemClock) Exact() int64         { return clock.Exact() }
+
+// sampleMask selects the calls whose latency is measured while the clock
+// is coarse (calls arrive more often than every few milliseconds): one in
+// sampleMask+1. Timing a call costs two exact clock reads, 50-120 ns on
+// VMs, and a closure, several times the rest of a pick; at rates where
+// the clock is coarse, one call in 16 still gives the EWMA many samples
+// per decay period. When calls are rare the clock reads exactly anyway
+// and every call is timed.
+const sampleMask = 15
 
 // policy keeps per-endpoint statistics keyed by address, so that they
 // survive picker rebuilds (any endpoint changing state) and resolver
@@ -88,7 +121,7 @@ func monotonic() int64 { return int64(time.Since(epoch)) }
 type policy struct {
 	cfg   *Config
 	stats map[string]*stats
-	clock func() int64
+	clock timeSource
 }
 
 // Describe implements shard.Describer for the debug view: the decayed
@@ -99,7 +132,7 @@ func (p *policy) Describe(addr string) map[string]string {
 		return nil
 	}
 	return map[string]string{
-		"ewma_ms":  strconv.FormatFloat(s.cost(p.clock(), float64(p.cfg.Decay))/1e6, 'f', 3, 64),
+		"ewma_ms":  strconv.FormatFloat(s.cost(p.clock.Exact(), float64(p.cfg.Decay))/1e6, 'f', 3, 64),
 		"inflight": strconv.FormatInt(s.inflight.Load(), 10),
 	}
 }
@@ -112,8 +145,8 @@ func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 }
 
 func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
-	now := p.clock()
-	tau := float64(p.cfg.Decay)
+	now := p.clock.Exact()
+	par := &params{tau: float64(p.cfg.Decay), penalty: float64(*p.cfg.ErrorPenalty), clock: p.clock}
 	// Forget endpoints that are gone from the resolver; keep the rest,
 	// ready or not, so that a flapping endpoint keeps its history.
 	live := make(map[string]bool, len(all))
@@ -126,7 +159,8 @@ func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
 			delete(p.stats, addr)
 			continue
 		}
-		sum += s.cost(now, tau)
+		sum += s.cost(now, par.tau)
+		s.params.Store(par) // a config change reaches calls in flight
 	}
 	// A new endpoint starts at its peers' mean cost: starting at 0 would
 	// send it every call until its first answer.
@@ -136,36 +170,46 @@ func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
 	}
 	for _, e := range all {
 		if _, ok := p.stats[e.Addr]; !ok {
-			s := &stats{}
-			s.costBits.Store(math.Float64bits(seed))
-			s.stamp.Store(now)
-			p.stats[e.Addr] = s
+			p.stats[e.Addr] = newStats(seed, now, par)
 		}
 	}
 	if len(ready) == 0 {
 		return nil
 	}
-	pk := &picker{
-		eps:     make([]endpoint, len(ready)),
-		tau:     tau,
-		penalty: float64(*p.cfg.ErrorPenalty),
-		clock:   p.clock,
-	}
+	pk := &picker{eps: make([]endpoint, len(ready)), params: par}
 	for i, e := range ready {
 		pk.eps[i] = endpoint{picker: e.Picker, stats: p.stats[e.Addr]}
 	}
 	return pk
 }
 
+// params are the config and clock as calls in flight see them.
+type params struct {
+	tau, penalty float64
+	clock        timeSource
+}
+
 // stats are one endpoint's load statistics. Picks read them without
 // locks; mu only serialises the read-modify-write of an update.
 type stats struct {
-	inflight atomic.Int64
-	startSum atomic.Int64  // sum of in-flight calls' start times, ns
-	costBits atomic.Uint64 // float64 peak-EWMA latency, ns
-	stamp    atomic.Int64  // time of the last cost update, ns
+	inflight atomic.Int64 // every call in flight
+	timed    atomic.Int64 // the timed calls among them
+	startSum atomic.Int64 // sum of the timed calls' start times, ns
+	costBits atomic.Uint64
+	stamp    atomic.Int64 // time of the last cost update, ns
+	params   atomic.Pointer[params]
+	done     func(gbalancer.DoneInfo) // untimed calls' Done, made once
 	mu       sync.Mutex
 	_        [64]byte // keep hot counters of neighbours off this cache line
+}
+
+func newStats(cost float64, now int64, par *params) *stats {
+	s := &stats{}
+	s.costBits.Store(math.Float64bits(cost))
+	s.stamp.Store(now)
+	s.params.Store(par)
+	s.done = s.untimedDone
+	return s
 }
 
 // cost returns the latency estimate at now: the stored peak EWMA decayed
@@ -183,17 +227,16 @@ func (s *stats) cost(now int64, tau float64) float64 {
 }
 
 // load is the score P2C compares: latency times outstanding calls, where
-// latency is at least the mean age of the calls still in flight, so that
-// an endpoint that stalls looks slow before any call returns.
+// latency is at least the mean age of the timed calls still in flight, so
+// that an endpoint that stalls looks slow before any call returns.
 func (s *stats) load(now int64, tau float64) float64 {
 	c := s.cost(now, tau)
-	n := s.inflight.Load()
-	if n > 0 { // a racing update can skew this one comparison, no more
-		if age := float64(now - s.startSum.Load()/n); age > c {
+	if m := s.timed.Load(); m > 0 { // a racing update can skew this one comparison, no more
+		if age := float64(now - s.startSum.Load()/m); age > c {
 			c = age
 		}
 	}
-	return (c + 1) * float64(n+1)
+	return (c + 1) * float64(s.inflight.Load()+1)
 }
 
 // observe folds one call's latency into the peak EWMA: a slower sample
@@ -209,8 +252,26 @@ func (s *stats) observe(now int64, rtt, tau float64) {
 		c = c*w + rtt*(1-w)
 	}
 	s.costBits.Store(math.Float64bits(c))
-	s.stamp.Store(now)
+	s.stamp.Store(max(now, s.stamp.Load())) // coarse and exact times may interleave
 	s.mu.Unlock()
+}
+
+// untimedDone ends a call whose latency is not measured; a failure still
+// counts, at the error penalty, so that sampling never hides an endpoint
+// that fails fast.
+func (s *stats) untimedDone(di gbalancer.DoneInfo) {
+	s.inflight.Add(-1)
+	if di.Err != nil {
+		s.failed(di.Err)
+	}
+}
+
+func (s *stats) failed(err error) {
+	par := s.params.Load()
+	if par.penalty > 0 && isFailure(err) {
+		now, _ := par.clock.Now()
+		s.observe(now, par.penalty, par.tau)
+	}
 }
 
 type endpoint struct {
@@ -219,24 +280,25 @@ type endpoint struct {
 }
 
 type picker struct {
-	eps     []endpoint
-	tau     float64
-	penalty float64
-	clock   func() int64
+	eps    []endpoint
+	params *params
 }
 
 func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
-	now := p.clock()
+	// One random word: bits 36-63 choose the first endpoint, 8-35 the
+	// second and 0-7 whether to time the call, so the three are
+	// independent. 28 bits keep the bias of multiply-shift below n/2^28.
+	r := rand.Uint64()
+	now, exact := p.params.clock.Now()
 	e := &p.eps[0]
-	if n := len(p.eps); n > 1 {
-		// Two distinct random endpoints; the less loaded one wins.
-		i := rand.IntN(n)
-		j := rand.IntN(n - 1)
+	if n := uint64(len(p.eps)); n > 1 {
+		i := (r >> 36) * n >> 28
+		j := (r >> 8 & (1<<28 - 1)) * (n - 1) >> 28
 		if j >= i {
 			j++
 		}
 		a, b := &p.eps[i], &p.eps[j]
-		if b.stats.load(now, p.tau) < a.stats.load(now, p.tau) {
+		if b.stats.load(now, p.params.tau) < a.stats.load(now, p.params.tau) {
 			a = b
 		}
 		e = a
@@ -246,20 +308,38 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 		return res, err
 	}
 	s := e.stats
-	// startSum before inflight here, and the reverse in Done, so that a
-	// racing reader errs toward a younger mean age, never an older one.
-	s.startSum.Add(now)
 	s.inflight.Add(1)
 	childDone := res.Done
-	res.Done = func(di gbalancer.DoneInfo) {
-		end := p.clock()
-		rtt := float64(end - now)
-		if di.Err != nil && p.penalty > rtt && isFailure(di.Err) {
-			rtt = p.penalty
+	if !exact && r&sampleMask != 0 {
+		if childDone == nil {
+			res.Done = s.done // no allocation on the common path
+			return res, nil
 		}
-		s.observe(end, rtt, p.tau)
+		res.Done = func(di gbalancer.DoneInfo) {
+			s.untimedDone(di)
+			childDone(di)
+		}
+		return res, nil
+	}
+	if !exact {
+		now = p.params.clock.Exact()
+	}
+	start := now
+	// startSum before timed here, and the reverse in Done, so that a
+	// racing reader errs toward a younger mean age, never an older one.
+	s.startSum.Add(start)
+	s.timed.Add(1)
+	par := p.params
+	res.Done = func(di gbalancer.DoneInfo) {
+		end := par.clock.Exact()
+		rtt := float64(end - start)
+		if di.Err != nil && par.penalty > rtt && isFailure(di.Err) {
+			rtt = par.penalty
+		}
+		s.observe(end, rtt, par.tau)
+		s.timed.Add(-1)
+		s.startSum.Add(-start)
 		s.inflight.Add(-1)
-		s.startSum.Add(-now)
 		if childDone != nil {
 			childDone(di)
 		}
