@@ -192,7 +192,7 @@ BenchmarkThroughput/round_robin-2               	  10000	    100000 ns/op
 BenchmarkThroughput/wayfinder_p2c_ewma-2        	  10000	     80000 ns/op
 PASS
 `)
-	ss, err := pickerSamples(parseBench(out))
+	ss, err := pickerSamples(parseBench(out), parsePaired(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,15 @@ PASS
 	if p["pick_n10_serial_ratio"] != 2.5 || p["throughput_ratio"] != 1.25 || p["throughput_calls_s"] != 12500 {
 		t.Errorf("p2c metrics = %v, want pick ratio 2.5, throughput ratio 1.25, 12500 calls/s", p)
 	}
-	if _, err := pickerSamples(parseBench([]byte("PASS\n"))); err == nil {
+	paired := []byte("BenchmarkThroughput/wayfinder_p2c_ewma-2 \t 10000\t 80000 ns/op\t 0.9700 x_round_robin\n")
+	if got := parsePaired(paired)["Throughput/wayfinder_p2c_ewma"]; got != 0.97 {
+		t.Errorf("parsePaired = %v, want 0.97", got)
+	}
+	ss, _ = pickerSamples(parseBench(out), parsePaired(paired))
+	if got := ss[1].Metrics["throughput_ratio"]; got != 0.97 {
+		t.Errorf("throughput_ratio with a paired figure = %v, want it (0.97), not the ratio of ns/op", got)
+	}
+	if _, err := pickerSamples(parseBench([]byte("PASS\n")), nil); err == nil {
 		t.Errorf("pickerSamples(no benchmarks) = nil error, want one")
 	}
 }

@@ -50,7 +50,7 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 		}
 		out = append(out, o...)
 	}
-	return pickerSamples(parseBench(out))
+	return pickerSamples(parseBench(out), parsePaired(out))
 }
 
 // benchLine matches "BenchmarkX/a/b-2   123   45.6 ns/op ...".
@@ -73,12 +73,33 @@ func parseBench(out []byte) map[string]float64 {
 	return res
 }
 
+// pairedLine matches the ratio BenchmarkThroughput reports against
+// round_robin measured in interleaved slices.
+var pairedLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s.*\s([0-9.]+) x_round_robin`)
+
+// parsePaired returns the x_round_robin ratios by benchmark name.
+func parsePaired(out []byte) map[string]float64 {
+	res := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := pairedLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		if v, err := strconv.ParseFloat(m[2], 64); err == nil {
+			res[m[1]] = v
+		}
+	}
+	return res
+}
+
 // pickerSamples turns benchcmp's figures into one sample per policy:
 // "Pick/n=10/<policy>/serial" becomes pick_n10_serial_ns and, divided by
 // round_robin's, pick_n10_serial_ratio (cost: lower is better);
 // "Throughput/<policy>" becomes throughput_calls_s and throughput_ratio
-// (higher is better).
-func pickerSamples(ns map[string]float64) ([]Sample, error) {
+// (higher is better), the ratio measured in interleaved slices (paired)
+// where the benchmark reports one, else from the two ns/op figures.
+func pickerSamples(ns, paired map[string]float64) ([]Sample, error) {
 	type key struct{ metric, policy string }
 	vals := map[key]float64{}
 	var policies []string
@@ -114,7 +135,9 @@ func pickerSamples(ns map[string]float64) ([]Sample, error) {
 			base, ok := vals[key{k.metric, "round_robin"}]
 			if k.metric == "throughput" {
 				m["throughput_calls_s"] = 1e9 / v
-				if ok && v > 0 {
+				if r, found := paired["Throughput/"+p]; found {
+					m["throughput_ratio"] = r
+				} else if ok && v > 0 {
 					m["throughput_ratio"] = base / v
 				}
 				continue

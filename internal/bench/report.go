@@ -284,7 +284,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 3. Picker cost and RPC throughput\n\n")
-	w("From `go test -bench` with the patterns `%s` and `-benchtime %s` on ./balancer/internal/benchcmp, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight. Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
+	w("From `go test -bench` with the patterns `%s` and `-benchtime %s` on ./balancer/internal/benchcmp, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight, each policy measured in 8 slices alternating with round_robin's on the same servers, so its ratio compares the same moments of a shared machine (round_robin's own row, against itself, shows the noise). Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
 	img("picker.svg", "picker cost chart")
 	if rs := r.variants("picker", "-"); len(rs) > 0 {
 		cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
