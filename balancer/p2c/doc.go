@@ -35,7 +35,19 @@
 //
 // # Concurrency
 //
-// Picks take no lock: they read each endpoint's atomics, and draw random
-// numbers from math/rand/v2's per-thread source. A pick allocates once,
-// for the Done callback that records the call's latency.
+// Picks take no lock: they read each endpoint's atomics, and draw one
+// random word per pick from math/rand/v2's per-thread source.
+//
+// # Cost
+//
+// Reading the system clock costs 25-60 ns on VMs, more than the rest of a
+// pick, and timing a call needs two reads and a closure. So the policy
+// reads a process-wide coarse clock, refreshed every millisecond by one
+// goroutine that runs only while P2C balancers exist and calls arrive,
+// and times one call in 16 chosen at random while that clock is running;
+// the others cost no clock read and no allocation. When calls are rare
+// the clock is parked, every read is exact and every call is timed.
+// Failures are charged on every call, timed or not, and in-flight counts
+// cover every call, so sampling delays only how fast a slowdown without
+// errors is seen: by about 16 calls to the endpoint.
 package p2c
