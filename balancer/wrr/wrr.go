@@ -86,9 +86,12 @@ func (p *policy) Picker(_, ready []shard.Endpoint) gbalancer.Picker {
 
 // picker is immutable but for its counter: one atomic add per pick.
 type picker struct {
-	next    atomic.Uint64
 	table   *wrrtable.Table
 	pickers []gbalancer.Picker
+	// next is written by every pick; the padding keeps it off the cache
+	// line of the fields above, which every pick on every core reads.
+	_    [64]byte
+	next atomic.Uint64
 }
 
 func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
