@@ -340,3 +340,45 @@ func putPercentiles(m map[string]float64, prefix string, d []time.Duration) {
 	m[prefix+"_p99_ms"] = ms(percentile(d, 0.99))
 	m[prefix+"_max_ms"] = ms(percentile(d, 1))
 }
+
+// Merge adds old's results and failures for the scenarios r did not run,
+// so that re-measuring one scenario keeps the others' figures; a note
+// records which scenarios come from which run.
+func (r *Report) Merge(old *Report) {
+	ran := map[string]bool{}
+	for _, res := range r.Results {
+		ran[res.Scenario] = true
+	}
+	for _, f := range r.Failures {
+		ran[f.Scenario] = true
+	}
+	var kept []string
+	for _, res := range old.Results {
+		if !ran[res.Scenario] {
+			r.Results = append(r.Results, res)
+			if !slices.Contains(kept, res.Scenario) {
+				kept = append(kept, res.Scenario)
+			}
+		}
+	}
+	for _, f := range old.Failures {
+		if !ran[f.Scenario] {
+			r.Failures = append(r.Failures, f)
+		}
+	}
+	if len(kept) == 0 {
+		return
+	}
+	var rerun []string
+	for s := range ran {
+		rerun = append(rerun, s)
+	}
+	slices.Sort(rerun)
+	r.Notes = append(r.Notes, fmt.Sprintf("Scenarios %s were measured on %s; %s come from the run of %s (%.0f s).",
+		strings.Join(rerun, ", "), r.Started.UTC().Format(time.DateOnly), strings.Join(kept, ", "), old.Started.UTC().Format(time.DateOnly), old.Seconds))
+	for _, n := range old.Notes {
+		if !slices.Contains(r.Notes, n) && !strings.HasPrefix(n, "Scenarios ") {
+			r.Notes = append(r.Notes, n)
+		}
+	}
+}

@@ -261,3 +261,29 @@ func TestTBFatal(t *testing.T) {
 		t.Errorf("Do(nothing) = %v", err)
 	}
 }
+
+func TestMerge(t *testing.T) {
+	old := &Report{Started: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Seconds: 1700,
+		Results: []Result{
+			{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 1}},
+			{Scenario: "idle", Backend: "consul", Variant: "watch", Metrics: map[string]float64{"y": 2}},
+		},
+		Failures: []Failure{{Scenario: "outage", Backend: "etcd", Error: "old"}},
+		Notes:    []string{"hand-written note"},
+	}
+	rep := &Report{Started: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC),
+		Results: []Result{{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 3}}}}
+	rep.Merge(old)
+	if res, _ := rep.Find("picker", "-", "round_robin"); res.Metrics["x"] != 3 {
+		t.Errorf("picker result = %v, want the new run's (x=3)", res.Metrics)
+	}
+	if _, ok := rep.Find("idle", "consul", "watch"); !ok {
+		t.Error("idle result from the old report was dropped")
+	}
+	if len(rep.Results) != 2 || len(rep.Failures) != 1 {
+		t.Errorf("merged %d results and %d failures, want 2 and 1", len(rep.Results), len(rep.Failures))
+	}
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker") || !strings.Contains(rep.Notes[0], "2026-11-01") || rep.Notes[1] != "hand-written note" {
+		t.Errorf("notes = %q, want the provenance note then the old hand-written one", rep.Notes)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -30,6 +31,7 @@ func run() int {
 	out := flag.String("out", "docs/benchmarks", "directory for report.json and the SVG charts")
 	md := flag.String("md", "docs/benchmarks.md", "Markdown report to write")
 	from := flag.String("from", "", "render the report from this report.json instead of measuring")
+	merge := flag.Bool("merge", false, "keep the other scenarios' results from the existing -out/report.json (with -scenarios)")
 	flag.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of each scenario; figures are medians")
 	flag.StringVar(&backends, "backends", strings.Join(cfg.Backends, ","), "backends: memory, consul, etcd")
 	flag.StringVar(&scenarios, "scenarios", "", "scenarios to run (default all): "+strings.Join(bench.Scenarios(), ", "))
@@ -90,6 +92,14 @@ func run() int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)
 		return 1
+	}
+	if *merge {
+		old, err := bench.ReadReport(filepath.Join(*out, "report.json"))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wfbench: -merge: %v\n", err)
+			return 1
+		}
+		rep.Merge(old)
 	}
 	if err := rep.Write(*out, *md); err != nil {
 		fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)
