@@ -21,6 +21,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
 
 // Name is the policy's registered name.
@@ -146,33 +147,49 @@ func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbala
 		byAddr:     map[string]*endpoint{},
 		kick:       make(chan struct{}, 1),
 		cancel:     cancel,
+		parent:     shard.ParentID(cc),
 	}
 	b.gate.init()
 	b.threshold.Store(int64(cfg.ConsecutiveFailures))
 	b.wg.Go(func() { b.run(ctx) })
-	b.unregister = inspect.Register(cc.Target(), "outlier", b.describe)
+	b.id, b.unregister = inspect.Register(cc.Target(), "outlier", b.parent, b.describe)
 	return b
 }
 
-// describe reports each address's ejection state for the debug view.
-func (b *balancer) describe() []inspect.Endpoint {
+// describe reports each address's connectivity and ejection state, and
+// the picks and ejections counted, for package inspect.
+func (b *balancer) describe(ib *inspect.Balancer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	ib.CountsPicks, ib.Picks, ib.Ejections = b.countPicks, b.picks.Total(), b.ejections
 	out := make([]inspect.Endpoint, 0, len(b.byAddr))
 	for _, addr := range slices.Sorted(maps.Keys(b.byAddr)) {
 		ep := b.byAddr[addr]
-		state := "in rotation"
-		if !ep.ejectedAt.IsZero() {
-			state = "ejected"
+		state := connectivity.Idle // no SubConn yet
+		for i, sc := range ep.subConns {
+			if s := connectivity.State(sc.state.Load()); i == 0 {
+				state = s
+			} else {
+				state = shard.BetterState(state, s)
+			}
 		}
-		out = append(out, inspect.Endpoint{Addr: addr, State: state, Stats: map[string]string{
-			"ejected":              strconv.FormatBool(!ep.ejectedAt.IsZero()),
+		ejected := !ep.ejectedAt.IsZero()
+		e := inspect.Endpoint{Addr: addr, Instance: ep.id, Zone: ep.zone, Weight: ep.weight, State: state.String(), Ejected: ejected, Stats: map[string]string{
+			"ejected":              strconv.FormatBool(ejected),
 			"consecutive_failures": strconv.FormatInt(ep.consec.Load(), 10),
 			"ejections_in_a_row":   strconv.Itoa(ep.mult),
-		}})
+		}}
+		if ep.picks != nil {
+			e.Picks = ep.picks.Load()
+		}
+		out = append(out, e)
 	}
-	return out
+	ib.Endpoints = out
 }
+
+// WayfinderParent implements shard.Parent: a Wayfinder policy below this
+// one does not count picks, as this one does.
+func (b *balancer) WayfinderParent() uint64 { return b.id }
 
 // balancer wraps the child policy. It sees every SubConn the child makes
 // (NewSubConn is intercepted and the SubConn wrapped), counts call
@@ -210,6 +227,12 @@ type balancer struct {
 	stopped    bool // Close was called: no more picker updates
 	nextRate   time.Time
 
+	id         uint64             // in package inspect
+	parent     uint64             // inspect ID of the Wayfinder policy above, if any: do not count picks
+	countPicks bool               // guarded by mu; the last picker counts picks
+	picks      shard.PickCounters // guarded by mu; by each endpoint's first address
+	ejections  uint64             // guarded by mu
+
 	threshold atomic.Int64  // consecutive failures that eject; 0: off
 	counting  atomic.Bool   // failure-rate detection is on: count every call
 	kick      chan struct{} // 1-slot: evaluate now
@@ -226,8 +249,11 @@ type endpoint struct {
 	succ   atomic.Int64 // calls not failed, this interval
 	fail   atomic.Int64 // failed calls, this interval
 	done   func(gbalancer.DoneInfo)
+	picks  *atomic.Uint64 // set when the endpoint is made, if counting
 
 	// Guarded by balancer.mu.
+	id, zone  string // the registry instance's, for package inspect
+	weight    uint32
 	ejectedAt time.Time // zero if not ejected
 	mult      int       // ejections in a row; the next lasts mult+1 bases
 	subConns  []*subConn
@@ -247,6 +273,8 @@ type subConn struct {
 	healthGen  int                          // bumped on every registration
 	lastHealth gbalancer.SubConnState       // last real health, for unejection
 	ejected    bool
+
+	state atomic.Int32 // connectivity.State, health included, for package inspect
 }
 
 func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
@@ -270,9 +298,11 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 		}
 		ep := b.byAddr[rep.Addresses[0].Addr]
 		if ep == nil {
-			ep = &endpoint{}
+			ep = &endpoint{picks: b.picks.Counter(rep.Addresses[0].Addr)}
 			ep.done = func(di gbalancer.DoneInfo) { b.record(ep, di) }
 		}
+		se := shard.FromChild(rep, gbalancer.State{})
+		ep.id, ep.zone, ep.weight = se.Instance.ID, se.Instance.Zone, se.Weight
 		eps = append(eps, ep)
 		for _, a := range rep.Addresses {
 			if byAddr[a.Addr] == nil {
@@ -281,6 +311,7 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 		}
 	}
 	b.byAddr, b.eps = byAddr, eps
+	b.picks.Retain(func(addr string) bool { return byAddr[addr] != nil })
 	b.inhibit = true
 	b.mu.Unlock()
 
@@ -344,6 +375,7 @@ func (b *balancer) Close() {
 // inside the gate.
 func (b *balancer) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubConnOptions) (gbalancer.SubConn, error) {
 	sc := &subConn{b: b, gen: b.childGen, lastHealth: gbalancer.SubConnState{ConnectivityState: connectivity.Connecting}}
+	sc.state.Store(int32(connectivity.Idle))
 	listener := opts.StateListener
 	opts.StateListener = func(s gbalancer.SubConnState) {
 		b.gate.enter()
@@ -356,6 +388,7 @@ func (b *balancer) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubCo
 			sc.health = nil
 			sc.healthGen++
 		}
+		sc.state.Store(int32(s.ConnectivityState))
 		if listener != nil {
 			listener(s)
 		}
@@ -425,6 +458,7 @@ func (sc *subConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 			return
 		}
 		sc.lastHealth = s
+		sc.state.Store(int32(s.ConnectivityState))
 		if !sc.ejected {
 			l(s)
 		}
@@ -459,15 +493,19 @@ func (b *balancer) sendPickerLocked() {
 	if b.inhibit || b.stopped || b.childState.Picker == nil {
 		return
 	}
+	b.countPicks = b.parent == 0 && inspect.CountingPicks()
 	b.ClientConn.UpdateState(gbalancer.State{
 		ConnectivityState: b.childState.ConnectivityState,
-		Picker:            &picker{child: b.childState.Picker},
+		Picker:            &picker{child: b.childState.Picker, count: b.countPicks},
 	})
 }
 
 // picker delegates to the child's and counts each call's result against
-// the endpoint of the SubConn it went to.
-type picker struct{ child gbalancer.Picker }
+// the endpoint of the SubConn it went to, and the pick if count is set.
+type picker struct {
+	child gbalancer.Picker
+	count bool
+}
 
 func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	r, err := p.child.Pick(info)
@@ -482,6 +520,9 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	ep := sc.ep
 	if ep == nil {
 		return r, nil
+	}
+	if p.count {
+		ep.picks.Add(1)
 	}
 	if childDone := r.Done; childDone != nil {
 		r.Done = func(di gbalancer.DoneInfo) {
@@ -625,6 +666,7 @@ func (b *balancer) evaluate(now time.Time) ([]change, time.Duration) {
 			continue
 		}
 		ep.ejectedAt = now
+		b.ejections++
 		if base*time.Duration(ep.mult) < maxT {
 			ep.mult++
 		}

@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	gbalancer "google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
@@ -17,6 +21,7 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
@@ -96,7 +101,9 @@ func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfi
 
 func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
 	cfg, _ := ParseConfig(nil)
-	return &balancer{cc: cc, opts: opts, cfg: cfg, zones: map[string]*zoneChild{}}
+	b := &balancer{cc: cc, opts: opts, cfg: cfg, zones: map[string]*zoneChild{}, parent: shard.ParentID(cc)}
+	b.id, b.unregister = inspect.Register(cc.Target(), "zone", b.parent, b.describe)
+	return b
 }
 
 // balancer runs one child policy per zone, each on its own ClientConn
@@ -121,6 +128,13 @@ type balancer struct {
 	inhibit bool // inside UpdateClientConnState: one picker at its end
 	dirty   bool // capacity changed since the last picker
 	closed  bool
+
+	id         uint64             // in package inspect
+	parent     uint64             // inspect ID of the Wayfinder policy above, if any: do not count picks
+	countPicks bool               // the last picker counts picks
+	picks      shard.PickCounters // by address
+
+	unregister func() // removes the balancer from package inspect
 }
 
 // zoneChild is one zone's child policy and what the balancer knows of
@@ -136,12 +150,15 @@ type zoneChild struct {
 	closed  bool
 }
 
-// endpoint is guarded by balancer.mu.
+// endpoint is guarded by balancer.mu but for picks.
 type endpoint struct {
-	zone   *zoneChild
-	weight uint64
-	ready  int  // READY and healthy SubConns
-	live   bool // still in the zone's resolver state
+	zone     *zoneChild
+	addr, id string // first address, registry instance ID
+	weight   uint64
+	ready    int  // READY and healthy SubConns
+	live     bool // still in the zone's resolver state
+	subConns []*subConn
+	picks    *atomic.Uint64 // added to by pickers that count
 }
 
 func (e *endpoint) addReady(d int) {
@@ -194,11 +211,13 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 			if len(rep.Addresses) == 0 || z.byAddr[rep.Addresses[0].Addr] != nil {
 				continue
 			}
-			e := old[rep.Addresses[0].Addr]
+			addr := rep.Addresses[0].Addr
+			e := old[addr]
 			if e == nil {
-				e = &endpoint{zone: z, live: true}
+				e = &endpoint{zone: z, addr: addr, live: true, picks: b.picks.Counter(addr)}
 			}
-			e.weight = uint64(shard.FromChild(rep, gbalancer.State{}).Weight)
+			se := shard.FromChild(rep, gbalancer.State{})
+			e.weight, e.id = uint64(se.Weight), se.Instance.ID
 			z.total += e.weight
 			if e.ready > 0 {
 				z.healthy += e.weight
@@ -215,6 +234,14 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 			}
 		}
 	}
+	b.picks.Retain(func(addr string) bool {
+		for _, z := range b.zones {
+			if e := z.byAddr[addr]; e != nil && e.addr == addr {
+				return true
+			}
+		}
+		return false
+	})
 	b.mu.Unlock()
 
 	for _, c := range closing {
@@ -288,6 +315,7 @@ func (b *balancer) ExitIdle() {
 }
 
 func (b *balancer) Close() {
+	b.unregister()
 	cs := b.children()
 	b.mu.Lock()
 	b.closed = true
@@ -307,6 +335,10 @@ type childCC struct {
 	b *balancer
 	z *zoneChild
 }
+
+// WayfinderParent implements shard.Parent: a Wayfinder policy in a zone
+// does not count picks, as the zone-aware policy does.
+func (c *childCC) WayfinderParent() uint64 { return c.b.id }
 
 func (c *childCC) UpdateState(s gbalancer.State) {
 	c.b.mu.Lock()
@@ -332,6 +364,9 @@ func (c *childCC) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubCon
 			sc.watched = false
 		}
 		sc.recountLocked()
+		if s.ConnectivityState == connectivity.Shutdown && sc.ep != nil {
+			sc.ep.subConns = slices.DeleteFunc(sc.ep.subConns, func(x *subConn) bool { return x == sc })
+		}
 		b.mu.Unlock()
 		if listener != nil {
 			listener(s)
@@ -345,7 +380,9 @@ func (c *childCC) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubCon
 	sc.SubConn = real
 	if len(addrs) > 0 {
 		b.mu.Lock()
-		sc.ep = c.z.byAddr[addrs[0].Addr]
+		if sc.ep = c.z.byAddr[addrs[0].Addr]; sc.ep != nil {
+			sc.ep.subConns = append(sc.ep.subConns, sc)
+		}
 		b.mu.Unlock()
 	}
 	return sc, nil
@@ -437,9 +474,10 @@ func (b *balancer) updateLocked() {
 		return
 	}
 	b.dirty = false
+	b.countPicks = b.parent == 0 && inspect.CountingPicks()
 	targets, weights := b.plan()
 	if len(targets) > 0 {
-		p := &picker{pickers: make([]gbalancer.Picker, len(targets)), cum: make([]uint64, len(targets))}
+		p := &picker{pickers: make([]gbalancer.Picker, len(targets)), cum: make([]uint64, len(targets)), count: b.countPicks}
 		sum := 0.0
 		for _, w := range weights {
 			sum += w
@@ -473,7 +511,7 @@ func (b *balancer) updateLocked() {
 		b.cc.UpdateState(gbalancer.State{ConnectivityState: connectivity.Connecting, Picker: base.NewErrPicker(gbalancer.ErrNoSubConnAvailable)})
 		return
 	}
-	b.cc.UpdateState(gbalancer.State{ConnectivityState: first.state.ConnectivityState, Picker: &picker{pickers: []gbalancer.Picker{first.state.Picker}, cum: []uint64{math.MaxUint64}}})
+	b.cc.UpdateState(gbalancer.State{ConnectivityState: first.state.ConnectivityState, Picker: &picker{pickers: []gbalancer.Picker{first.state.Picker}, cum: []uint64{math.MaxUint64}, count: b.countPicks}})
 }
 
 // levels returns the zones in the order they are tried: the local zone,
@@ -562,6 +600,7 @@ func (b *balancer) plan() ([]*zoneChild, []float64) {
 type picker struct {
 	pickers []gbalancer.Picker
 	cum     []uint64 // cumulative shares scaled to 2^64; the last is MaxUint64
+	count   bool     // count picks per endpoint
 }
 
 func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
@@ -575,6 +614,93 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	res, err := p.pickers[i].Pick(info)
 	if sc, ok := res.SubConn.(*subConn); ok {
 		res.SubConn = sc.SubConn
+		if p.count && err == nil && sc.ep != nil {
+			sc.ep.picks.Add(1)
+		}
 	}
 	return res, err
+}
+
+// describe reports, for package inspect, the local zone, the order zones
+// are tried in, each zone's healthy capacity and share of calls, whether
+// calls stay local, spill over or fail over, and every endpoint with its
+// zone and state.
+func (b *balancer) describe(ib *inspect.Balancer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ib.CountsPicks, ib.Picks = b.countPicks, b.picks.Total()
+	label := func(zone string) string {
+		if zone == "" {
+			return "(none)"
+		}
+		return zone
+	}
+	targets, weights := b.plan()
+	sum := 0.0
+	for _, w := range weights {
+		sum += w
+	}
+	share := map[string]float64{}
+	for i, z := range targets {
+		share[z.name] = weights[i] / sum
+	}
+	stats := map[string]string{"local_zone": label(b.cfg.LocalZone)}
+	if b.cfg.LocalZone == "" {
+		stats["local_zone"] = "(not set)"
+	}
+	var order []string
+	for _, level := range b.levels() {
+		names := make([]string, len(level))
+		for i, z := range level {
+			names[i] = label(z.name)
+			stats["share."+label(z.name)] = strconv.FormatFloat(100*share[z.name], 'f', 1, 64) + "%"
+			stats["healthy."+label(z.name)] = fmt.Sprintf("%d/%d", z.healthyCapacity(), z.total)
+		}
+		order = append(order, strings.Join(names, "+"))
+	}
+	stats["order"] = strings.Join(order, " > ")
+	_, hasLocal := b.zones[b.cfg.LocalZone]
+	switch local := share[b.cfg.LocalZone]; {
+	case len(targets) == 0:
+		stats["mode"] = "no zone ready"
+	case b.cfg.LocalZone == "":
+		stats["mode"] = "spread" // no local zone: by failover order and healthy capacity
+	case !hasLocal:
+		stats["mode"] = "failover" // the local zone has no endpoints
+	case local >= 1:
+		stats["mode"] = "local"
+	case local > 0:
+		stats["mode"] = "spill-over"
+	default:
+		stats["mode"] = "failover"
+	}
+	ib.Stats = stats
+	var out []inspect.Endpoint
+	for _, name := range slices.Sorted(maps.Keys(b.zones)) {
+		z := b.zones[name]
+		var eps []*endpoint
+		for addr, e := range z.byAddr {
+			if e.addr == addr {
+				eps = append(eps, e)
+			}
+		}
+		slices.SortFunc(eps, func(x, y *endpoint) int { return strings.Compare(x.addr, y.addr) })
+		for _, e := range eps {
+			state := connectivity.Idle // no SubConn yet
+			for i, sc := range e.subConns {
+				s := sc.raw
+				if s == connectivity.Ready && sc.watched {
+					s = sc.health
+				}
+				if i == 0 {
+					state = s
+				} else {
+					state = shard.BetterState(state, s)
+				}
+			}
+			out = append(out, inspect.Endpoint{Addr: e.addr, Instance: e.id, Zone: name, State: state.String(),
+				Weight: uint32(e.weight), Picks: e.picks.Load()})
+		}
+	}
+	ib.Endpoints = out
 }

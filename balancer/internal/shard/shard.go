@@ -3,6 +3,17 @@
 // exactly as grpc's own round_robin, plus a hook that turns the
 // children's states into the policy's picker.
 //
+// # Pick counting
+//
+// While inspect.CountPicks is in effect, the frame wraps each ready
+// child's picker, as the policy receives it, in one that adds 1 to a
+// counter kept per address across picker rebuilds, so every policy built
+// on the frame counts picks without doing anything. The switch is read
+// when a picker is built, so the pick path of a balancer that does not
+// count is exactly the policy's own. A balancer nested in another
+// Wayfinder policy (its ClientConn is a Parent) never counts: the parent
+// counts the same calls.
+//
 // # Concurrency
 //
 // Balancer.mu guards the policy's state and serialises picker builds.
@@ -16,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	gbalancer "google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
@@ -73,11 +85,104 @@ type Balancer struct {
 	gbalancer.ClientConn
 	child gbalancer.Balancer
 
-	mu     sync.Mutex // guards policy and last; see the package doc for lock order
-	policy Policy
-	last   []Endpoint // the endpoints of the last update, for inspection
+	parent uint64 // the inspect ID of the Parent cc belongs to; 0 if none. Do not count picks if set
+
+	mu       sync.Mutex // guards the fields below; see the package doc for lock order
+	policy   Policy
+	last     []Endpoint   // the endpoints of the last update, for inspection
+	counting bool         // the last picker counts picks
+	picks    PickCounters // by address, for endpoints in last
 
 	unregister func() // removes the balancer from package inspect
+}
+
+// Parent is implemented by the ClientConn a Wayfinder policy that wraps
+// other policies (outlier ejection, zone-aware) gives its children. A
+// balancer built on a Parent is nested: it does not count picks, as the
+// parent counts the same calls, and package inspect shows it inside its
+// parent.
+type Parent interface {
+	gbalancer.ClientConn
+	// WayfinderParent returns the parent's ID in package inspect.
+	WayfinderParent() uint64
+}
+
+// ParentID returns the inspect ID of the Parent cc is, 0 if it is none.
+func ParentID(cc gbalancer.ClientConn) uint64 {
+	if p, ok := cc.(Parent); ok {
+		return p.WayfinderParent()
+	}
+	return 0
+}
+
+// PickCounters keeps per-address pick counters across picker rebuilds,
+// for policies that count picks themselves (those not built on the
+// frame). It is not safe for concurrent use but for the counters
+// themselves, which pickers add to.
+type PickCounters struct {
+	byAddr  map[string]*atomic.Uint64
+	retired uint64
+}
+
+// Counter returns addr's counter, creating it.
+func (c *PickCounters) Counter(addr string) *atomic.Uint64 {
+	if c.byAddr == nil {
+		c.byAddr = map[string]*atomic.Uint64{}
+	}
+	n := c.byAddr[addr]
+	if n == nil {
+		n = new(atomic.Uint64)
+		c.byAddr[addr] = n
+	}
+	return n
+}
+
+// Get returns addr's count, 0 if it has no counter.
+func (c *PickCounters) Get(addr string) uint64 {
+	if n := c.byAddr[addr]; n != nil {
+		return n.Load()
+	}
+	return 0
+}
+
+// Retain drops the counters of addresses keep rejects, adding their
+// counts to the total so that it never decreases. A pick made with a
+// picker built before the removal and after Retain is lost.
+func (c *PickCounters) Retain(keep func(addr string) bool) {
+	for addr, n := range c.byAddr {
+		if !keep(addr) {
+			c.retired += n.Load()
+			delete(c.byAddr, addr)
+		}
+	}
+}
+
+// Len returns the number of counters.
+func (c *PickCounters) Len() int { return len(c.byAddr) }
+
+// Total returns the picks of every address, removed ones included.
+func (c *PickCounters) Total() uint64 {
+	t := c.retired
+	for _, n := range c.byAddr {
+		t += n.Load()
+	}
+	return t
+}
+
+// CountingPicker wraps a picker and adds 1 to N for each pick that
+// returns no error.
+type CountingPicker struct {
+	gbalancer.Picker
+	N *atomic.Uint64
+}
+
+// Pick implements balancer.Picker.
+func (p *CountingPicker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
+	r, err := p.Picker.Pick(info)
+	if err == nil {
+		p.N.Add(1)
+	}
+	return r, err
 }
 
 // Describer is an optional interface of a Policy: it adds
@@ -89,9 +194,9 @@ type Describer interface {
 
 // New returns a balancer for cc running p.
 func New(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, p Policy) *Balancer {
-	b := &Balancer{ClientConn: cc, policy: p}
+	b := &Balancer{ClientConn: cc, policy: p, parent: ParentID(cc)}
 	b.child = endpointsharding.NewBalancer(b, opts, gbalancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
-	b.unregister = inspect.Register(cc.Target(), policyName(p), b.describe)
+	_, b.unregister = inspect.Register(cc.Target(), policyName(p), b.parent, b.describe)
 	return b
 }
 
@@ -128,18 +233,42 @@ func (b *Balancer) Close() {
 }
 
 // describe reports the endpoints of the last update for package inspect.
-func (b *Balancer) describe() []inspect.Endpoint {
+func (b *Balancer) describe(ib *inspect.Balancer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d, _ := b.policy.(Describer)
+	ib.CountsPicks, ib.Picks = b.counting, b.picks.Total()
 	out := make([]inspect.Endpoint, len(b.last))
 	for i, e := range b.last {
-		out[i] = inspect.Endpoint{Addr: e.Addr, Instance: e.Instance.ID, Zone: e.Instance.Zone, State: e.State.String(), Weight: e.Weight}
+		out[i] = inspect.Endpoint{Addr: e.Addr, Instance: e.Instance.ID, Zone: e.Instance.Zone, State: e.State.String(), Weight: e.Weight,
+			Picks: b.picks.Get(e.Addr)}
 		if d != nil {
 			out[i].Stats = d.Describe(e.Addr)
 		}
 	}
-	return out
+	ib.Endpoints = out
+}
+
+// countLocked starts or stops counting picks, as package inspect says,
+// drops the counters of endpoints not in all, and wraps the pickers of
+// the ready endpoints in counting ones.
+func (b *Balancer) countLocked(all []Endpoint) {
+	b.counting = b.parent == 0 && inspect.CountingPicks()
+	if b.picks.Len() > 0 {
+		live := make(map[string]bool, len(all))
+		for _, e := range all {
+			live[e.Addr] = true
+		}
+		b.picks.Retain(func(addr string) bool { return live[addr] })
+	}
+	if !b.counting {
+		return
+	}
+	for i := range all {
+		if all[i].Ready() {
+			all[i].Picker = &CountingPicker{Picker: all[i].Picker, N: b.picks.Counter(all[i].Addr)}
+		}
+	}
 }
 
 // policyName names a policy by its package ("*p2c.policy" -> "p2c").
@@ -168,21 +297,46 @@ func (b *Balancer) UpdateState(state gbalancer.State) {
 	if nready == 0 {
 		b.mu.Lock()
 		b.last = slices.Clone(all) // the policy owns all
+		b.countLocked(all)
 		b.policy.Picker(all, nil)
 		b.mu.Unlock()
 		b.ClientConn.UpdateState(state)
 		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last = slices.Clone(all) // the policy owns all
+	b.countLocked(all)
 	ready := make([]Endpoint, 0, nready)
 	for _, e := range all {
 		if e.Ready() {
 			ready = append(ready, e)
 		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.last = slices.Clone(all) // the policy owns all
 	b.ClientConn.UpdateState(gbalancer.State{ConnectivityState: connectivity.Ready, Picker: b.policy.Picker(all, ready)})
+}
+
+// BetterState returns the better of two connectivity states of one
+// endpoint's SubConns: READY, then CONNECTING, IDLE, TRANSIENT_FAILURE
+// and SHUTDOWN, as pick_first would report the endpoint.
+func BetterState(a, b connectivity.State) connectivity.State {
+	rank := func(s connectivity.State) int {
+		switch s {
+		case connectivity.Ready:
+			return 4
+		case connectivity.Connecting:
+			return 3
+		case connectivity.Idle:
+			return 2
+		case connectivity.TransientFailure:
+			return 1
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
 }
 
 // FromChild converts a child's endpoint and state.
