@@ -2,7 +2,9 @@
 // watched service with its instances and attributes, whether its view is
 // fresh, its last error and staleness, each named ClientConn's state, and
 // each Wayfinder load-balancing policy with its endpoints' state, weight
-// and statistics (P2C's EWMA latency and calls in flight).
+// and statistics (P2C's EWMA latency and calls in flight, outlier
+// ejection's ejections, zone-aware's zones and spill-over state, and
+// calls picked while inspect.CountPicks is in effect).
 // Mount it where operators can reach it, for example:
 //
 //	http.Handle("/debug/wayfinder", debug.NewHandler(debug.WithCache(resolver.DefaultCache())))
@@ -17,6 +19,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -121,6 +124,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = page.Execute(w, v)
 }
 
+// summary is the line above a balancer's table: its policy statistics
+// (zone-aware: local zone, mode, order and each zone's share), its
+// picks when it counts them and outlier ejection's ejections.
+func summary(b inspect.Balancer) string {
+	var kv []string
+	for _, k := range slices.Sorted(maps.Keys(b.Stats)) {
+		kv = append(kv, k+"="+b.Stats[k])
+	}
+	if b.CountsPicks {
+		kv = append(kv, "picks="+strconv.FormatUint(b.Picks, 10))
+	}
+	if b.Policy == "outlier" {
+		kv = append(kv, "ejections="+strconv.FormatUint(b.Ejections, 10))
+	}
+	return strings.Join(kv, ", ")
+}
+
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"join": strings.Join,
 	"meta": func(m map[string]string) string {
@@ -136,14 +156,15 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return now.Sub(t).Round(time.Millisecond).String() + " ago"
 	},
-	"dur": func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"dur":     func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+	"summary": summary,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Wayfinder discovery</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0 1em} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f3f3f3} .fresh{color:#176c1a;font-weight:600} .stale{color:#b00020;font-weight:600}
+th{background:#f3f3f3} tr.ejected{color:#b00020} section.nested{margin-left:2em} .fresh{color:#176c1a;font-weight:600} .stale{color:#b00020;font-weight:600}
 code{background:#f6f6f6;padding:0 .2em}
 </style></head><body>
 <h1>Wayfinder discovery</h1>
@@ -166,10 +187,11 @@ code{background:#f6f6f6;padding:0 .2em}
 {{range .ClientConns}}<tr class="conn"><td>{{.Name}}</td><td><code>{{.Target}}</code></td><td>{{.State}}</td></tr>{{end}}</table>
 {{else}}<p>None registered with the page.</p>{{end}}
 <h2>Load balancers ({{len .Balancers}})</h2>
-{{range .Balancers}}
-<section class="balancer"><h3><code>{{.Policy}}</code> for <code>{{.Target}}</code></h3>
+{{range .Balancers}}{{$b := .}}
+<section class="balancer policy-{{.Policy}}{{if .Parent}} nested{{end}}" id="balancer-{{.ID}}"><h3><code>{{.Policy}}</code> #{{.ID}} for <code>{{.Target}}</code>{{if .Parent}} inside <a href="#balancer-{{.Parent}}">#{{.Parent}}</a>{{end}}</h3>
+{{with summary .}}<p class="balancer-stats">{{.}}</p>{{end}}
 <table><tr><th>Address</th><th>Instance</th><th>Zone</th><th>State</th><th>Weight</th><th>Statistics</th></tr>
-{{range .Endpoints}}<tr class="endpoint"><td>{{.Addr}}</td><td>{{.Instance}}</td><td>{{.Zone}}</td><td>{{.State}}</td><td>{{.Weight}}</td><td>{{meta .Stats}}</td></tr>
+{{range .Endpoints}}<tr class="endpoint{{if .Ejected}} ejected{{end}}"><td>{{.Addr}}</td><td>{{.Instance}}</td><td>{{.Zone}}</td><td>{{.State}}</td><td>{{.Weight}}</td><td>{{if $b.CountsPicks}}picks={{.Picks}}{{if .Stats}}, {{end}}{{end}}{{meta .Stats}}</td></tr>
 {{else}}<tr><td colspan="6">no endpoints</td></tr>{{end}}</table></section>
 {{else}}<p>No ClientConn in this process uses a Wayfinder policy.</p>{{end}}
 </body></html>

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/debug"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
@@ -30,9 +33,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// setup runs two real servers registered in a memory registry, a client
-// through the resolver, and the debug page on a loopback HTTP server.
+// zoneCalls is the number of calls setup makes through the zone-aware
+// ClientConn.
+const zoneCalls = 7
+
+// setup runs two real servers registered in a memory registry, two
+// clients through the resolver (outlier ejection over P2C, and
+// zone-aware over weighted round robin in zone z-alpha, counting picks),
+// and the debug page on a loopback HTTP server.
 func setup(t *testing.T) (*httptest.Server, *memory.Store) {
+	t.Cleanup(inspect.CountPicks())
 	store := memory.NewStore()
 	reg := store.Open()
 	for _, name := range []string{"alpha", "beta"} {
@@ -54,6 +64,28 @@ func setup(t *testing.T) (*httptest.Server, *memory.Store) {
 	t.Cleanup(func() { cc.Close() })
 	for range 10 { // give P2C some latency samples
 		if _, err := hellopb.NewHelloServiceClient(cc).SayHello(t.Context(), &hellopb.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zcc, err := grpc.NewClient("wayfinder:///hello", grpc.WithResolvers(resolver.NewBuilder(reg, resolver.WithCache(cache))),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_zone_aware":{"localZone":"z-alpha","child":[{"wayfinder_weighted_round_robin":{}}]}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zcc.Close() })
+	// Both zones connect: the page then shows the steady state, all calls
+	// local. Until then calls may fail over to z-beta.
+	deadline := time.Now().Add(10 * time.Second)
+	zcc.Connect()
+	for zb := zoneBalancer(); zb.Stats["healthy.z-beta"] != "3/3" || zb.Stats["mode"] != "local"; zb = zoneBalancer() {
+		if time.Now().After(deadline) {
+			t.Fatalf("zone-aware balancer never reached both zones: %+v", zb)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range zoneCalls {
+		if _, err := hellopb.NewHelloServiceClient(zcc).SayHello(t.Context(), &hellopb.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,7 +111,7 @@ func TestJSON(t *testing.T) {
 		return v
 	}
 	v := get()
-	if len(v.Watches) != 1 || len(v.Watches[0].Instances) != 2 || !v.Watches[0].Fresh || v.Watches[0].Resolvers != 1 {
+	if len(v.Watches) != 1 || len(v.Watches[0].Instances) != 2 || !v.Watches[0].Fresh || v.Watches[0].Resolvers != 2 {
 		t.Fatalf("JSON watches = %+v", v.Watches)
 	}
 	if len(v.ClientConns) != 1 || v.ClientConns[0].State != "READY" {
@@ -92,8 +124,35 @@ func TestJSON(t *testing.T) {
 	if p := policies["p2c"]; p.n != 2 || p.eps[0].Stats["ewma_ms"] == "" {
 		t.Fatalf("JSON balancers = %+v; want the P2C child with 2 endpoints and their EWMA", v.Balancers)
 	}
-	if o := policies["outlier"]; o.n != 2 || o.eps[0].Stats["ejected"] != "false" {
-		t.Fatalf("JSON balancers = %+v; want the outlier parent with 2 endpoints in rotation", v.Balancers)
+	if o := policies["outlier"]; o.n != 2 || o.eps[0].Stats["ejected"] != "false" || o.eps[0].State != "READY" {
+		t.Fatalf("JSON balancers = %+v; want the outlier parent with 2 READY endpoints in rotation", v.Balancers)
+	}
+	var zb, child *inspect.Balancer
+	for i, b := range v.Balancers {
+		switch b.Policy {
+		case "zone":
+			zb = &v.Balancers[i]
+		case "wrr":
+			child = &v.Balancers[i]
+		}
+	}
+	if zb == nil || child == nil {
+		t.Fatalf("JSON balancers = %+v; want zone-aware and its weighted round robin child", v.Balancers)
+	}
+	if zb.Stats["local_zone"] != "z-alpha" || zb.Stats["mode"] != "local" || zb.Stats["share.z-alpha"] != "100.0%" || zb.Stats["order"] != "z-alpha > z-beta" {
+		t.Errorf("zone-aware stats = %v; want local zone z-alpha taking every call, then z-beta", zb.Stats)
+	}
+	var picks uint64
+	zones := map[string]bool{}
+	for _, e := range zb.Endpoints {
+		picks += e.Picks
+		zones[e.Zone] = e.State == "READY"
+	}
+	if !zb.CountsPicks || zb.Picks != zoneCalls || picks != zoneCalls || !zones["z-alpha"] || !zones["z-beta"] {
+		t.Errorf("zone-aware balancer = %+v; want %d picks and a READY endpoint in each zone", *zb, zoneCalls)
+	}
+	if child.Parent != zb.ID || child.CountsPicks || len(child.Endpoints) != 1 {
+		t.Errorf("zone-aware child = %+v; want a nested balancer with one zone's endpoint, not counting picks", *child)
 	}
 	store.SetOutage(errors.New("registry on fire"))
 	deadline := time.Now().Add(5 * time.Second)
@@ -145,10 +204,27 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY", "p2c", "ewma_ms=", "inflight=", "outlier", "ejected=false"} {
+	for _, want := range []string{"Wayfinder discovery", "hello", "alpha", "beta", "z-alpha", "owner=team-beta", "canary", "stale", "registry on fire", "hello-client", "READY", "p2c", "ewma_ms=", "inflight=", "outlier", "ejected=false", "ejections=0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page text lacks %q:\n%s", want, body)
 		}
+	}
+	zoneText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.policy-zone`)))
+	if err != nil {
+		t.Fatalf("reading the zone-aware section: %v", err)
+	}
+	for _, want := range []string{"zone #", "local_zone=z-alpha", "mode=local", "order=z-alpha > z-beta", "share.z-alpha=100.0%", "share.z-beta=0.0%",
+		"healthy.z-beta=3/3", "picks=" + strconv.Itoa(zoneCalls), "z-beta", "alpha", "READY"} {
+		if !strings.Contains(zoneText, want) {
+			t.Errorf("zone-aware section lacks %q:\n%s", want, zoneText)
+		}
+	}
+	childText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.policy-wrr.nested`)))
+	if err != nil {
+		t.Fatalf("reading the zone-aware child's section: %v", err)
+	}
+	if !strings.Contains(childText, "inside #") || !strings.Contains(childText, "z-alpha") {
+		t.Errorf("zone-aware child section = %q; want it marked as a child, with its zone's endpoint", childText)
 	}
 	if len(png) < 1000 || string(png[1:4]) != "PNG" {
 		t.Fatalf("screenshot is %d bytes, not a PNG", len(png))
@@ -162,6 +238,17 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// zoneBalancer returns the zone-aware balancer as package inspect sees
+// it, or a zero Balancer before one is built.
+func zoneBalancer() inspect.Balancer {
+	for _, b := range inspect.Balancers() {
+		if b.Policy == "zone" {
+			return b
+		}
+	}
+	return inspect.Balancer{}
 }
 
 type debugBalancer struct {
