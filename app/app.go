@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -124,6 +125,9 @@ type ClientParams struct {
 	Config      Config
 	Discovery   registry.Discovery
 	DialOptions []grpc.DialOption `group:"wayfinder.dialoptions"`
+	// MeterProvider, if provided, records the discovery metrics of the
+	// Clients' watch cache; default OpenTelemetry's global provider.
+	MeterProvider metric.MeterProvider `optional:"true"`
 }
 
 // NewClients returns a Clients whose connections close when the app stops.
@@ -131,7 +135,11 @@ func NewClients(p ClientParams) (*Clients, error) {
 	if err := p.Config.Validate(); err != nil {
 		return nil, err
 	}
-	cache := resolver.NewCache()
+	var copts []resolver.CacheOption
+	if p.MeterProvider != nil {
+		copts = append(copts, resolver.WithMeterProvider(p.MeterProvider))
+	}
+	cache := resolver.NewCache(copts...)
 	c := &Clients{
 		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache)),
 		cache:   cache,

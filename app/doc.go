@@ -9,6 +9,7 @@
 //		app.RegistryModule,             // registry.Registry, Registrar, Discovery
 //		app.ServerModule,               // *server.Server with its lifecycle on OnStart/OnStop
 //		app.ClientModule,               // *app.Clients: ClientConns to named services
+//		app.MetricsModule,              // optional: wayfinder.lb.* metrics (package lbmetrics)
 //		fx.Provide(app.AsService(newHelloService)),
 //	)
 //

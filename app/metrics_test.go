@@ -1,0 +1,90 @@
+package app_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"google.golang.org/grpc"
+
+	"github.com/wayfinder-rpc/wayfinder/app"
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+)
+
+// sums returns each metric's total over its data points.
+func sums(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("Collect() = %v", err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += p.Value
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += p.Value
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestMetricsModule: with a MeterProvider in the app, MetricsModule and
+// Clients record load-balancer and discovery metrics through it, picks
+// included when asked for, and the balancer metrics stop with the app.
+func TestMetricsModule(t *testing.T) {
+	const registryURL = "mem://fx-metrics"
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Service, cfg.ID = registryURL, "hello", "fx-metrics-1"
+	srv := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.Provide(app.AsService(helloService)), fx.NopLogger)
+	srv.RequireStart()
+	defer srv.RequireStop()
+
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	var clients *app.Clients
+	ccfg := app.DefaultConfig()
+	ccfg.Registry, ccfg.Policy = registryURL, "wayfinder_weighted_round_robin"
+	cli := fxtest.New(t, fx.Supply(ccfg), fx.Supply(fx.Annotate(mp, fx.As(new(metric.MeterProvider)))),
+		fx.Supply(fx.Annotated{Group: "wayfinder.lbmetrics", Target: lbmetrics.WithPickCounts()}),
+		app.RegistryModule, app.ClientModule, app.MetricsModule, fx.Populate(&clients), fx.NopLogger)
+	cli.RequireStart()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatalf("Conn(hello) = %v", err)
+	}
+	const calls = 5
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for range calls {
+		if _, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "fx"}, grpc.WaitForReady(true)); err != nil {
+			t.Fatalf("SayHello = %v", err)
+		}
+	}
+	got := sums(t, reader)
+	if got[lbmetrics.MetricPicks] != calls || got[lbmetrics.MetricEndpoints] != 1 || got["wayfinder.discovery.instances"] != 1 {
+		t.Fatalf("metrics = %v; want %d picks, 1 endpoint and 1 discovered instance", got, calls)
+	}
+	cli.RequireStop()
+	if inspect.CountingPicks() {
+		t.Error("pick counting still on after the app stopped")
+	}
+	if got := sums(t, reader); got[lbmetrics.MetricPicks] != 0 || got[lbmetrics.MetricEndpoints] != 0 {
+		t.Errorf("metrics after stop = %v; want no load-balancer metrics", got)
+	}
+}
