@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -54,6 +55,18 @@ type Instance struct {
 	Tags []string
 	// Metadata is free-form string data. Keys match [A-Za-z0-9_-]+.
 	Metadata map[string]string
+	// Registered is when a Wayfinder Registrar wrote this version of the
+	// instance: the registrant's clock at the Register call that first
+	// registered it or last changed it. Repeating Register with an equal
+	// instance, and a backend's own re-registration after its registry
+	// lost the instance (a Consul agent restart, an expired etcd lease),
+	// keep the original stamp. Backends set it on Lookup and Watch; it is
+	// zero for instances written by other tools or older versions.
+	// Register ignores the caller's value, Validate does not check it and
+	// Equal does not compare it: it describes the registration, not the
+	// instance, so a stamp alone never makes a change. The resolver uses
+	// it to measure propagation latency (resolver.MetricPropagation).
+	Registered time.Time `json:",omitzero"`
 }
 
 // NewID returns a random 128-bit instance ID in hex.
@@ -78,8 +91,8 @@ func (i Instance) Clone() Instance {
 	return i
 }
 
-// Equal reports whether i and o are the same in every field. A nil and an
-// empty Tags or Metadata are equal.
+// Equal reports whether i and o are the same in every field but
+// Registered. A nil and an empty Tags or Metadata are equal.
 func (i Instance) Equal(o Instance) bool {
 	return i.ID == o.ID && i.Service == o.Service && i.Address == o.Address &&
 		i.Version == o.Version && i.Zone == o.Zone && i.Weight == o.Weight &&

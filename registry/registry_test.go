@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -105,6 +106,29 @@ func TestEqualTreatsNilAndEmptyAlike(t *testing.T) {
 	b.Metadata["k"] = "v"
 	if a.Equal(b) {
 		t.Errorf("Equal with different Metadata = true, want false")
+	}
+}
+
+// TestRegisteredIsNotCompared: the stamp describes the registration, not
+// the instance, so it never makes two instances differ, and any stamp
+// validates.
+func TestRegisteredIsNotCompared(t *testing.T) {
+	a, b := valid(), valid()
+	a.Registered = time.Now()
+	if !a.Equal(b) || !registry.EqualSets([]registry.Instance{a}, []registry.Instance{b}) {
+		t.Errorf("instances differing only in Registered are not Equal")
+	}
+	if err := a.Validate(); err != nil {
+		t.Errorf("Validate() with a stamp = %v", err)
+	}
+	if c := a.Clone(); !c.Registered.Equal(a.Registered) {
+		t.Errorf("Clone() dropped Registered")
+	}
+	for _, k := range []string{"wayfinder_registered", "Wayfinder_Registered"} {
+		b.Metadata = map[string]string{k: "2026-01-02T03:04:05Z"}
+		if err := b.Validate(); !errors.Is(err, registry.ErrInvalidInstance) {
+			t.Errorf("Validate() with the reserved Metadata key %q = %v, want ErrInvalidInstance", k, err)
+		}
 	}
 }
 

@@ -34,6 +34,10 @@ const (
 	metaVersion = "wayfinder_version"
 	metaZone    = "wayfinder_zone"
 	metaWeight  = "wayfinder_weight"
+	// metaRegistered holds Instance.Registered in RFC 3339 with
+	// nanoseconds, UTC. It is written once per change of the instance,
+	// so re-registering an unchanged instance rewrites the same value.
+	metaRegistered = "wayfinder_registered"
 )
 
 // Registry is a Consul client in both roles. Registrations go to the
@@ -363,7 +367,7 @@ func encode(inst registry.Instance) (*api.AgentServiceRegistration, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := make(map[string]string, len(inst.Metadata)+4)
+	meta := make(map[string]string, len(inst.Metadata)+5)
 	for k, v := range inst.Metadata {
 		meta[k] = v
 	}
@@ -376,6 +380,9 @@ func encode(inst registry.Instance) (*api.AgentServiceRegistration, error) {
 	}
 	if inst.Weight != 0 {
 		meta[metaWeight] = strconv.Itoa(inst.Weight)
+	}
+	if !inst.Registered.IsZero() {
+		meta[metaRegistered] = inst.Registered.UTC().Format(time.RFC3339Nano)
 	}
 	return &api.AgentServiceRegistration{
 		ID:      serviceID(inst),
@@ -416,6 +423,12 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
 				return registry.Instance{}, false
 			}
 			inst.Weight = w
+		case metaRegistered:
+			// Only a metric reads the stamp: a malformed one is dropped,
+			// never the instance.
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				inst.Registered = t
+			}
 		default:
 			lk := strings.ToLower(k)
 			if strings.HasPrefix(lk, registry.ReservedMetaPrefix) || strings.HasPrefix(lk, "consul-") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -144,6 +145,14 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, health 
 		return r.errClosed()
 	}
 	old := r.regs[inst.Key()]
+	// The stamp changes only with the instance, so that registering an
+	// unchanged instance again rewrites the same Meta and the catalog,
+	// and every watcher of the service, sees no change.
+	if old != nil && old.inst.Equal(inst) {
+		inst.Registered = old.inst.Registered
+	} else {
+		inst.Registered = time.Now()
+	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	g := &registration{
 		r: r, inst: inst, id: serviceID(inst), healthFn: health,

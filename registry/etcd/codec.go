@@ -27,14 +27,24 @@ type wireInstance struct {
 	Weight   int               `json:"weight,omitempty"`
 	Tags     []string          `json:"tags,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Registered is Instance.Registered in RFC 3339 with nanoseconds,
+	// UTC: an optional field, so older readers ignore it and values
+	// without it (older or foreign writers) decode with no stamp. It is
+	// a string rather than a time.Time so that a malformed stamp loses
+	// only the stamp, not the instance.
+	Registered string `json:"registered,omitempty"`
 }
 
 func encode(inst registry.Instance) ([]byte, error) {
-	return json.Marshal(wireInstance{
+	w := wireInstance{
 		V: valueVersion, ID: inst.ID, Service: inst.Service, Address: inst.Address,
 		Version: inst.Version, Zone: inst.Zone, Weight: inst.Weight,
 		Tags: inst.Tags, Metadata: inst.Metadata,
-	})
+	}
+	if !inst.Registered.IsZero() {
+		w.Registered = inst.Registered.UTC().Format(time.RFC3339Nano)
+	}
+	return json.Marshal(w)
 }
 
 // decode parses the value at key, which must be servicePrefix+id. The
@@ -61,6 +71,11 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 	}
 	if err := inst.Validate(); err != nil {
 		return registry.Instance{}, err
+	}
+	if w.Registered != "" {
+		if t, err := time.Parse(time.RFC3339Nano, w.Registered); err == nil {
+			inst.Registered = t
+		}
 	}
 	return inst, nil
 }

@@ -93,6 +93,8 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	if r.isClosed() {
 		return fmt.Errorf("etcd: register %s: %w", inst, registry.ErrClosed)
 	}
+	inst = inst.Clone()
+	inst.Registered = time.Now()
 	value, err := encode(inst)
 	if err != nil {
 		return fmt.Errorf("etcd: register %s: %w", inst, err)
@@ -100,12 +102,15 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	key := r.key(inst.Service, inst.ID)
 	r.mu.Lock()
 	e := r.entries[key]
-	if e == nil || string(e.value) != string(value) {
+	// The stamp changes only with the instance: an unchanged instance
+	// keeps its value, so neither this call nor the keeper's re-puts
+	// after a lost lease or key ever write a different one.
+	if e == nil || !e.inst.Equal(inst) {
 		if e == nil {
 			e = &entry{}
 			r.entries[key] = e
 		}
-		e.inst, e.value, e.synced = inst.Clone(), value, false
+		e.inst, e.value, e.synced = inst, value, false
 		e.gen++
 		r.changedLocked()
 	}

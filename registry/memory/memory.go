@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
@@ -169,9 +170,11 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	}
 	sv := s.svc(inst.Service)
 	if old, ok := sv.instances[inst.ID]; ok && old.Equal(inst) {
-		return nil
+		return nil // keeps the original Registered stamp
 	}
-	sv.instances[inst.ID] = inst.Clone()
+	inst = inst.Clone()
+	inst.Registered = time.Now()
+	sv.instances[inst.ID] = inst
 	sv.bump()
 	return nil
 }

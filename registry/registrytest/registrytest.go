@@ -63,6 +63,7 @@ func RunConformanceTests(t *testing.T, h Harness) {
 		{"RegistryCloseClosesWatchers", testRegistryCloseClosesWatchers},
 		{"NextHonoursContext", testNextHonoursContext},
 		{"MetadataRoundTrips", testMetadataRoundTrips},
+		{"RegistrationStamp", testRegistrationStamp},
 		{"InvalidInstancesRejected", testInvalidRejected},
 		{"ThousandInstances", testThousandInstances},
 		{"ServicesListed", testServicesListed},
@@ -489,6 +490,54 @@ func testMetadataRoundTrips(t *testing.T, h Harness) {
 	again := eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
 	if !again[0].Equal(want) {
 		t.Fatalf("changing a returned Instance changed the registry: got %#v", again[0])
+	}
+}
+
+// testRegistrationStamp: Register stamps the instance with the time of
+// the call; an identical Register keeps the stamp and a changing one
+// renews it; the stamp never shows up in Metadata.
+func testRegistrationStamp(t *testing.T, h Harness) {
+	r := open(t, h)
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	a.Registered = time.Unix(1, 0) // Register ignores the caller's value
+	before := time.Now()
+	mustRegister(t, r, a)
+	after := time.Now()
+	got := eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	first := got[0].Registered
+	// The Registrar stamps with this process's clock; a second of slack
+	// covers rounding in the stored form.
+	if first.Before(before.Add(-time.Second)) || first.After(after.Add(time.Second)) {
+		t.Fatalf("Registered = %v, want between %v and %v", first, before, after)
+	}
+	for k := range got[0].Metadata {
+		if strings.HasPrefix(strings.ToLower(k), registry.ReservedMetaPrefix) {
+			t.Errorf("Metadata has the reserved key %q", k)
+		}
+	}
+	w, err := r.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch = %v", err)
+	}
+	defer w.Close()
+	got = nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	if !got[0].Registered.Equal(first) {
+		t.Errorf("Watch: Registered = %v, Lookup said %v", got[0].Registered, first)
+	}
+
+	mustRegister(t, r, a)
+	got = eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	if !got[0].Registered.Equal(first) {
+		t.Errorf("after an identical Register, Registered = %v, want the original %v", got[0].Registered, first)
+	}
+
+	a2 := a.Clone()
+	a2.Weight = 9
+	mustRegister(t, r, a2)
+	got = nextUntil(t, w, "a with weight 9", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Weight == 9 })
+	if !got[0].Registered.After(first) {
+		t.Errorf("after a changing Register, Registered = %v, want later than %v", got[0].Registered, first)
 	}
 }
 
