@@ -25,10 +25,25 @@ const (
 	MetricWatches   = "wayfinder.discovery.watches"            // gauge: upstream watches running
 	MetricResolvers = "wayfinder.discovery.resolvers"          // gauge: ClientConn resolvers subscribed
 	MetricHeld      = "wayfinder.discovery.mass_removals_held" // counter: mass removals held by the guard
+	// MetricPropagation is a histogram, in s, of the time from a
+	// registration to the resolver handing it to gRPC: for each instance
+	// new or changed in a set pushed to a ClientConn, now minus the
+	// instance's Registered stamp, written by the registrant's clock.
+	// Across hosts it includes their clock skew; negative values are
+	// recorded as 0. Instances without a stamp (other tools' or older
+	// writers') are not observed, nor are removals, which carry none, nor
+	// a ClientConn's first set, which is old news rather than a change.
+	MetricPropagation = "wayfinder.discovery.propagation"
 )
+
+// propagationBuckets suit the range from an in-process store
+// (microseconds) through Consul blocking queries and etcd watches
+// (milliseconds) to recoveries from outages (seconds).
+var propagationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 type cacheMetrics struct {
 	updates, errors, heldC metric.Int64Counter
+	propagation            metric.Float64Histogram
 	reg                    metric.Registration
 }
 
@@ -47,6 +62,9 @@ func newCacheMetrics(c *Cache) *cacheMetrics {
 		metric.WithDescription("Errors from upstream registry watches; the last good set stays in use."))
 	cm.heldC, _ = m.Int64Counter(MetricHeld, metric.WithUnit("{removal}"),
 		metric.WithDescription("Updates that would have removed most of a service at once, held by the mass-removal guard."))
+	cm.propagation, _ = m.Float64Histogram(MetricPropagation, metric.WithUnit("s"),
+		metric.WithDescription("Time from an instance's registration or change to its delivery to a gRPC ClientConn, by the registrant's clock."),
+		metric.WithExplicitBucketBoundaries(propagationBuckets...))
 	inst, _ := m.Int64ObservableGauge(MetricInstances, metric.WithUnit("{instance}"),
 		metric.WithDescription("Instances in each watched service's current view."))
 	stale, _ := m.Float64ObservableGauge(MetricStaleness, metric.WithUnit("s"),
@@ -72,7 +90,7 @@ func newCacheMetrics(c *Cache) *cacheMetrics {
 }
 
 func attrs(k watchKey) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("wayfinder.service", k.service), attribute.String("wayfinder.backend", k.backend()))
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("wayfinder.service", k.service), attribute.String("wayfinder.backend", k.backend())))
 }
 
 func (m *cacheMetrics) update(k watchKey) {
@@ -90,6 +108,41 @@ func (m *cacheMetrics) error(k watchKey) {
 func (m *cacheMetrics) held(k watchKey) {
 	if m.heldC != nil {
 		m.heldC.Add(context.Background(), 1, attrs(k))
+	}
+}
+
+// propagated records, for each instance of cur that is not in prev or
+// differs from it there, the time since its Registered stamp. Both sets
+// are sorted by ID, as watchers return them, so one merge walk finds
+// the changes without allocating.
+func (m *cacheMetrics) propagated(prev, cur []registry.Instance, now time.Time, opt metric.RecordOption) {
+	if m.propagation == nil || !m.propagation.Enabled(context.Background()) {
+		return
+	}
+	i := 0
+	for _, c := range cur {
+		if c.Registered.IsZero() {
+			continue
+		}
+		for i < len(prev) && prev[i].ID < c.ID {
+			i++
+		}
+		// Several instances may share an ID (one per Consul datacenter):
+		// c is unchanged if any of them equals it.
+		same := false
+		for j := i; j < len(prev) && prev[j].ID == c.ID; j++ {
+			if prev[j].Equal(c) {
+				same = true
+				break
+			}
+		}
+		if same {
+			continue
+		}
+		// Clocks of different hosts disagree: a stamp from the future
+		// is a propagation faster than the skew can show.
+		d := max(now.Sub(c.Registered), 0)
+		m.propagation.Record(context.Background(), d.Seconds(), opt)
 	}
 }
 

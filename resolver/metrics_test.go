@@ -3,9 +3,11 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -78,5 +80,174 @@ func TestMetricsAndWatches(t *testing.T) {
 	ws := cache.Watches()
 	if len(ws) != 1 || ws[0].Service != "hello" || ws[0].Fresh || ws[0].LastError == "" || len(ws[0].Instances) != 3 {
 		t.Fatalf("Watches() during an outage = %+v", ws)
+	}
+}
+
+// propagation sums the data points of the propagation histogram: how
+// many observations, their extremes, and the attribute sets seen.
+type propagation struct {
+	count    uint64
+	min, max float64
+	attrs    []string
+}
+
+func readPropagation(t *testing.T, r *sdkmetric.ManualReader) propagation {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	p := propagation{min: math.Inf(1), max: math.Inf(-1)}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != resolver.MetricPropagation {
+				continue
+			}
+			if m.Unit != "s" {
+				t.Errorf("%s unit = %q, want s", m.Name, m.Unit)
+			}
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok {
+				t.Fatalf("%s is a %T, want a float64 histogram", m.Name, m.Data)
+			}
+			for _, dp := range h.DataPoints {
+				p.count += dp.Count
+				if v, ok := dp.Min.Value(); ok {
+					p.min = min(p.min, v)
+				}
+				if v, ok := dp.Max.Value(); ok {
+					p.max = max(p.max, v)
+				}
+				p.attrs = append(p.attrs, dp.Attributes.Encoded(attribute.DefaultEncoder()))
+			}
+		}
+	}
+	return p
+}
+
+func lastInstance(t *testing.T, cc *fakeCC, id string) (registry.Instance, bool) {
+	t.Helper()
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if len(cc.states) == 0 {
+		return registry.Instance{}, false
+	}
+	for _, ep := range cc.states[len(cc.states)-1].Endpoints {
+		if inst, ok := resolver.InstanceFromEndpoint(ep); ok && inst.ID == id {
+			return inst, true
+		}
+	}
+	return registry.Instance{}, false
+}
+
+// TestPropagationMetric: each instance that is new or changed in a set
+// pushed to gRPC is observed once, with a plausible latency; a
+// ClientConn's first set, an identical re-registration and a removal are
+// not observed.
+func TestPropagationMetric(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	reg := memory.New()
+	register := func(inst registry.Instance) {
+		t.Helper()
+		if err := reg.Register(t.Context(), inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := registry.Instance{ID: "a", Service: "hello", Address: "127.0.0.1:1001"}
+	b := registry.Instance{ID: "b", Service: "hello", Address: "127.0.0.1:1002"}
+	register(a)
+	cache := newCache(t, resolver.WithMeterProvider(mp))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	defer r.Close()
+	cc.wait(t, "pushed a", func(int, int) bool { return lastLen(cc) == 1 })
+	if p := readPropagation(t, reader); p.count != 0 {
+		t.Fatalf("after a ClientConn's first set, propagation count = %d, want 0: that set is not a change", p.count)
+	}
+	if got, _ := lastInstance(t, cc, "a"); got.Registered.IsZero() {
+		t.Fatalf("pushed instance %v has no Registered stamp", got)
+	}
+
+	start := time.Now()
+	register(b)
+	cc.wait(t, "pushed a and b", func(int, int) bool { return lastLen(cc) == 2 })
+	p := readPropagation(t, reader)
+	if p.count != 1 {
+		t.Fatalf("after adding b, propagation count = %d, want 1 (b only)", p.count)
+	}
+	if p.min < 0 || p.max > time.Since(start).Seconds() {
+		t.Errorf("propagation of b = [%v, %v] s; want within 0..%v", p.min, p.max, time.Since(start).Seconds())
+	}
+	want := `wayfinder.backend=*memory.Registry,wayfinder.service=hello`
+	if len(p.attrs) != 1 || p.attrs[0] != want {
+		t.Errorf("propagation attributes = %q, want [%q]", p.attrs, want)
+	}
+
+	// An identical re-registration keeps the stamp and changes nothing.
+	states, _ := cc.counts()
+	register(a)
+	a2 := a
+	a2.Weight = 5
+	register(a2)
+	cc.wait(t, "pushed a's new weight", func(int, int) bool {
+		got, _ := lastInstance(t, cc, "a")
+		return got.Weight == 5
+	})
+	if now, _ := cc.counts(); now != states+1 {
+		t.Errorf("re-registering a, then changing its weight, made %d pushes; want 1", now-states)
+	}
+	if p := readPropagation(t, reader); p.count != 2 {
+		t.Fatalf("after changing a's weight, propagation count = %d, want 2", p.count)
+	}
+
+	// Removals carry no stamp.
+	if err := reg.Deregister(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	cc.wait(t, "pushed a alone", func(int, int) bool { return lastLen(cc) == 1 })
+	if p := readPropagation(t, reader); p.count != 2 {
+		t.Fatalf("after removing b, propagation count = %d, want still 2", p.count)
+	}
+}
+
+// TestPropagationSkewAndNoStamp: a stamp from the future (the
+// registrant's clock runs ahead) is recorded as 0, and an instance
+// without a stamp (an older or foreign writer) is not observed.
+func TestPropagationSkewAndNoStamp(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	up := scripted{sets: make(chan []registry.Instance)}
+	cache := newCache(t, resolver.WithMeterProvider(mp))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	defer r.Close()
+	up.sets <- insts(0)
+	cc.wait(t, "pushed 1", func(int, int) bool { return lastLen(cc) == 1 })
+	set := insts(0, 1, 2)
+	set[1].Registered = time.Now().Add(time.Hour) // skewed
+	// set[2] has no stamp.
+	up.sets <- set
+	cc.wait(t, "pushed 3", func(int, int) bool { return lastLen(cc) == 3 })
+	p := readPropagation(t, reader)
+	if p.count != 1 || p.min != 0 || p.max != 0 {
+		t.Fatalf("propagation = %d observations in [%v, %v]; want one, clamped to 0", p.count, p.min, p.max)
+	}
+	// A stamp alone is not a change: the same instance with a new stamp
+	// is not pushed again, nor observed.
+	states, _ := cc.counts()
+	set = insts(0, 1, 2, 3)
+	set[0].Registered = time.Now()
+	set[3].Registered = time.Now().Add(-2 * time.Second)
+	up.sets <- set
+	cc.wait(t, "pushed 4", func(int, int) bool { return lastLen(cc) == 4 })
+	if now, _ := cc.counts(); now != states+1 {
+		t.Fatalf("%d pushes, want 1", now-states)
+	}
+	p = readPropagation(t, reader)
+	if p.count != 2 || p.max < 2 || p.max > 30 {
+		t.Fatalf("propagation = %d observations in [%v, %v]; want 2, the new one about 2 s", p.count, p.min, p.max)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	gresolver "google.golang.org/grpc/resolver"
 
@@ -127,6 +128,7 @@ type ccResolver struct {
 	logger  *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	attrs   metric.MeasurementOption // see watchAttrs
 
 	closeOnce sync.Once
 }
@@ -168,9 +170,25 @@ func (r *ccResolver) loop(ctx context.Context) {
 			continue
 		}
 		reported = nil
+		prev, had := pushed, havePushed
 		pushed, havePushed = st.instances, true
 		r.push(st.instances)
+		if had {
+			// After the push returns, the balancer has the set and has
+			// built its picker: the change has propagated.
+			c := r.watch.cache
+			c.metrics.propagated(prev, st.instances, c.now(), r.watchAttrs())
+		}
 	}
+}
+
+// watchAttrs returns the metric attributes of r's watch, made once.
+// Only the loop goroutine calls it.
+func (r *ccResolver) watchAttrs() metric.MeasurementOption {
+	if r.attrs == nil {
+		r.attrs = attrs(r.watch.key)
+	}
+	return r.attrs
 }
 
 func (r *ccResolver) push(insts []registry.Instance) {
