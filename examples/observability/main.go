@@ -1,7 +1,10 @@
 // Command observability runs HelloService servers and a client on the
 // embedded registry (or any -registry URL), exports Wayfinder's metrics
 // for Prometheus at /metrics, and serves the debug page at
-// /debug/wayfinder, while a fault simulator keeps restarting servers.
+// /debug/wayfinder, while a fault simulator keeps restarting servers. A
+// second client calls through outlier ejection over weighted round robin,
+// with pick counting on, so that the load-balancer metrics and the
+// debug page's balancer section have something to show.
 //
 //	go run ./examples/observability -http 127.0.0.1:9464
 //	curl -s 127.0.0.1:9464/metrics | grep wayfinder_
@@ -16,19 +19,32 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/debug"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
+
+// lbConfig is the policy of the second client: outlier ejection over
+// weighted round robin.
+const lbConfig = `{"loadBalancingConfig":[{"wayfinder_outlier_ejection":{"child":[{"wayfinder_weighted_round_robin":{}}]}}]}`
 
 func main() {
 	addr := flag.String("http", "127.0.0.1:9464", "address for /metrics and /debug/wayfinder")
@@ -59,15 +75,41 @@ func run(ctx context.Context, lis net.Listener, c faultdemo.Config, log *slog.Lo
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	defer mp.Shutdown(context.Background())
 
+	// Load-balancer metrics, pick counts included (one atomic add per
+	// pick; per target and policy, not per endpoint).
+	stopLB, err := lbmetrics.Register(mp, lbmetrics.WithPickCounts())
+	if err != nil {
+		return err
+	}
+	defer stopLB()
+
 	// The demo dials through resolver.NewClient, which uses the default
 	// cache; give it this program's meter provider.
 	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithCacheLogger(log))
 	defer cache.Close()
 	c.Cache = cache
 
+	u, err := url.Parse(c.Registry)
+	if err != nil {
+		return fmt.Errorf("-registry: %w", err)
+	}
+	cc, err := cache.NewClient(registry.Target{Registry: u, Service: "hello"}.String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(lbConfig))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	callCtx, stopCalls := context.WithCancel(ctx)
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	defer stopCalls()
+	calls.Go(func() { callLoop(callCtx, hellopb.NewHelloServiceClient(cc)) })
+
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/debug/wayfinder", debug.NewHandler(debug.WithCache(cache)))
+	h := debug.NewHandler(debug.WithCache(cache))
+	h.AddClientConn("hello (outlier over wrr)", cc)
+	mux.Handle("/debug/wayfinder", h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -83,4 +125,21 @@ func run(ctx context.Context, lis net.Listener, c faultdemo.Config, log *slog.Lo
 		return err
 	}
 	return demoErr
+}
+
+// callLoop calls every 20 ms until ctx is done; failures are the fault
+// simulator's doing and feed outlier ejection.
+func callLoop(ctx context.Context, client hellopb.HelloServiceClient) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _ = client.SayHello(cctx, &hellopb.HelloRequest{Name: "observability"})
+		cancel()
+	}
 }

@@ -41,7 +41,8 @@ func TestMetricsAndDebugPage(t *testing.T) {
 	var metrics string
 	for {
 		metrics = get("/metrics")
-		if strings.Contains(metrics, `wayfinder_discovery_instances{`) && strings.Contains(metrics, "wayfinder_discovery_updates_total") {
+		if strings.Contains(metrics, `wayfinder_discovery_instances{`) && strings.Contains(metrics, "wayfinder_discovery_updates_total") &&
+			strings.Contains(metrics, `wayfinder_lb_picks_total{`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -49,12 +50,14 @@ func TestMetricsAndDebugPage(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, want := range []string{`wayfinder_service="hello"`, `wayfinder_backend="mem"`, "wayfinder_discovery_staleness_seconds", "wayfinder_discovery_watches"} {
+	for _, want := range []string{`wayfinder_service="hello"`, `wayfinder_backend="mem"`, "wayfinder_discovery_staleness_seconds", "wayfinder_discovery_watches",
+		`wayfinder_lb_picks_total{`, `wayfinder_policy="outlier"`, `wayfinder_target="mem://observability-test/hello"`, "wayfinder_lb_ejections_total{", "wayfinder_lb_ejected{",
+		`wayfinder_lb_endpoints{`, `wayfinder_state="READY"`, `wayfinder_policy="wrr"`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if page := get("/debug/wayfinder?format=json"); !strings.Contains(page, `"service": "hello"`) {
+	if page := get("/debug/wayfinder?format=json"); !strings.Contains(page, `"service": "hello"`) || !strings.Contains(page, `"policy": "outlier"`) {
 		t.Errorf("/debug/wayfinder JSON = %s", page)
 	}
 	if err := <-done; err != nil {
