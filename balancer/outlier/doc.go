@@ -60,6 +60,15 @@
 //
 //	[{"wayfinder_outlier_ejection": {"child": [{"wayfinder_zone_aware": {}}]}}]
 //
+// # Inspection
+//
+// Package inspect, and so the debug page and package lbmetrics, shows
+// each endpoint's connectivity state (an ejected endpoint stays READY),
+// whether it is ejected, its consecutive failures, and the ejections so
+// far; the child policy, if a Wayfinder one, is shown inside it. While
+// inspect.CountPicks is in effect this policy counts picks per endpoint,
+// and its child does not.
+//
 // # Concurrency
 //
 // The picker takes no lock: it delegates to the child's picker and

@@ -71,9 +71,21 @@
 // wayfinder_outlier_ejection belongs above this policy, not inside it,
 // so that zones count ejected endpoints as unhealthy.
 //
+// # Inspection
+//
+// Package inspect, and so the debug page and package lbmetrics, shows
+// each endpoint with its zone and state, the local zone, the order zones
+// are tried in, each zone's healthy capacity and share of calls, and the
+// mode: "local", "spill-over" (the local zone takes part of the calls),
+// "failover" (it takes none) or "spread" (no local zone). Each zone's
+// child policy, if a Wayfinder one, is shown inside it. While
+// inspect.CountPicks is in effect this policy counts picks per endpoint,
+// and its children do not.
+//
 // # Concurrency
 //
 // The picker takes no lock: it draws one random number to choose the
 // zone, unless one zone takes every call, then calls that zone child's
-// picker. gRPC serialises every other call into the balancer.
+// picker; with pick counting on, it also adds 1 to the endpoint's
+// counter. gRPC serialises every other call into the balancer.
 package zone
