@@ -76,6 +76,35 @@ func TestWarningAndForeignServices(t *testing.T) {
 	if got[0].Address != "127.0.0.1:7000" || len(got[0].Tags) != 1 {
 		t.Errorf("foreign instance = %+v", got[0])
 	}
+	if !got[0].Registered.IsZero() {
+		t.Errorf("foreign instance without a stamp has Registered = %v, want zero", got[0].Registered)
+	}
+
+	// Wayfinder-style entries written without a stamp (older versions)
+	// or with a malformed one decode, without a stamp, and the reserved
+	// key never reaches Metadata.
+	svc2 := registrytest.ServiceName(t) + "-stamps"
+	for id, stamp := range map[string]string{"old": "", "bad": "yesterday", "good": "2026-01-02T03:04:05.123456789Z"} {
+		meta := map[string]string{"wayfinder_id": id, "owner": "team"}
+		if stamp != "" {
+			meta["wayfinder_registered"] = stamp
+		}
+		err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: svc2 + ":" + id, Name: svc2, Address: "127.0.0.1", Port: 7001, Meta: meta})
+		if err != nil {
+			t.Fatalf("ServiceRegister(%s) = %v", id, err)
+		}
+		t.Cleanup(func() { c.Agent().ServiceDeregister(svc2 + ":" + id) })
+	}
+	got = lookupUntil(t, passing, svc2, 10*time.Second, "bad, good and old", func(in []registry.Instance) bool { return sameIDs(in, "bad", "good", "old") })
+	want := map[string]time.Time{"bad": {}, "good": time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC), "old": {}}
+	for _, inst := range got {
+		if !inst.Registered.Equal(want[inst.ID]) {
+			t.Errorf("%s: Registered = %v, want %v", inst.ID, inst.Registered, want[inst.ID])
+		}
+		if len(inst.Metadata) != 1 || inst.Metadata["owner"] != "team" {
+			t.Errorf("%s: Metadata = %v, want only owner=team", inst.ID, inst.Metadata)
+		}
+	}
 	warning := newReg(t, shared.HTTPAddr(), consul.WithWarning())
 	w := mustWatch(t, warning, svc)
 	nextUntil(t, w, 10*time.Second, "meh and ok", func(in []registry.Instance) bool { return sameIDs(in, "meh", "ok") })

@@ -69,7 +69,7 @@ func TestAgentRestart(t *testing.T) {
 				t.Fatalf("Watch = %v", err)
 			}
 			defer w.Close()
-			nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID) })
+			before := nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID) })
 
 			if tc.kill {
 				agent.Kill()
@@ -97,7 +97,15 @@ func TestAgentRestart(t *testing.T) {
 				}
 			}
 			nextUntil(t, w, 20*time.Second, "a and b after the restart", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID) })
-			lookupUntil(t, client, svc, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID) })
+			after := lookupUntil(t, client, svc, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID) })
+			// Registering again re-sends the original stamp: the
+			// registration, not the instance, was lost.
+			for i := range after {
+				if before[i].Registered.IsZero() || !after[i].Registered.Equal(before[i].Registered) {
+					t.Errorf("%s: Registered = %v before the restart, %v after; want the same non-zero stamp",
+						after[i].ID, before[i].Registered, after[i].Registered)
+				}
+			}
 		})
 	}
 }
