@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -45,9 +49,23 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	if *n < 1 {
 		return usageError("-n must be at least 1")
 	}
-	t, err := registry.ParseTarget(pos[0])
+	if gbalancer.Get(*policy) == nil {
+		return usageError(fmt.Sprintf("-policy %q: unknown policy; known: %s", *policy, strings.Join(knownPolicies(), ", ")))
+	}
+	// The registry is opened here too: to fail at once, with advice, when
+	// it is unreachable or the service has no instances, rather than
+	// after -timeout; and to map peer addresses back to instances.
+	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
 		return err
+	}
+	defer reg.Close()
+	insts, err := reg.Lookup(ctx, svc)
+	if err != nil {
+		return explain(u, err)
+	}
+	if len(insts) == 0 {
+		return noInstances(ctx, reg, u, svc)
 	}
 	cc, err := resolver.NewClient(pos[0], grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, *policy)))
@@ -64,12 +82,6 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	if err := protojson.Unmarshal([]byte(*data), req); err != nil {
 		return fmt.Errorf("-d: not a %s: %w", md.Input().FullName(), err)
 	}
-	// Map peer addresses back to instances, to say which one answered.
-	reg, err := registry.OpenURL(ctx, t.Registry)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
 	fullMethod := fmt.Sprintf("/%s/%s", md.Parent().FullName(), md.Name())
 	for range *n {
 		resp := dynamicpb.NewMessage(md.Output())
@@ -81,9 +93,22 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s: %w", fullMethod, err)
 		}
 		body, _ := protojson.MarshalOptions{}.Marshal(resp)
-		fmt.Fprintf(out, "%s answered by %s: %s\n", fullMethod, instanceAt(ctx, reg, t.Service, p), body)
+		fmt.Fprintf(out, "%s answered by %s: %s\n", fullMethod, instanceAt(ctx, reg, svc, p), body)
 	}
 	return nil
+}
+
+// knownPolicies lists the policies -policy accepts: grpc-go's own and
+// Wayfinder's, as far as this binary registers them.
+func knownPolicies() []string {
+	var out []string
+	for _, name := range []string{"pick_first", "round_robin", "wayfinder_weighted_round_robin", "wayfinder_p2c_ewma",
+		"wayfinder_consistent_hash", "wayfinder_zone_aware", "wayfinder_outlier_ejection", "wayfinder_route"} {
+		if gbalancer.Get(name) != nil {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func instanceAt(ctx context.Context, d registry.Discovery, svc string, p peer.Peer) string {
@@ -120,9 +145,50 @@ func findMethod(ctx context.Context, cc grpc.ClientConnInterface, name string, f
 	defer cancel()
 	reflected, err := reflectFiles(rctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("method %q is not compiled in, and server reflection failed: %w", name, err)
+		hint := "hint: the server offers no reflection (a Go server adds it with reflection.Register)"
+		if status.Code(err) != codes.Unimplemented {
+			hint = "hint: no instance answered the reflection request within -timeout"
+		}
+		hint += ";\n      services compiled into wayfinder: " + strings.Join(services(protoregistry.GlobalFiles), ", ")
+		return nil, hintError{fmt.Errorf("method %q is not compiled in, and server reflection failed: %w", name, err), hint}
 	}
-	return matchMethod(reflected, name)
+	md, err := matchMethod(reflected, name)
+	if err != nil {
+		return nil, hintError{err, "hint: the server offers: " + strings.Join(methods(reflected), ", ")}
+	}
+	return md, nil
+}
+
+// services lists the services in files, leaving out reflection.
+func services(files *protoregistry.Files) []string {
+	var out []string
+	for _, m := range methods(files) {
+		s, _, _ := strings.Cut(m, "/")
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// methods lists the "pkg.Service/Method" names in files, sorted, leaving
+// out the reflection service.
+func methods(files *protoregistry.Files) []string {
+	var out []string
+	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			if strings.HasPrefix(string(sd.FullName()), "grpc.reflection.") {
+				continue
+			}
+			for j := range sd.Methods().Len() {
+				out = append(out, string(sd.FullName())+"/"+string(sd.Methods().Get(j).Name()))
+			}
+		}
+		return true
+	})
+	slices.Sort(out)
+	return out
 }
 
 func matchMethod(files *protoregistry.Files, name string) (protoreflect.MethodDescriptor, error) {

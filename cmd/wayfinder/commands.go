@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -26,27 +28,120 @@ func flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parse parses flags, which may come before, between or after the
+// positional arguments ("call URL SayHello -n 3" works), and checks the
+// number of positional arguments. "--" ends the flags.
 func parse(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
-	if err := fs.Parse(args); err != nil {
-		return nil, usageError(err.Error())
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, helpRequested{fs}
+			}
+			return nil, usageError(err.Error())
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			pos = append(pos, rest...) // after "--", all positional
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if fs.NArg() != positional {
-		return nil, usageError(fmt.Sprintf("want %d argument(s), got %d", positional, fs.NArg()))
+	if len(pos) != positional {
+		return nil, usageError(fmt.Sprintf("want %d argument(s), got %d", positional, len(pos)))
 	}
-	return fs.Args(), nil
+	return pos, nil
 }
 
 // openTarget opens the registry of a "<registry-url>/<service>" target.
-func openTarget(ctx context.Context, raw string) (registry.Registry, string, error) {
+// It returns the registry's URL too, for explain.
+func openTarget(ctx context.Context, raw string) (registry.Registry, string, *url.URL, error) {
 	t, err := registry.ParseTarget(raw)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, explain(nil, err)
 	}
 	reg, err := registry.OpenURL(ctx, t.Registry)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, explain(t.Registry, err)
 	}
-	return reg, t.Service, nil
+	return reg, t.Service, t.Registry, nil
+}
+
+// explain adds advice to the errors a user can act on: a registry URL
+// that is not one, and a registry that does not answer. u is the
+// registry's URL, or nil if it did not parse.
+func explain(u *url.URL, err error) error {
+	var h hintError
+	switch {
+	case err == nil || errors.As(err, &h):
+		return err
+	case errors.Is(err, registry.ErrInvalidURL), errors.Is(err, registry.ErrUnknownScheme):
+		return hintError{err, "hint: a registry URL is mem://, consul://host:8500 or etcd://host:2379[,host:2379];\n" +
+			"      a service target adds the service as the path: consul://127.0.0.1:8500/hello, mem:///hello"}
+	case errors.Is(err, registry.ErrUnavailable) && u != nil:
+		return hintError{err, unreachableHint(u)}
+	}
+	return err
+}
+
+func unreachableHint(u *url.URL) string {
+	where := func(env, def string) string {
+		if u.Host != "" {
+			return u.Host
+		}
+		if v := os.Getenv(env); v != "" {
+			return v + " (from " + env + ")"
+		}
+		return def + " (the default; the URL has no host and " + env + " is unset)"
+	}
+	switch u.Scheme {
+	case "consul":
+		return "hint: no Consul agent answered at " + where("CONSUL_HTTP_ADDR", "localhost:8500") + ". Is it running?\n" +
+			"      Put its address in the URL (consul://host:8500) or in CONSUL_HTTP_ADDR."
+	case "etcd":
+		return "hint: no etcd answered at " + where("ETCDCTL_ENDPOINTS", "127.0.0.1:2379") + " in time. Is it running?\n" +
+			"      Put its endpoints in the URL (etcd://host:2379,host:2379) or in ETCDCTL_ENDPOINTS;\n" +
+			"      for TLS or authentication, set ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER."
+	}
+	return "hint: the registry at " + show(u) + " did not answer."
+}
+
+// show is a registry URL as a user would write it: "mem://", not "mem:".
+func show(u *url.URL) string {
+	s := u.Redacted()
+	if u.Host == "" && !strings.HasPrefix(s, u.Scheme+"://") {
+		s = u.Scheme + "://" + strings.TrimPrefix(s, u.Scheme+":")
+	}
+	return s
+}
+
+// noInstances is the error for a service with no instances: it names the
+// services the registry does have, since the usual cause is a typo or
+// the wrong registry.
+func noInstances(ctx context.Context, reg registry.Registry, u *url.URL, svc string) error {
+	err := fmt.Errorf("service %q has no instances at %s", svc, show(u))
+	if u.Scheme == "mem" {
+		return hintError{err, "hint: a mem:// registry lives inside one process, so each wayfinder command starts with an empty one;\n" +
+			"      to share a registry between processes, use Consul or etcd"}
+	}
+	lister, ok := reg.(registry.ServiceLister)
+	if !ok {
+		return err
+	}
+	names, lerr := lister.Services(ctx)
+	switch {
+	case lerr != nil:
+		return err
+	case slices.Contains(names, svc):
+		// Consul lists a service whose instances are all unhealthy.
+		return hintError{err, "hint: it is registered, but none of its instances passes its health checks"}
+	case len(names) == 0:
+		return hintError{err, "hint: the registry has no services at all; is this the right registry?"}
+	}
+	return hintError{err, "hint: the registry has: " + strings.Join(names, ", ")}
 }
 
 func cmdServices(ctx context.Context, args []string, out io.Writer) error {
@@ -54,9 +149,10 @@ func cmdServices(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	u, _ := url.Parse(pos[0])
 	reg, err := registry.Open(ctx, pos[0])
 	if err != nil {
-		return err
+		return explain(u, err)
 	}
 	defer reg.Close()
 	lister, ok := reg.(registry.ServiceLister)
@@ -65,7 +161,7 @@ func cmdServices(ctx context.Context, args []string, out io.Writer) error {
 	}
 	names, err := lister.Services(ctx)
 	if err != nil {
-		return err
+		return explain(u, err)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCES")
@@ -131,14 +227,17 @@ func cmdInstances(ctx context.Context, args []string, out io.Writer) error {
 	if *format != "table" && *format != "json" {
 		return usageError(fmt.Sprintf("-o %q: want table or json", *format))
 	}
-	reg, svc, err := openTarget(ctx, pos[0])
+	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
 	insts, err := reg.Lookup(ctx, svc)
 	if err != nil {
-		return err
+		return explain(u, err)
+	}
+	if len(insts) == 0 {
+		return noInstances(ctx, reg, u, svc)
 	}
 	if *format == "json" {
 		enc := json.NewEncoder(out)
@@ -153,35 +252,39 @@ func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg, svc, err := openTarget(ctx, pos[0])
+	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
 	w, err := reg.Watch(ctx, svc)
 	if err != nil {
-		return err
+		return explain(u, err)
 	}
 	defer w.Close()
 	return watchLoop(ctx, w, svc, out, time.Now)
 }
 
-// watchLoop prints each change as a diff against the previous set, with
-// the time since the watch started and since the previous event.
+// watchLoop prints each change as a diff against the previous set. Each
+// event line starts with the local time it arrived and its delay: the
+// time since the previous line (for the first, since the watch began).
 func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Writer, now func() time.Time) error {
-	start := now()
-	last := start
+	last := now()
 	var prev map[string]registry.Instance
 	for {
 		insts, err := w.Next(ctx)
 		t := now()
-		stamp := fmt.Sprintf("[%8.3fs +%7.3fs]", t.Sub(start).Seconds(), t.Sub(last).Seconds())
+		stamp := fmt.Sprintf("%s %9s", t.Format("15:04:05.000"), fmt.Sprintf("+%.3fs", t.Sub(last).Seconds()))
 		last = t
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, registry.ErrClosed) {
 				return nil
 			}
-			fmt.Fprintf(out, "%s error (last set kept): %v\n", stamp, err)
+			kept := "last set kept"
+			if prev == nil {
+				kept = "no set yet"
+			}
+			fmt.Fprintf(out, "%s error (%s; retrying): %v\n", stamp, kept, err)
 			continue
 		}
 		cur := map[string]registry.Instance{}
@@ -228,21 +331,29 @@ func describe(in registry.Instance) string {
 	return s
 }
 
+// clock is the local time to the millisecond, as watch prints it, so that
+// a change made here can be matched with the line that shows it arriving.
+func clock() string { return time.Now().Format("15:04:05.000") }
+
 func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	fs := flags("register")
 	addr := fs.String("addr", "", "address clients dial (host:port); required")
-	id := fs.String("id", "", "instance ID (default: random)")
+	id := fs.String("id", "", "instance ID (default: <service>-<random>)")
 	version := fs.String("version", "", "version")
 	zone := fs.String("zone", "", "zone")
-	weight := fs.Int("weight", 0, "weight (0: default)")
+	weight := fs.Int("weight", 0, "weight (0: the default, 1)")
 	tags := fs.String("tags", "", "comma-separated tags")
 	meta := fs.String("meta", "", "comma-separated key=value metadata")
-	once := fs.Bool("once", false, "register and exit, without deregistering (backends with leases or TTL checks expire it)")
+	once := fs.Bool("once", false, "register and exit without deregistering; Consul's TTL check and etcd's lease then expire it")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry to accept the registration")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	reg, svc, err := openTarget(ctx, pos[0])
+	if *addr == "" {
+		return usageError("-addr is required")
+	}
+	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -267,26 +378,37 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
-	if err := reg.Register(ctx, inst); err != nil {
-		return err
+	rctx, cancel := context.WithTimeout(ctx, *timeout)
+	err = reg.Register(rctx, inst)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && rctx.Err() != nil && !errors.Is(err, registry.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", registry.ErrUnavailable, err) // a timeout is the registry not answering
+		}
+		// Remove what a backend may still hold or retry.
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		reg.Deregister(dctx, inst)
+		cancel()
+		return explain(u, err)
 	}
-	fmt.Fprintf(out, "registered %s\n", describe(inst))
+	fmt.Fprintf(out, "%s registered %s\n", clock(), describe(inst))
 	if *once {
 		return nil
 	}
 	<-ctx.Done()
-	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if err := reg.Deregister(dctx, inst); err != nil {
-		return err
+		return explain(u, err)
 	}
-	fmt.Fprintf(out, "deregistered %s\n", inst.ID)
+	fmt.Fprintf(out, "%s deregistered %s\n", clock(), inst.ID)
 	return nil
 }
 
 func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 	fs := flags("deregister")
 	id := fs.String("id", "", "instance ID; required")
+	force := fs.Bool("force", false, "deregister even if the ID is not among the service's healthy instances")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -294,15 +416,35 @@ func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 	if *id == "" {
 		return usageError("-id is required")
 	}
-	reg, svc, err := openTarget(ctx, pos[0])
+	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	if err := reg.Deregister(ctx, registry.Instance{ID: *id, Service: svc}); err != nil {
-		return err
+	if !*force {
+		// Deregistering is idempotent, so a mistyped ID would succeed
+		// silently: check first.
+		insts, err := reg.Lookup(ctx, svc)
+		if err != nil {
+			return explain(u, err)
+		}
+		ids := make([]string, len(insts))
+		for i, in := range insts {
+			ids[i] = in.ID
+		}
+		if !slices.Contains(ids, *id) {
+			have := "the service has no healthy instances"
+			if len(ids) > 0 {
+				have = "its instances: " + strings.Join(ids, ", ")
+			}
+			return hintError{fmt.Errorf("service %q has no instance %q at %s; nothing deregistered", svc, *id, show(u)),
+				"hint: " + have + ". Add -force to deregister an instance that is registered but unhealthy."}
+		}
 	}
-	fmt.Fprintf(out, "deregistered %s/%s\n", svc, *id)
+	if err := reg.Deregister(ctx, registry.Instance{ID: *id, Service: svc}); err != nil {
+		return explain(u, err)
+	}
+	fmt.Fprintf(out, "%s deregistered %s/%s\n", clock(), svc, *id)
 	return nil
 }
 

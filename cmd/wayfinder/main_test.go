@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,13 +23,19 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { resolver.DefaultCache().Close() }))
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		resolver.DefaultCache().Close()
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	}))
 }
 
 // syncBuffer lets a test read what a running command has printed.
@@ -148,7 +161,7 @@ func TestWatchShowsChanges(t *testing.T) {
 	r.Deregister(t.Context(), inst)
 	waitFor(t, "the removal", func() bool { return strings.Contains(out.String(), "- w1") })
 	memory.Named("cli-watch").SetOutage(context.DeadlineExceeded)
-	waitFor(t, "the error", func() bool { return strings.Contains(out.String(), "error (last set kept)") })
+	waitFor(t, "the error", func() bool { return strings.Contains(out.String(), "error (last set kept; retrying)") })
 	memory.Named("cli-watch").SetOutage(nil)
 	cancel()
 	if code := <-done; code != 0 {
@@ -200,6 +213,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"deregister", "mem:///hello"}, 2, "-id is required"},
 		{[]string{"call", "mem:///hello"}, 2, "want 2 argument"},
 		{[]string{"demo", "-servers", "1"}, 1, "servers"},
+		{[]string{"instances", "127.0.0.1:8500/hello"}, 1, "hint: a registry URL is mem://"},
+		{[]string{"instances", "http://127.0.0.1:8500/hello"}, 1, "unknown scheme \"http\"; registered: consul, etcd, mem"},
+		{[]string{"instances", "mem:///hello"}, 1, "a mem:// registry lives inside one process"},
+		{[]string{"instances", "mem:///hello", "-o", "yaml"}, 2, "want table or json"},
+		{[]string{"register", "mem:///hello"}, 2, "-addr is required"},
+		{[]string{"deregister", "-id", "x", "mem:///hello"}, 1, "nothing deregistered"},
+		{[]string{"call", "-policy", "nosuch", "mem:///hello", "SayHello"}, 2, "known: pick_first, round_robin, wayfinder_"},
+		{[]string{"call", "mem:///hello", "SayHello"}, 1, `service "hello" has no instances at mem://`},
 	}
 	for _, tc := range tests {
 		_, errOut, code := wf(t, tc.args...)
@@ -213,5 +234,244 @@ func TestDemoCommand(t *testing.T) {
 	out, errOut, code := wf(t, "demo", "-registry", "mem://cli-demo", "-duration", "2500ms", "-fault-interval", "700ms")
 	if code != 0 || !strings.Contains(out, "RESULT: PASS") {
 		t.Fatalf("demo = %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {
+		out, _, code := wf(t, args...)
+		if code != 0 || !strings.Contains(out, "examples:") || !strings.Contains(out, "CONSUL_HTTP_ADDR") {
+			t.Errorf("wayfinder %s = exit %d, %q; want exit 0 and usage with examples and environment on stdout", args[0], code, out)
+		}
+	}
+	for _, c := range commands() {
+		for _, args := range [][]string{{c.name, "-h"}, {c.name, "--help"}, {"help", c.name}} {
+			out, errOut, code := wf(t, args...)
+			if code != 0 || !strings.Contains(out, "usage: wayfinder "+c.name) || !strings.Contains(out, "examples:\n  wayfinder "+c.name) {
+				t.Errorf("wayfinder %q = exit %d, %q %q; want exit 0 and usage with examples of %s on stdout", args, code, out, errOut, c.name)
+			}
+		}
+	}
+}
+
+// The tests below run the built binary, as a user would, against real
+// Consul and etcd servers.
+
+var (
+	binOnce sync.Once
+	binDir  string // removed by TestMain
+	binErr  error
+)
+
+// binary builds the wayfinder command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "wayfinder-cli-test"); binErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "wayfinder"), ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return filepath.Join(binDir, "wayfinder")
+}
+
+// cli runs the built binary with a clean environment: none of the
+// user's CONSUL_* or ETCDCTL_* variables, plus env.
+type cli struct {
+	t   *testing.T
+	bin string
+	env []string
+}
+
+func newCLI(t *testing.T, env ...string) cli {
+	return cli{t, binary(t), env}
+}
+
+func (c cli) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONSUL_") && !strings.HasPrefix(kv, "ETCDCTL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, c.env...)
+	return cmd
+}
+
+// run runs the binary to its end.
+func (c cli) run(args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.t.Context(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	cmd := c.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		c.t.Fatalf("wayfinder %q: %v", args, err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// proc is a binary running in the background (watch, register).
+type proc struct {
+	cmd      *exec.Cmd
+	out, err syncBuffer
+	done     chan struct{}
+}
+
+func (c cli) start(args ...string) *proc {
+	c.t.Helper()
+	p := &proc{cmd: c.command(context.Background(), args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.err
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	c.t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	return p
+}
+
+// interrupt sends SIGINT, as Ctrl-C does, and returns the exit status.
+func (p *proc) interrupt(t *testing.T) int {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%q did not exit on SIGINT; output: %s %s", p.cmd.Args, p.out.String(), p.err.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func TestBinaryConsul(t *testing.T) {
+	t.Parallel()
+	a := testenv.StartConsul(t)
+	testBinary(t, "consul://"+a.HTTPAddr(), "CONSUL_HTTP_ADDR="+a.HTTPAddr(), "consul://",
+		fmt.Sprintf("consul://127.0.0.1:%d", testenv.FreePort(t)), "no Consul agent answered at")
+}
+
+func TestBinaryEtcd(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartEtcd(t)
+	testBinary(t, "etcd://"+m.Endpoint(), "ETCDCTL_ENDPOINTS="+m.Endpoint(), "etcd://",
+		fmt.Sprintf("etcd://127.0.0.1:%d?timeout=1s", testenv.FreePort(t)), "no etcd answered at")
+}
+
+// watchLine is an event line of watch: local time, delay, service.
+var watchLine = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3}s hello: 2 instance\(s\)$`)
+
+// testBinary drives every command of the binary against the registry at
+// url: envURL is a URL with no host that env points at the same
+// registry, and deadURL one where nothing listens.
+func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
+	c := newCLI(t)
+	svc := url + "/hello"
+
+	if out, errOut, code := c.run("services", url); code != 0 || strings.TrimSpace(out) != "SERVICE  INSTANCES" {
+		t.Fatalf("services of an empty registry = %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := c.run("instances", url+"/nosuch"); code != 1 || !strings.Contains(errOut, `service "nosuch" has no instances`) ||
+		!strings.Contains(errOut, "hint: the registry has no services at all") {
+		t.Fatalf("instances of a missing service = %d %q", code, errOut)
+	}
+
+	watch := c.start("watch", svc)
+	waitFor(t, "the watch's first set", func() bool { return strings.Contains(watch.out.String(), "hello: 0 instance(s)") })
+
+	regX := c.start("register", "-addr", startHello(t, "x"), "-id", "x", "-zone", "z1", "-weight", "5", "-tags", "canary",
+		"-meta", "owner=team", svc)
+	regY := c.start("register", "-addr", startHello(t, "y"), "-id", "y", svc)
+	waitFor(t, "both instances in the watch", func() bool {
+		o := watch.out.String()
+		return strings.Contains(o, "+ x 127.0.0.1:") && strings.Contains(o, "+ y 127.0.0.1:") && watchLine.MatchString(o)
+	})
+	if o := regX.out.String(); !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} registered x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary\n$`).MatchString(o) {
+		t.Errorf("register printed %q", o)
+	}
+
+	out, errOut, code := c.run("services", url)
+	if code != 0 || !regexpLine(out, "hello", "2") {
+		t.Errorf("services = %d %q %q; want a line 'hello 2'", code, out, errOut)
+	}
+	out, errOut, code = newCLI(t, env).run("services", envURL)
+	if code != 0 || !regexpLine(out, "hello", "2") {
+		t.Errorf("%s services %s = %d %q %q; want a line 'hello 2'", env, envURL, code, out, errOut)
+	}
+	out, _, code = c.run("instances", svc)
+	if code != 0 || !regexp.MustCompile(`(?m)^x +127\.0\.0\.1:\d+ +- +z1 +5 +canary +owner=team$`).MatchString(out) {
+		t.Errorf("instances = %d %q", code, out)
+	}
+	out, _, code = c.run("instances", svc, "-o", "json") // flags may follow the target
+	var got []jsonInstance
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 || got[0].ID != "x" || got[0].Weight != 5 ||
+		got[0].Metadata["owner"] != "team" || got[1].Weight != registry.DefaultWeight {
+		t.Errorf("instances -o json = %d %q (%v)", code, out, err)
+	}
+
+	for _, extra := range [][]string{nil, {"-reflect"}} {
+		args := append([]string{"call", "-n", "4", "-d", `{"name":"cli","num1":20,"num2":22}`}, extra...)
+		out, errOut, code := c.run(append(args, svc, "SayHello")...)
+		named := strings.Count(out, "answered by x (127.0.0.1:") + strings.Count(out, "answered by y (127.0.0.1:")
+		if code != 0 || strings.Count(out, `"result":42`) != 4 || named != 4 {
+			t.Errorf("call %v = %d %q %q; want 4 answers of 42, each naming instance x or y", extra, code, out, errOut)
+		}
+	}
+	if _, errOut, code := c.run("call", svc, "NoSuchMethod", "-reflect"); code != 1 || !strings.Contains(errOut, `no method "NoSuchMethod"`) ||
+		!strings.Contains(errOut, "hint: the server offers: wayfinder.examples.hello.HelloService/SayHello") {
+		t.Errorf("call of an unknown method = %d %q", code, errOut)
+	}
+
+	// deregister checks the ID, then removes a -once registration.
+	if _, errOut, code := c.run("deregister", "-id", "nosuch", svc); code != 1 || !strings.Contains(errOut, "nothing deregistered") ||
+		!strings.Contains(errOut, "its instances: x, y") {
+		t.Errorf("deregister of a missing ID = %d %q", code, errOut)
+	}
+	if out, errOut, code := c.run("register", "-once", "-addr", "127.0.0.1:7003", "-id", "z", svc); code != 0 || !strings.Contains(out, "registered z") {
+		t.Fatalf("register -once = %d %q %q", code, out, errOut)
+	}
+	waitFor(t, "z in the watch", func() bool { return strings.Contains(watch.out.String(), "+ z 127.0.0.1:7003") })
+	if out, errOut, code := c.run("deregister", "-id", "z", svc); code != 0 || !strings.Contains(out, "deregistered hello/z") {
+		t.Errorf("deregister = %d %q %q", code, out, errOut)
+	}
+	waitFor(t, "z's removal in the watch", func() bool { return strings.Contains(watch.out.String(), "- z 127.0.0.1:7003") })
+
+	// Ctrl-C deregisters and exits 0.
+	for _, p := range []*proc{regX, regY} {
+		if code := p.interrupt(t); code != 0 || !strings.Contains(p.out.String(), "deregistered") {
+			t.Errorf("register after SIGINT = %d %q %q", code, p.out.String(), p.err.String())
+		}
+	}
+	waitFor(t, "the removals in the watch", func() bool {
+		o := watch.out.String()
+		return strings.Contains(o, "- x 127.0.0.1:") && strings.Contains(o, "- y 127.0.0.1:")
+	})
+	if code := watch.interrupt(t); code != 0 {
+		t.Errorf("watch after SIGINT = %d %q", code, watch.err.String())
+	}
+	if _, errOut, code := c.run("call", svc, "SayHello"); code != 1 || !strings.Contains(errOut, `service "hello" has no instances`) {
+		t.Errorf("call of a service with no instances = %d %q", code, errOut)
+	}
+
+	// A registry that does not answer.
+	deadTarget := deadURL + "/hello"
+	if base, query, ok := strings.Cut(deadURL, "?"); ok {
+		deadTarget = base + "/hello?" + query
+	}
+	for _, args := range [][]string{{"services", deadURL}, {"instances", deadTarget}, {"call", deadTarget, "SayHello"}} {
+		if _, errOut, code := c.run(args...); code != 1 || !strings.Contains(errOut, "registry: unavailable") || !strings.Contains(errOut, "hint: "+deadSays) {
+			t.Errorf("wayfinder %q = %d %q", args, code, errOut)
+		}
 	}
 }
