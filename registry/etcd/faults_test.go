@@ -50,6 +50,10 @@ func TestOwnKeyDeletedIsPutBack(t *testing.T) {
 		t.Fatalf("Register = %v", err)
 	}
 	key := r.Prefix() + "/" + svc + "/" + a.ID
+	orig, err := admin.Get(ctxFor(t, 5*time.Second), key)
+	if err != nil || len(orig.Kvs) != 1 || !strings.Contains(string(orig.Kvs[0].Value), `"registered":"`) {
+		t.Fatalf("Get(%s) = %v, %v; want one value with a registered stamp", key, orig, err)
+	}
 	if _, err := admin.Delete(ctxFor(t, 5*time.Second), key); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +61,10 @@ func TestOwnKeyDeletedIsPutBack(t *testing.T) {
 	for {
 		resp, err := admin.Get(ctxFor(t, 5*time.Second), key)
 		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.State().Lease) {
+			// The same value, stamp included: the instance did not change.
+			if got, want := string(resp.Kvs[0].Value), string(orig.Kvs[0].Value); got != want {
+				t.Errorf("put back %s, want the original %s", got, want)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -90,7 +98,7 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	results := follow(t, watcher)
-	await(t, results, 10*time.Second, "a and b", has(a, b))
+	before, _ := await(t, results, 10*time.Second, "a and b", has(a, b))
 	// Revoking deletes both keys at once, as a lease expiry would.
 	if _, err := admin.Revoke(ctxFor(t, 5*time.Second), old.Lease); err != nil {
 		t.Fatal(err)
@@ -99,7 +107,12 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.State) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
-	await(t, results, 10*time.Second, "a and b again", has(a, b))
+	after, _ := await(t, results, 10*time.Second, "a and b again", has(a, b))
+	for i := range after.set {
+		if b := before.set[i].Registered; b.IsZero() || !after.set[i].Registered.Equal(b) {
+			t.Errorf("%s: Registered = %v before the revoke, %v after; want the same non-zero stamp", after.set[i].ID, b, after.set[i].Registered)
+		}
+	}
 	if ttl, err := admin.TimeToLive(ctxFor(t, 5*time.Second), s.Lease, clientv3.WithAttachedKeys()); err != nil || len(ttl.Keys) != 2 {
 		t.Fatalf("TimeToLive(new lease) = %+v, %v; want 2 keys attached", ttl, err)
 	}

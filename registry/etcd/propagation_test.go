@@ -1,0 +1,231 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+// setsCC is a gRPC ClientConn that records the instance sets a resolver
+// pushes, and how many pushes came before the last error.
+type setsCC struct {
+	mu       sync.Mutex
+	sets     [][]registry.Instance
+	errs     int
+	errAfter int // len(sets) when the last error came
+}
+
+func (c *setsCC) UpdateState(s gresolver.State) error {
+	set := make([]registry.Instance, 0, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		inst, _ := resolver.InstanceFromEndpoint(ep)
+		set = append(set, inst)
+	}
+	c.mu.Lock()
+	c.sets = append(c.sets, set)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *setsCC) ReportError(error) {
+	c.mu.Lock()
+	c.errs++
+	c.errAfter = len(c.sets)
+	c.mu.Unlock()
+}
+
+func (c *setsCC) NewAddress([]gresolver.Address) {}
+func (c *setsCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
+	return &serviceconfig.ParseResult{Err: errors.New("no service config")}
+}
+
+func (c *setsCC) snapshot() (sets [][]registry.Instance, errs, errAfter int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
+}
+
+// waitFor polls cond every 20 ms, failing t after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never %s within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// propagationStats sums the propagation histogram's data points.
+func propagationStats(t *testing.T, r *sdkmetric.ManualReader) (count uint64, lo, hi float64) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == resolver.MetricPropagation {
+				for _, dp := range h.DataPoints {
+					count += dp.Count
+					if v, ok := dp.Min.Value(); ok {
+						lo = min(lo, v)
+					}
+					if v, ok := dp.Max.Value(); ok {
+						hi = max(hi, v)
+					}
+				}
+			}
+		}
+	}
+	return count, lo, hi
+}
+
+// TestPropagationMetric: a Register on etcd reaches a ClientConn and is
+// observed once, with a plausible latency. Then the registrant's lease
+// is revoked elsewhere, deleting every key at once as an expiry would;
+// the keeper puts the same values back under a new lease, so clients
+// see no change: the guard (set here to hold every removal) keeps the
+// vanished instances, their return is no update, and nothing more is
+// observed.
+func TestPropagationMetric(t *testing.T) {
+	srv := testenv.StartEtcd(t)
+	admin := testenv.NewEtcdClient(t, nil, srv.Endpoint())
+	server := newRegistry(t, []string{srv.Endpoint()}, etcd.WithTTL(2*time.Second))
+	client := newRegistry(t, []string{srv.Endpoint()})
+	svc := svcName(t)
+	a, b, c := inst(svc, 1), inst(svc, 2), inst(svc, 3)
+	register := func(in registry.Instance) {
+		t.Helper()
+		if err := server.Register(ctxFor(t, 10*time.Second), in); err != nil {
+			t.Fatalf("Register(%v) = %v", in, err)
+		}
+	}
+	register(a)
+	register(b)
+
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLinger(0),
+		resolver.WithMassRemovalGuard(0, 1, time.Minute))
+	defer cache.Close()
+	cc := &setsCC{}
+	rs, err := resolver.NewBuilder(client, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL(t, "wayfinder:///"+svc)}, cc, gresolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	lastIs := func(want ...registry.Instance) func() bool {
+		return func() bool {
+			sets, _, _ := cc.snapshot()
+			return len(sets) > 0 && sameIDs(sets[len(sets)-1], want...)
+		}
+	}
+	waitFor(t, 10*time.Second, "pushed a and b", lastIs(a, b))
+	if n, _, _ := propagationStats(t, reader); n != 0 {
+		t.Fatalf("propagation count after the first set = %d, want 0", n)
+	}
+
+	start := time.Now()
+	register(c)
+	waitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
+	n, lo, hi := propagationStats(t, reader)
+	if n != 1 || lo < 0 || hi > time.Since(start).Seconds() || hi > 30 {
+		t.Fatalf("propagation after registering c = %d observations in [%v, %v] s; want 1 within 0..%v", n, lo, hi, time.Since(start).Seconds())
+	}
+	t.Logf("etcd: registration to ClientConn in %.1f ms", hi*1000)
+	stamps, err := client.Lookup(ctxFor(t, 5*time.Second), svc)
+	if err != nil || !sameIDs(stamps, a, b, c) {
+		t.Fatalf("Lookup = %v, %v", ids(stamps), err)
+	}
+	sets, _, _ := cc.snapshot()
+	pushedBefore, want := len(sets), sets[len(sets)-1]
+
+	old := server.State()
+	if _, err := admin.Revoke(ctxFor(t, 5*time.Second), old.Lease); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, server, 15*time.Second, "a new lease", func(s etcd.State) bool {
+		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
+	})
+	waitFor(t, 20*time.Second, "held the removal, then got everything back", func() bool {
+		ws := cache.Watches()
+		return len(ws) == 1 && ws[0].Held >= 1 && ws[0].Fresh && !ws[0].Holding && sameIDs(ws[0].Instances, a, b, c)
+	})
+	again, err := client.Lookup(ctxFor(t, 5*time.Second), svc)
+	if err != nil || !sameIDs(again, a, b, c) {
+		t.Fatalf("Lookup after the re-put = %v, %v", ids(again), err)
+	}
+	for i := range again {
+		if !again[i].Registered.Equal(stamps[i].Registered) {
+			t.Errorf("%s: Registered = %v after the re-put, want the original %v", again[i].ID, again[i].Registered, stamps[i].Registered)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the resolver act on the last wake-up, if it would
+	sets, _, _ = cc.snapshot()
+	for i, set := range sets[pushedBefore:] {
+		if !registry.EqualSets(set, want) {
+			t.Errorf("push %d after the revoke = %v, want the unchanged %v", i, ids(set), ids(want))
+		}
+	}
+	if n2, _, hi2 := propagationStats(t, reader); n2 != n {
+		t.Errorf("propagation count after the re-put = %d (max %v s), want still %d", n2, hi2, n)
+	}
+}
+
+// TestUnstampedValuesDecode: values without a stamp (older Wayfinder
+// versions, other writers) or with a malformed one are instances with
+// no stamp; a resolver does not observe them.
+func TestUnstampedValuesDecode(t *testing.T) {
+	srv := testenv.StartEtcd(t)
+	admin := testenv.NewEtcdClient(t, nil, srv.Endpoint())
+	r := newRegistry(t, []string{srv.Endpoint()})
+	svc := svcName(t)
+	base := r.Prefix() + "/" + svc + "/"
+	values := map[string]string{
+		"old":  `{"v":1,"id":"old","service":"` + svc + `","address":"127.0.0.1:1"}`,
+		"bad":  `{"v":1,"id":"bad","service":"` + svc + `","address":"127.0.0.1:2","registered":"yesterday"}`,
+		"good": `{"v":1,"id":"good","service":"` + svc + `","address":"127.0.0.1:3","registered":"2026-01-02T03:04:05.123456789Z"}`,
+	}
+	for id, v := range values {
+		if _, err := admin.Put(ctxFor(t, 5*time.Second), base+id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := r.Lookup(ctxFor(t, 5*time.Second), svc)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Lookup = %v, %v; want bad, good and old", ids(got), err)
+	}
+	want := map[string]time.Time{"bad": {}, "good": time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC), "old": {}}
+	for _, in := range got {
+		if !in.Registered.Equal(want[in.ID]) {
+			t.Errorf("%s: Registered = %v, want %v", in.ID, in.Registered, want[in.ID])
+		}
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
