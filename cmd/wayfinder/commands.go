@@ -186,12 +186,15 @@ type jsonInstance struct {
 	Weight   int               `json:"weight"`
 	Tags     []string          `json:"tags,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Registered is when its registrant registered or last changed it,
+	// if a Wayfinder Registrar wrote it.
+	Registered time.Time `json:"registered,omitzero"`
 }
 
 func toJSON(insts []registry.Instance) []jsonInstance {
 	out := make([]jsonInstance, len(insts))
 	for i, in := range insts {
-		out[i] = jsonInstance{in.ID, in.Service, in.Address, in.Version, in.Zone, in.EffectiveWeight(), in.Tags, in.Metadata}
+		out[i] = jsonInstance{in.ID, in.Service, in.Address, in.Version, in.Zone, in.EffectiveWeight(), in.Tags, in.Metadata, in.Registered}
 	}
 	return out
 }
@@ -266,8 +269,9 @@ func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // watchLoop prints each change as a diff against the previous set. Each
-// event line starts with the local time it arrived and its delay: the
-// time since the previous line (for the first, since the watch began).
+// event line starts with the local time it arrived and the time since
+// the previous line (for the first, since the watch began); an added or
+// changed instance says how long after its registration it arrived.
 func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Writer, now func() time.Time) error {
 	last := now()
 	var prev map[string]registry.Instance
@@ -307,14 +311,31 @@ func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Write
 				old, ok := prev[in.ID]
 				switch {
 				case !ok:
-					fmt.Fprintf(out, "    + %s\n", describe(in))
+					fmt.Fprintf(out, "    + %s%s\n", describe(in), propagation(t, in))
 				case !old.Equal(in):
-					fmt.Fprintf(out, "    ~ %s\n", describe(in))
+					fmt.Fprintf(out, "    ~ %s%s\n", describe(in), propagation(t, in))
 				}
 			}
 		}
 		prev = cur
 	}
+}
+
+// propagation is how long a new or changed instance took to arrive: the
+// time since its registrant's Register stamped it (on the registrant's
+// clock, so skew between machines shows here; a negative delay shows as
+// 0). Instances written by other tools carry no stamp.
+func propagation(arrived time.Time, in registry.Instance) string {
+	if in.Registered.IsZero() {
+		return ""
+	}
+	d := max(arrived.Sub(in.Registered), 0)
+	if d < time.Second {
+		d = d.Round(10 * time.Microsecond)
+	} else {
+		d = d.Round(time.Millisecond)
+	}
+	return fmt.Sprintf(" (%v after its registration)", d)
 }
 
 func describe(in registry.Instance) string {

@@ -56,9 +56,11 @@ func commands() []command {
   wayfinder watch consul://127.0.0.1:8500/hello
   ETCDCTL_ENDPOINTS=10.0.0.1:2379 wayfinder watch etcd:///hello
 
-Each line starts with the local time the change arrived and the delay
+Each line starts with the local time the change arrived and the time
 since the previous line; + is an added instance, - a removed one, ~ a
-changed one. Ctrl-C ends the watch (exit status 0).`, cmdWatch},
+changed one. An added or changed instance also shows how long after its
+registration it arrived (its registrant's clock: skew between machines
+shows). Ctrl-C ends the watch (exit status 0).`, cmdWatch},
 		{"register", "-addr host:port [flags] <registry-url>/<service>", "register an instance until interrupted, then deregister it", `
   wayfinder register -addr 127.0.0.1:50051 consul://127.0.0.1:8500/hello
   wayfinder register -addr 10.0.0.7:50051 -id hello-7 -zone eu-1a -weight 5 -tags canary -meta owner=team-a etcd://127.0.0.1:2379/hello

@@ -157,7 +157,10 @@ func TestWatchShowsChanges(t *testing.T) {
 	waitFor(t, "the addition", func() bool { return strings.Contains(out.String(), "+ w1 127.0.0.1:7010") })
 	inst.Weight = 4
 	r.Register(t.Context(), inst)
-	waitFor(t, "the change", func() bool { return strings.Contains(out.String(), "~ w1 127.0.0.1:7010 weight=4") })
+	waitFor(t, "the change", func() bool { return strings.Contains(out.String(), "~ w1 127.0.0.1:7010 weight=4 (") })
+	if !strings.Contains(out.String(), "after its registration)") {
+		t.Errorf("watch shows no propagation delay:\n%s", out.String())
+	}
 	r.Deregister(t.Context(), inst)
 	waitFor(t, "the removal", func() bool { return strings.Contains(out.String(), "- w1") })
 	memory.Named("cli-watch").SetOutage(context.DeadlineExceeded)
@@ -397,6 +400,9 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 		o := watch.out.String()
 		return strings.Contains(o, "+ x 127.0.0.1:") && strings.Contains(o, "+ y 127.0.0.1:") && watchLine.MatchString(o)
 	})
+	if !regexp.MustCompile(`\+ x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary \(\S+ after its registration\)`).MatchString(watch.out.String()) {
+		t.Errorf("watch shows no propagation delay of x:\n%s", watch.out.String())
+	}
 	if o := regX.out.String(); !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} registered x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary\n$`).MatchString(o) {
 		t.Errorf("register printed %q", o)
 	}
@@ -416,7 +422,7 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	out, _, code = c.run("instances", svc, "-o", "json") // flags may follow the target
 	var got []jsonInstance
 	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 || got[0].ID != "x" || got[0].Weight != 5 ||
-		got[0].Metadata["owner"] != "team" || got[1].Weight != registry.DefaultWeight {
+		got[0].Metadata["owner"] != "team" || got[1].Weight != registry.DefaultWeight || got[0].Registered.IsZero() {
 		t.Errorf("instances -o json = %d %q (%v)", code, out, err)
 	}
 
