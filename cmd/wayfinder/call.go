@@ -80,7 +80,7 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	}
 	req := dynamicpb.NewMessage(md.Input())
 	if err := protojson.Unmarshal([]byte(*data), req); err != nil {
-		return fmt.Errorf("-d: not a %s: %w", md.Input().FullName(), err)
+		return usageError(fmt.Sprintf("-d: not a %s: %v", md.Input().FullName(), err))
 	}
 	fullMethod := fmt.Sprintf("/%s/%s", md.Parent().FullName(), md.Name())
 	for range *n {
@@ -149,6 +149,9 @@ func findMethod(ctx context.Context, cc grpc.ClientConnInterface, name string, f
 		if status.Code(err) != codes.Unimplemented {
 			hint = "hint: no instance answered the reflection request within -timeout"
 		}
+		if forceReflection {
+			return nil, hintError{fmt.Errorf("-reflect: server reflection failed: %w", err), hint}
+		}
 		hint += ";\n      services compiled into wayfinder: " + strings.Join(services(protoregistry.GlobalFiles), ", ")
 		return nil, hintError{fmt.Errorf("method %q is not compiled in, and server reflection failed: %w", name, err), hint}
 	}
@@ -159,11 +162,15 @@ func findMethod(ctx context.Context, cc grpc.ClientConnInterface, name string, f
 	return md, nil
 }
 
-// services lists the services in files, leaving out reflection.
+// services lists the services in files, leaving out reflection and the
+// etcd server's API, which the etcd client links in.
 func services(files *protoregistry.Files) []string {
 	var out []string
 	for _, m := range methods(files) {
 		s, _, _ := strings.Cut(m, "/")
+		if strings.HasPrefix(s, "etcdserverpb.") {
+			continue
+		}
 		if len(out) == 0 || out[len(out)-1] != s {
 			out = append(out, s)
 		}

@@ -78,6 +78,8 @@ func explain(u *url.URL, err error) error {
 	switch {
 	case err == nil || errors.As(err, &h):
 		return err
+	case errors.Is(err, registry.ErrInvalidURL) && strings.Contains(err.Error(), "parameter"):
+		return err // it lists the known parameters
 	case errors.Is(err, registry.ErrInvalidURL), errors.Is(err, registry.ErrUnknownScheme):
 		return hintError{err, "hint: a registry URL is mem://, consul://host:8500 or etcd://host:2379[,host:2379];\n" +
 			"      a service target adds the service as the path: consul://127.0.0.1:8500/hello, mem:///hello"}

@@ -167,8 +167,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "wayfinder: unknown command %q\n", args[0])
-	usage(stderr)
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(stderr, "wayfinder: unknown command %q; commands: %s\nrun \"wayfinder -h\" for help\n", args[0], strings.Join(names, ", "))
 	return 2
 }
 

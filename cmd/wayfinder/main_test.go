@@ -193,7 +193,7 @@ func TestCall(t *testing.T) {
 	if _, errOut, code := wf(t, "call", "mem://cli-call/hello", "NoSuchMethod"); code != 1 || !strings.Contains(errOut, "NoSuchMethod") {
 		t.Fatalf("call of an unknown method = %d %q", code, errOut)
 	}
-	if _, errOut, code := wf(t, "call", "-d", "{not json", "mem://cli-call/hello", "SayHello"); code != 1 || !strings.Contains(errOut, "-d") {
+	if _, errOut, code := wf(t, "call", "-d", "{not json", "mem://cli-call/hello", "SayHello"); code != 2 || !strings.Contains(errOut, "-d") {
 		t.Fatalf("call with bad JSON = %d %q", code, errOut)
 	}
 }
@@ -211,6 +211,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"instances", "-o", "xml", "mem:///hello"}, 2, "table or json"},
 		{[]string{"instances", "mem://"}, 1, "names no service"},
 		{[]string{"instances", "mem:///hello?x=1"}, 1, "unknown parameter"},
+		{[]string{"frobnicate"}, 2, "commands: services, instances, watch, register, deregister, call, demo"},
 		{[]string{"register", "-addr", "0.0.0.0:1", "mem:///hello"}, 1, "unspecified"},
 		{[]string{"register", "-addr", "127.0.0.1:1", "-meta", "novalue", "mem:///hello"}, 2, "key=value"},
 		{[]string{"deregister", "mem:///hello"}, 2, "-id is required"},
