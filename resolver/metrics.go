@@ -115,7 +115,7 @@ func (m *cacheMetrics) held(k watchKey) {
 // differs from it there, the time since its Registered stamp. Both sets
 // are sorted by ID, as watchers return them, so one merge walk finds
 // the changes without allocating.
-func (m *cacheMetrics) propagated(prev, cur []registry.Instance, now time.Time, opt metric.RecordOption) {
+func (m *cacheMetrics) propagated(prev, cur []registry.Instance, now time.Time, opts []metric.RecordOption) {
 	if m.propagation == nil || !m.propagation.Enabled(context.Background()) {
 		return
 	}
@@ -142,7 +142,7 @@ func (m *cacheMetrics) propagated(prev, cur []registry.Instance, now time.Time, 
 		// Clocks of different hosts disagree: a stamp from the future
 		// is a propagation faster than the skew can show.
 		d := max(now.Sub(c.Registered), 0)
-		m.propagation.Record(context.Background(), d.Seconds(), opt)
+		m.propagation.Record(context.Background(), d.Seconds(), opts...)
 	}
 }
 

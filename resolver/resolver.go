@@ -128,7 +128,7 @@ type ccResolver struct {
 	logger  *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	attrs   metric.MeasurementOption // see watchAttrs
+	attrs   []metric.RecordOption // see watchAttrs
 
 	closeOnce sync.Once
 }
@@ -182,11 +182,12 @@ func (r *ccResolver) loop(ctx context.Context) {
 	}
 }
 
-// watchAttrs returns the metric attributes of r's watch, made once.
-// Only the loop goroutine calls it.
-func (r *ccResolver) watchAttrs() metric.MeasurementOption {
+// watchAttrs returns the metric attributes of r's watch, made once: a
+// slice made once, too, so that recording allocates nothing. Only the
+// loop goroutine calls it.
+func (r *ccResolver) watchAttrs() []metric.RecordOption {
 	if r.attrs == nil {
-		r.attrs = attrs(r.watch.key)
+		r.attrs = []metric.RecordOption{attrs(r.watch.key)}
 	}
 	return r.attrs
 }
