@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"encoding/xml"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,9 +102,15 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("report has no result for scenario %s", s)
 		}
 	}
-	for _, m := range []string{"pick_n10_serial_ratio", "throughput_ratio"} {
-		if got := metric(t, rep, "picker", "-", "round_robin", m); got != 1 {
-			t.Errorf("picker: round_robin's %s to itself = %v, want 1", m, got)
+	if got := metric(t, rep, "picker", "-", "round_robin", "pick_n10_serial_ratio"); got != 1 {
+		t.Errorf("picker: round_robin's pick_n10_serial_ratio to itself = %v, want 1", got)
+	}
+	// Throughput ratios are measured against round_robin in interleaved
+	// slices, so round_robin's own is a noisy figure near 1, not 1: only
+	// that it was measured is checked.
+	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma"} {
+		if got := metric(t, rep, "picker", "-", p, "throughput_ratio"); !(got > 0) || math.IsInf(got, 0) {
+			t.Errorf("picker: %s's throughput_ratio = %v, want a positive measured ratio", p, got)
 		}
 	}
 	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma"} {
