@@ -341,39 +341,36 @@ func putPercentiles(m map[string]float64, prefix string, d []time.Duration) {
 	m[prefix+"_max_ms"] = ms(percentile(d, 1))
 }
 
-// Merge adds old's results and failures for the scenarios r did not run,
-// so that re-measuring one scenario keeps the others' figures; a note
-// records which scenarios come from which run.
+// Merge adds old's results and failures for the scenarios and backends
+// r did not run, so that re-measuring one scenario (or one backend of it)
+// keeps the others' figures; a note records which come from which run.
 func (r *Report) Merge(old *Report) {
 	ran := map[string]bool{}
 	for _, res := range r.Results {
-		ran[res.Scenario] = true
+		ran[res.Scenario+"/"+res.Backend] = true
 	}
 	for _, f := range r.Failures {
-		ran[f.Scenario] = true
+		ran[f.Scenario+"/"+f.Backend] = true
 	}
 	var kept []string
 	for _, res := range old.Results {
-		if !ran[res.Scenario] {
+		if k := res.Scenario + "/" + res.Backend; !ran[k] {
 			r.Results = append(r.Results, res)
-			if !slices.Contains(kept, res.Scenario) {
-				kept = append(kept, res.Scenario)
+			if !slices.Contains(kept, k) {
+				kept = append(kept, k)
 			}
 		}
 	}
 	for _, f := range old.Failures {
-		if !ran[f.Scenario] {
+		if !ran[f.Scenario+"/"+f.Backend] {
 			r.Failures = append(r.Failures, f)
 		}
 	}
 	if len(kept) == 0 {
 		return
 	}
-	var rerun []string
-	for s := range ran {
-		rerun = append(rerun, s)
-	}
-	slices.Sort(rerun)
+	rerun := slices.Sorted(maps.Keys(ran))
+	slices.Sort(kept)
 	r.Notes = append(r.Notes, fmt.Sprintf("Scenarios %s were measured on %s; %s come from the run of %s (%.0f s).",
 		strings.Join(rerun, ", "), r.Started.UTC().Format(time.DateOnly), strings.Join(kept, ", "), old.Started.UTC().Format(time.DateOnly), old.Seconds))
 	for _, n := range old.Notes {

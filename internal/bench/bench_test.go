@@ -274,6 +274,7 @@ func TestMerge(t *testing.T) {
 		Results: []Result{
 			{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 1}},
 			{Scenario: "idle", Backend: "consul", Variant: "watch", Metrics: map[string]float64{"y": 2}},
+			{Scenario: "picker", Backend: "other", Variant: "round_robin", Metrics: map[string]float64{"x": 5}},
 		},
 		Failures: []Failure{{Scenario: "outage", Backend: "etcd", Error: "old"}},
 		Notes:    []string{"hand-written note"},
@@ -287,10 +288,13 @@ func TestMerge(t *testing.T) {
 	if _, ok := rep.Find("idle", "consul", "watch"); !ok {
 		t.Error("idle result from the old report was dropped")
 	}
-	if len(rep.Results) != 2 || len(rep.Failures) != 1 {
-		t.Errorf("merged %d results and %d failures, want 2 and 1", len(rep.Results), len(rep.Failures))
+	if res, ok := rep.Find("picker", "other", "round_robin"); !ok || res.Metrics["x"] != 5 {
+		t.Error("picker result for a backend the new run did not measure was dropped")
 	}
-	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker") || !strings.Contains(rep.Notes[0], "2026-11-01") || rep.Notes[1] != "hand-written note" {
+	if len(rep.Results) != 3 || len(rep.Failures) != 1 {
+		t.Errorf("merged %d results and %d failures, want 3 and 1", len(rep.Results), len(rep.Failures))
+	}
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker/-") || !strings.Contains(rep.Notes[0], "2026-11-01") || rep.Notes[1] != "hand-written note" {
 		t.Errorf("notes = %q, want the provenance note then the old hand-written one", rep.Notes)
 	}
 }
