@@ -369,6 +369,32 @@ func (r *Report) Merge(old *Report) {
 	if len(kept) == 0 {
 		return
 	}
+	// The report renders the configured backends and scenarios: those of
+	// both runs.
+	backends := slices.Clone(old.Config.Backends)
+	for _, b := range r.Config.Backends {
+		if !slices.Contains(backends, b) {
+			backends = append(backends, b)
+		}
+	}
+	r.Config.Backends = backends
+	for b, v := range old.Machine.Backends {
+		if _, ok := r.Machine.Backends[b]; !ok {
+			if r.Machine.Backends == nil {
+				r.Machine.Backends = map[string]string{}
+			}
+			r.Machine.Backends[b] = v
+		}
+	}
+	if len(old.Config.Scenarios) == 0 || len(r.Config.Scenarios) == 0 {
+		r.Config.Scenarios = nil // all
+	} else {
+		for _, s := range old.Config.Scenarios {
+			if !slices.Contains(r.Config.Scenarios, s) {
+				r.Config.Scenarios = append(r.Config.Scenarios, s)
+			}
+		}
+	}
 	rerun := slices.Sorted(maps.Keys(ran))
 	slices.Sort(kept)
 	r.Notes = append(r.Notes, fmt.Sprintf("Scenarios %s were measured on %s; %s come from the run of %s (%.0f s).",

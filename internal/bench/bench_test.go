@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,6 +272,8 @@ func TestTBFatal(t *testing.T) {
 
 func TestMerge(t *testing.T) {
 	old := &Report{Started: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Seconds: 1700,
+		Config:  Config{Backends: []string{"memory", "consul", "etcd"}},
+		Machine: Machine{Backends: map[string]string{"consul": "Consul v1"}},
 		Results: []Result{
 			{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 1}},
 			{Scenario: "idle", Backend: "consul", Variant: "watch", Metrics: map[string]float64{"y": 2}},
@@ -280,8 +283,15 @@ func TestMerge(t *testing.T) {
 		Notes:    []string{"hand-written note"},
 	}
 	rep := &Report{Started: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC),
+		Config:  Config{Backends: []string{"memory"}, Scenarios: []string{"picker"}},
 		Results: []Result{{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 3}}}}
 	rep.Merge(old)
+	if !slices.Equal(rep.Config.Backends, []string{"memory", "consul", "etcd"}) || rep.Config.Scenarios != nil {
+		t.Errorf("merged config: backends %v, scenarios %v; want both runs' backends and all scenarios", rep.Config.Backends, rep.Config.Scenarios)
+	}
+	if got := rep.Machine.Backends["consul"]; got != "Consul v1" {
+		t.Errorf("merged machine: consul version %q, want the old run's", got)
+	}
 	if res, _ := rep.Find("picker", "-", "round_robin"); res.Metrics["x"] != 3 {
 		t.Errorf("picker result = %v, want the new run's (x=3)", res.Metrics)
 	}

@@ -242,6 +242,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		p, _ := r.get("slow_backend", "memory", "round_robin", "success_pct")
 		w("| success, 1 of %d backends stalled | memory | %.3f %% (P2C-EWMA) | %.3f %% (round_robin) | | ≥ 99.9 %% | %s |\n", r.Config.TailBackends, x, p, check(x >= 99.9))
 	}
+	r.pickerSummary(w)
 	w("\n")
 
 	w("## 1. Propagation latency\n\n")
@@ -403,3 +404,52 @@ func firstLine(s string) string {
 }
 
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// pickerSummary adds the picker targets to the summary: the worst ratio
+// among the measured sizes, so a target met is met at every size.
+func (r *Report) pickerSummary(w func(string, ...any)) {
+	worst := func(policy, mode string) (float64, string, bool) {
+		var hi float64
+		var at string
+		found := false
+		for _, n := range []string{"3", "10", "100", "1000", "10000"} {
+			if v, ok := r.get("picker", "-", policy, "pick_n"+n+"_"+mode+"_ratio"); ok {
+				if !found || v > hi {
+					hi, at = v, n
+				}
+				found = true
+			}
+		}
+		return hi, at, found
+	}
+	for _, t := range []struct {
+		label, policy, mode string
+		target              float64
+	}{
+		{"weighted round robin pick", "wayfinder_weighted_round_robin", "serial", 1.5},
+		{"weighted round robin pick", "wayfinder_weighted_round_robin", "parallel", 1.5},
+		{"P2C pick+done", "wayfinder_p2c_ewma", "serial", 2},
+		{"P2C pick+done", "wayfinder_p2c_ewma", "parallel", 2},
+	} {
+		if v, n, ok := worst(t.policy, t.mode); ok {
+			w("| %s, %s (worst size: %s endpoints) | - | %s× | round_robin | | ≤ %s× | %s |\n", t.label, t.mode, n, fmtNum(v), fmtNum(t.target), check(v <= t.target))
+		}
+	}
+	if v, ok := r.get("picker", "-", "wayfinder_consistent_hash", "pick_n1000_serial_ns"); ok {
+		w("| consistent hash pick, 1000 endpoints | - | %s ns | | | ≤ 150 ns | %s |\n", fmtNum(v), check(v <= 150))
+	}
+	var lo float64
+	var minP string
+	for _, res := range r.Results {
+		if res.Scenario != "picker" || res.Variant == "round_robin" {
+			continue
+		}
+		if v, ok := res.Metrics["throughput_ratio"]; ok && (minP == "" || v < lo) {
+			lo, minP = v, res.Variant
+		}
+	}
+	if minP != "" {
+		self, _ := r.get("picker", "-", "round_robin", "throughput_ratio")
+		w("| RPC throughput, lowest policy (%s) | - | %s× | round_robin (against itself: %s×) | | ≥ 0.97× | %s |\n", minP, fmtNum(lo), fmtNum(self), check(lo >= 0.97))
+	}
+}
