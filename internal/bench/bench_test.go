@@ -200,7 +200,7 @@ BenchmarkThroughput/round_robin-2               	  10000	    100000 ns/op
 BenchmarkThroughput/wayfinder_p2c_ewma-2        	  10000	     80000 ns/op
 PASS
 `)
-	ss, err := pickerSamples(parseBench(out), parsePaired(out))
+	ss, err := pickerSamples(parseBench(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,14 +212,16 @@ PASS
 		t.Errorf("p2c metrics = %v, want pick ratio 2.5, throughput ratio 1.25, 12500 calls/s", p)
 	}
 	paired := []byte("BenchmarkThroughput/wayfinder_p2c_ewma-2 \t 10000\t 80000 ns/op\t 0.9700 x_round_robin\n")
-	if got := parsePaired(paired)["Throughput/wayfinder_p2c_ewma"]; got != 0.97 {
-		t.Errorf("parsePaired = %v, want 0.97", got)
+	ns, pr := parseBench(paired)
+	if ns["Throughput/wayfinder_p2c_ewma"] != 80000 || pr["Throughput/wayfinder_p2c_ewma"] != 0.97 {
+		t.Errorf("parseBench = %v, %v; want 80000 ns/op and 0.97 x_round_robin", ns, pr)
 	}
-	ss, _ = pickerSamples(parseBench(out), parsePaired(paired))
+	ns, _ = parseBench(out)
+	ss, _ = pickerSamples(ns, pr)
 	if got := ss[1].Metrics["throughput_ratio"]; got != 0.97 {
 		t.Errorf("throughput_ratio with a paired figure = %v, want it (0.97), not the ratio of ns/op", got)
 	}
-	if _, err := pickerSamples(parseBench([]byte("PASS\n")), nil); err == nil {
+	if _, err := pickerSamples(parseBench([]byte("PASS\n"))); err == nil {
 		t.Errorf("pickerSamples(no benchmarks) = nil error, want one")
 	}
 }

@@ -50,47 +50,41 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 		}
 		out = append(out, o...)
 	}
-	return pickerSamples(parseBench(out), parsePaired(out))
+	return pickerSamples(parseBench(out))
 }
 
-// benchLine matches "BenchmarkX/a/b-2   123   45.6 ns/op ...".
-var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([0-9.]+) ns/op`)
+// benchLine matches "BenchmarkX/a/b-2   123   45.6 ns/op ...": the name
+// without the prefix and GOMAXPROCS suffix, then the figures.
+var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
 
-// parseBench returns ns/op by benchmark name, without the "Benchmark"
-// prefix and the GOMAXPROCS suffix.
-func parseBench(out []byte) map[string]float64 {
-	res := map[string]float64{}
+// parseBench returns, by benchmark name without the "Benchmark" prefix
+// and the GOMAXPROCS suffix, ns/op and the x_round_robin ratio that
+// BenchmarkThroughput reports, measured in slices interleaved with
+// round_robin.
+func parseBench(out []byte) (ns, paired map[string]float64) {
+	ns, paired = map[string]float64{}, map[string]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		m := benchLine.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		if v, err := strconv.ParseFloat(m[2], 64); err == nil {
-			res[m[1]] = v
+		// The figures come in "value unit" pairs.
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/op":
+				ns[m[1]] = v
+			case "x_round_robin":
+				paired[m[1]] = v
+			}
 		}
 	}
-	return res
-}
-
-// pairedLine matches the ratio BenchmarkThroughput reports against
-// round_robin measured in interleaved slices.
-var pairedLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s.*\s([0-9.]+) x_round_robin`)
-
-// parsePaired returns the x_round_robin ratios by benchmark name.
-func parsePaired(out []byte) map[string]float64 {
-	res := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		m := pairedLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		if v, err := strconv.ParseFloat(m[2], 64); err == nil {
-			res[m[1]] = v
-		}
-	}
-	return res
+	return ns, paired
 }
 
 // pickerSamples turns benchcmp's figures into one sample per policy:

@@ -2,101 +2,20 @@ package consul_test
 
 import (
 	"context"
-	"errors"
-	"math"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	gresolver "google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
-
-// setsCC is a gRPC ClientConn that records the instance sets a resolver
-// pushes, and how many pushes came before the last error.
-type setsCC struct {
-	mu       sync.Mutex
-	sets     [][]registry.Instance
-	errs     int
-	errAfter int // len(sets) when the last error came
-}
-
-func (c *setsCC) UpdateState(s gresolver.State) error {
-	set := make([]registry.Instance, 0, len(s.Endpoints))
-	for _, ep := range s.Endpoints {
-		inst, _ := resolver.InstanceFromEndpoint(ep)
-		set = append(set, inst)
-	}
-	c.mu.Lock()
-	c.sets = append(c.sets, set)
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *setsCC) ReportError(error) {
-	c.mu.Lock()
-	c.errs++
-	c.errAfter = len(c.sets)
-	c.mu.Unlock()
-}
-
-func (c *setsCC) NewAddress([]gresolver.Address) {}
-func (c *setsCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
-	return &serviceconfig.ParseResult{Err: errors.New("no service config")}
-}
-
-func (c *setsCC) snapshot() (sets [][]registry.Instance, errs, errAfter int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
-}
-
-// waitFor polls cond every 20 ms, failing t after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// propagationStats sums the propagation histogram's data points.
-func propagationStats(t *testing.T, r *sdkmetric.ManualReader) (count uint64, lo, hi float64) {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == resolver.MetricPropagation {
-				for _, dp := range h.DataPoints {
-					count += dp.Count
-					if v, ok := dp.Min.Value(); ok {
-						lo = min(lo, v)
-					}
-					if v, ok := dp.Max.Value(); ok {
-						hi = max(hi, v)
-					}
-				}
-			}
-		}
-	}
-	return count, lo, hi
-}
 
 // TestPropagationMetric: a Register on Consul reaches a ClientConn and
 // is observed once, with a plausible latency. Then the dev agent is
@@ -125,7 +44,7 @@ func TestPropagationMetric(t *testing.T) {
 	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLinger(0),
 		resolver.WithMassRemovalGuard(0, 1, time.Minute))
 	defer cache.Close()
-	cc := &setsCC{}
+	cc := &cctest.SetsCC{}
 	rs, err := resolver.NewBuilder(client, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL(t, "wayfinder:///"+svc)}, cc, gresolver.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -133,25 +52,25 @@ func TestPropagationMetric(t *testing.T) {
 	defer rs.Close()
 	lastIs := func(want ...string) func() bool {
 		return func() bool {
-			sets, _, _ := cc.snapshot()
+			sets, _, _ := cc.Snapshot()
 			return len(sets) > 0 && sameIDs(sets[len(sets)-1], want...)
 		}
 	}
-	waitFor(t, 10*time.Second, "pushed a and b", lastIs(a.ID, b.ID))
-	if n, _, _ := propagationStats(t, reader); n != 0 {
+	cctest.WaitFor(t, 10*time.Second, "pushed a and b", lastIs(a.ID, b.ID))
+	if n, _, _ := cctest.PropagationStats(t, reader); n != 0 {
 		t.Fatalf("propagation count after the first set = %d, want 0", n)
 	}
 
 	start := time.Now()
 	register(c)
-	waitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a.ID, b.ID, c.ID))
-	n, lo, hi := propagationStats(t, reader)
+	cctest.WaitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a.ID, b.ID, c.ID))
+	n, lo, hi := cctest.PropagationStats(t, reader)
 	if n != 1 || lo < 0 || hi > time.Since(start).Seconds() || hi > 30 {
 		t.Fatalf("propagation after registering c = %d observations in [%v, %v] s; want 1 within 0..%v", n, lo, hi, time.Since(start).Seconds())
 	}
 	t.Logf("consul: registration to ClientConn in %.1f ms", hi*1000)
 	stamps := lookupUntil(t, client, svc, 5*time.Second, "a, b and c", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID, c.ID) })
-	sets, _, _ := cc.snapshot()
+	sets, _, _ := cc.Snapshot()
 	pushedBefore, want := len(sets), sets[len(sets)-1]
 
 	agent.Kill()
@@ -168,19 +87,19 @@ func TestPropagationMetric(t *testing.T) {
 			t.Errorf("%s: Registered = %v after re-registration, want the original %v", again[i].ID, again[i].Registered, stamps[i].Registered)
 		}
 	}
-	waitFor(t, 20*time.Second, "fresh again, holding nothing, and pushed after the last error", func() bool {
+	cctest.WaitFor(t, 20*time.Second, "fresh again, holding nothing, and pushed after the last error", func() bool {
 		ws := cache.Watches()
-		sets, errs, errAfter := cc.snapshot()
+		sets, errs, errAfter := cc.Snapshot()
 		return len(ws) == 1 && ws[0].Fresh && !ws[0].Holding && sameIDs(ws[0].Instances, a.ID, b.ID, c.ID) &&
 			errs > 0 && len(sets) > errAfter
 	})
-	sets, _, _ = cc.snapshot()
+	sets, _, _ = cc.Snapshot()
 	for i, set := range sets[pushedBefore:] {
 		if !registry.EqualSets(set, want) {
 			t.Errorf("push %d after the restart = %v, want the unchanged %v", i, ids(set), ids(want))
 		}
 	}
-	if n2, _, hi2 := propagationStats(t, reader); n2 != n {
+	if n2, _, hi2 := cctest.PropagationStats(t, reader); n2 != n {
 		t.Errorf("propagation count after the restart = %d (max %v s), want still %d", n2, hi2, n)
 	}
 }

@@ -2,100 +2,19 @@ package etcd_test
 
 import (
 	"context"
-	"errors"
-	"math"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	gresolver "google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
-
-// setsCC is a gRPC ClientConn that records the instance sets a resolver
-// pushes, and how many pushes came before the last error.
-type setsCC struct {
-	mu       sync.Mutex
-	sets     [][]registry.Instance
-	errs     int
-	errAfter int // len(sets) when the last error came
-}
-
-func (c *setsCC) UpdateState(s gresolver.State) error {
-	set := make([]registry.Instance, 0, len(s.Endpoints))
-	for _, ep := range s.Endpoints {
-		inst, _ := resolver.InstanceFromEndpoint(ep)
-		set = append(set, inst)
-	}
-	c.mu.Lock()
-	c.sets = append(c.sets, set)
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *setsCC) ReportError(error) {
-	c.mu.Lock()
-	c.errs++
-	c.errAfter = len(c.sets)
-	c.mu.Unlock()
-}
-
-func (c *setsCC) NewAddress([]gresolver.Address) {}
-func (c *setsCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
-	return &serviceconfig.ParseResult{Err: errors.New("no service config")}
-}
-
-func (c *setsCC) snapshot() (sets [][]registry.Instance, errs, errAfter int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
-}
-
-// waitFor polls cond every 20 ms, failing t after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// propagationStats sums the propagation histogram's data points.
-func propagationStats(t *testing.T, r *sdkmetric.ManualReader) (count uint64, lo, hi float64) {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == resolver.MetricPropagation {
-				for _, dp := range h.DataPoints {
-					count += dp.Count
-					if v, ok := dp.Min.Value(); ok {
-						lo = min(lo, v)
-					}
-					if v, ok := dp.Max.Value(); ok {
-						hi = max(hi, v)
-					}
-				}
-			}
-		}
-	}
-	return count, lo, hi
-}
 
 // TestPropagationMetric: a Register on etcd reaches a ClientConn and is
 // observed once, with a plausible latency. Then the registrant's lease
@@ -126,7 +45,7 @@ func TestPropagationMetric(t *testing.T) {
 	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLinger(0),
 		resolver.WithMassRemovalGuard(0, 1, time.Minute))
 	defer cache.Close()
-	cc := &setsCC{}
+	cc := &cctest.SetsCC{}
 	rs, err := resolver.NewBuilder(client, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL(t, "wayfinder:///"+svc)}, cc, gresolver.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -134,19 +53,19 @@ func TestPropagationMetric(t *testing.T) {
 	defer rs.Close()
 	lastIs := func(want ...registry.Instance) func() bool {
 		return func() bool {
-			sets, _, _ := cc.snapshot()
+			sets, _, _ := cc.Snapshot()
 			return len(sets) > 0 && sameIDs(sets[len(sets)-1], want...)
 		}
 	}
-	waitFor(t, 10*time.Second, "pushed a and b", lastIs(a, b))
-	if n, _, _ := propagationStats(t, reader); n != 0 {
+	cctest.WaitFor(t, 10*time.Second, "pushed a and b", lastIs(a, b))
+	if n, _, _ := cctest.PropagationStats(t, reader); n != 0 {
 		t.Fatalf("propagation count after the first set = %d, want 0", n)
 	}
 
 	start := time.Now()
 	register(c)
-	waitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
-	n, lo, hi := propagationStats(t, reader)
+	cctest.WaitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
+	n, lo, hi := cctest.PropagationStats(t, reader)
 	if n != 1 || lo < 0 || hi > time.Since(start).Seconds() || hi > 30 {
 		t.Fatalf("propagation after registering c = %d observations in [%v, %v] s; want 1 within 0..%v", n, lo, hi, time.Since(start).Seconds())
 	}
@@ -155,7 +74,7 @@ func TestPropagationMetric(t *testing.T) {
 	if err != nil || !sameIDs(stamps, a, b, c) {
 		t.Fatalf("Lookup = %v, %v", ids(stamps), err)
 	}
-	sets, _, _ := cc.snapshot()
+	sets, _, _ := cc.Snapshot()
 	pushedBefore, want := len(sets), sets[len(sets)-1]
 
 	old := server.State()
@@ -165,7 +84,7 @@ func TestPropagationMetric(t *testing.T) {
 	waitState(t, server, 15*time.Second, "a new lease", func(s etcd.State) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
-	waitFor(t, 20*time.Second, "held the removal, then got everything back", func() bool {
+	cctest.WaitFor(t, 20*time.Second, "held the removal, then got everything back", func() bool {
 		ws := cache.Watches()
 		return len(ws) == 1 && ws[0].Held >= 1 && ws[0].Fresh && !ws[0].Holding && sameIDs(ws[0].Instances, a, b, c)
 	})
@@ -179,13 +98,13 @@ func TestPropagationMetric(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // let the resolver act on the last wake-up, if it would
-	sets, _, _ = cc.snapshot()
+	sets, _, _ = cc.Snapshot()
 	for i, set := range sets[pushedBefore:] {
 		if !registry.EqualSets(set, want) {
 			t.Errorf("push %d after the revoke = %v, want the unchanged %v", i, ids(set), ids(want))
 		}
 	}
-	if n2, _, hi2 := propagationStats(t, reader); n2 != n {
+	if n2, _, hi2 := cctest.PropagationStats(t, reader); n2 != n {
 		t.Errorf("propagation count after the re-put = %d (max %v s), want still %d", n2, hi2, n)
 	}
 }

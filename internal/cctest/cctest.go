@@ -1,0 +1,106 @@
+// Package cctest has test helpers for code that feeds gRPC: a resolver
+// ClientConn that records what a resolver pushes, and readers of the
+// resolver's metrics. The backends' tests share them.
+package cctest
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
+)
+
+// SetsCC is a gRPC resolver.ClientConn that records the instance sets a
+// resolver pushes, and how many pushes came before the last error.
+type SetsCC struct {
+	mu       sync.Mutex
+	sets     [][]registry.Instance
+	errs     int
+	errAfter int // len(sets) when the last error came
+}
+
+// UpdateState implements resolver.ClientConn.
+func (c *SetsCC) UpdateState(s gresolver.State) error {
+	set := make([]registry.Instance, 0, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		inst, _ := resolver.InstanceFromEndpoint(ep)
+		set = append(set, inst)
+	}
+	c.mu.Lock()
+	c.sets = append(c.sets, set)
+	c.mu.Unlock()
+	return nil
+}
+
+// ReportError implements resolver.ClientConn.
+func (c *SetsCC) ReportError(error) {
+	c.mu.Lock()
+	c.errs++
+	c.errAfter = len(c.sets)
+	c.mu.Unlock()
+}
+
+// NewAddress implements resolver.ClientConn.
+func (c *SetsCC) NewAddress([]gresolver.Address) {}
+
+// ParseServiceConfig implements resolver.ClientConn.
+func (c *SetsCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
+	return &serviceconfig.ParseResult{Err: errors.New("no service config")}
+}
+
+// Snapshot returns the sets pushed so far, the errors reported, and how
+// many sets had been pushed when the last error came.
+func (c *SetsCC) Snapshot() (sets [][]registry.Instance, errs, errAfter int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
+}
+
+// WaitFor polls cond every 20 ms, failing t after d.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never %s within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// PropagationStats sums the data points of the resolver's propagation
+// histogram: their count, and the smallest and largest value seen.
+func PropagationStats(t testing.TB, r *sdkmetric.ManualReader) (count uint64, lo, hi float64) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == resolver.MetricPropagation {
+				for _, dp := range h.DataPoints {
+					count += dp.Count
+					if v, ok := dp.Min.Value(); ok {
+						lo = min(lo, v)
+					}
+					if v, ok := dp.Max.Value(); ok {
+						hi = max(hi, v)
+					}
+				}
+			}
+		}
+	}
+	return count, lo, hi
+}
