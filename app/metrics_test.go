@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"google.golang.org/grpc"
@@ -16,32 +15,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 )
-
-// sums returns each metric's total over its data points.
-func sums(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("Collect() = %v", err)
-	}
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					out[m.Name] += p.Value
-				}
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					out[m.Name] += p.Value
-				}
-			}
-		}
-	}
-	return out
-}
 
 // TestMetricsModule: with a MeterProvider in the app, MetricsModule and
 // Clients record load-balancer and discovery metrics through it, picks
@@ -76,7 +51,7 @@ func TestMetricsModule(t *testing.T) {
 			t.Fatalf("SayHello = %v", err)
 		}
 	}
-	got := sums(t, reader)
+	got := cctest.MetricSums(t, reader)
 	if got[lbmetrics.MetricPicks] != calls || got[lbmetrics.MetricEndpoints] != 1 || got["wayfinder.discovery.instances"] != 1 {
 		t.Fatalf("metrics = %v; want %d picks, 1 endpoint and 1 discovered instance", got, calls)
 	}
@@ -84,7 +59,7 @@ func TestMetricsModule(t *testing.T) {
 	if inspect.CountingPicks() {
 		t.Error("pick counting still on after the app stopped")
 	}
-	if got := sums(t, reader); got[lbmetrics.MetricPicks] != 0 || got[lbmetrics.MetricEndpoints] != 0 {
+	if got := cctest.MetricSums(t, reader); got[lbmetrics.MetricPicks] != 0 || got[lbmetrics.MetricEndpoints] != 0 {
 		t.Errorf("metrics after stop = %v; want no load-balancer metrics", got)
 	}
 }

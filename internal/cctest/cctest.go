@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -103,4 +104,53 @@ func PropagationStats(t testing.TB, r *sdkmetric.ManualReader) (count uint64, lo
 		}
 	}
 	return count, lo, hi
+}
+
+// MetricSums returns each int64 gauge's and sum's total over its data
+// points.
+func MetricSums(t testing.TB, r *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("Collect() = %v", err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += p.Value
+				}
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += p.Value
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Resolve builds a Wayfinder resolver for service over disc, on a cache
+// of its own with the given options, recording metrics in a manual
+// reader, and pushing to a SetsCC; all are closed at cleanup.
+func Resolve(t testing.TB, disc registry.Discovery, service string, opts ...resolver.CacheOption) (*SetsCC, *sdkmetric.ManualReader, *resolver.Cache) {
+	t.Helper()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	cache := resolver.NewCache(append([]resolver.CacheOption{resolver.WithMeterProvider(mp), resolver.WithLinger(0)}, opts...)...)
+	t.Cleanup(func() { cache.Close() })
+	u, err := url.Parse("wayfinder:///" + service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &SetsCC{}
+	rs, err := resolver.NewBuilder(disc, resolver.WithCache(cache)).Build(gresolver.Target{URL: *u}, cc, gresolver.BuildOptions{})
+	if err != nil {
+		t.Fatalf("Build(%s) = %v", u, err)
+	}
+	t.Cleanup(rs.Close)
+	return cc, reader, cache
 }

@@ -6,37 +6,13 @@ import (
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
-
-func collectInts(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					got[m.Name] += p.Value
-				}
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					got[m.Name] += p.Value
-				}
-			}
-		}
-	}
-	return got
-}
 
 func TestMetrics(t *testing.T) {
 	agent := testenv.StartConsul(t)
@@ -52,7 +28,7 @@ func TestMetrics(t *testing.T) {
 	w := mustWatch(t, r, svc)
 	defer w.Close()
 	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return sameIDs(in, a.ID) })
-	got := collectInts(t, reader)
+	got := cctest.MetricSums(t, reader)
 	if got["wayfinder.registration.instances"] != 1 || got["wayfinder.registration.registered"] != 1 ||
 		got["wayfinder.registration.healthy"] != 1 || got["wayfinder.discovery.queries"] < 1 {
 		t.Fatalf("metrics = %v", got)

@@ -1,13 +1,8 @@
 package consul_test
 
 import (
-	"context"
-	"net/url"
 	"testing"
 	"time"
-
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	gresolver "google.golang.org/grpc/resolver"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
@@ -38,18 +33,7 @@ func TestPropagationMetric(t *testing.T) {
 	register(a)
 	register(b)
 
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
-	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLinger(0),
-		resolver.WithMassRemovalGuard(0, 1, time.Minute))
-	defer cache.Close()
-	cc := &cctest.SetsCC{}
-	rs, err := resolver.NewBuilder(client, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL(t, "wayfinder:///"+svc)}, cc, gresolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
+	cc, reader, cache := cctest.Resolve(t, client, svc, resolver.WithMassRemovalGuard(0, 1, time.Minute))
 	lastIs := func(want ...string) func() bool {
 		return func() bool {
 			sets, _, _ := cc.Snapshot()
@@ -102,13 +86,4 @@ func TestPropagationMetric(t *testing.T) {
 	if n2, _, hi2 := cctest.PropagationStats(t, reader); n2 != n {
 		t.Errorf("propagation count after the restart = %d (max %v s), want still %d", n2, hi2, n)
 	}
-}
-
-func mustURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }

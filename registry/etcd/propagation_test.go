@@ -1,13 +1,8 @@
 package etcd_test
 
 import (
-	"context"
-	"net/url"
 	"testing"
 	"time"
-
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	gresolver "google.golang.org/grpc/resolver"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
@@ -39,18 +34,7 @@ func TestPropagationMetric(t *testing.T) {
 	register(a)
 	register(b)
 
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
-	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLinger(0),
-		resolver.WithMassRemovalGuard(0, 1, time.Minute))
-	defer cache.Close()
-	cc := &cctest.SetsCC{}
-	rs, err := resolver.NewBuilder(client, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL(t, "wayfinder:///"+svc)}, cc, gresolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
+	cc, reader, cache := cctest.Resolve(t, client, svc, resolver.WithMassRemovalGuard(0, 1, time.Minute))
 	lastIs := func(want ...registry.Instance) func() bool {
 		return func() bool {
 			sets, _, _ := cc.Snapshot()
@@ -138,13 +122,4 @@ func TestUnstampedValuesDecode(t *testing.T) {
 			t.Errorf("%s: Registered = %v, want %v", in.ID, in.Registered, want[in.ID])
 		}
 	}
-}
-
-func mustURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
 }
