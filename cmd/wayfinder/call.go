@@ -55,18 +55,11 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	// The registry is opened here too: to fail at once, with advice, when
 	// it is unreachable or the service has no instances, rather than
 	// after -timeout; and to map peer addresses back to instances.
-	reg, svc, u, err := openTarget(ctx, pos[0])
+	reg, svc, _, err := lookupTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	insts, err := reg.Lookup(ctx, svc)
-	if err != nil {
-		return explain(u, err)
-	}
-	if len(insts) == 0 {
-		return noInstances(ctx, reg, u, svc)
-	}
 	cc, err := resolver.NewClient(pos[0], grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, *policy)))
 	if err != nil {

@@ -58,6 +58,28 @@ func parse(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
 
 // openTarget opens the registry of a "<registry-url>/<service>" target.
 // It returns the registry's URL too, for explain.
+// lookupTarget opens raw's registry and looks its service up, failing
+// with advice when the registry is unreachable or the service has no
+// instances. The caller closes the registry.
+func lookupTarget(ctx context.Context, raw string) (registry.Registry, string, []registry.Instance, error) {
+	reg, svc, u, err := openTarget(ctx, raw)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	insts, err := reg.Lookup(ctx, svc)
+	switch {
+	case err != nil:
+		err = explain(u, err)
+	case len(insts) == 0:
+		err = noInstances(ctx, reg, u, svc)
+	}
+	if err != nil {
+		reg.Close()
+		return nil, "", nil, err
+	}
+	return reg, svc, insts, nil
+}
+
 func openTarget(ctx context.Context, raw string) (registry.Registry, string, *url.URL, error) {
 	t, err := registry.ParseTarget(raw)
 	if err != nil {
@@ -232,18 +254,11 @@ func cmdInstances(ctx context.Context, args []string, out io.Writer) error {
 	if *format != "table" && *format != "json" {
 		return usageError(fmt.Sprintf("-o %q: want table or json", *format))
 	}
-	reg, svc, u, err := openTarget(ctx, pos[0])
+	reg, _, insts, err := lookupTarget(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	insts, err := reg.Lookup(ctx, svc)
-	if err != nil {
-		return explain(u, err)
-	}
-	if len(insts) == 0 {
-		return noInstances(ctx, reg, u, svc)
-	}
 	if *format == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
