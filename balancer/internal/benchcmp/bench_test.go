@@ -72,8 +72,14 @@ func BenchmarkPick(b *testing.B) {
 				b.Fatal(err)
 			}
 			p, _ := h.CC.Picker()
-			if _, err := p.Pick(keys[0]); err != nil {
+			r, err := p.Pick(keys[0])
+			if err != nil {
 				b.Fatalf("%s with %d endpoints: Pick() = %v", pol.name, n, err)
+			}
+			if r.Done != nil {
+				// A call left in flight would make P2C avoid its endpoint
+				// for the whole run, computing its decay at every look.
+				r.Done(gbalancer.DoneInfo{})
 			}
 			pick := func(i int) {
 				r, err := p.Pick(keys[i&1023])
