@@ -69,6 +69,29 @@ type Watcher interface {
 	Close() error
 }
 
+// IndexedWatcher is an optional interface of a Watcher that can say
+// where in the registry's history the set it last returned was read: the
+// registry's own index or revision, for debug pages and tools. Test for
+// it with a type assertion.
+//
+// Index returns the position of the read that produced the set last
+// returned by Next, in the backend's own notation: memory's per-service
+// change counter ("7"), etcd's store revision ("1234"), Consul's
+// X-Consul-Index ("120"; with several datacenters each datacenter's, in
+// the order they were configured: "dc1=120 dc2=87"). It is empty until
+// Next has returned a set, and it changes only when Next returns a set:
+// an error keeps the index of the last set, as it keeps the set. A set
+// that differs from the previous one has a different index. Indexes are
+// for display and comparison for equality only: their order and format
+// are the backend's.
+//
+// Index is cheap (no network call) and safe to call concurrently with
+// Next and Close, and after Close.
+type IndexedWatcher interface {
+	Watcher
+	Index() string
+}
+
 // Registry is a client of one registry in both roles.
 type Registry interface {
 	Registrar

@@ -3,7 +3,10 @@ package consul
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -27,6 +30,7 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 		closed:  make(chan struct{}),
 		dcs:     r.datacenters(),
 		sets:    map[string][]registry.Instance{},
+		indexes: map[string]uint64{},
 		state:   map[string]dcState{},
 		signal:  make(chan struct{}),
 	}
@@ -70,21 +74,65 @@ type watcher struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	mu     sync.Mutex
-	sets   map[string][]registry.Instance // last good set per datacenter
-	state  map[string]dcState
-	cur    []registry.Instance // last published merged set
-	hasSet bool
-	seq    uint64
-	setSeq uint64
-	err    error
-	errSeq uint64
-	signal chan struct{}
+	mu       sync.Mutex
+	sets     map[string][]registry.Instance // last good set per datacenter
+	indexes  map[string]uint64              // X-Consul-Index of each set in sets
+	state    map[string]dcState
+	cur      []registry.Instance // last published merged set
+	curIndex string              // the indexes cur was read at (see Index)
+	hasSet   bool
+	seq      uint64
+	setSeq   uint64
+	err      error
+	errSeq   uint64
+	signal   chan struct{}
+
+	// index is the curIndex of the set Next last returned; nil before
+	// the first. Next stores it; Index may load it from any goroutine.
+	index atomic.Pointer[string]
 
 	// Owned by the goroutine calling Next.
 	seenSet, seenErr  uint64
 	started, afterErr bool
 	last              []registry.Instance
+}
+
+var _ registry.IndexedWatcher = (*watcher)(nil)
+
+// Index implements registry.IndexedWatcher: the X-Consul-Index of the
+// blocking query that read the set Next last returned, such as "120".
+// With several datacenters it lists each datacenter's, in the order they
+// were configured, such as "dc1=120 dc2=87"; a datacenter that has never
+// answered is left out. It is "" before Next has returned a set.
+func (w *watcher) Index() string {
+	if p := w.index.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// indexLocked formats the indexes of the datacenters' last good sets, as
+// Index reports them.
+func (w *watcher) indexLocked() string {
+	if len(w.dcs) == 1 {
+		if _, ok := w.sets[w.dcs[0]]; !ok {
+			return ""
+		}
+		return strconv.FormatUint(w.indexes[w.dcs[0]], 10)
+	}
+	var b strings.Builder
+	for _, dc := range w.dcs {
+		if _, ok := w.sets[dc]; !ok {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(dc)
+		b.WriteByte('=')
+		b.WriteString(strconv.FormatUint(w.indexes[dc], 10))
+	}
+	return b.String()
 }
 
 func (w *watcher) notifyLocked() {
@@ -112,12 +160,15 @@ func (w *watcher) mergedLocked() ([]registry.Instance, bool, bool) {
 	return all, ready, anyOK
 }
 
-func (w *watcher) publishSet(dc string, insts []registry.Instance) {
+// publishSet records insts, read from dc at Consul index index, and
+// publishes the merged set if it changed.
+func (w *watcher) publishSet(dc string, insts []registry.Instance, index uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	recovered := w.state[dc] == dcFailing
 	w.state[dc] = dcOK
 	w.sets[dc] = insts
+	w.indexes[dc] = index
 	merged, ready, _ := w.mergedLocked()
 	if !ready {
 		return
@@ -125,7 +176,7 @@ func (w *watcher) publishSet(dc string, insts []registry.Instance) {
 	if w.hasSet && !recovered && registry.EqualSets(merged, w.cur) {
 		return // a wake-up without a change: compare before emitting
 	}
-	w.cur, w.hasSet = merged, true
+	w.cur, w.curIndex, w.hasSet = merged, w.indexLocked(), true
 	w.seq++
 	w.setSeq = w.seq
 	w.notifyLocked()
@@ -148,7 +199,7 @@ func (w *watcher) publishErr(dc string, err error) {
 	// If this was the last datacenter to answer, the others' sets can be
 	// published now rather than when one of them next changes.
 	if merged, ready, anyOK := w.mergedLocked(); ready && anyOK && !w.hasSet {
-		w.cur, w.hasSet = merged, true
+		w.cur, w.curIndex, w.hasSet = merged, w.indexLocked(), true
 		w.seq++
 		w.setSeq = w.seq
 	}
@@ -196,7 +247,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			r.counters.indexResets.Add(1)
 		}
 		index = nextIndex(index, next)
-		w.publishSet(dc, insts)
+		w.publishSet(dc, insts, next)
 	}
 }
 
@@ -235,6 +286,8 @@ func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 			cur := w.cur
 			if !w.started || w.afterErr || !registry.EqualSets(cur, w.last) {
 				w.started, w.afterErr, w.last = true, false, cur
+				idx := w.curIndex
+				w.index.Store(&idx)
 				w.mu.Unlock()
 				return cloneAll(cur), nil
 			}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -120,11 +122,16 @@ type watcher struct {
 
 	mu      sync.Mutex
 	set     []registry.Instance // last good set, sorted
+	setRev  int64               // the revision set was read at
 	hasSet  bool
 	err     error  // non-nil during an error episode
 	errGen  uint64 // counts error episodes
 	changed chan struct{}
 	closed  bool
+
+	// rev is the revision of the set Next last returned, 0 before the
+	// first. Next stores it; Index may load it from any goroutine.
+	rev atomic.Int64
 
 	// Owned by the goroutine calling Next.
 	started  bool
@@ -133,14 +140,30 @@ type watcher struct {
 	afterErr bool
 }
 
-func (w *watcher) publish(set map[string]registry.Instance) {
+var _ registry.IndexedWatcher = (*watcher)(nil)
+
+// Index implements registry.IndexedWatcher: the etcd revision the set
+// Next last returned was read at (the listing's header revision, or the
+// revision of the last event applied to it), or "" before Next has
+// returned a set.
+func (w *watcher) Index() string {
+	rev := w.rev.Load()
+	if rev == 0 {
+		return ""
+	}
+	return strconv.FormatInt(rev, 10)
+}
+
+// publish makes set, read at revision rev, the one Next returns, unless
+// it equals the current one.
+func (w *watcher) publish(set map[string]registry.Instance, rev int64) {
 	s := sorted(set)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.hasSet && w.err == nil && registry.EqualSets(s, w.set) {
 		return
 	}
-	w.set, w.hasSet, w.err = s, true, nil
+	w.set, w.setRev, w.hasSet, w.err = s, rev, true, nil
 	close(w.changed)
 	w.changed = make(chan struct{})
 }
@@ -179,6 +202,7 @@ func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 			return nil, err
 		case w.err == nil && w.hasSet && (!w.started || w.afterErr || !registry.EqualSets(w.set, w.last)):
 			w.started, w.afterErr, w.last = true, false, w.set
+			w.rev.Store(w.setRev)
 			out := make([]registry.Instance, len(w.set))
 			for i, inst := range w.set {
 				out[i] = inst.Clone()
@@ -247,7 +271,7 @@ func (w *watcher) run(ctx context.Context) {
 				continue
 			}
 			set, rev, list = r.decodeAll(w.service, resp.Kvs), resp.Header.Revision, false
-			w.publish(set)
+			w.publish(set, rev)
 		}
 		established, err := w.follow(ctx, cli, set, &rev)
 		if ctx.Err() != nil {
@@ -346,7 +370,7 @@ func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[stri
 			} else if resp.Header.Revision > *rev {
 				*rev = resp.Header.Revision
 			}
-			w.publish(set)
+			w.publish(set, *rev)
 		case <-connCh:
 			now, next := r.conn()
 			if now && !down {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -39,7 +41,9 @@ type Store struct {
 
 type service struct {
 	instances map[string]registry.Instance
-	version   uint64
+	// version counts the service's changes; watchers report it as their
+	// registry.IndexedWatcher index.
+	version uint64
 	// changed is closed and replaced on every change, waking all watchers
 	// at once without a goroutine per watcher.
 	changed chan struct{}
@@ -252,11 +256,29 @@ type watcher struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
+	// index is the service's version when the set Next last returned was
+	// read, plus one, so that 0 means no set yet. Next stores it; Index
+	// may load it from any goroutine.
+	index atomic.Uint64
+
 	// Owned by the single goroutine calling Next.
 	started  bool
 	last     []registry.Instance
 	errGen   uint64 // downGen of the last error returned
 	afterErr bool   // an error was returned since the last set
+}
+
+var _ registry.IndexedWatcher = (*watcher)(nil)
+
+// Index implements registry.IndexedWatcher: the service's change counter
+// when the set Next last returned was read, such as "3" after three
+// changes, or "" before Next has returned a set.
+func (w *watcher) Index() string {
+	n := w.index.Load()
+	if n == 0 {
+		return ""
+	}
+	return strconv.FormatUint(n-1, 10)
 }
 
 func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
@@ -286,6 +308,7 @@ func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 			set := sv.snapshot()
 			if !w.started || w.afterErr || !registry.EqualSets(set, w.last) {
 				w.started, w.afterErr, w.last = true, false, set
+				w.index.Store(sv.version + 1)
 				s.mu.Unlock()
 				return cloneAll(set), nil
 			}

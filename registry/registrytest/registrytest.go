@@ -67,6 +67,7 @@ func RunConformanceTests(t *testing.T, h Harness) {
 		{"InvalidInstancesRejected", testInvalidRejected},
 		{"ThousandInstances", testThousandInstances},
 		{"ServicesListed", testServicesListed},
+		{"WatcherIndex", testWatcherIndex},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -641,4 +642,64 @@ func testServicesListed(t *testing.T, h Harness) {
 	listed(true)
 	mustDeregister(t, r, a)
 	listed(false)
+}
+
+// testWatcherIndex checks registry.IndexedWatcher where the watcher
+// offers it: no index before the first set, a non-empty one after, and a
+// new one with every changed set; Index is read all along from another
+// goroutine, as a debug page would, for the race detector to check.
+func testWatcherIndex(t *testing.T, h Harness) {
+	server, client := open(t, h), open(t, h)
+	svc := ServiceName(t)
+	w, err := client.Watch(ctxFor(t), svc)
+	if err != nil {
+		t.Fatalf("Watch(%q) = %v", svc, err)
+	}
+	defer w.Close()
+	iw, ok := w.(registry.IndexedWatcher)
+	if !ok {
+		t.Logf("%T does not implement registry.IndexedWatcher; nothing to check", w)
+		return
+	}
+	if idx := iw.Index(); idx != "" {
+		t.Errorf("Index() before the first Next = %q, want \"\"", idx)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				_ = iw.Index()
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	var prev, prevWhat string
+	step := func(what string, cond func([]registry.Instance) bool) string {
+		t.Helper()
+		nextUntil(t, w, what, cond)
+		idx := iw.Index()
+		if idx == "" {
+			t.Fatalf("Index() after Next returned %s = \"\", want the registry's index", what)
+		}
+		if idx == prev {
+			t.Errorf("Index() = %q for %s, the same as for %s; want a new index for a changed set", idx, what, prevWhat)
+		}
+		prev, prevWhat = idx, what
+		return idx
+	}
+	step("the empty set", func(in []registry.Instance) bool { return len(in) == 0 })
+	a := MakeInstance(svc, 1)
+	mustRegister(t, server, a)
+	step("a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	mustDeregister(t, server, a)
+	last := step("the empty set again", func(in []registry.Instance) bool { return len(in) == 0 })
+	w.Close()
+	if idx := iw.Index(); idx != last {
+		t.Errorf("Index() after Close = %q, want the last set's %q", idx, last)
+	}
 }
