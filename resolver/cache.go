@@ -159,6 +159,7 @@ type watch struct {
 	started     time.Time
 
 	upstream  []registry.Instance // the latest set read, before the guard
+	index     string              // the registry's index of upstream (registry.IndexedWatcher); "" if unknown
 	holdSince time.Time           // when a mass removal started being held; zero if none
 	holdBase  []registry.Instance // the set clients had when the hold began
 	holdTimer *time.Timer
@@ -338,13 +339,15 @@ func (w *watch) snapshot() state {
 	return w.st
 }
 
-// publish records a good read and wakes subscribers if anything changed.
-func (w *watch) publish(insts []registry.Instance) {
+// publish records a good read, made at the registry's index (empty if
+// the watcher does not say), and wakes subscribers if anything changed.
+func (w *watch) publish(insts []registry.Instance, index string) {
 	now := w.cache.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastGood = now
 	w.upstream = insts
+	w.index = index
 	w.setLocked(w.guardLocked(insts, now), now)
 }
 
@@ -443,6 +446,10 @@ func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, 
 			continue
 		}
 		*failures = 0
-		w.publish(insts)
+		index := ""
+		if iw, ok := wt.(registry.IndexedWatcher); ok {
+			index = iw.Index()
+		}
+		w.publish(insts, index)
 	}
 }

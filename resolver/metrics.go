@@ -168,6 +168,14 @@ type WatchInfo struct {
 	Held       int64               `json:"mass_removals_held"`
 	Resolvers  int                 `json:"resolvers"` // ClientConns subscribed
 	Upstreams  int                 `json:"upstream_watches"`
+	// Index is the registry's index or revision of the last set read
+	// from upstream, as its watcher reports it (registry.IndexedWatcher):
+	// Consul's X-Consul-Index (per datacenter when there are several),
+	// etcd's revision, the memory store's change counter. It is empty
+	// before the first read and for watchers that report none. While the
+	// guard holds a mass removal, Index is the removal's and Instances
+	// the set before it.
+	Index string `json:"index"`
 }
 
 // Watches describes the cache's running watches, sorted by registry and
@@ -187,7 +195,7 @@ func (c *Cache) Watches() []WatchInfo {
 			Registry: w.key.sourceName(), Backend: w.key.backend(), Service: w.service,
 			Instances: cloneInstances(w.st.instances), Fresh: w.st.ok && w.st.err == nil, LastChange: w.lastChange,
 			Updates: w.updates, Errors: w.errors, Resolvers: w.refs, Upstreams: w.upstreams,
-			Holding: !w.holdSince.IsZero(), Held: w.held,
+			Holding: !w.holdSince.IsZero(), Held: w.held, Index: w.index,
 		}
 		if w.st.err != nil {
 			wi.LastError = w.st.err.Error()

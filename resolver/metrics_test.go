@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +82,47 @@ func TestMetricsAndWatches(t *testing.T) {
 	ws := cache.Watches()
 	if len(ws) != 1 || ws[0].Service != "hello" || ws[0].Fresh || ws[0].LastError == "" || len(ws[0].Instances) != 3 {
 		t.Fatalf("Watches() during an outage = %+v", ws)
+	}
+	// The memory store's index counts the service's changes: three
+	// registrations. An error keeps the index of the set it keeps.
+	if ws[0].Index != "3" {
+		t.Errorf("Watches()[0].Index during an outage = %q, want \"3\", the last set's", ws[0].Index)
+	}
+}
+
+// TestWatchesIndex: Watches reports the upstream watcher's index of the
+// last set read, after every change; and none for a watcher that does
+// not implement registry.IndexedWatcher.
+func TestWatchesIndex(t *testing.T) {
+	reg := memory.New()
+	cache := newCache(t)
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	defer r.Close()
+	waitFor(t, "the first set", func() bool { ws := cache.Watches(); return len(ws) == 1 && ws[0].Fresh })
+	if got := cache.Watches()[0].Index; got != "0" {
+		t.Errorf("Index of the first (empty) set = %q, want \"0\"", got)
+	}
+	for i, in := range insts(0, 1) {
+		if err := reg.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+		want := strconv.Itoa(i + 1)
+		waitFor(t, "index "+want, func() bool { return cache.Watches()[0].Index == want })
+		if n := len(cache.Watches()[0].Instances); n != i+1 {
+			t.Errorf("at index %s the view has %d instances, want %d", want, n, i+1)
+		}
+	}
+
+	up := scripted{sets: make(chan []registry.Instance)}
+	plain := newCache(t)
+	pcc := newFakeCC()
+	pr := build(t, resolver.NewBuilder(up, resolver.WithCache(plain)), "wayfinder:///hello", pcc)
+	defer pr.Close()
+	up.sets <- insts(0)
+	pcc.wait(t, "pushed 1", func(int, int) bool { return lastLen(pcc) == 1 })
+	if ws := plain.Watches(); len(ws) != 1 || ws[0].Index != "" {
+		t.Errorf("Watches() over a watcher without an index = %+v, want Index \"\"", ws)
 	}
 }
 
@@ -249,5 +292,63 @@ func TestPropagationSkewAndNoStamp(t *testing.T) {
 	p = readPropagation(t, reader)
 	if p.count != 2 || p.max < 2 || p.max > 30 {
 		t.Fatalf("propagation = %d observations in [%v, %v]; want 2, the new one about 2 s", p.count, p.min, p.max)
+	}
+}
+
+// indexed is an upstream whose watcher returns the sets the test sends,
+// each with the index the test gives it.
+type indexed struct{ sets chan indexedSet }
+
+type indexedSet struct {
+	set   []registry.Instance
+	index string
+}
+
+func (u indexed) Lookup(context.Context, string) ([]registry.Instance, error) { return nil, nil }
+func (u indexed) Watch(context.Context, string) (registry.Watcher, error) {
+	return &indexedWatcher{sets: u.sets}, nil
+}
+
+type indexedWatcher struct {
+	sets  chan indexedSet
+	index atomic.Pointer[string]
+}
+
+func (w *indexedWatcher) Next(ctx context.Context) ([]registry.Instance, error) {
+	select {
+	case s := <-w.sets:
+		w.index.Store(&s.index)
+		return s.set, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (w *indexedWatcher) Index() string {
+	if p := w.index.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (w *indexedWatcher) Close() error { return nil }
+
+// TestWatchesIndexOfHeldRemoval: while the guard holds a mass removal,
+// Index is the removal's and Instances the set before it.
+func TestWatchesIndexOfHeldRemoval(t *testing.T) {
+	up := indexed{sets: make(chan indexedSet)}
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, time.Minute))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	defer r.Close()
+	up.sets <- indexedSet{insts(0, 1, 2, 3, 4, 5), "dc1=10"}
+	cc.wait(t, "pushed 6", func(int, int) bool { return lastLen(cc) == 6 })
+	if w := cache.Watches()[0]; w.Index != "dc1=10" {
+		t.Errorf("Index = %q, want dc1=10", w.Index)
+	}
+	up.sets <- indexedSet{insts(0), "dc1=11"}
+	waitFor(t, "the hold", func() bool { return cache.Watches()[0].Holding })
+	if w := cache.Watches()[0]; w.Index != "dc1=11" || len(w.Instances) != 6 {
+		t.Errorf("while holding: Index = %q with %d instances, want the removal's dc1=11 and the 6 held", w.Index, len(w.Instances))
 	}
 }
