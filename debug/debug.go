@@ -1,10 +1,11 @@
 // Package debug serves a page that shows what discovery is doing: each
 // watched service with its instances and attributes, whether its view is
-// fresh, its last error and staleness, each named ClientConn's state, and
-// each Wayfinder load-balancing policy with its endpoints' state, weight
-// and statistics (P2C's EWMA latency and calls in flight, outlier
-// ejection's ejections, zone-aware's zones and spill-over state, and
-// calls picked while inspect.CountPicks is in effect).
+// fresh, its last error and staleness, the registry index or revision of
+// the last set read (resolver.WatchInfo.Index), each named ClientConn's
+// state, and each Wayfinder load-balancing policy with its endpoints'
+// state, weight and statistics (P2C's EWMA latency and calls in flight,
+// outlier ejection's ejections, zone-aware's zones and spill-over state,
+// and calls picked while inspect.CountPicks is in effect).
 // Mount it where operators can reach it, for example:
 //
 //	http.Handle("/debug/wayfinder", debug.NewHandler(debug.WithCache(resolver.DefaultCache())))
@@ -175,6 +176,7 @@ code{background:#f6f6f6;padding:0 .2em}
 <h3><code>{{.Service}}</code> in <code>{{.Registry}}</code>
 {{if .Fresh}}<span class="fresh">fresh</span>{{else}}<span class="stale">stale {{dur .Staleness}}</span>{{end}}</h3>
 <p>{{len .Instances}} instance(s); {{.Updates}} update(s), {{.Errors}} error(s); changed {{ago $now .LastChange}};
+{{if .Index}}registry index <code class="index">{{.Index}}</code>;{{end}}
 {{.Resolvers}} ClientConn resolver(s) share {{.Upstreams}} upstream watch call(s).
 {{if .LastError}}<br>Last error: <code class="error">{{.LastError}}</code>{{end}}</p>
 <table><tr><th>ID</th><th>Address</th><th>Version</th><th>Zone</th><th>Weight</th><th>Tags</th><th>Metadata</th></tr>

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -114,6 +115,20 @@ func TestJSON(t *testing.T) {
 	if len(v.Watches) != 1 || len(v.Watches[0].Instances) != 2 || !v.Watches[0].Fresh || v.Watches[0].Resolvers != 2 {
 		t.Fatalf("JSON watches = %+v", v.Watches)
 	}
+	// The memory store's index counts the service's changes: two
+	// registrations.
+	if v.Watches[0].Index != "2" {
+		t.Errorf("JSON watch index = %q, want \"2\"", v.Watches[0].Index)
+	}
+	resp, err := http.Get(srv.URL + "?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(raw), `"index": "2"`) {
+		t.Errorf("JSON view lacks \"index\": \"2\" (%v):\n%s", err, raw)
+	}
 	if len(v.ClientConns) != 1 || v.ClientConns[0].State != "READY" {
 		t.Fatalf("JSON client conns = %+v", v.ClientConns)
 	}
@@ -162,10 +177,10 @@ func TestJSON(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !strings.Contains(v.Watches[0].LastError, "registry on fire") || len(v.Watches[0].Instances) != 2 {
-		t.Fatalf("during an outage: %+v; want the error and the 2 kept instances", v.Watches[0])
+	if !strings.Contains(v.Watches[0].LastError, "registry on fire") || len(v.Watches[0].Instances) != 2 || v.Watches[0].Index != "2" {
+		t.Fatalf("during an outage: %+v; want the error and the 2 kept instances at index 2", v.Watches[0])
 	}
-	resp, err := http.Post(srv.URL, "text/plain", strings.NewReader("x"))
+	resp, err = http.Post(srv.URL, "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +223,13 @@ func TestPageInBrowser(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("page text lacks %q:\n%s", want, body)
 		}
+	}
+	watchText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.watch`)))
+	if err != nil {
+		t.Fatalf("reading the watch section: %v", err)
+	}
+	if !strings.Contains(watchText, "registry index 2;") {
+		t.Errorf("watch section lacks the memory store's index, 2:\n%s", watchText)
 	}
 	zoneText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section.policy-zone`)))
 	if err != nil {
