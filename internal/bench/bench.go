@@ -352,13 +352,11 @@ func (r *Report) Merge(old *Report) {
 	for _, f := range r.Failures {
 		ran[f.Scenario+"/"+f.Backend] = true
 	}
-	var kept []string
+	kept := false
 	for _, res := range old.Results {
-		if k := res.Scenario + "/" + res.Backend; !ran[k] {
+		if !ran[res.Scenario+"/"+res.Backend] {
 			r.Results = append(r.Results, res)
-			if !slices.Contains(kept, k) {
-				kept = append(kept, k)
-			}
+			kept = true
 		}
 	}
 	for _, f := range old.Failures {
@@ -366,7 +364,7 @@ func (r *Report) Merge(old *Report) {
 			r.Failures = append(r.Failures, f)
 		}
 	}
-	if len(kept) == 0 {
+	if !kept {
 		return
 	}
 	// The report renders the configured backends and scenarios: those of
@@ -396,12 +394,13 @@ func (r *Report) Merge(old *Report) {
 		}
 	}
 	rerun := slices.Sorted(maps.Keys(ran))
-	slices.Sort(kept)
-	r.Notes = append(r.Notes, fmt.Sprintf("Scenarios %s were measured on %s; %s come from the run of %s (%.0f s).",
-		strings.Join(rerun, ", "), r.Started.UTC().Format(time.DateOnly), strings.Join(kept, ", "), old.Started.UTC().Format(time.DateOnly), old.Seconds))
+	// Newest first: the older notes say where the kept results come from.
+	r.Notes = append([]string{fmt.Sprintf("%s re-measured at %s (%.0f s) and merged into the report of %s; the other results come from that report and the runs its notes name.",
+		strings.Join(rerun, ", "), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Seconds, old.Started.UTC().Format("2006-01-02 15:04 UTC"))}, r.Notes...)
 	for _, n := range old.Notes {
-		if !slices.Contains(r.Notes, n) && !strings.HasPrefix(n, "Scenarios ") {
+		if !slices.Contains(r.Notes, n) {
 			r.Notes = append(r.Notes, n)
 		}
 	}
+	r.Started, r.Seconds = old.Started, old.Seconds
 }
