@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -287,11 +288,14 @@ func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
 
 // watchLoop prints each change as a diff against the previous set. Each
 // event line starts with the local time it arrived and the time since
-// the previous line (for the first, since the watch began); an added or
-// changed instance says how long after its registration it arrived.
+// the previous line (for the first, since the watch began), and a set's
+// line ends with the registry's index of it when the watcher reports one
+// (registry.IndexedWatcher); an added or changed instance says how long
+// after its registration it arrived.
 func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Writer, now func() time.Time) error {
 	last := now()
 	var prev map[string]registry.Instance
+	iw, _ := w.(registry.IndexedWatcher)
 	for {
 		insts, err := w.Next(ctx)
 		t := now()
@@ -312,13 +316,12 @@ func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Write
 		for _, in := range insts {
 			cur[in.ID] = in
 		}
+		fmt.Fprintf(out, "%s %s: %d instance(s)%s\n", stamp, svc, len(insts), indexSuffix(iw))
 		if prev == nil {
-			fmt.Fprintf(out, "%s %s: %d instance(s)\n", stamp, svc, len(insts))
 			for _, in := range insts {
 				fmt.Fprintf(out, "    = %s\n", describe(in))
 			}
 		} else {
-			fmt.Fprintf(out, "%s %s: %d instance(s)\n", stamp, svc, len(insts))
 			for _, id := range slices.Sorted(maps.Keys(prev)) {
 				if _, ok := cur[id]; !ok {
 					fmt.Fprintf(out, "    - %s\n", describe(prev[id]))
@@ -336,6 +339,23 @@ func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Write
 		}
 		prev = cur
 	}
+}
+
+// indexSuffix is " index=<index>" for a watcher that reports the
+// registry's index of its set, quoted if it has spaces (Consul with
+// several datacenters: index="dc1=120 dc2=87"); "" otherwise.
+func indexSuffix(iw registry.IndexedWatcher) string {
+	if iw == nil {
+		return ""
+	}
+	idx := iw.Index()
+	switch {
+	case idx == "":
+		return ""
+	case strings.ContainsAny(idx, " \t\"="):
+		return " index=" + strconv.Quote(idx)
+	}
+	return " index=" + idx
 }
 
 // propagation is how long a new or changed instance took to arrive: the

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -170,6 +171,26 @@ func TestWatchShowsChanges(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("watch exited %d: %s", code, out.String())
 	}
+	// Each set's line ends with the store's change counter: one more for
+	// each of the addition, the change and the removal.
+	idx := watchIndexes(t, out.String())
+	if len(idx) < 4 || idx[1] != idx[0]+1 || idx[2] != idx[0]+2 || idx[3] != idx[0]+3 {
+		t.Errorf("watch indexes = %v, want 4 consecutive ones:\n%s", idx, out.String())
+	}
+}
+
+// watchIndexes returns the index=N of watch's set lines, in order.
+func watchIndexes(t *testing.T, out string) []uint64 {
+	t.Helper()
+	var idx []uint64
+	for _, m := range regexp.MustCompile(`(?m) instance\(s\) index=(\d+)$`).FindAllStringSubmatch(out, -1) {
+		n, err := strconv.ParseUint(m[1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = append(idx, n)
+	}
+	return idx
 }
 
 func TestCall(t *testing.T) {
@@ -374,7 +395,7 @@ func TestBinaryEtcd(t *testing.T) {
 }
 
 // watchLine is an event line of watch: local time, delay, service.
-var watchLine = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3}s hello: 2 instance\(s\)$`)
+var watchLine = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d{3} +\+\d+\.\d{3}s hello: 2 instance\(s\) index=\d+$`)
 
 // testBinary drives every command of the binary against the registry at
 // url: envURL is a URL with no host that env points at the same
@@ -467,6 +488,22 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	if code := watch.interrupt(t); code != 0 {
 		t.Errorf("watch after SIGINT = %d %q", code, watch.err.String())
 	}
+	// Every set line carries the registry's index (Consul's
+	// X-Consul-Index, etcd's revision), and changes move it on (a set
+	// repeated after an error may repeat its index).
+	o := watch.out.String()
+	idx := watchIndexes(t, o)
+	if sets := strings.Count(o, " instance(s)"); len(idx) != sets || sets < 6 {
+		t.Errorf("watch printed %d indexes for %d sets, want one per set (at least 6):\n%s", len(idx), sets, o)
+	} else if idx[len(idx)-1] <= idx[0] {
+		t.Errorf("watch index went from %d to %d across every change:\n%s", idx[0], idx[len(idx)-1], o)
+	}
+	for i := 1; i < len(idx); i++ {
+		if idx[i] < idx[i-1] {
+			t.Errorf("watch index went back from %d to %d:\n%s", idx[i-1], idx[i], o)
+			break
+		}
+	}
 	if _, errOut, code := c.run("call", svc, "SayHello"); code != 1 || !strings.Contains(errOut, `service "hello" has no instances`) {
 		t.Errorf("call of a service with no instances = %d %q", code, errOut)
 	}
@@ -480,5 +517,28 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 		if _, errOut, code := c.run(args...); code != 1 || !strings.Contains(errOut, "registry: unavailable") || !strings.Contains(errOut, "hint: "+deadSays) {
 			t.Errorf("wayfinder %q = %d %q", args, code, errOut)
 		}
+	}
+}
+
+type fixedIndex string
+
+func (fixedIndex) Next(context.Context) ([]registry.Instance, error) { return nil, nil }
+func (fixedIndex) Close() error                                      { return nil }
+func (f fixedIndex) Index() string                                   { return string(f) }
+
+// TestIndexSuffix: an index with spaces or '=' (Consul with several
+// datacenters) is quoted, so that the line still reads as key=value.
+func TestIndexSuffix(t *testing.T) {
+	for idx, want := range map[string]string{
+		"":               "",
+		"1234":           " index=1234",
+		"dc1=120 dc2=87": ` index="dc1=120 dc2=87"`,
+	} {
+		if got := indexSuffix(fixedIndex(idx)); got != want {
+			t.Errorf("indexSuffix(%q) = %q, want %q", idx, got, want)
+		}
+	}
+	if got := indexSuffix(nil); got != "" {
+		t.Errorf("indexSuffix(nil) = %q, want \"\"", got)
 	}
 }
