@@ -30,13 +30,26 @@ func AsService(constructor any) any {
 	return fx.Annotate(constructor, fx.ResultTags(ServicesGroup))
 }
 
+// RegistryParams are NewRegistry's dependencies.
+type RegistryParams struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Config    Config
+	Logger    *slog.Logger `optional:"true"` // for the backend's logs
+}
+
 // NewRegistry opens cfg.Registry and closes it when the app stops. It
 // never waits for the registry: opening does not touch the network.
-func NewRegistry(lc fx.Lifecycle, cfg Config) (registry.Registry, error) {
+func NewRegistry(p RegistryParams) (registry.Registry, error) {
+	lc, cfg := p.Lifecycle, p.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	reg, err := registry.Open(context.Background(), cfg.Registry)
+	ctx := context.Background()
+	if p.Logger != nil {
+		ctx = registry.ContextWithLogger(ctx, p.Logger)
+	}
+	reg, err := registry.Open(ctx, cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("app: open registry: %w", err)
 	}
@@ -128,6 +141,8 @@ type ClientParams struct {
 	// MeterProvider, if provided, records the discovery metrics of the
 	// Clients' watch cache; default OpenTelemetry's global provider.
 	MeterProvider metric.MeterProvider `optional:"true"`
+	// Logger, if provided, logs the watch cache's registry outages.
+	Logger *slog.Logger `optional:"true"`
 }
 
 // NewClients returns a Clients whose connections close when the app stops.
@@ -138,6 +153,9 @@ func NewClients(p ClientParams) (*Clients, error) {
 	var copts []resolver.CacheOption
 	if p.MeterProvider != nil {
 		copts = append(copts, resolver.WithMeterProvider(p.MeterProvider))
+	}
+	if p.Logger != nil {
+		copts = append(copts, resolver.WithCacheLogger(p.Logger))
 	}
 	cache := resolver.NewCache(copts...)
 	c := &Clients{

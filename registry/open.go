@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/url"
 	"slices"
@@ -177,4 +178,21 @@ func CheckParams(scheme string, q url.Values, known ...string) error {
 		}
 	}
 	return nil
+}
+
+type loggerKey struct{}
+
+// ContextWithLogger returns a context under which Open and OpenURL give
+// the backend l for its logs (registrations lost or failing, watches
+// failing and recovering). Backends opened without one log nothing.
+// Constructors such as consul.New take the logger as an option instead.
+func ContextWithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}
+
+// LoggerFromContext returns the logger set by ContextWithLogger, or nil;
+// for Openers.
+func LoggerFromContext(ctx context.Context) *slog.Logger {
+	l, _ := ctx.Value(loggerKey{}).(*slog.Logger)
+	return l
 }

@@ -53,7 +53,9 @@ type CacheOption func(*Cache)
 // soon as its last resolver closes.
 func WithLinger(d time.Duration) CacheOption { return func(c *Cache) { c.linger = d } }
 
-// WithCacheLogger sets the logger for watch errors. The default discards.
+// WithCacheLogger sets the logger for upstream watch outages: the first
+// error at Warn, the rest at Debug with a Warn reminder every minute, the
+// recovery at Info. The default discards.
 func WithCacheLogger(l *slog.Logger) CacheOption { return func(c *Cache) { c.logger = l } }
 
 // WithMeterProvider records the cache's metrics (see metrics.go) with mp.
@@ -395,6 +397,7 @@ const (
 func (w *watch) run(ctx context.Context, d registry.Discovery) {
 	defer close(w.done)
 	failures := 0
+	ol := &outageLog{log: w.cache.logger, service: w.service}
 	sleep := func() bool {
 		failures++
 		b := minBackoff << min(failures-1, 5)
@@ -418,27 +421,28 @@ func (w *watch) run(ctx context.Context, d registry.Discovery) {
 			if ctx.Err() != nil {
 				return
 			}
-			w.cache.logger.Warn("wayfinder resolver: watch failed", "service", w.service, "err", err)
-			w.publishErr(fmt.Errorf("watch %q: %w", w.service, err))
+			err = fmt.Errorf("watch %q: %w", w.service, err)
+			ol.failed(w.cache.now(), err)
+			w.publishErr(err)
 			if !sleep() {
 				return
 			}
 			continue
 		}
-		w.follow(ctx, wt, &failures, sleep)
+		w.follow(ctx, wt, &failures, sleep, ol)
 		wt.Close()
 	}
 }
 
 // follow reads wt until ctx is done or wt is closed under it.
-func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, sleep func() bool) {
+func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, sleep func() bool, ol *outageLog) {
 	for {
 		insts, err := wt.Next(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			w.cache.logger.Warn("wayfinder resolver: watch error", "service", w.service, "err", err)
+			ol.failed(w.cache.now(), err)
 			w.publishErr(err) // backends name the service in their errors
 			if !sleep() || errors.Is(err, registry.ErrClosed) {
 				return // re-watch, unless ctx is done
@@ -446,6 +450,7 @@ func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, 
 			continue
 		}
 		*failures = 0
+		ol.ok(w.cache.now())
 		index := ""
 		if iw, ok := wt.(registry.IndexedWatcher); ok {
 			index = iw.Index()

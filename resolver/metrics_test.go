@@ -1,10 +1,15 @@
 package resolver_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +18,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -351,4 +357,62 @@ func TestWatchesIndexOfHeldRemoval(t *testing.T) {
 	if w := cache.Watches()[0]; w.Index != "dc1=11" || len(w.Instances) != 6 {
 		t.Errorf("while holding: Index = %q with %d instances, want the removal's dc1=11 and the 6 held", w.Index, len(w.Instances))
 	}
+}
+
+// TestOutageLogged: a real outage of the memory store, through the
+// cache, logs one Warn when it starts, Debug for the retries, and one
+// Info when the watch reads again, whatever the number of errors.
+func TestOutageLogged(t *testing.T) {
+	store := memory.NewStore()
+	reg := store.Open()
+	defer reg.Close()
+	if err := reg.Register(t.Context(), registry.Instance{ID: "a", Service: "hello", Address: "127.0.0.1:1001"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cc, _, cache := cctest.Resolve(t, reg, "hello", resolver.WithCacheLogger(logger))
+	cctest.WaitFor(t, 10*time.Second, "pushed the instance", func() bool { sets, _, _ := cc.Snapshot(); return len(sets) > 0 })
+
+	// The memory store reports an outage once per SetOutage: three calls
+	// make three errors, as a backend retrying a down registry would.
+	for i := range 3 {
+		store.SetOutage(fmt.Errorf("down %d", i))
+		cctest.WaitFor(t, 20*time.Second, "a watch error", func() bool {
+			ws := cache.Watches()
+			return len(ws) == 1 && ws[0].Errors >= int64(i+1)
+		})
+	}
+	store.SetOutage(nil)
+	cctest.WaitFor(t, 20*time.Second, "recovered", func() bool {
+		return strings.Contains(buf.String(), "watch recovered")
+	})
+	out := buf.String()
+	if n := strings.Count(out, "level=WARN"); n != 1 {
+		t.Errorf("%d Warn records for one short outage, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "level=DEBUG"); n < 2 {
+		t.Errorf("%d Debug records for the retries, want at least 2:\n%s", n, out)
+	}
+	if n := strings.Count(out, "level=INFO msg=\"wayfinder resolver: watch recovered\""); n != 1 {
+		t.Errorf("%d recovery records, want 1:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the watch goroutine's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -20,10 +20,13 @@ func init() {
 
 type urlOpener struct{}
 
-func (urlOpener) OpenRegistry(_ context.Context, u *url.URL) (registry.Registry, error) {
+func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
 	addr, opts, err := parseURL(u)
 	if err != nil {
 		return nil, err
+	}
+	if l := registry.LoggerFromContext(ctx); l != nil {
+		opts = append(opts, WithLogger(l))
 	}
 	r, err := New(addr, opts...)
 	if err != nil {

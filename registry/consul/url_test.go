@@ -3,8 +3,10 @@ package consul_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,3 +147,35 @@ func FuzzURL(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenByURLWithLogger: a logger set with registry.ContextWithLogger
+// reaches a backend opened by URL.
+func TestOpenByURLWithLogger(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	ctx := registry.ContextWithLogger(t.Context(), logger)
+	r, err := registry.Open(ctx, "consul://"+shared.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	inst := registrytest.MakeInstance(registrytest.ServiceName(t), 1)
+	if err := r.Register(ctxT(t, 10*time.Second), inst); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	defer r.Deregister(ctxT(t, 10*time.Second), inst)
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), "consul: registered") || !strings.Contains(buf.String(), inst.ID) {
+		t.Errorf("the context's logger did not receive the registration; it got:\n%s", buf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -58,7 +58,10 @@ func init() {
 
 type urlOpener struct{}
 
-func (urlOpener) OpenRegistry(_ context.Context, u *url.URL) (registry.Registry, error) {
+func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
+	if l := registry.LoggerFromContext(ctx); l != nil {
+		return OpenURL(u, WithLogger(l))
+	}
 	return OpenURL(u)
 }
 
