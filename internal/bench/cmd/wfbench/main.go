@@ -93,6 +93,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)
 		return 1
 	}
+	measured := rep.Seconds
 	if *merge {
 		old, err := bench.ReadReport(filepath.Join(*out, "report.json"))
 		if err != nil {
@@ -105,7 +106,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "wfbench: wrote %s and %s/ in %.0fs; %d failed runs\n", *md, *out, rep.Seconds, len(rep.Failures))
+	fmt.Fprintf(os.Stderr, "wfbench: wrote %s and %s/ in %.0fs; %d failed runs\n", *md, *out, measured, len(rep.Failures))
 	if len(rep.Failures) > 0 {
 		return 1
 	}
