@@ -2,6 +2,10 @@ package app_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +20,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 )
 
 // TestMetricsModule: with a MeterProvider in the app, MetricsModule and
@@ -63,3 +69,44 @@ func TestMetricsModule(t *testing.T) {
 		t.Errorf("metrics after stop = %v; want no load-balancer metrics", got)
 	}
 }
+
+// TestLoggerReachesClients: a *slog.Logger in the app logs the clients'
+// registry outage, once when it starts and once when it ends.
+func TestLoggerReachesClients(t *testing.T) {
+	const registryURL = "mem://fx-logger"
+	var mu sync.Mutex
+	var buf strings.Builder
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	logged := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+	store := memory.Named("fx-logger")
+	if err := store.Open().Register(t.Context(), registry.Instance{ID: "a", Service: "hello", Address: "127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	var clients *app.Clients
+	cfg := app.DefaultConfig()
+	cfg.Registry = registryURL
+	cli := fxtest.New(t, fx.Supply(cfg), fx.Supply(logger), app.RegistryModule, app.ClientModule, fx.Populate(&clients), fx.NopLogger)
+	cli.RequireStart()
+	defer cli.RequireStop()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatalf("Conn(hello) = %v", err)
+	}
+	cc.Connect() // starts the resolver, and so the cache's watch
+	store.SetOutage(errors.New("down"))
+	cctest.WaitFor(t, 10*time.Second, "the outage logged", func() bool { return strings.Contains(logged(), "watch failing") })
+	store.SetOutage(nil)
+	cctest.WaitFor(t, 10*time.Second, "the recovery logged", func() bool { return strings.Contains(logged(), "watch recovered") })
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
