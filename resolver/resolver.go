@@ -26,6 +26,9 @@ type Builder struct {
 	disc   registry.Discovery // nil for URL builders
 	cache  *Cache
 	logger *slog.Logger
+
+	subsetSize int // see WithSubset
+	subsetKey  string
 }
 
 var _ gresolver.Builder = (*Builder)(nil)
@@ -75,7 +78,7 @@ func (b *Builder) Scheme() string { return b.scheme }
 // Build implements resolver.Builder. It never blocks on the network: the
 // upstream watch runs in the cache, and Build only subscribes to it.
 func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gresolver.BuildOptions) (gresolver.Resolver, error) {
-	r := &ccResolver{cc: cc, notify: make(chan struct{}, 1), logger: b.logger}
+	r := &ccResolver{cc: cc, notify: make(chan struct{}, 1), logger: b.logger, subsetSize: b.subsetSize, subsetKey: b.subsetKey}
 	var err error
 	if b.disc != nil {
 		r.service, err = injectedService(target)
@@ -130,6 +133,9 @@ type ccResolver struct {
 	wg      sync.WaitGroup
 	attrs   []metric.RecordOption // see watchAttrs
 
+	subsetSize int // see WithSubset
+	subsetKey  string
+
 	closeOnce sync.Once
 }
 
@@ -146,6 +152,8 @@ func (r *ccResolver) loop(ctx context.Context) {
 		case <-r.notify:
 		}
 		st := r.watch.snapshot()
+		// This ClientConn's view: the whole set, or its subset of it.
+		st.instances = Subset(st.instances, r.subsetSize, r.subsetKey)
 		if st.ok && !havePushed && st.err != nil {
 			// A new resolver during an outage still starts from the
 			// cached last good set, then hears of the error.

@@ -1,0 +1,94 @@
+package resolver
+
+import (
+	"cmp"
+	"os"
+	"slices"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// WithSubset makes each ClientConn of the builder connect to at most size
+// of a service's instances, so that large fleets of clients and servers
+// do not form a full mesh of connections.
+//
+// The subset is chosen by rendezvous hashing of key with each instance's
+// ID, which makes it deterministic and stable, unlike a random subset
+// drawn anew on every change:
+//   - the same key and instances give the same subset, in any process;
+//   - an instance leaving a subset is replaced by exactly one other, an
+//     instance joining enters only the subsets where it ranks, and every
+//     other member stays, so a change reconnects as little as possible;
+//   - over many keys, each instance is in about size/N of the subsets.
+//
+// Use a key that is stable across restarts and distinct per client
+// process, such as the pod name; an empty key means the host name.
+// Weights are not considered: balance within the subset is the policy's
+// job. size <= 0 turns subsetting off, the default.
+func WithSubset(size int, key string) Option {
+	return func(b *Builder) {
+		if key == "" {
+			key, _ = os.Hostname()
+		}
+		b.subsetSize, b.subsetKey = size, key
+	}
+}
+
+// Subset returns the at most size instances of insts that a client with
+// key keeps under WithSubset, in their order in insts. It returns insts
+// itself when no subsetting applies.
+func Subset(insts []registry.Instance, size int, key string) []registry.Instance {
+	if size <= 0 || len(insts) <= size {
+		return insts
+	}
+	type ranked struct {
+		score uint64
+		i     int
+	}
+	kh := fnv64(fnvOffset, key)
+	rs := make([]ranked, len(insts))
+	for i, in := range insts {
+		rs[i] = ranked{mix(fnv64(fnv64(kh, "\x00"), in.ID)), i}
+	}
+	// Highest score first; IDs are unique within a service, so ties
+	// (a 64-bit collision) fall back to the order in insts.
+	slices.SortFunc(rs, func(a, b ranked) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	keep := rs[:size]
+	slices.SortFunc(keep, func(a, b ranked) int { return cmp.Compare(a.i, b.i) })
+	out := make([]registry.Instance, size)
+	for j, r := range keep {
+		out[j] = insts[r.i]
+	}
+	return out
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv64 continues an FNV-1a hash over s: fixed, so every process ranks
+// the same way (hash/maphash is seeded per process).
+func fnv64(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+// mix is splitmix64's finalizer: FNV's low bits are weak for short,
+// similar strings such as numbered IDs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
