@@ -159,7 +159,7 @@ func NewClients(p ClientParams) (*Clients, error) {
 	}
 	cache := resolver.NewCache(copts...)
 	c := &Clients{
-		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache)),
+		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache), resolver.WithSubset(p.Config.Subset, p.Config.SubsetKey)),
 		cache:   cache,
 		conns:   map[string]*grpc.ClientConn{},
 	}

@@ -133,14 +133,20 @@ func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
 		"WAYFINDER_REGISTRY": "mem://x", "WAYFINDER_SERVICE": "orders", "WAYFINDER_WEIGHT": "7",
 		"WAYFINDER_TAGS": "a, b,,c", "WAYFINDER_DRAIN_TIMEOUT": "3s", "WAYFINDER_PLAINTEXT": "false",
+		"WAYFINDER_SUBSET": "3", "WAYFINDER_SUBSET_KEY": "pod-7",
 	}
 	cfg := app.DefaultConfig()
 	if err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Registry != "mem://x" || cfg.Service != "orders" || cfg.Weight != 7 || strings.Join(cfg.Tags, "|") != "a|b|c" ||
-		cfg.DrainTimeout != 3*time.Second || cfg.Plaintext || cfg.Policy != "round_robin" {
+		cfg.DrainTimeout != 3*time.Second || cfg.Plaintext || cfg.Policy != "round_robin" || cfg.Subset != 3 || cfg.SubsetKey != "pod-7" {
 		t.Fatalf("FromEnv = %+v", cfg)
+	}
+	bad := app.DefaultConfig()
+	bad.Subset = -1
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "subset") {
+		t.Errorf("Validate(Subset -1) = %v, want an error naming the subset", err)
 	}
 	env = map[string]string{"WAYFINDER_WEIGHT": "heavy", "WAYFINDER_DRAIN_TIMEOUT": "soon"}
 	err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })

@@ -31,6 +31,8 @@ type Config struct {
 	GracefulTimeout time.Duration // WAYFINDER_GRACEFUL_TIMEOUT
 	Policy          string        // client load-balancing policy; WAYFINDER_LB_POLICY; default "round_robin"
 	Plaintext       bool          // clients dial without TLS; WAYFINDER_PLAINTEXT; default true
+	Subset          int           // clients connect to at most this many instances per service (resolver.WithSubset); WAYFINDER_SUBSET; 0: all
+	SubsetKey       string        // the clients' subsetting key; WAYFINDER_SUBSET_KEY; default: the host name
 }
 
 // DefaultConfig returns the defaults.
@@ -50,6 +52,7 @@ var Env = []string{
 	"WAYFINDER_REGISTRY", "WAYFINDER_SERVICE", "WAYFINDER_LISTEN", "WAYFINDER_ADVERTISE",
 	"WAYFINDER_INSTANCE_ID", "WAYFINDER_VERSION", "WAYFINDER_ZONE", "WAYFINDER_WEIGHT", "WAYFINDER_TAGS",
 	"WAYFINDER_DRAIN_TIMEOUT", "WAYFINDER_GRACEFUL_TIMEOUT", "WAYFINDER_LB_POLICY", "WAYFINDER_PLAINTEXT",
+	"WAYFINDER_SUBSET", "WAYFINDER_SUBSET_KEY",
 }
 
 // FromEnv overlays the WAYFINDER_* variables found by lookup
@@ -62,7 +65,7 @@ func (c *Config) FromEnv(lookup func(string) (string, bool)) error {
 	str := map[string]*string{
 		"WAYFINDER_REGISTRY": &c.Registry, "WAYFINDER_SERVICE": &c.Service, "WAYFINDER_LISTEN": &c.Listen,
 		"WAYFINDER_ADVERTISE": &c.Advertise, "WAYFINDER_INSTANCE_ID": &c.ID, "WAYFINDER_VERSION": &c.Version,
-		"WAYFINDER_ZONE": &c.Zone, "WAYFINDER_LB_POLICY": &c.Policy,
+		"WAYFINDER_ZONE": &c.Zone, "WAYFINDER_LB_POLICY": &c.Policy, "WAYFINDER_SUBSET_KEY": &c.SubsetKey,
 	}
 	var errs []error
 	for _, name := range Env {
@@ -86,6 +89,8 @@ func (c *Config) FromEnv(lookup func(string) (string, bool)) error {
 			c.GracefulTimeout, err = time.ParseDuration(v)
 		case "WAYFINDER_PLAINTEXT":
 			c.Plaintext, err = strconv.ParseBool(v)
+		case "WAYFINDER_SUBSET":
+			c.Subset, err = strconv.Atoi(v)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("app: %s=%q: %w", name, v, err))
@@ -120,6 +125,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.GracefulTimeout, "graceful-timeout", c.GracefulTimeout, "bound on GracefulStop")
 	fs.StringVar(&c.Policy, "lb-policy", c.Policy, "client load-balancing policy")
 	fs.BoolVar(&c.Plaintext, "plaintext", c.Plaintext, "clients dial without TLS")
+	fs.IntVar(&c.Subset, "subset", c.Subset, "clients connect to at most this many instances per service (0: all)")
+	fs.StringVar(&c.SubsetKey, "subset-key", c.SubsetKey, "the clients' subsetting key (default: the host name)")
 }
 
 // Validate checks what can be checked without opening anything.
@@ -137,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 || c.GracefulTimeout < 0 {
 		return errors.New("app: timeouts must not be negative")
+	}
+	if c.Subset < 0 {
+		return fmt.Errorf("app: subset %d: must not be negative (0 connects to every instance)", c.Subset)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +22,10 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // TestMetricsModule: with a MeterProvider in the app, MetricsModule and
@@ -110,3 +114,49 @@ func TestLoggerReachesClients(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestClientsSubset: Config.Subset and SubsetKey make the app's clients
+// call exactly the instances resolver.Subset names for that key.
+func TestClientsSubset(t *testing.T) {
+	reg := memory.Named("fx-subset").Open()
+	defer reg.Close()
+	var insts []registry.Instance
+	names := map[string]string{}
+	for i := range 4 {
+		s := testenv.StartHello(t, fmt.Sprintf("s%d", i))
+		in := registry.Instance{ID: fmt.Sprintf("id-%d", i), Service: "hello", Address: s.Addr}
+		if err := reg.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, in)
+		names[s.Addr] = s.Name
+	}
+	want := map[string]bool{}
+	for _, in := range resolver.Subset(insts, 2, "pod-7") {
+		want[names[in.Address]] = true
+	}
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Subset, cfg.SubsetKey = "mem://fx-subset", 2, "pod-7"
+	var clients *app.Clients
+	cli := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ClientModule, fx.Populate(&clients), fx.NopLogger)
+	cli.RequireStart()
+	defer cli.RequireStop()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for range 40 {
+		resp, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "fx"}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, from, _ := strings.Cut(resp.GetMessage(), ", from ")
+		got[from] = true
+	}
+	if len(got) != 2 || !maps.Equal(got, want) {
+		t.Errorf("servers called = %v, want exactly the subset %v", got, want)
+	}
+}
