@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/hashing"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -45,10 +46,10 @@ func Subset(insts []registry.Instance, size int, key string) []registry.Instance
 		score uint64
 		i     int
 	}
-	kh := fnv64(fnvOffset, key)
+	kh := hashing.Add(hashing.Add(hashing.Offset, key), "\x00")
 	rs := make([]ranked, len(insts))
 	for i, in := range insts {
-		rs[i] = ranked{mix(fnv64(fnv64(kh, "\x00"), in.ID)), i}
+		rs[i] = ranked{hashing.Mix(hashing.Add(kh, in.ID)), i}
 	}
 	// Highest score first; IDs are unique within a service, so ties
 	// (a 64-bit collision) fall back to the order in insts.
@@ -65,30 +66,4 @@ func Subset(insts []registry.Instance, size int, key string) []registry.Instance
 		out[j] = insts[r.i]
 	}
 	return out
-}
-
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-// fnv64 continues an FNV-1a hash over s: fixed, so every process ranks
-// the same way (hash/maphash is seeded per process).
-func fnv64(h uint64, s string) uint64 {
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= fnvPrime
-	}
-	return h
-}
-
-// mix is splitmix64's finalizer: FNV's low bits are weak for short,
-// similar strings such as numbered IDs.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

@@ -177,5 +177,5 @@ func ExampleSubset() {
 	}
 	// Output:
 	// orders-0
-	// orders-3
+	// orders-4
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/internal/hashing"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
 
@@ -224,7 +225,7 @@ func newRing(members []member, replicas, maxSize int) *ring {
 	for i, m := range members {
 		base := hashString(m.addr)
 		for k := range int(max(1, math.Round(float64(m.weight)*scale))) {
-			pts = append(pts, point{fmix64(base + uint64(k)*0x9E3779B97F4A7C15), uint32(i)})
+			pts = append(pts, point{hashing.Mix(base + uint64(k)*0x9E3779B97F4A7C15), uint32(i)})
 		}
 	}
 	slices.SortFunc(pts, func(a, b point) int {
@@ -343,20 +344,4 @@ func (p *picker) lookup(h uint64) uint32 {
 // hashString is FNV-1a finished with murmur3's fmix64: fixed across
 // processes (unlike hash/maphash), so every client maps a key to the
 // same endpoint, and well mixed for ring placement.
-func hashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return fmix64(h)
-}
-
-func fmix64(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
+func hashString(s string) uint64 { return hashing.String(s) }
