@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
-	"github.com/wayfinder-rpc/wayfinder/internal/hashing"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
+	"github.com/wayfinder-rpc/wayfinder/internal/hashing"
 )
 
 // Name is the policy's registered name. It differs from grpc's
