@@ -140,6 +140,19 @@ type propagation struct {
 	attrs    []string
 }
 
+// waitPropagation reads the histogram until it has at least n
+// observations: the resolver records a change after gRPC's UpdateState
+// returns, so just after a push is seen the observation may not be yet.
+func waitPropagation(t *testing.T, r *sdkmetric.ManualReader, n uint64) propagation {
+	t.Helper()
+	var p propagation
+	cctest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d propagation observations", n), func() bool {
+		p = readPropagation(t, r)
+		return p.count >= n
+	})
+	return p
+}
+
 func readPropagation(t *testing.T, r *sdkmetric.ManualReader) propagation {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
@@ -222,7 +235,7 @@ func TestPropagationMetric(t *testing.T) {
 	start := time.Now()
 	register(b)
 	cc.wait(t, "pushed a and b", func(int, int) bool { return lastLen(cc) == 2 })
-	p := readPropagation(t, reader)
+	p := waitPropagation(t, reader, 1)
 	if p.count != 1 {
 		t.Fatalf("after adding b, propagation count = %d, want 1 (b only)", p.count)
 	}
@@ -247,7 +260,7 @@ func TestPropagationMetric(t *testing.T) {
 	if now, _ := cc.counts(); now != states+1 {
 		t.Errorf("re-registering a, then changing its weight, made %d pushes; want 1", now-states)
 	}
-	if p := readPropagation(t, reader); p.count != 2 {
+	if p := waitPropagation(t, reader, 2); p.count != 2 {
 		t.Fatalf("after changing a's weight, propagation count = %d, want 2", p.count)
 	}
 
@@ -280,7 +293,7 @@ func TestPropagationSkewAndNoStamp(t *testing.T) {
 	// set[2] has no stamp.
 	up.sets <- set
 	cc.wait(t, "pushed 3", func(int, int) bool { return lastLen(cc) == 3 })
-	p := readPropagation(t, reader)
+	p := waitPropagation(t, reader, 1)
 	if p.count != 1 || p.min != 0 || p.max != 0 {
 		t.Fatalf("propagation = %d observations in [%v, %v]; want one, clamped to 0", p.count, p.min, p.max)
 	}
@@ -295,7 +308,7 @@ func TestPropagationSkewAndNoStamp(t *testing.T) {
 	if now, _ := cc.counts(); now != states+1 {
 		t.Fatalf("%d pushes, want 1", now-states)
 	}
-	p = readPropagation(t, reader)
+	p = waitPropagation(t, reader, 2)
 	if p.count != 2 || p.max < 2 || p.max > 30 {
 		t.Fatalf("propagation = %d observations in [%v, %v]; want 2, the new one about 2 s", p.count, p.min, p.max)
 	}

@@ -49,6 +49,8 @@ func TestPropagationMetric(t *testing.T) {
 	start := time.Now()
 	register(c)
 	cctest.WaitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
+	// The resolver records the change after gRPC's UpdateState returns.
+	cctest.WaitFor(t, 10*time.Second, "the change observed", func() bool { n, _, _ := cctest.PropagationStats(t, reader); return n >= 1 })
 	n, lo, hi := cctest.PropagationStats(t, reader)
 	if n != 1 || lo < 0 || hi > time.Since(start).Seconds() || hi > 30 {
 		t.Fatalf("propagation after registering c = %d observations in [%v, %v] s; want 1 within 0..%v", n, lo, hi, time.Since(start).Seconds())
