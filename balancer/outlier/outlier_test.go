@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
@@ -30,6 +31,21 @@ func start(t *testing.T, n int, cfg string) ([]*lbtest.Backend, hellopb.HelloSer
 	_, client := env.Dial(`{"wayfinder_outlier_ejection":` + cfg + `}`)
 	lbtest.WaitServing(t, client, bs...)
 	return bs, client
+}
+
+// ejected reports whether a live outlier balancer has ejected addr.
+func ejected(addr string) bool {
+	for _, b := range inspect.Balancers() {
+		if b.Policy != "outlier" {
+			continue
+		}
+		for _, e := range b.Endpoints {
+			if e.Addr == addr && e.Ejected {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // served makes n calls and returns how many each backend served.
@@ -65,16 +81,19 @@ func TestEjectAndReturn(t *testing.T) {
 			conns := bad.Conns.Load()
 			bad.SetFailing(true)
 
-			// A batch in which the bad backend got no call began after
-			// its ejection; one in which it got some ended after the
-			// backend was last picked, so began before the ejection.
+			// The ejection happened after the last look that found the
+			// backend in and before the first that found it out. (A batch
+			// of calls without the bad backend proves nothing under P2C,
+			// which may avoid it for a while on its own.)
 			var ejectedBy, ejectedAfter time.Time
 			lbtest.WaitFor(t, 20*time.Second, "the failing backend to be ejected", func() bool {
-				ejectedBy = time.Now()
-				if served(client, bs, 40)[3] == 0 {
+				served(client, bs, 20)
+				now := time.Now()
+				if ejected(bad.Addr) {
+					ejectedBy = now
 					return true
 				}
-				ejectedAfter = ejectedBy
+				ejectedAfter = now
 				return false
 			})
 			var got int64
