@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,18 +77,9 @@ func TestMetricsModule(t *testing.T) {
 // registry outage, once when it starts and once when it ends.
 func TestLoggerReachesClients(t *testing.T) {
 	const registryURL = "mem://fx-logger"
-	var mu sync.Mutex
-	var buf strings.Builder
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), nil))
-	logged := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.String()
-	}
+	var buf cctest.SyncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	logged := buf.String
 	store := memory.Named("fx-logger")
 	if err := store.Open().Register(t.Context(), registry.Instance{ID: "a", Service: "hello", Address: "127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
@@ -110,10 +100,6 @@ func TestLoggerReachesClients(t *testing.T) {
 	store.SetOutage(nil)
 	cctest.WaitFor(t, 10*time.Second, "the recovery logged", func() bool { return strings.Contains(logged(), "watch recovered") })
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestClientsSubset: Config.Subset and SubsetKey make the app's clients
 // call exactly the instances resolver.Subset names for that key.

@@ -1,7 +1,6 @@
 package resolver_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,7 +380,7 @@ func TestOutageLogged(t *testing.T) {
 	if err := reg.Register(t.Context(), registry.Instance{ID: "a", Service: "hello", Address: "127.0.0.1:1001"}); err != nil {
 		t.Fatal(err)
 	}
-	var buf syncBuffer
+	var buf cctest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cc, _, cache := cctest.Resolve(t, reg, "hello", resolver.WithCacheLogger(logger))
 	cctest.WaitFor(t, 10*time.Second, "pushed the instance", func() bool { sets, _, _ := cc.Snapshot(); return len(sets) > 0 })
@@ -410,22 +408,4 @@ func TestOutageLogged(t *testing.T) {
 	if n := strings.Count(out, "level=INFO msg=\"wayfinder resolver: watch recovered\""); n != 1 {
 		t.Errorf("%d recovery records, want 1:\n%s", n, out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the watch goroutine's writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
@@ -37,24 +38,6 @@ func TestMain(m *testing.M) {
 			os.RemoveAll(binDir)
 		}
 	}))
-}
-
-// syncBuffer lets a test read what a running command has printed.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func wf(t *testing.T, args ...string) (string, string, int) {
@@ -119,7 +102,7 @@ func regexpLine(out, svc, count string) bool {
 
 func TestRegisterHoldsUntilInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	var out cctest.SyncBuffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"register", "-addr", "127.0.0.1:7003", "-id", "held", "mem://cli-hold/hello"}, &out, &out)
@@ -149,7 +132,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWatchShowsChanges(t *testing.T) {
 	r := memory.Named("cli-watch").Open()
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	var out cctest.SyncBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"watch", "mem://cli-watch/hello"}, &out, &out) }()
 	waitFor(t, "the first set", func() bool { return strings.Contains(out.String(), "0 instance(s)") })
@@ -352,7 +335,7 @@ func (c cli) run(args ...string) (stdout, stderr string, code int) {
 // proc is a binary running in the background (watch, register).
 type proc struct {
 	cmd      *exec.Cmd
-	out, err syncBuffer
+	out, err cctest.SyncBuffer
 	done     chan struct{}
 }
 
@@ -425,6 +408,9 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	if !regexp.MustCompile(`\+ x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary \(\S+ after its registration\)`).MatchString(watch.out.String()) {
 		t.Errorf("watch shows no propagation delay of x:\n%s", watch.out.String())
 	}
+	// The watch can see x before register has heard back from the
+	// registry and printed.
+	waitFor(t, "register's confirmation", func() bool { return strings.Contains(regX.out.String(), "registered x") })
 	if o := regX.out.String(); !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} registered x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary\n$`).MatchString(o) {
 		t.Errorf("register printed %q", o)
 	}

@@ -1,9 +1,10 @@
-// Package cctest has test helpers for code that feeds gRPC: a resolver
-// ClientConn that records what a resolver pushes, and readers of the
-// resolver's metrics. The backends' tests share them.
+// Package cctest has test helpers shared across packages: a resolver
+// ClientConn that records what a resolver pushes, readers of the
+// resolver's metrics, and a buffer safe to read while it is written.
 package cctest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -153,4 +154,25 @@ func Resolve(t testing.TB, disc registry.Discovery, service string, opts ...reso
 	}
 	t.Cleanup(rs.Close)
 	return cc, reader, cache
+}
+
+// SyncBuffer is a bytes.Buffer that a test can read while a logger or a
+// running command writes to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

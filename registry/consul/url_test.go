@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
@@ -151,13 +151,8 @@ func FuzzURL(f *testing.F) {
 // TestOpenByURLWithLogger: a logger set with registry.ContextWithLogger
 // reaches a backend opened by URL.
 func TestOpenByURLWithLogger(t *testing.T) {
-	var buf strings.Builder
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return buf.Write(p)
-	}), nil))
+	var buf cctest.SyncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	ctx := registry.ContextWithLogger(t.Context(), logger)
 	r, err := registry.Open(ctx, "consul://"+shared.HTTPAddr())
 	if err != nil {
@@ -169,13 +164,7 @@ func TestOpenByURLWithLogger(t *testing.T) {
 		t.Fatalf("Register = %v", err)
 	}
 	defer r.Deregister(ctxT(t, 10*time.Second), inst)
-	mu.Lock()
-	defer mu.Unlock()
 	if !strings.Contains(buf.String(), "consul: registered") || !strings.Contains(buf.String(), inst.ID) {
 		t.Errorf("the context's logger did not receive the registration; it got:\n%s", buf.String())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
