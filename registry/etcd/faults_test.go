@@ -103,7 +103,10 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 	if _, err := admin.Revoke(ctxFor(t, 5*time.Second), old.Lease); err != nil {
 		t.Fatal(err)
 	}
-	await(t, results, 10*time.Second, "the empty set after the revoke", has())
+	// The watcher may or may not show the empty set in between: when the
+	// keeper puts the keys back quickly (or the watch stream stalls), the
+	// deletes and the puts can reach it in one response. The new lease
+	// and its attached keys below prove the replacement.
 	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.State) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
