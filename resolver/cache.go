@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"reflect"
 	"sync"
@@ -13,7 +12,9 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // DefaultLinger is how long a Cache keeps an unused watch running.
@@ -26,8 +27,14 @@ const DefaultLinger = 30 * time.Second
 // gRPC's idle mode is answered at once from the cache instead of waiting
 // for a registry round trip.
 //
+// Each resolver reads its own driver.Watcher, which the watch feeds: the
+// watch contract (dedupe, one error per outage, re-send after recovery)
+// is the driver package's, not the cache's.
+//
 // Lock ordering: Cache.mu before watch.mu. Neither is held while calling
-// a registry or gRPC.
+// gRPC or a registry's network methods; registry.OpenURL, which must not
+// block (registry.Opener), is called under Cache.mu so that concurrent
+// resolvers of one URL share one registry client.
 type Cache struct {
 	linger time.Duration
 	logger *slog.Logger
@@ -137,7 +144,18 @@ type state struct {
 	instances []registry.Instance // the last good set; valid if ok
 	ok        bool                // a set has been read
 	err       error               // the error since the last good read, if any
-	gen       uint64              // bumped on every change
+}
+
+// subscription is one resolver's view of a watch: its own watcher, fed
+// with the watch's sets cut to the resolver's subset.
+type subscription struct {
+	feed       *driver.Watcher
+	subsetSize int
+	subsetKey  string
+}
+
+func (s subscription) set(insts []registry.Instance) {
+	s.feed.Set(Subset(insts, s.subsetSize, s.subsetKey), "")
 }
 
 type watch struct {
@@ -148,10 +166,12 @@ type watch struct {
 	done    chan struct{}
 	release func() // releases a registry opened for this watch; may be nil
 
+	attrs metric.MeasurementOption // the watch's metric attributes, built once
+
 	mu          sync.Mutex // guards the fields below
 	refs        int
 	st          state
-	subs        map[chan struct{}]struct{}
+	subs        map[*driver.Watcher]subscription
 	lingerTimer *time.Timer
 	upstreams   int       // Watch calls made, for tests and the debug view
 	updates     int64     // sets published
@@ -173,9 +193,11 @@ type watch struct {
 var ErrCacheClosed = errors.New("wayfinder resolver: cache closed")
 
 // acquire returns the watch for key, starting it with the Discovery that
-// open returns if it is not running. The caller must call
-// watch.unsubscribe with the same channel.
-func (c *Cache) acquire(key watchKey, notify chan struct{}, open func() (registry.Discovery, func(), error)) (*watch, error) {
+// open returns if it is not running, and subscribes sub. sub's watcher is
+// fed at once with what the watch knows, so that a resolver built while
+// the watch runs answers from the cache. The caller must call
+// watch.unsubscribe with the same watcher.
+func (c *Cache) acquire(key watchKey, sub subscription, open func() (registry.Discovery, func(), error)) (*watch, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -189,7 +211,7 @@ func (c *Cache) acquire(key watchKey, notify chan struct{}, open func() (registr
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w = &watch{cache: c, key: key, service: key.service, cancel: cancel, done: make(chan struct{}),
-			release: release, subs: map[chan struct{}]struct{}{}, started: c.now()}
+			release: release, subs: map[*driver.Watcher]subscription{}, started: c.now(), attrs: attrs(key)}
 		c.watches[key] = w
 		go w.run(ctx, d)
 	}
@@ -200,9 +222,12 @@ func (c *Cache) acquire(key watchKey, notify chan struct{}, open func() (registr
 		w.lingerTimer.Stop()
 		w.lingerTimer = nil
 	}
-	w.subs[notify] = struct{}{}
-	if w.st.gen > 0 {
-		notify <- struct{}{} // answer at once from the cache
+	w.subs[sub.feed] = sub
+	if w.st.ok {
+		sub.set(w.st.instances) // answer at once from the cache
+	}
+	if w.st.err != nil {
+		sub.feed.Fail(w.st.err) // after the last good set, as it happened
 	}
 	return w, nil
 }
@@ -237,12 +262,24 @@ func (c *Cache) openURL(u *url.URL) (registry.Discovery, func(), error) {
 	return r.reg, release, nil
 }
 
-func (w *watch) unsubscribe(notify chan struct{}) {
+func (w *watch) unsubscribe(feed *driver.Watcher) {
 	c := w.cache
 	c.mu.Lock()
 	w.mu.Lock()
-	delete(w.subs, notify)
+	if _, ok := w.subs[feed]; !ok {
+		w.mu.Unlock()
+		c.mu.Unlock()
+		return
+	}
+	delete(w.subs, feed)
 	w.refs--
+	if c.closed || w.stopped {
+		// Cache.Close already stopped the watch and released its
+		// registry; a resolver closed later must not do it again.
+		w.mu.Unlock()
+		c.mu.Unlock()
+		return
+	}
 	idle := w.refs == 0
 	if idle && c.linger > 0 {
 		var t *time.Timer
@@ -335,12 +372,6 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-func (w *watch) snapshot() state {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.st
-}
-
 // publish records a good read, made at the registry's index (empty if
 // the watcher does not say), and wakes subscribers if anything changed.
 func (w *watch) publish(insts []registry.Instance, index string) {
@@ -359,11 +390,13 @@ func (w *watch) setLocked(insts []registry.Instance, now time.Time) {
 	if w.st.ok && w.st.err == nil && registry.EqualSets(w.st.instances, insts) {
 		return
 	}
-	w.st = state{instances: insts, ok: true, gen: w.st.gen + 1}
+	w.st = state{instances: insts, ok: true}
 	w.updates++
 	w.lastChange = now
-	w.cache.metrics.update(w.key)
-	w.notifyLocked()
+	w.cache.metrics.update(w.attrs)
+	for _, sub := range w.subs {
+		sub.set(insts)
+	}
 }
 
 // publishErr records an error. The last good set is kept.
@@ -371,18 +404,10 @@ func (w *watch) publishErr(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.st.err = err
-	w.st.gen++
 	w.errors++
-	w.cache.metrics.error(w.key)
-	w.notifyLocked()
-}
-
-func (w *watch) notifyLocked() {
-	for ch := range w.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending; the subscriber reads the latest state
-		}
+	w.cache.metrics.error(w.attrs)
+	for feed := range w.subs {
+		feed.Fail(err)
 	}
 }
 
@@ -396,22 +421,8 @@ const (
 
 func (w *watch) run(ctx context.Context, d registry.Discovery) {
 	defer close(w.done)
-	failures := 0
+	bo := backoff.Backoff{Base: minBackoff, Max: maxBackoff}
 	ol := &outageLog{log: w.cache.logger, service: w.service}
-	sleep := func() bool {
-		failures++
-		b := minBackoff << min(failures-1, 5)
-		b = min(b, maxBackoff)
-		b = b/2 + rand.N(b/2+1) // jitter
-		t := time.NewTimer(b)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
 	for ctx.Err() == nil {
 		w.mu.Lock()
 		w.upstreams++
@@ -424,18 +435,19 @@ func (w *watch) run(ctx context.Context, d registry.Discovery) {
 			err = fmt.Errorf("watch %q: %w", w.service, err)
 			ol.failed(w.cache.now(), err)
 			w.publishErr(err)
-			if !sleep() {
+			if !backoff.Sleep(ctx, bo.Next()) {
 				return
 			}
 			continue
 		}
-		w.follow(ctx, wt, &failures, sleep, ol)
+		w.follow(ctx, wt, &bo, ol)
 		wt.Close()
 	}
 }
 
 // follow reads wt until ctx is done or wt is closed under it.
-func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, sleep func() bool, ol *outageLog) {
+func (w *watch) follow(ctx context.Context, wt registry.Watcher, bo *backoff.Backoff, ol *outageLog) {
+	iw, _ := wt.(registry.IndexedWatcher)
 	for {
 		insts, err := wt.Next(ctx)
 		if ctx.Err() != nil {
@@ -444,15 +456,15 @@ func (w *watch) follow(ctx context.Context, wt registry.Watcher, failures *int, 
 		if err != nil {
 			ol.failed(w.cache.now(), err)
 			w.publishErr(err) // backends name the service in their errors
-			if !sleep() || errors.Is(err, registry.ErrClosed) {
+			if !backoff.Sleep(ctx, bo.Next()) || errors.Is(err, registry.ErrClosed) {
 				return // re-watch, unless ctx is done
 			}
 			continue
 		}
-		*failures = 0
+		bo.Reset()
 		ol.ok(w.cache.now())
 		index := ""
-		if iw, ok := wt.(registry.IndexedWatcher); ok {
+		if iw != nil {
 			index = iw.Index()
 		}
 		w.publish(insts, index)

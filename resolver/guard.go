@@ -57,7 +57,7 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 	if w.holdSince.IsZero() {
 		w.holdSince, w.holdBase = now, base
 		w.held++
-		c.metrics.held(w.key)
+		c.metrics.held(w.attrs)
 		c.logger.Warn("wayfinder resolver: holding a mass removal", "service", w.service,
 			"instances", len(insts), "was", len(base), "hold", c.guardHold)
 		w.holdTimer = time.AfterFunc(c.guardHold, w.releaseHold)

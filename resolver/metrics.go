@@ -89,25 +89,27 @@ func newCacheMetrics(c *Cache) *cacheMetrics {
 	return cm
 }
 
+// attrs builds a watch's metric attributes; once per watch, so that
+// recording allocates nothing.
 func attrs(k watchKey) metric.MeasurementOption {
 	return metric.WithAttributeSet(attribute.NewSet(attribute.String("wayfinder.service", k.service), attribute.String("wayfinder.backend", k.backend())))
 }
 
-func (m *cacheMetrics) update(k watchKey) {
+func (m *cacheMetrics) update(a metric.MeasurementOption) {
 	if m.updates != nil {
-		m.updates.Add(context.Background(), 1, attrs(k))
+		m.updates.Add(context.Background(), 1, a)
 	}
 }
 
-func (m *cacheMetrics) error(k watchKey) {
+func (m *cacheMetrics) error(a metric.MeasurementOption) {
 	if m.errors != nil {
-		m.errors.Add(context.Background(), 1, attrs(k))
+		m.errors.Add(context.Background(), 1, a)
 	}
 }
 
-func (m *cacheMetrics) held(k watchKey) {
+func (m *cacheMetrics) held(a metric.MeasurementOption) {
 	if m.heldC != nil {
-		m.heldC.Add(context.Background(), 1, attrs(k))
+		m.heldC.Add(context.Background(), 1, a)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // DefaultScheme is the scheme of builders made by NewBuilder.
@@ -78,7 +79,8 @@ func (b *Builder) Scheme() string { return b.scheme }
 // Build implements resolver.Builder. It never blocks on the network: the
 // upstream watch runs in the cache, and Build only subscribes to it.
 func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gresolver.BuildOptions) (gresolver.Resolver, error) {
-	r := &ccResolver{cc: cc, notify: make(chan struct{}, 1), logger: b.logger, subsetSize: b.subsetSize, subsetKey: b.subsetKey}
+	r := &ccResolver{cc: cc, logger: b.logger}
+	sub := subscription{subsetSize: b.subsetSize, subsetKey: b.subsetKey}
 	var err error
 	if b.disc != nil {
 		r.service, err = injectedService(target)
@@ -86,7 +88,9 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 			return nil, err
 		}
 		key := watchKey{source: sourceKey(b.disc, b), service: r.service}
-		r.watch, err = b.cache.acquire(key, r.notify, func() (registry.Discovery, func(), error) { return b.disc, nil, nil })
+		r.feed = driver.NewWatcher("wayfinder resolver", r.service, nil, driver.SharedSets())
+		sub.feed = r.feed
+		r.watch, err = b.cache.acquire(key, sub, func() (registry.Discovery, func(), error) { return b.disc, nil, nil })
 	} else {
 		var t registry.Target
 		t, err = registry.TargetFromURL(&target.URL)
@@ -95,7 +99,9 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 		}
 		r.service = t.Service
 		key := watchKey{source: t.Registry.String(), service: t.Service}
-		r.watch, err = b.cache.acquire(key, r.notify, func() (registry.Discovery, func(), error) { return b.cache.openURL(t.Registry) })
+		r.feed = driver.NewWatcher("wayfinder resolver", r.service, nil, driver.SharedSets())
+		sub.feed = r.feed
+		r.watch, err = b.cache.acquire(key, sub, func() (registry.Discovery, func(), error) { return b.cache.openURL(t.Registry) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("wayfinder resolver: %s: %w", target.URL.Redacted(), err)
@@ -119,73 +125,45 @@ func injectedService(target gresolver.Target) (string, error) {
 	return svc, nil
 }
 
-// ccResolver feeds one ClientConn from a shared watch. Its goroutine
-// reads the watch's latest state on each wake-up, so a slow ClientConn
-// never holds up the watch or other ClientConns: it just skips
-// intermediate states.
+// ccResolver feeds one ClientConn from a shared watch, through its own
+// driver.Watcher: the watch never waits for a slow ClientConn, which just
+// skips intermediate sets, and the watcher keeps the contract (an
+// unchanged set is no update; one error per outage, after which the set
+// is sent again so that gRPC sees the recovery).
 type ccResolver struct {
 	cc      gresolver.ClientConn
 	service string
 	watch   *watch
-	notify  chan struct{}
+	feed    *driver.Watcher
 	logger  *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	attrs   []metric.RecordOption // see watchAttrs
 
-	subsetSize int // see WithSubset
-	subsetKey  string
-
 	closeOnce sync.Once
 }
 
 func (r *ccResolver) loop(ctx context.Context) {
-	var (
-		pushed     []registry.Instance
-		havePushed bool
-		reported   error // the error last reported, until a good read
-	)
+	var pushed []registry.Instance
 	for {
-		select {
-		case <-ctx.Done():
+		insts, err := r.feed.Next(ctx)
+		if ctx.Err() != nil {
 			return
-		case <-r.notify:
 		}
-		st := r.watch.snapshot()
-		// This ClientConn's view: the whole set, or its subset of it.
-		st.instances = Subset(st.instances, r.subsetSize, r.subsetKey)
-		if st.ok && !havePushed && st.err != nil {
-			// A new resolver during an outage still starts from the
-			// cached last good set, then hears of the error.
-			pushed, havePushed = st.instances, true
-			r.push(st.instances)
-		}
-		if st.err != nil {
+		if err != nil {
 			// Report, and keep whatever gRPC has: an error never becomes
 			// an empty address list.
-			if st.err != reported {
-				reported = st.err
-				r.cc.ReportError(fmt.Errorf("wayfinder resolver: %w", st.err))
-			}
+			r.cc.ReportError(fmt.Errorf("wayfinder resolver: %w", err))
 			continue
 		}
-		if !st.ok {
-			continue
-		}
-		// Push on a change, and once after an error so that gRPC sees the
-		// recovery; an unchanged set causes no UpdateState.
-		if havePushed && reported == nil && registry.EqualSets(pushed, st.instances) {
-			continue
-		}
-		reported = nil
-		prev, had := pushed, havePushed
-		pushed, havePushed = st.instances, true
-		r.push(st.instances)
-		if had {
+		prev := pushed
+		pushed = insts
+		r.push(insts)
+		if prev != nil {
 			// After the push returns, the balancer has the set and has
 			// built its picker: the change has propagated.
 			c := r.watch.cache
-			c.metrics.propagated(prev, st.instances, c.now(), r.watchAttrs())
+			c.metrics.propagated(prev, insts, c.now(), r.watchAttrs())
 		}
 	}
 }
@@ -195,7 +173,7 @@ func (r *ccResolver) loop(ctx context.Context) {
 // loop goroutine calls it.
 func (r *ccResolver) watchAttrs() []metric.RecordOption {
 	if r.attrs == nil {
-		r.attrs = []metric.RecordOption{attrs(r.watch.key)}
+		r.attrs = []metric.RecordOption{r.watch.attrs}
 	}
 	return r.attrs
 }
@@ -220,7 +198,8 @@ func (r *ccResolver) Close() {
 	r.closeOnce.Do(func() {
 		r.cancel()
 		r.wg.Wait()
-		r.watch.unsubscribe(r.notify)
+		r.watch.unsubscribe(r.feed)
+		r.feed.Close()
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // ErrPermissionDenied is wrapped, together with registry.ErrUnavailable,
@@ -44,7 +45,7 @@ const (
 // agent it talks to; reads go through that agent to the servers.
 //
 // Lock order: Registry.mu before registration.mu and watcher.mu. mu
-// guards regs, watchers and closed.
+// guards regs and closed.
 type Registry struct {
 	client *api.Client
 	cfg    config
@@ -65,10 +66,11 @@ type Registry struct {
 	counters          counters
 	unregisterMetrics func()
 
-	mu       sync.Mutex
-	regs     map[string]*registration // by Instance.Key
-	watchers map[*watcher]struct{}
-	closed   bool
+	mu     sync.Mutex
+	regs   map[string]*registration // by Instance.Key
+	closed bool
+
+	watchers driver.Watchers
 }
 
 var (
@@ -170,7 +172,6 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		log:      cfg.logger,
 		reqSlack: 10 * time.Second,
 		regs:     map[string]*registration{},
-		watchers: map[*watcher]struct{}{},
 		probe:    newProber(),
 	}
 	r.unregisterMetrics = r.registerMetrics(cfg.meter)
@@ -212,15 +213,11 @@ func (r *Registry) Close() error {
 	r.closed = true
 	regs := r.regs
 	r.regs = map[string]*registration{}
-	ws := r.watchers
-	r.watchers = map[*watcher]struct{}{}
 	r.mu.Unlock()
 	for _, g := range regs {
 		g.stop()
 	}
-	for w := range ws {
-		w.shutdown()
-	}
+	r.watchers.CloseAll()
 	r.probe.close()
 	r.unregisterMetrics()
 	for _, hc := range r.ownHTTP {
@@ -251,8 +248,8 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 		}
 		all = append(all, insts...)
 	}
-	sortInstances(all)
-	return all, nil
+	// One instance per ID: the first configured datacenter's wins.
+	return driver.Normalize(all), nil
 }
 
 // Services implements registry.ServiceLister: the services with at least
@@ -341,8 +338,9 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 	return out, meta.LastIndex, nil
 }
 
-// sortInstances sorts by ID, then by address so that a duplicated ID
-// (two datacenters, or a misconfigured pair) still orders deterministically.
+// sortInstances sorts by ID, then by address, so that of an ID two nodes
+// of one datacenter share (a misconfigured pair) the lower address is
+// the one driver.Normalize keeps, deterministically.
 func sortInstances(in []registry.Instance) {
 	slices.SortFunc(in, func(a, b registry.Instance) int {
 		if c := strings.Compare(a.ID, b.ID); c != 0 {

@@ -6,15 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Watch implements registry.Discovery. It starts one blocking-query loop
 // per datacenter and returns at once; ctx is not used after Watch
-// returns.
+// returns. The loops feed a driver.Watcher, which keeps the contract.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err
@@ -26,26 +26,23 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	w := &watcher{
 		r:       r,
 		service: service,
-		cancel:  cancel,
-		closed:  make(chan struct{}),
 		dcs:     r.datacenters(),
 		sets:    map[string][]registry.Instance{},
 		indexes: map[string]uint64{},
 		state:   map[string]dcState{},
-		signal:  make(chan struct{}),
 	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	w.feed = driver.NewWatcher("consul", service, func() {
 		cancel()
-		return nil, r.errClosed()
-	}
-	r.watchers[w] = struct{}{}
-	r.mu.Unlock()
+		w.wg.Wait()
+		r.watchers.Remove(w.feed)
+	})
 	for _, dc := range w.dcs {
 		w.wg.Go(func() { w.follow(loopCtx, dc) })
 	}
-	return w, nil
+	if !r.watchers.Add(w.feed) { // closes the feed, which stops the loops
+		return nil, r.errClosed()
+	}
+	return w.feed, nil
 }
 
 type dcState int
@@ -57,62 +54,27 @@ const (
 )
 
 // watcher merges the blocking-query loops of its datacenters into the
-// single stream Next returns.
-//
-// The loops publish into the fields under mu: a set when it differs from
-// the last published one (or a datacenter recovers), an error when a
-// datacenter starts failing. Each publication takes the next seq, and
-// signal is closed and replaced to wake Next. The loops never wait for
-// Next: a slow consumer just sees the latest set.
+// one set it feeds: the union of each datacenter's last good set, once
+// every datacenter has answered, with each datacenter's outage reported
+// once. mu guards the per-datacenter maps.
 type watcher struct {
 	r       *Registry
 	service string
 	dcs     []string
-	cancel  context.CancelFunc
+	feed    *driver.Watcher
 	wg      sync.WaitGroup
 
-	closeOnce sync.Once
-	closed    chan struct{}
-
-	mu       sync.Mutex
-	sets     map[string][]registry.Instance // last good set per datacenter
-	indexes  map[string]uint64              // X-Consul-Index of each set in sets
-	state    map[string]dcState
-	cur      []registry.Instance // last published merged set
-	curIndex string              // the indexes cur was read at (see Index)
-	hasSet   bool
-	seq      uint64
-	setSeq   uint64
-	err      error
-	errSeq   uint64
-	signal   chan struct{}
-
-	// index is the curIndex of the set Next last returned; nil before
-	// the first. Next stores it; Index may load it from any goroutine.
-	index atomic.Pointer[string]
-
-	// Owned by the goroutine calling Next.
-	seenSet, seenErr  uint64
-	started, afterErr bool
-	last              []registry.Instance
-}
-
-var _ registry.IndexedWatcher = (*watcher)(nil)
-
-// Index implements registry.IndexedWatcher: the X-Consul-Index of the
-// blocking query that read the set Next last returned, such as "120".
-// With several datacenters it lists each datacenter's, in the order they
-// were configured, such as "dc1=120 dc2=87"; a datacenter that has never
-// answered is left out. It is "" before Next has returned a set.
-func (w *watcher) Index() string {
-	if p := w.index.Load(); p != nil {
-		return *p
-	}
-	return ""
+	mu      sync.Mutex
+	sets    map[string][]registry.Instance // last good set per datacenter
+	indexes map[string]uint64              // X-Consul-Index of each set in sets
+	state   map[string]dcState
+	fed     bool // a merged set has been fed
 }
 
 // indexLocked formats the indexes of the datacenters' last good sets, as
-// Index reports them.
+// Index reports them: "120" with one datacenter; with several each
+// datacenter's, in the order they were configured, such as "dc1=120
+// dc2=87", leaving out a datacenter that has never answered.
 func (w *watcher) indexLocked() string {
 	if len(w.dcs) == 1 {
 		if _, ok := w.sets[w.dcs[0]]; !ok {
@@ -135,20 +97,15 @@ func (w *watcher) indexLocked() string {
 	return b.String()
 }
 
-func (w *watcher) notifyLocked() {
-	close(w.signal)
-	w.signal = make(chan struct{})
-}
-
-// mergedLocked returns the union of the datacenters' last good sets and
-// whether every datacenter has answered at least once, with a set or an
-// error.
+// mergedLocked returns the datacenters' last good sets, in configured
+// order so that the first datacenter's instance wins an ID that two
+// share (driver.Normalize), whether every datacenter has answered at
+// least once, with a set or an error, and whether any has a set.
 func (w *watcher) mergedLocked() ([]registry.Instance, bool, bool) {
 	var all []registry.Instance
 	ready, anyOK := true, false
 	for _, dc := range w.dcs {
-		switch w.state[dc] {
-		case dcNew:
+		if w.state[dc] == dcNew {
 			ready = false
 		}
 		if s, ok := w.sets[dc]; ok {
@@ -156,54 +113,42 @@ func (w *watcher) mergedLocked() ([]registry.Instance, bool, bool) {
 			all = append(all, s...)
 		}
 	}
-	sortInstances(all)
 	return all, ready, anyOK
 }
 
 // publishSet records insts, read from dc at Consul index index, and
-// publishes the merged set if it changed.
+// feeds the merged set once every datacenter has answered.
 func (w *watcher) publishSet(dc string, insts []registry.Instance, index uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	recovered := w.state[dc] == dcFailing
 	w.state[dc] = dcOK
 	w.sets[dc] = insts
 	w.indexes[dc] = index
-	merged, ready, _ := w.mergedLocked()
-	if !ready {
-		return
+	if merged, ready, _ := w.mergedLocked(); ready {
+		w.fed = true
+		w.feed.Set(merged, w.indexLocked())
 	}
-	if w.hasSet && !recovered && registry.EqualSets(merged, w.cur) {
-		return // a wake-up without a change: compare before emitting
-	}
-	w.cur, w.curIndex, w.hasSet = merged, w.indexLocked(), true
-	w.seq++
-	w.setSeq = w.seq
-	w.notifyLocked()
 }
 
-// publishErr reports err once per failure episode of dc, and keeps the
-// last good set: an error never empties the set.
+// publishErr reports err once per outage of dc; the feed keeps the last
+// good set.
 func (w *watcher) publishErr(dc string, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	was := w.state[dc]
 	w.state[dc] = dcFailing
-	if was == dcFailing {
-		w.err = err // same episode: keep the freshest text, no new event
+	if was == dcFailing && len(w.dcs) > 1 {
+		// The same outage of this datacenter; another one's sets may have
+		// ended the feed's outage since, and must not start a new one.
 		return
 	}
-	w.err = err
-	w.seq++
-	w.errSeq = w.seq
+	w.feed.Fail(err)
 	// If this was the last datacenter to answer, the others' sets can be
-	// published now rather than when one of them next changes.
-	if merged, ready, anyOK := w.mergedLocked(); ready && anyOK && !w.hasSet {
-		w.cur, w.curIndex, w.hasSet = merged, w.indexLocked(), true
-		w.seq++
-		w.setSeq = w.seq
+	// fed now rather than when one of them next changes.
+	if merged, ready, anyOK := w.mergedLocked(); ready && anyOK && !w.fed {
+		w.fed = true
+		w.feed.Set(merged, w.indexLocked())
 	}
-	w.notifyLocked()
 }
 
 // follow runs the blocking-query loop of one datacenter, with its own
@@ -264,74 +209,6 @@ func nextIndex(prev, got uint64) uint64 {
 		return 1
 	}
 	return got
-}
-
-// Next implements registry.Watcher.
-func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
-	for {
-		select {
-		case <-w.closed:
-			return nil, fmt.Errorf("consul: watch %q: %w", w.service, registry.ErrClosed)
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		w.mu.Lock()
-		wake := w.signal
-		// Events are taken in the order they happened: a set published
-		// before an error is considered before that error.
-		if w.setSeq > w.seenSet && (w.errSeq <= w.seenErr || w.setSeq < w.errSeq) {
-			w.seenSet = w.setSeq
-			cur := w.cur
-			if !w.started || w.afterErr || !registry.EqualSets(cur, w.last) {
-				w.started, w.afterErr, w.last = true, false, cur
-				idx := w.curIndex
-				w.index.Store(&idx)
-				w.mu.Unlock()
-				return cloneAll(cur), nil
-			}
-		}
-		if w.errSeq > w.seenErr {
-			w.seenErr = w.errSeq
-			err := w.err
-			w.afterErr = true
-			w.mu.Unlock()
-			return nil, err
-		}
-		w.mu.Unlock()
-		select {
-		case <-wake:
-		case <-w.closed:
-		case <-ctx.Done():
-		}
-	}
-}
-
-func cloneAll(in []registry.Instance) []registry.Instance {
-	out := make([]registry.Instance, len(in))
-	for i, inst := range in {
-		out[i] = inst.Clone()
-	}
-	return out
-}
-
-// Close implements registry.Watcher: it cancels the loops and waits for
-// them. It is idempotent.
-func (w *watcher) Close() error {
-	w.r.mu.Lock()
-	delete(w.r.watchers, w)
-	w.r.mu.Unlock()
-	w.shutdown()
-	return nil
-}
-
-func (w *watcher) shutdown() {
-	w.closeOnce.Do(func() {
-		close(w.closed)
-		w.cancel()
-	})
-	w.wg.Wait()
 }
 
 // bucket is a token bucket: burst tokens, refilled at rate per second.

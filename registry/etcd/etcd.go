@@ -25,6 +25,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Scheme is the URL scheme of the etcd backend.
@@ -461,6 +462,8 @@ type Registry struct {
 	wg     sync.WaitGroup // every goroutine the Registry starts
 	closed sync.Once
 
+	watchers driver.Watchers // closed by Close
+
 	mu       sync.Mutex
 	cli      *clientv3.Client
 	cliReady chan struct{} // closed when cli is set
@@ -619,6 +622,7 @@ func (r *Registry) isClosed() bool { return r.ctx.Err() != nil }
 func (r *Registry) Close() error {
 	var err error
 	r.closed.Do(func() {
+		r.watchers.CloseAll()
 		r.unregisterMetrics()
 		r.cancel()
 		r.wg.Wait()

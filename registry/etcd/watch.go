@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -17,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 var (
@@ -75,8 +74,7 @@ func sorted(set map[string]registry.Instance) []registry.Instance {
 	for _, inst := range set {
 		out = append(out, inst.Clone())
 	}
-	registry.SortByID(out)
-	return out
+	return driver.Normalize(out)
 }
 
 // Watch implements registry.Discovery. It starts one goroutine that lists
@@ -97,138 +95,41 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 		r:       r,
 		service: service,
 		prefix:  r.servicePrefix(service),
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
 	}
-	r.wg.Go(func() {
-		defer close(w.done)
-		w.run(wctx)
+	done := make(chan struct{})
+	w.feed = driver.NewWatcher("etcd", service, func() {
+		cancel()
+		<-done
+		r.watchers.Remove(w.feed)
 	})
-	return w, nil
+	// The goroutine is owned by the feed: its Close (or the Registry's,
+	// through r.watchers) cancels it and waits.
+	go func() {
+		defer close(done)
+		w.run(wctx)
+	}()
+	if !r.watchers.Add(w.feed) {
+		return nil, fmt.Errorf("etcd: watch %q: %w", service, registry.ErrClosed)
+	}
+	return w.feed, nil
 }
 
-// watcher follows one service.
-//
-// The run goroutine publishes into the fields under mu; Next reads them.
-// publish never blocks on a slow consumer: it replaces the set and closes
-// changed, so Next sees only the latest.
+// watcher follows one service with a list and an etcd watch, and feeds
+// what it reads to a driver.Watcher, which keeps the contract.
 type watcher struct {
 	r       *Registry
 	service string
 	prefix  string
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when run returns
-
-	mu      sync.Mutex
-	set     []registry.Instance // last good set, sorted
-	setRev  int64               // the revision set was read at
-	hasSet  bool
-	err     error  // non-nil during an error episode
-	errGen  uint64 // counts error episodes
-	changed chan struct{}
-	closed  bool
-
-	// rev is the revision of the set Next last returned, 0 before the
-	// first. Next stores it; Index may load it from any goroutine.
-	rev atomic.Int64
-
-	// Owned by the goroutine calling Next.
-	started  bool
-	last     []registry.Instance
-	seenErr  uint64
-	afterErr bool
+	feed    *driver.Watcher
 }
 
-var _ registry.IndexedWatcher = (*watcher)(nil)
-
-// Index implements registry.IndexedWatcher: the etcd revision the set
-// Next last returned was read at (the listing's header revision, or the
-// revision of the last event applied to it), or "" before Next has
-// returned a set.
-func (w *watcher) Index() string {
-	rev := w.rev.Load()
-	if rev == 0 {
-		return ""
-	}
-	return strconv.FormatInt(rev, 10)
-}
-
-// publish makes set, read at revision rev, the one Next returns, unless
-// it equals the current one.
+// publish feeds set, read at revision rev.
 func (w *watcher) publish(set map[string]registry.Instance, rev int64) {
-	s := sorted(set)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.hasSet && w.err == nil && registry.EqualSets(s, w.set) {
-		return
-	}
-	w.set, w.setRev, w.hasSet, w.err = s, rev, true, nil
-	close(w.changed)
-	w.changed = make(chan struct{})
+	w.feed.Set(sorted(set), strconv.FormatInt(rev, 10))
 }
 
-// fail starts an error episode, or updates the error of the current one.
-// The set is kept: errors never come as an empty set.
-func (w *watcher) fail(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.errGen++
-		close(w.changed)
-		w.changed = make(chan struct{})
-	}
-	w.err = err
-}
-
-// Next implements registry.Watcher.
-func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
-	for {
-		w.mu.Lock()
-		if w.closed || w.r.isClosed() {
-			w.mu.Unlock()
-			return nil, fmt.Errorf("etcd: watch %q: %w", w.service, registry.ErrClosed)
-		}
-		if err := ctx.Err(); err != nil {
-			w.mu.Unlock()
-			return nil, err
-		}
-		wake := w.changed
-		switch {
-		case w.err != nil && w.errGen != w.seenErr:
-			w.seenErr, w.afterErr = w.errGen, true
-			err := w.err
-			w.mu.Unlock()
-			return nil, err
-		case w.err == nil && w.hasSet && (!w.started || w.afterErr || !registry.EqualSets(w.set, w.last)):
-			w.started, w.afterErr, w.last = true, false, w.set
-			w.rev.Store(w.setRev)
-			out := make([]registry.Instance, len(w.set))
-			for i, inst := range w.set {
-				out[i] = inst.Clone()
-			}
-			w.mu.Unlock()
-			return out, nil
-		}
-		w.mu.Unlock()
-		select {
-		case <-wake:
-		case <-w.done:
-		case <-ctx.Done():
-		}
-	}
-}
-
-// Close implements registry.Watcher. It stops the goroutine and waits
-// for it.
-func (w *watcher) Close() error {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.cancel()
-	<-w.done
-	return nil
-}
+// fail reports an outage, or updates its error; the set is kept.
+func (w *watcher) fail(err error) { w.feed.Fail(err) }
 
 // run lists, then watches from the listing's revision + 1, until ctx ends.
 //

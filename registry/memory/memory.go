@@ -2,15 +2,16 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Scheme is the URL scheme of the in-process registry.
@@ -36,7 +37,6 @@ type Store struct {
 	mu       sync.Mutex
 	services map[string]*service
 	down     error // non-nil while an outage is simulated
-	downGen  uint64
 }
 
 type service struct {
@@ -44,9 +44,9 @@ type service struct {
 	// version counts the service's changes; watchers report it as their
 	// registry.IndexedWatcher index.
 	version uint64
-	// changed is closed and replaced on every change, waking all watchers
-	// at once without a goroutine per watcher.
-	changed chan struct{}
+	// watchers are fed on every change, under the store's mu: the store
+	// needs no goroutine per watcher, and the contract is the driver's.
+	watchers map[*driver.Watcher]struct{}
 }
 
 // NewStore returns an empty store.
@@ -94,7 +94,7 @@ func validateURL(u *url.URL) error {
 func (s *Store) svc(name string) *service {
 	sv, ok := s.services[name]
 	if !ok {
-		sv = &service{instances: map[string]registry.Instance{}, changed: make(chan struct{})}
+		sv = &service{instances: map[string]registry.Instance{}, watchers: map[*driver.Watcher]struct{}{}}
 		s.services[name] = sv
 	}
 	return sv
@@ -102,13 +102,27 @@ func (s *Store) svc(name string) *service {
 
 func (sv *service) bump() {
 	sv.version++
-	close(sv.changed)
-	sv.changed = make(chan struct{})
+	sv.feed()
+}
+
+// feed gives every watcher of the service its current set: one sorted
+// snapshot, shared, since driver.Watcher copies what Next returns.
+// Callers hold the store's mu.
+func (sv *service) feed() {
+	if len(sv.watchers) == 0 {
+		return
+	}
+	set, idx := sv.snapshot(), strconv.FormatUint(sv.version, 10)
+	for w := range sv.watchers {
+		w.Set(set, idx)
+	}
 }
 
 // SetOutage makes the store behave like an unreachable registry while err
 // is non-nil: every call fails with an error wrapping both
-// registry.ErrUnavailable and err, and watchers report it. SetOutage(nil)
+// registry.ErrUnavailable and err, and watchers report it, once per
+// call: each call is a new failure, as a registry's that changes kind
+// would be. SetOutage(nil)
 // ends the outage. It exists so that clients' handling of registry
 // failures can be exercised with the embedded backend.
 func (s *Store) SetOutage(err error) {
@@ -118,10 +132,14 @@ func (s *Store) SetOutage(err error) {
 		err = fmt.Errorf("%w: memory: %w", registry.ErrUnavailable, err)
 	}
 	s.down = err
-	s.downGen++
 	for _, sv := range s.services {
-		close(sv.changed)
-		sv.changed = make(chan struct{})
+		if err == nil {
+			sv.feed()
+			continue
+		}
+		for w := range sv.watchers {
+			w.NewOutage(fmt.Errorf("memory: watch %q: %w", w.Service(), err))
+		}
 	}
 }
 
@@ -136,6 +154,7 @@ type Registry struct {
 	store     *Store
 	closeOnce sync.Once
 	done      chan struct{}
+	watchers  driver.Watchers
 }
 
 var (
@@ -227,112 +246,43 @@ func (sv *service) snapshot() []registry.Instance {
 	return out
 }
 
-// Watch implements registry.Discovery.
+// Watch implements registry.Discovery. The watcher is fed by the
+// store's changes, under its lock, so the first Next answers at once.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err
 	}
-	select {
-	case <-r.done:
-		return nil, fmt.Errorf("memory: %w", registry.ErrClosed)
-	default:
+	if err := r.check(ctx); err != nil && !errors.Is(err, registry.ErrUnavailable) {
+		return nil, err // closed, or ctx done; an outage surfaces from Next
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	s := r.store
+	var w *driver.Watcher
+	w = driver.NewWatcher("memory", service, func() {
+		s.mu.Lock()
+		delete(s.svc(service).watchers, w)
+		s.mu.Unlock()
+		r.watchers.Remove(w)
+	})
+	s.mu.Lock()
+	sv := s.svc(service)
+	sv.watchers[w] = struct{}{}
+	if s.down != nil {
+		w.Fail(fmt.Errorf("memory: watch %q: %w", service, s.down))
+	} else {
+		w.Set(sv.snapshot(), strconv.FormatUint(sv.version, 10))
 	}
-	return &watcher{reg: r, service: service, closed: make(chan struct{})}, nil
+	s.mu.Unlock()
+	if !r.watchers.Add(w) {
+		return nil, fmt.Errorf("memory: watch %q: %w", service, registry.ErrClosed)
+	}
+	return w, nil
 }
 
-// Close implements registry.Registry. It is idempotent.
+// Close implements registry.Registry: it closes the client's watchers.
+// It is idempotent.
 func (r *Registry) Close() error {
 	r.closeOnce.Do(func() { close(r.done) })
-	return nil
-}
-
-type watcher struct {
-	reg     *Registry
-	service string
-
-	closeOnce sync.Once
-	closed    chan struct{}
-
-	// index is the service's version when the set Next last returned was
-	// read, plus one, so that 0 means no set yet. Next stores it; Index
-	// may load it from any goroutine.
-	index atomic.Uint64
-
-	// Owned by the single goroutine calling Next.
-	started  bool
-	last     []registry.Instance
-	errGen   uint64 // downGen of the last error returned
-	afterErr bool   // an error was returned since the last set
-}
-
-var _ registry.IndexedWatcher = (*watcher)(nil)
-
-// Index implements registry.IndexedWatcher: the service's change counter
-// when the set Next last returned was read, such as "3" after three
-// changes, or "" before Next has returned a set.
-func (w *watcher) Index() string {
-	n := w.index.Load()
-	if n == 0 {
-		return ""
-	}
-	return strconv.FormatUint(n-1, 10)
-}
-
-func (w *watcher) Next(ctx context.Context) ([]registry.Instance, error) {
-	s := w.reg.store
-	for {
-		select {
-		case <-w.closed:
-			return nil, fmt.Errorf("memory: watch %q: %w", w.service, registry.ErrClosed)
-		case <-w.reg.done:
-			return nil, fmt.Errorf("memory: watch %q: %w", w.service, registry.ErrClosed)
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
-		sv := s.svc(w.service)
-		wake := sv.changed
-		if s.down != nil {
-			if w.errGen != s.downGen {
-				w.errGen, w.afterErr = s.downGen, true
-				err := s.down
-				s.mu.Unlock()
-				return nil, fmt.Errorf("memory: watch %q: %w", w.service, err)
-			}
-		} else {
-			set := sv.snapshot()
-			if !w.started || w.afterErr || !registry.EqualSets(set, w.last) {
-				w.started, w.afterErr, w.last = true, false, set
-				w.index.Store(sv.version + 1)
-				s.mu.Unlock()
-				return cloneAll(set), nil
-			}
-		}
-		s.mu.Unlock()
-		select {
-		case <-wake:
-		case <-w.closed:
-		case <-w.reg.done:
-		case <-ctx.Done():
-		}
-	}
-}
-
-func cloneAll(in []registry.Instance) []registry.Instance {
-	out := make([]registry.Instance, len(in))
-	for i, inst := range in {
-		out[i] = inst.Clone()
-	}
-	return out
-}
-
-func (w *watcher) Close() error {
-	w.closeOnce.Do(func() { close(w.closed) })
+	r.watchers.CloseAll()
 	return nil
 }
 
