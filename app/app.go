@@ -89,11 +89,7 @@ func NewServer(p ServerParams) (*server.Server, error) {
 	if cfg.Service == "" {
 		return nil, fmt.Errorf("app: no service name: set Config.Service, WAYFINDER_SERVICE or -service")
 	}
-	opts := []server.Option{
-		server.WithListenAddress(cfg.Listen), server.WithAdvertiseAddress(cfg.Advertise), server.WithID(cfg.ID),
-		server.WithVersion(cfg.Version), server.WithZone(cfg.Zone), server.WithWeight(cfg.Weight),
-		server.WithTags(cfg.Tags...), server.WithDrainTimeout(cfg.DrainTimeout), server.WithGracefulTimeout(cfg.GracefulTimeout),
-	}
+	opts := cfg.ServerOptions()
 	if p.Logger != nil {
 		opts = append(opts, server.WithLogger(p.Logger))
 	}

@@ -3,7 +3,10 @@ package app_test
 import (
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +155,39 @@ func TestConfigFromEnv(t *testing.T) {
 	err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err == nil || !strings.Contains(err.Error(), "WAYFINDER_WEIGHT") || !strings.Contains(err.Error(), "WAYFINDER_DRAIN_TIMEOUT") {
 		t.Fatalf("FromEnv with bad values = %v, want errors naming both variables", err)
+	}
+}
+
+// TestConfigFlags: the flags set the same fields as the variables, with
+// the current values as defaults, and a bad value names the flag.
+func TestConfigFlags(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Service = "orders"
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	err := fs.Parse([]string{"-registry", "mem://y", "-weight", "4", "-tags", "x, y", "-graceful-timeout", "2s",
+		"-plaintext=false", "-lb-policy", "pick_first", "-subset", "2", "-instance-id", "i-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Registry != "mem://y" || cfg.Service != "orders" || cfg.Weight != 4 || strings.Join(cfg.Tags, "|") != "x|y" ||
+		cfg.GracefulTimeout != 2*time.Second || cfg.DrainTimeout != server.DefaultDrainTimeout || cfg.Plaintext ||
+		cfg.Policy != "pick_first" || cfg.Subset != 2 || cfg.ID != "i-1" || cfg.Listen != "127.0.0.1:0" {
+		t.Fatalf("after Parse, Config = %+v", cfg)
+	}
+	if err := fs.Parse([]string{"-plaintext"}); err != nil || !cfg.Plaintext {
+		t.Errorf("Parse(-plaintext) = %v, Plaintext %v; want a bare -plaintext to mean true", err, cfg.Plaintext)
+	}
+	if got := fs.Lookup("service").DefValue; got != "orders" {
+		t.Errorf("-service default = %q, want the Config's current value", got)
+	}
+	if err := fs.Parse([]string{"-drain-timeout", "soon"}); err == nil || !strings.Contains(err.Error(), "drain-timeout") {
+		t.Errorf("Parse(-drain-timeout soon) = %v, want an error naming the flag", err)
+	}
+	want := app.Config{Registry: "mem://", Listen: "127.0.0.1:0", DrainTimeout: server.DefaultDrainTimeout,
+		GracefulTimeout: server.DefaultGracefulTimeout, Policy: "round_robin", Plaintext: true}
+	if got := app.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)
 	}
 }
