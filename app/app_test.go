@@ -36,7 +36,7 @@ func helloService(cfg app.Config) app.Service {
 	}
 }
 
-// RunHelloApp starts a server app and a client app for cfg.Registry,
+// runHelloApp starts a server app and a client app for cfg.Registry,
 // calls SayHello through the client app, and stops both. Backends run it
 // with their own URL: the code is the same, only the URL changes.
 func runHelloApp(t *testing.T, registryURL, policy string) {
