@@ -16,10 +16,10 @@ import (
 )
 
 // Config is what a Wayfinder service is assembled from. Fill it with
-// DefaultConfig, then FromEnv and/or RegisterFlags. The environment
-// variable, flag, default and help of each field are listed once, in the
-// table config.go calls fields; `-help` on a program that called
-// RegisterFlags prints them.
+// DefaultConfig, then FromEnv and/or RegisterFlags. Each field's
+// environment variable, flag, default and help are defined once, in one
+// table that all four read; -help on a program that called RegisterFlags
+// prints them, and docs/fx.md lists them.
 type Config struct {
 	Registry        string        // registry URL
 	Service         string        // service to serve; required by ServerModule

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,5 +42,36 @@ func TestFieldsCoverConfig(t *testing.T) {
 		if name := base.Type().Field(i).Name; bound[name] == "" {
 			t.Errorf("Config.%s has no row in fields", name)
 		}
+	}
+}
+
+// TestDocsListConfig: docs/fx.md lists every variable with its flag and
+// default as the table has them, so the docs cannot drift from it.
+func TestDocsListConfig(t *testing.T) {
+	b, err := os.ReadFile("../docs/fx.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`WAYFINDER_") {
+			continue
+		}
+		env := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		rows[env] = strings.TrimSpace(cells[2]) + " " + strings.TrimSpace(cells[3])
+	}
+	for _, f := range fields {
+		def := "—"
+		if f.def != "" {
+			def = "`" + f.def + "`"
+		}
+		if want := "`-" + f.flag + "` " + def; rows[f.env] != want {
+			t.Errorf("docs/fx.md row %s = %q, want %q", f.env, rows[f.env], want)
+		}
+		delete(rows, f.env)
+	}
+	for env := range rows {
+		t.Errorf("docs/fx.md lists %s, which Config does not have", env)
 	}
 }
