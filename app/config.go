@@ -38,7 +38,8 @@ type Config struct {
 	SubsetKey       string        // the clients' subsetting key; empty: the host name
 }
 
-// field is one Config field's outside names, default and help. bind
+// field is one Config field's outside names, default and help (a
+// `word` in it names the flag's argument in -help, as in package flag). bind
 // returns a flag.Value over the field of c, so that defaults, the
 // environment and flags all go through the same parser.
 type field struct {
@@ -49,35 +50,35 @@ type field struct {
 // fields is the one table of Config's fields. A field missing here is a
 // test failure (TestFieldsCoverConfig).
 var fields = []field{
-	{"registry", "WAYFINDER_REGISTRY", "mem://", "registry URL (mem://, consul://host:8500, etcd://host:2379)",
+	{"registry", "WAYFINDER_REGISTRY", "mem://", "registry `URL` (mem://, consul://host:8500, etcd://host:2379)",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Registry) }},
-	{"service", "WAYFINDER_SERVICE", "", "service name to serve",
+	{"service", "WAYFINDER_SERVICE", "", "service `name` to serve",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Service) }},
-	{"listen", "WAYFINDER_LISTEN", "127.0.0.1:0", "address to listen on",
+	{"listen", "WAYFINDER_LISTEN", "127.0.0.1:0", "`address` to listen on",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Listen) }},
-	{"advertise", "WAYFINDER_ADVERTISE", "", "address to register (default: the listener's)",
+	{"advertise", "WAYFINDER_ADVERTISE", "", "`address` to register (default: the listener's)",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Advertise) }},
-	{"instance-id", "WAYFINDER_INSTANCE_ID", "", "instance ID (default: <service>-<random>)",
+	{"instance-id", "WAYFINDER_INSTANCE_ID", "", "instance `ID` (default: <service>-<random>)",
 		func(c *Config) flag.Value { return (*stringValue)(&c.ID) }},
-	{"version", "WAYFINDER_VERSION", "", "instance version",
+	{"version", "WAYFINDER_VERSION", "", "instance `version`",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Version) }},
-	{"zone", "WAYFINDER_ZONE", "", "instance zone",
+	{"zone", "WAYFINDER_ZONE", "", "instance `zone`",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Zone) }},
-	{"weight", "WAYFINDER_WEIGHT", "0", "instance weight (0: the registry's default weight)",
+	{"weight", "WAYFINDER_WEIGHT", "0", "instance `weight` (0: the registry's default weight)",
 		func(c *Config) flag.Value { return (*intValue)(&c.Weight) }},
-	{"tags", "WAYFINDER_TAGS", "", "comma-separated instance tags",
+	{"tags", "WAYFINDER_TAGS", "", "comma-separated instance `tags`",
 		func(c *Config) flag.Value { return (*listValue)(&c.Tags) }},
-	{"drain-timeout", "WAYFINDER_DRAIN_TIMEOUT", server.DefaultDrainTimeout.String(), "bound on waiting for clients to see a deregistration",
+	{"drain-timeout", "WAYFINDER_DRAIN_TIMEOUT", server.DefaultDrainTimeout.String(), "bound on waiting for clients to see a deregistration (a `duration`)",
 		func(c *Config) flag.Value { return (*durationValue)(&c.DrainTimeout) }},
-	{"graceful-timeout", "WAYFINDER_GRACEFUL_TIMEOUT", server.DefaultGracefulTimeout.String(), "bound on GracefulStop",
+	{"graceful-timeout", "WAYFINDER_GRACEFUL_TIMEOUT", server.DefaultGracefulTimeout.String(), "bound on GracefulStop (a `duration`)",
 		func(c *Config) flag.Value { return (*durationValue)(&c.GracefulTimeout) }},
-	{"lb-policy", "WAYFINDER_LB_POLICY", "round_robin", "client load-balancing policy",
+	{"lb-policy", "WAYFINDER_LB_POLICY", "round_robin", "client load-balancing `policy`",
 		func(c *Config) flag.Value { return (*stringValue)(&c.Policy) }},
 	{"plaintext", "WAYFINDER_PLAINTEXT", "true", "clients dial without TLS unless given transport credentials (set false in production)",
 		func(c *Config) flag.Value { return (*boolValue)(&c.Plaintext) }},
-	{"subset", "WAYFINDER_SUBSET", "0", "clients connect to at most this many instances per service (0: all)",
+	{"subset", "WAYFINDER_SUBSET", "0", "clients connect to at most `n` instances per service (0: all)",
 		func(c *Config) flag.Value { return (*intValue)(&c.Subset) }},
-	{"subset-key", "WAYFINDER_SUBSET_KEY", "", "the clients' subsetting key (default: the host name)",
+	{"subset-key", "WAYFINDER_SUBSET_KEY", "", "the clients' subsetting `key` (default: the host name)",
 		func(c *Config) flag.Value { return (*stringValue)(&c.SubsetKey) }},
 }
 
