@@ -276,7 +276,7 @@ func TestCredentialsOverridePlaintext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "tls"}); status.Code(err) != codes.Unavailable {
 		t.Errorf("SayHello over TLS to a plaintext server = %v, want Unavailable (the TLS credentials used)", err)
