@@ -33,15 +33,20 @@ func AsService(constructor any) any {
 // RegistryParams are NewRegistry's dependencies.
 type RegistryParams struct {
 	fx.In
+	// Lifecycle closes the registry when the app stops. Outside fx leave
+	// it nil and Close the registry yourself.
 	Lifecycle fx.Lifecycle
 	Config    Config
-	Logger    *slog.Logger `optional:"true"` // for the backend's logs
+	// Logger, if the app has one, receives the backend's logs. The app
+	// owns it: this package never provides one.
+	Logger *slog.Logger `optional:"true"`
 }
 
-// NewRegistry opens cfg.Registry and closes it when the app stops. It
-// never waits for the registry: opening does not touch the network.
+// NewRegistry opens cfg.Registry (registry.Open) and closes it when the
+// app stops. It never waits for the registry: opening does not touch
+// the network.
 func NewRegistry(p RegistryParams) (registry.Registry, error) {
-	lc, cfg := p.Lifecycle, p.Config
+	cfg := p.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -53,65 +58,77 @@ func NewRegistry(p RegistryParams) (registry.Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: open registry: %w", err)
 	}
-	lc.Append(fx.StopHook(reg.Close))
+	if p.Lifecycle != nil {
+		p.Lifecycle.Append(fx.StopHook(reg.Close))
+	}
 	return reg, nil
 }
 
 // RegistryModule provides registry.Registry, and the same value as
 // registry.Registrar and registry.Discovery, from a Config.
 var RegistryModule = fx.Module("wayfinder.registry",
-	fx.Provide(
-		NewRegistry,
-		func(r registry.Registry) registry.Registrar { return r },
-		func(r registry.Registry) registry.Discovery { return r },
-	),
+	fx.Provide(fx.Annotate(NewRegistry,
+		fx.As(fx.Self()), fx.As(new(registry.Registrar)), fx.As(new(registry.Discovery)))),
 )
 
 // ServerParams are NewServer's dependencies.
 type ServerParams struct {
 	fx.In
+	// Lifecycle runs Start and Stop as OnStart and OnStop hooks. Outside
+	// fx leave it nil and call Start and Stop yourself.
 	Lifecycle fx.Lifecycle
 	Config    Config
 	Registrar registry.Registrar
-	Services  []Service    `group:"wayfinder.services"`
-	Logger    *slog.Logger `optional:"true"`
+	Services  []Service `group:"wayfinder.services"`
+	// Logger, if the app has one, receives the server's logs.
+	Logger *slog.Logger `optional:"true"`
 }
 
-// NewServer builds a server.Server for cfg.Service, registers the
-// grouped services on it, and runs its lifecycle as OnStart/OnStop
-// hooks: Start (listen, serve, SERVING, register) and Stop (NOT_SERVING,
-// deregister, wait, GracefulStop, Stop), both within fx's hook timeouts.
-func NewServer(p ServerParams) (*server.Server, error) {
+// ServerResult is what NewServer provides: the Wayfinder server and,
+// for code that registers services on it directly, its gRPC server.
+type ServerResult struct {
+	fx.Out
+	Server *server.Server
+	GRPC   *grpc.Server
+}
+
+// NewServer builds a server.Server for cfg.Service (server.New with
+// Config.ServerOptions), registers the grouped services on it, and runs
+// its lifecycle as OnStart/OnStop hooks: Start (listen, serve, SERVING,
+// register) and Stop (NOT_SERVING, deregister, wait, GracefulStop,
+// Stop), both within fx's hook timeouts.
+func NewServer(p ServerParams) (ServerResult, error) {
 	cfg := p.Config
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return ServerResult{}, err
 	}
 	if cfg.Service == "" {
-		return nil, fmt.Errorf("app: no service name: set Config.Service, WAYFINDER_SERVICE or -service")
+		return ServerResult{}, fmt.Errorf("app: no service name: set Config.Service, WAYFINDER_SERVICE or -service")
 	}
-	opts := []server.Option{
-		server.WithListenAddress(cfg.Listen), server.WithAdvertiseAddress(cfg.Advertise), server.WithID(cfg.ID),
-		server.WithVersion(cfg.Version), server.WithZone(cfg.Zone), server.WithWeight(cfg.Weight),
-		server.WithTags(cfg.Tags...), server.WithDrainTimeout(cfg.DrainTimeout), server.WithGracefulTimeout(cfg.GracefulTimeout),
-	}
+	opts := cfg.ServerOptions()
 	if p.Logger != nil {
 		opts = append(opts, server.WithLogger(p.Logger))
 	}
 	s, err := server.New(p.Registrar, cfg.Service, opts...)
 	if err != nil {
-		return nil, err
+		return ServerResult{}, err
 	}
 	for _, register := range p.Services {
 		register(s.GRPC())
 	}
-	p.Lifecycle.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
-	return s, nil
+	if p.Lifecycle != nil {
+		p.Lifecycle.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
+	}
+	return ServerResult{Server: s, GRPC: s.GRPC()}, nil
 }
 
 // ServerModule provides the *server.Server and its *grpc.Server, and
-// makes sure it starts.
+// makes sure the server runs.
 var ServerModule = fx.Module("wayfinder.server",
-	fx.Provide(NewServer, func(s *server.Server) *grpc.Server { return s.GRPC() }),
+	fx.Provide(NewServer),
+	// The module's one Invoke, and deliberate: fx builds a provided value
+	// only when something asks for it, and including ServerModule means
+	// "serve", even when nothing else in the app names the server.
 	fx.Invoke(func(*server.Server) {}),
 )
 
@@ -128,25 +145,49 @@ type Clients struct {
 }
 
 // DialOptionsGroup collects extra grpc.DialOptions for Clients, such as
-// transport credentials.
+// transport credentials. Feed it with DialOptions: fx.Supply of an
+// fx.Annotated option would file it under its concrete type, which the
+// group of the grpc.DialOption interface never sees.
 const DialOptionsGroup = `group:"wayfinder.dialoptions"`
 
-// ClientParams are NewClients' dependencies.
-type ClientParams struct {
+// DialOptions adds opts to DialOptionsGroup, for example
+//
+//	app.DialOptions(grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+func DialOptions(opts ...grpc.DialOption) fx.Option {
+	return fx.Provide(fx.Annotate(
+		func() []grpc.DialOption { return opts },
+		fx.ResultTags(`group:"wayfinder.dialoptions,flatten"`),
+	))
+}
+
+// ClientsParams are NewClients' dependencies.
+type ClientsParams struct {
 	fx.In
+	// Lifecycle closes the Clients when the app stops. Outside fx leave
+	// it nil and Close them yourself.
 	Lifecycle   fx.Lifecycle
 	Config      Config
 	Discovery   registry.Discovery
 	DialOptions []grpc.DialOption `group:"wayfinder.dialoptions"`
-	// MeterProvider, if provided, records the discovery metrics of the
-	// Clients' watch cache; default OpenTelemetry's global provider.
+	// MeterProvider, if the app has one, records the discovery metrics
+	// of the Clients' watch cache; default OpenTelemetry's global
+	// provider. The app owns it: this package never provides one.
 	MeterProvider metric.MeterProvider `optional:"true"`
-	// Logger, if provided, logs the watch cache's registry outages.
+	// Logger, if the app has one, logs the watch cache's registry outages.
 	Logger *slog.Logger `optional:"true"`
 }
 
-// NewClients returns a Clients whose connections close when the app stops.
-func NewClients(p ClientParams) (*Clients, error) {
+// ClientParams is the old name of ClientsParams.
+//
+// Deprecated: use ClientsParams, named after NewClients as fx's
+// convention for parameter objects asks.
+type ClientParams = ClientsParams
+
+// NewClients returns a Clients whose connections close when the app
+// stops. Its ClientConns dial without TLS if Config.Plaintext is set,
+// unless DialOptions carry transport credentials, which come later and
+// so take precedence.
+func NewClients(p ClientsParams) (*Clients, error) {
 	if err := p.Config.Validate(); err != nil {
 		return nil, err
 	}
@@ -167,8 +208,10 @@ func NewClients(p ClientParams) (*Clients, error) {
 	if p.Config.Plaintext {
 		c.opts = append(c.opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
-	c.opts = append(c.opts, p.DialOptions...)
-	p.Lifecycle.Append(fx.StopHook(c.Close))
+	c.opts = append(c.opts, p.DialOptions...) // after Plaintext: explicit credentials win
+	if p.Lifecycle != nil {
+		p.Lifecycle.Append(fx.StopHook(c.Close))
+	}
 	return c, nil
 }
 

@@ -2,8 +2,12 @@ package app_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
+	"io"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,9 @@ import (
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/app"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
@@ -29,7 +36,7 @@ func helloService(cfg app.Config) app.Service {
 	}
 }
 
-// RunHelloApp starts a server app and a client app for cfg.Registry,
+// runHelloApp starts a server app and a client app for cfg.Registry,
 // calls SayHello through the client app, and stops both. Backends run it
 // with their own URL: the code is the same, only the URL changes.
 func runHelloApp(t *testing.T, registryURL, policy string) {
@@ -152,5 +159,136 @@ func TestConfigFromEnv(t *testing.T) {
 	err := cfg.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err == nil || !strings.Contains(err.Error(), "WAYFINDER_WEIGHT") || !strings.Contains(err.Error(), "WAYFINDER_DRAIN_TIMEOUT") {
 		t.Fatalf("FromEnv with bad values = %v, want errors naming both variables", err)
+	}
+}
+
+// TestConfigFlags: the flags set the same fields as the variables, with
+// the current values as defaults, and a bad value names the flag.
+func TestConfigFlags(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Service = "orders"
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.RegisterFlags(fs)
+	err := fs.Parse([]string{"-registry", "mem://y", "-weight", "4", "-tags", "x, y", "-graceful-timeout", "2s",
+		"-plaintext=false", "-lb-policy", "pick_first", "-subset", "2", "-instance-id", "i-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Registry != "mem://y" || cfg.Service != "orders" || cfg.Weight != 4 || strings.Join(cfg.Tags, "|") != "x|y" ||
+		cfg.GracefulTimeout != 2*time.Second || cfg.DrainTimeout != server.DefaultDrainTimeout || cfg.Plaintext ||
+		cfg.Policy != "pick_first" || cfg.Subset != 2 || cfg.ID != "i-1" || cfg.Listen != "127.0.0.1:0" {
+		t.Fatalf("after Parse, Config = %+v", cfg)
+	}
+	if err := fs.Parse([]string{"-plaintext"}); err != nil || !cfg.Plaintext {
+		t.Errorf("Parse(-plaintext) = %v, Plaintext %v; want a bare -plaintext to mean true", err, cfg.Plaintext)
+	}
+	if got := fs.Lookup("service").DefValue; got != "orders" {
+		t.Errorf("-service default = %q, want the Config's current value", got)
+	}
+	if err := fs.Parse([]string{"-drain-timeout", "soon"}); err == nil || !strings.Contains(err.Error(), "drain-timeout") {
+		t.Errorf("Parse(-drain-timeout soon) = %v, want an error naming the flag", err)
+	}
+	want := app.Config{Registry: "mem://", Listen: "127.0.0.1:0", DrainTimeout: server.DefaultDrainTimeout,
+		GracefulTimeout: server.DefaultGracefulTimeout, Policy: "round_robin", Plaintext: true}
+	if got := app.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)
+	}
+}
+
+// TestRegistryModuleOneValue: RegistryModule provides one registry as
+// Registry, Registrar and Discovery.
+func TestRegistryModuleOneValue(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Registry = "mem://fx-one"
+	var (
+		reg  registry.Registry
+		regr registry.Registrar
+		disc registry.Discovery
+	)
+	a := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, fx.Populate(&reg, &regr, &disc), fx.NopLogger)
+	a.RequireStart()
+	defer a.RequireStop()
+	if reg == nil || regr != registry.Registrar(reg) || disc != registry.Discovery(reg) {
+		t.Fatalf("Registry %v, Registrar %v, Discovery %v; want one value", reg, regr, disc)
+	}
+}
+
+// TestWithoutFx: the constructors the modules use work without an fx
+// app: a nil Lifecycle leaves starting and closing to the caller.
+func TestWithoutFx(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Service, cfg.ID = "mem://no-fx", "hello", "no-fx-1"
+	reg, err := app.NewRegistry(app.RegistryParams{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	res, err := app.NewServer(app.ServerParams{Config: cfg, Registrar: reg, Services: []app.Service{helloService(cfg)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GRPC != res.Server.GRPC() {
+		t.Errorf("ServerResult.GRPC is not the server's gRPC server")
+	}
+	if err := res.Server.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer res.Server.Stop(context.Background())
+	clients, err := app.NewClients(app.ClientsParams{Config: cfg, Discovery: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clients.Close()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	resp, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "plain"}, grpc.WaitForReady(true))
+	if err != nil || !strings.Contains(resp.GetMessage(), "no-fx-1") {
+		t.Fatalf("SayHello without fx = %v, %v; want an answer from no-fx-1", resp, err)
+	}
+}
+
+// TestCredentialsOverridePlaintext: transport credentials in
+// DialOptionsGroup take precedence over Plaintext, so a TLS client
+// fails against the plaintext test server instead of silently dialing
+// in the clear; and without Plaintext or credentials Conn refuses.
+func TestCredentialsOverridePlaintext(t *testing.T) {
+	const registryURL = "mem://fx-tls"
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Service, cfg.ID = registryURL, "hello", "fx-tls-1"
+	srv := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.Provide(app.AsService(helloService)), fx.NopLogger)
+	srv.RequireStart()
+	defer srv.RequireStop()
+
+	ccfg := app.DefaultConfig()
+	ccfg.Registry = registryURL
+	var clients *app.Clients
+	tlsOpt := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{}))
+	cli := fxtest.New(t, fx.Supply(ccfg), app.DialOptions(tlsOpt),
+		app.RegistryModule, app.ClientModule, fx.Populate(&clients), fx.NopLogger)
+	cli.RequireStart()
+	defer cli.RequireStop()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "tls"}); status.Code(err) != codes.Unavailable {
+		t.Errorf("SayHello over TLS to a plaintext server = %v, want Unavailable (the TLS credentials used)", err)
+	}
+
+	ncfg := app.DefaultConfig()
+	ncfg.Registry, ncfg.Plaintext = registryURL, false
+	var strict *app.Clients
+	strictApp := fxtest.New(t, fx.Supply(ncfg), app.RegistryModule, app.ClientModule, fx.Populate(&strict), fx.NopLogger)
+	strictApp.RequireStart()
+	defer strictApp.RequireStop()
+	if _, err := strict.Conn("hello"); err == nil || !strings.Contains(err.Error(), "credentials") {
+		t.Errorf("Conn with Plaintext false and no credentials = %v, want an error about credentials", err)
 	}
 }

@@ -15,20 +15,26 @@ import (
 //	fx.Supply(fx.Annotated{Group: "wayfinder.lbmetrics", Target: lbmetrics.WithPickCounts()})
 const MetricsOptionsGroup = `group:"wayfinder.lbmetrics"`
 
-// MetricsParams are RegisterMetrics' dependencies. Provide a
+// RegisterMetricsParams are RegisterMetrics' dependencies. Provide a
 // metric.MeterProvider to the app to have both the load-balancer metrics
 // and Clients' discovery metrics recorded through it; without one they
 // go to OpenTelemetry's global provider.
-type MetricsParams struct {
+type RegisterMetricsParams struct {
 	fx.In
 	Lifecycle     fx.Lifecycle
 	MeterProvider metric.MeterProvider `optional:"true"`
 	Options       []lbmetrics.Option   `group:"wayfinder.lbmetrics"`
 }
 
+// MetricsParams is the old name of RegisterMetricsParams.
+//
+// Deprecated: use RegisterMetricsParams, named after RegisterMetrics as
+// fx's convention for parameter objects asks.
+type MetricsParams = RegisterMetricsParams
+
 // RegisterMetrics registers the load-balancer metrics (lbmetrics.Register)
 // when the app starts and unregisters them when it stops.
-func RegisterMetrics(p MetricsParams) {
+func RegisterMetrics(p RegisterMetricsParams) {
 	var stop func() error
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(context.Context) (err error) {
@@ -43,4 +49,7 @@ func RegisterMetrics(p MetricsParams) {
 // policy in the process (wayfinder.lb.*; see package lbmetrics) while
 // the app runs. Include it once per process: the metrics describe the
 // process's balancers, not one app's.
+//
+// Its Invoke is the module's whole point: nothing in the app consumes
+// the registration, so a Provide would never run.
 var MetricsModule = fx.Module("wayfinder.metrics", fx.Invoke(RegisterMetrics))

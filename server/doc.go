@@ -9,6 +9,16 @@
 // watch view (bounded), and only then stops gracefully. See
 // docs/lifecycle.md.
 //
+// # Errors
+//
+// [New] rejects an invalid service name ([registry.ErrInvalidService]);
+// [Server.Start] returns a listen failure, [ErrStarted], and an instance
+// the registry refuses ([registry.ErrInvalidInstance]), but not a
+// registry that is down: it serves and keeps registering in the
+// background, logging each failed attempt. [Server.Stop] returns a
+// failed deregistration and a serve error, joined, after doing every
+// step. Each error is handled once: returned or logged, never both.
+//
 // # Concurrency
 //
 // Start and Stop may be called from different goroutines; Stop is

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -25,6 +25,13 @@ const (
 	DefaultDrainTimeout    = 5 * time.Second
 	DefaultGracefulTimeout = 10 * time.Second
 	DefaultRegisterTimeout = 5 * time.Second
+)
+
+// The registration retry's backoff: 100ms doubling to 10s, each delay
+// drawn from the upper half of its step (package internal/backoff).
+const (
+	registerBackoffBase = 100 * time.Millisecond
+	registerBackoffMax  = 10 * time.Second
 )
 
 // ErrStarted is returned by Start on a server that was already started.
@@ -270,11 +277,11 @@ func (s *Server) instance(addr net.Addr) (registry.Instance, error) {
 }
 
 // registerLoop registers the instance, retrying with jittered backoff
-// until it succeeds or ctx is done. The first attempt's result goes to
-// first.
+// (100ms doubling to 10s) until it succeeds or ctx is done. The first
+// attempt's result goes to first.
 func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first chan<- error) {
 	defer close(s.regDone)
-	backoff := 100 * time.Millisecond
+	b := backoff.Backoff{Base: registerBackoffBase, Max: registerBackoffMax}
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
 		var err error
@@ -294,15 +301,13 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first
 		if errors.Is(err, registry.ErrInvalidInstance) || ctx.Err() != nil {
 			return
 		}
-		s.opts.logger.Warn("server: register failed; retrying", "instance", inst.String(), "err", err, "in", backoff)
-		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		d := b.Next()
+		// Logged, not returned: Start has returned already, and the retry
+		// is what handles the error.
+		s.opts.logger.Warn("server: register failed; retrying", "instance", inst.String(), "err", err, "in", d)
+		if !backoff.Sleep(ctx, d) {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -344,7 +349,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	var errs []error
 	dctx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
 	if err := s.reg.Deregister(dctx, inst); err != nil {
-		log.Warn("server: deregister failed; stopping anyway", "err", err)
+		// Returned, not logged: the caller handles it once. Stopping goes on.
 		errs = append(errs, fmt.Errorf("server: deregister: %w", err))
 	}
 	cancel()
@@ -360,14 +365,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		watcher.Close()
 	}
-	if s.opts.drainDelay > 0 {
-		t := time.NewTimer(s.opts.drainDelay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}
+	backoff.Sleep(ctx, s.opts.drainDelay) // a stop context that ends cuts it short
 
 	// 4. GracefulStop, bounded; 5. Stop.
 	done := make(chan struct{})

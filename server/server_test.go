@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/server"
@@ -177,5 +179,27 @@ func TestBadConfiguration(t *testing.T) {
 	s, _ = server.New(reg, "hello", server.WithListenAddress(lis.Addr().String()))
 	if err := s.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("Start on a port in use = %v, want a listen error", err)
+	}
+}
+
+// TestStopErrorHandledOnce: a deregistration that fails is returned by
+// Stop, and so not also logged: the caller decides what to do with it.
+func TestStopErrorHandledOnce(t *testing.T) {
+	store := memory.NewStore()
+	var logs cctest.SyncBuffer
+	s, err := server.New(store.Open(), "hello", server.WithRegisterTimeout(200*time.Millisecond),
+		server.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	store.SetOutage(errors.New("down"))
+	if err := s.Stop(t.Context()); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("Stop() with the registry down = %v, want an error wrapping ErrUnavailable", err)
+	}
+	if got := logs.String(); strings.Contains(got, "deregister") {
+		t.Errorf("Stop() returned the deregistration error and also logged it:\n%s", got)
 	}
 }

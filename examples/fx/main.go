@@ -28,6 +28,8 @@ import (
 )
 
 func main() {
+	// Defaults, then WAYFINDER_* variables, then flags: the last wins.
+	// -help lists every flag with its variable.
 	cfg := app.DefaultConfig()
 	cfg.Service = "hello"
 	if err := cfg.FromEnv(nil); err != nil {
@@ -46,17 +48,19 @@ func main() {
 	fx.New(opts...).Run()
 }
 
+// options assembles the app for a role: the registry always, the server
+// and HelloService for "server", the clients and the calls for "client".
 func options(cfg app.Config, role string, calls int) ([]fx.Option, error) {
 	opts := []fx.Option{fx.Supply(cfg), app.RegistryModule, fx.NopLogger}
-	server := role == "server" || role == "both"
-	client := role == "client" || role == "both"
-	if !server && !client {
+	serve := role == "server" || role == "both"
+	dial := role == "client" || role == "both"
+	if !serve && !dial {
 		return nil, fmt.Errorf("-role %q: want server, client or both", role)
 	}
-	if server {
+	if serve {
 		opts = append(opts, app.ServerModule, fx.Provide(app.AsService(newHello)), fx.Invoke(announce))
 	}
-	if client {
+	if dial {
 		opts = append(opts, app.ClientModule, fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner, c *app.Clients) {
 			runClient(lc, sd, c, calls)
 		}))
@@ -64,6 +68,7 @@ func options(cfg app.Config, role string, calls int) ([]fx.Option, error) {
 	return opts, nil
 }
 
+// newHello is HelloService as an app.Service, named after the instance.
 func newHello(cfg app.Config) app.Service {
 	name := cfg.ID
 	if name == "" {
@@ -72,6 +77,7 @@ func newHello(cfg app.Config) app.Service {
 	return func(s grpc.ServiceRegistrar) { hellopb.RegisterHelloServiceServer(s, &hello.Server{Name: name}) }
 }
 
+// announce prints the instance once the server has started.
 func announce(lc fx.Lifecycle, s *server.Server) {
 	lc.Append(fx.StartHook(func() { fmt.Println("serving and registered:", s.Instance()) }))
 }
