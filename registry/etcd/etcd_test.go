@@ -29,11 +29,30 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// harness gives the suite clients of a real etcd through a proxy, whose
+// cut is the outage: a partition, with the member and its leases left
+// as they were.
+type harness struct {
+	srv   *testenv.EtcdMember
+	proxy *registrytest.Proxy
+}
+
+func (h harness) NewRegistry(t *testing.T) registry.Registry {
+	return newRegistry(t, []string{h.proxy.Addr()})
+}
+
+func (h harness) NewOutsideRegistry(t *testing.T) registry.Registry {
+	return newRegistry(t, []string{h.srv.Endpoint()})
+}
+
+func (h harness) Outage(*testing.T) func() {
+	h.proxy.Cut()
+	return h.proxy.Restore
+}
+
 func TestConformance(t *testing.T) {
 	srv := testenv.StartEtcd(t)
-	registrytest.RunConformanceTests(t, registrytest.HarnessFunc(func(t *testing.T) registry.Registry {
-		return newRegistry(t, []string{srv.Endpoint()})
-	}))
+	registrytest.RunConformanceTests(t, harness{srv, registrytest.NewProxy(t, srv.Endpoint())})
 }
 
 // newRegistry opens a Registry closed with the test.

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -46,7 +45,7 @@ type service struct {
 	version uint64
 	// watchers are fed on every change, under the store's mu: the store
 	// needs no goroutine per watcher, and the contract is the driver's.
-	watchers map[*driver.Watcher]struct{}
+	watchers map[*driver.Watcher]*Registry // and the client that opened each
 }
 
 // NewStore returns an empty store.
@@ -94,7 +93,7 @@ func validateURL(u *url.URL) error {
 func (s *Store) svc(name string) *service {
 	sv, ok := s.services[name]
 	if !ok {
-		sv = &service{instances: map[string]registry.Instance{}, watchers: map[*driver.Watcher]struct{}{}}
+		sv = &service{instances: map[string]registry.Instance{}, watchers: map[*driver.Watcher]*Registry{}}
 		s.services[name] = sv
 	}
 	return sv
@@ -113,8 +112,10 @@ func (sv *service) feed() {
 		return
 	}
 	set, idx := sv.snapshot(), strconv.FormatUint(sv.version, 10)
-	for w := range sv.watchers {
-		w.Set(set, idx)
+	for w, owner := range sv.watchers {
+		if owner.down == nil {
+			w.Set(set, idx)
+		}
 	}
 }
 
@@ -155,6 +156,7 @@ type Registry struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	watchers  driver.Watchers
+	down      error // this client's own outage (SetOutage); guarded by the store's mu
 }
 
 var (
@@ -177,7 +179,43 @@ func (r *Registry) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return r.store.down
+	return r.downLocked()
+}
+
+// downLocked returns the outage this client sees, the store's or its
+// own, or nil. Callers hold the store's mu.
+func (r *Registry) downLocked() error {
+	if r.store.down != nil {
+		return r.store.down
+	}
+	return r.down
+}
+
+// SetOutage cuts this client alone off from the store while err is
+// non-nil, as a network partition would: its calls fail with an error
+// wrapping registry.ErrUnavailable and err, and its watchers report it,
+// while other clients of the store go on working. SetOutage(nil) ends
+// it. The conformance suite uses it for its outage cases.
+func (r *Registry) SetOutage(err error) {
+	s := r.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("%w: memory: %w", registry.ErrUnavailable, err)
+	}
+	r.down = err
+	for _, sv := range s.services {
+		set, idx := sv.snapshot(), strconv.FormatUint(sv.version, 10)
+		for w, owner := range sv.watchers {
+			switch {
+			case owner != r:
+			case err != nil:
+				w.NewOutage(fmt.Errorf("memory: watch %q: %w", w.Service(), err))
+			case s.down == nil:
+				w.Set(set, idx)
+			}
+		}
+	}
 }
 
 // Register implements registry.Registrar.
@@ -252,8 +290,13 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err
 	}
-	if err := r.check(ctx); err != nil && !errors.Is(err, registry.ErrUnavailable) {
-		return nil, err // closed, or ctx done; an outage surfaces from Next
+	select {
+	case <-r.done:
+		return nil, fmt.Errorf("memory: watch %q: %w", service, registry.ErrClosed)
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // an outage, though, surfaces from Next
 	}
 	s := r.store
 	var w *driver.Watcher
@@ -265,9 +308,9 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	})
 	s.mu.Lock()
 	sv := s.svc(service)
-	sv.watchers[w] = struct{}{}
-	if s.down != nil {
-		w.Fail(fmt.Errorf("memory: watch %q: %w", service, s.down))
+	sv.watchers[w] = r
+	if down := r.downLocked(); down != nil {
+		w.Fail(fmt.Errorf("memory: watch %q: %w", service, down))
 	} else {
 		w.Set(sv.snapshot(), strconv.FormatUint(sv.version, 10))
 	}

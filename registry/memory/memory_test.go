@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -15,11 +17,40 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// harness cuts the suite's clients off with their own failure switch,
+// so that a client outside the outage can still change the store.
+type harness struct {
+	store   *memory.Store
+	mu      sync.Mutex
+	clients []*memory.Registry
+}
+
+func (h *harness) NewRegistry(*testing.T) registry.Registry {
+	r := h.store.Open()
+	h.mu.Lock()
+	h.clients = append(h.clients, r)
+	h.mu.Unlock()
+	return r
+}
+
+func (h *harness) NewOutsideRegistry(*testing.T) registry.Registry { return h.store.Open() }
+
+func (h *harness) Outage(*testing.T) func() {
+	h.mu.Lock()
+	cs := slices.Clone(h.clients)
+	h.mu.Unlock()
+	for _, r := range cs {
+		r.SetOutage(errors.New("partitioned"))
+	}
+	return func() {
+		for _, r := range cs {
+			r.SetOutage(nil)
+		}
+	}
+}
+
 func TestConformance(t *testing.T) {
-	store := memory.NewStore()
-	registrytest.RunConformanceTests(t, registrytest.HarnessFunc(func(*testing.T) registry.Registry {
-		return store.Open()
-	}))
+	registrytest.RunConformanceTests(t, &harness{store: memory.NewStore()})
 }
 
 func TestOutageIsDistinctFromEmpty(t *testing.T) {

@@ -1,17 +1,15 @@
 // Package registrytest is the conformance suite every registry backend
-// runs against a real server of its kind.
+// runs against a real server of its kind: the success half of the watch
+// contract and its error half, with outages made by the harness.
 //
 //	func TestConformance(t *testing.T) {
 //		srv := testenv.StartConsul(t)
-//		registrytest.RunConformanceTests(t, registrytest.HarnessFunc(func(t *testing.T) registry.Registry {
-//			r, err := consul.New(srv.Addr)
-//			...
-//			return r
-//		}))
+//		proxy := registrytest.NewProxy(t, srv.HTTPAddr())
+//		registrytest.RunConformanceTests(t, harness{srv, proxy})
 //	}
 //
 // Every test uses its own service names, so one server can be shared by
-// the whole suite.
+// the whole suite. The outage cases run one at a time.
 package registrytest
 
 import (
@@ -28,28 +26,44 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// Harness gives the suite clients of the registry under test.
+// Harness gives the suite clients of the registry under test, and cuts
+// them off from it.
 type Harness interface {
-	// NewRegistry returns a new client of the registry under test. Two
-	// clients see each other's registrations. The suite closes them.
+	// NewRegistry returns a new client of the registry under test, one
+	// that Outage cuts off. Two clients see each other's registrations.
+	// The suite closes them.
 	NewRegistry(t *testing.T) registry.Registry
+	// NewOutsideRegistry returns a client of the same registry that
+	// Outage does not cut off, for changes made during an outage.
+	NewOutsideRegistry(t *testing.T) registry.Registry
+	// Outage makes the registry unreachable from every client that
+	// NewRegistry returned, as a down agent or a partition would,
+	// without changing what the registry holds, until restore is called.
+	// Backends on TCP can use a Proxy.
+	Outage(t *testing.T) (restore func())
 }
 
-// HarnessFunc adapts a function to Harness.
-type HarnessFunc func(t *testing.T) registry.Registry
+// Option configures RunConformanceTests.
+type Option func(*suite)
 
-// NewRegistry calls f.
-func (f HarnessFunc) NewRegistry(t *testing.T) registry.Registry { return f(t) }
+// WithTimeout bounds how long the suite waits for the registry to
+// converge, and for an outage to be reported; the default is 20s.
+func WithTimeout(d time.Duration) Option { return func(s *suite) { s.timeout = d } }
 
-// Timeout bounds how long the suite waits for a registry to converge.
-// Backends with slower propagation may raise it before running the suite.
-var Timeout = 20 * time.Second
+type suite struct {
+	h       Harness
+	timeout time.Duration
+}
 
 // RunConformanceTests runs the suite.
-func RunConformanceTests(t *testing.T, h Harness) {
+func RunConformanceTests(t *testing.T, h Harness, opts ...Option) {
+	s := &suite{h: h, timeout: 20 * time.Second}
+	for _, o := range opts {
+		o(s)
+	}
 	tests := []struct {
 		name string
-		fn   func(*testing.T, Harness)
+		fn   func(*testing.T, *suite)
 	}{
 		{"RegisterLookupDeregister", testRegisterLookupDeregister},
 		{"WatchFollowsChanges", testWatchFollowsChanges},
@@ -68,21 +82,27 @@ func RunConformanceTests(t *testing.T, h Harness) {
 		{"ThousandInstances", testThousandInstances},
 		{"ServicesListed", testServicesListed},
 		{"WatcherIndex", testWatcherIndex},
+		// The error half, with outages.
+		{"OutageIsErrorsNeverEmpty", testOutageErrorsNeverEmpty},
+		{"RecoveryResendsUnchangedSet", testRecoveryResends},
+		{"FirstNextDuringOutageFails", testFirstNextDuringOutage},
+		{"CloseDuringBlockedNextInOutage", testCloseDuringOutage},
+		{"ChangeDuringOutageSeenAfter", testChangeDuringOutage},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
 	}
 }
 
-func open(t *testing.T, h Harness) registry.Registry {
+func (s *suite) open(t *testing.T) registry.Registry {
 	t.Helper()
-	r := h.NewRegistry(t)
+	r := s.h.NewRegistry(t)
 	t.Cleanup(func() { r.Close() })
 	return r
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
+func (s *suite) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), s.timeout)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -135,10 +155,10 @@ func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
 	return true
 }
 
-// Eventually polls Lookup until cond holds or Timeout passes.
-func eventuallyLookup(t *testing.T, r registry.Discovery, service string, what string, cond func([]registry.Instance) bool) []registry.Instance {
+// Eventually polls Lookup until cond holds or s.timeout passes.
+func (s *suite) eventuallyLookup(t *testing.T, r registry.Discovery, service string, what string, cond func([]registry.Instance) bool) []registry.Instance {
 	t.Helper()
-	ctx := ctxFor(t)
+	ctx := s.ctx(t)
 	var last []registry.Instance
 	var lastErr error
 	for {
@@ -149,22 +169,22 @@ func eventuallyLookup(t *testing.T, r registry.Discovery, service string, what s
 		last, lastErr = got, err
 		select {
 		case <-ctx.Done():
-			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, Timeout, ids(last), lastErr)
+			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, s.timeout, ids(last), lastErr)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// nextUntil calls Next until cond holds or Timeout passes.
-func nextUntil(t *testing.T, w registry.Watcher, what string, cond func([]registry.Instance) bool) []registry.Instance {
+// nextUntil calls Next until cond holds or s.timeout passes.
+func (s *suite) nextUntil(t *testing.T, w registry.Watcher, what string, cond func([]registry.Instance) bool) []registry.Instance {
 	t.Helper()
-	ctx := ctxFor(t)
+	ctx := s.ctx(t)
 	var last []registry.Instance
 	for {
 		got, err := w.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				t.Fatalf("Next never showed %s within %v; last = %v", what, Timeout, ids(last))
+				t.Fatalf("Next never showed %s within %v; last = %v", what, s.timeout, ids(last))
 			}
 			// Transient errors are allowed by the contract; keep going.
 			continue
@@ -176,131 +196,131 @@ func nextUntil(t *testing.T, w registry.Watcher, what string, cond func([]regist
 	}
 }
 
-func mustRegister(t *testing.T, r registry.Registrar, inst registry.Instance) {
+func (s *suite) mustRegister(t *testing.T, r registry.Registrar, inst registry.Instance) {
 	t.Helper()
-	if err := r.Register(ctxFor(t), inst); err != nil {
+	if err := r.Register(s.ctx(t), inst); err != nil {
 		t.Fatalf("Register(%v) = %v, want nil", inst, err)
 	}
 }
 
-func mustDeregister(t *testing.T, r registry.Registrar, inst registry.Instance) {
+func (s *suite) mustDeregister(t *testing.T, r registry.Registrar, inst registry.Instance) {
 	t.Helper()
-	if err := r.Deregister(ctxFor(t), inst); err != nil {
+	if err := r.Deregister(s.ctx(t), inst); err != nil {
 		t.Fatalf("Deregister(%v) = %v, want nil", inst, err)
 	}
 }
 
-func testRegisterLookupDeregister(t *testing.T, h Harness) {
-	r := open(t, h)
+func testRegisterLookupDeregister(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	a, b := MakeInstance(svc, 1), MakeInstance(svc, 2)
-	mustRegister(t, r, a)
-	mustRegister(t, r, b)
-	got := eventuallyLookup(t, r, svc, "both instances", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
+	s.mustRegister(t, r, a)
+	s.mustRegister(t, r, b)
+	got := s.eventuallyLookup(t, r, svc, "both instances", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
 	for i := 1; i < len(got); i++ {
 		if got[i-1].ID >= got[i].ID {
 			t.Errorf("Lookup(%q) = %v, want sorted by ID", svc, ids(got))
 		}
 	}
-	mustDeregister(t, r, a)
-	eventuallyLookup(t, r, svc, "only b", func(in []registry.Instance) bool { return sameIDs(in, b) })
-	mustDeregister(t, r, b)
-	eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
+	s.mustDeregister(t, r, a)
+	s.eventuallyLookup(t, r, svc, "only b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	s.mustDeregister(t, r, b)
+	s.eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
 }
 
-func testWatchFollowsChanges(t *testing.T, h Harness) {
-	server, client := open(t, h), open(t, h)
+func testWatchFollowsChanges(t *testing.T, s *suite) {
+	server, client := s.open(t), s.open(t)
 	svc := ServiceName(t)
-	w, err := client.Watch(ctxFor(t), svc)
+	w, err := client.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch(%q) = %v", svc, err)
 	}
 	defer w.Close()
-	nextUntil(t, w, "the empty set", func(in []registry.Instance) bool { return len(in) == 0 })
+	s.nextUntil(t, w, "the empty set", func(in []registry.Instance) bool { return len(in) == 0 })
 	a, b := MakeInstance(svc, 1), MakeInstance(svc, 2)
-	mustRegister(t, server, a)
-	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
-	mustRegister(t, server, b)
-	nextUntil(t, w, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
-	mustDeregister(t, server, a)
-	nextUntil(t, w, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
-	mustDeregister(t, server, b)
-	nextUntil(t, w, "the empty set again", func(in []registry.Instance) bool { return len(in) == 0 })
+	s.mustRegister(t, server, a)
+	s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.mustRegister(t, server, b)
+	s.nextUntil(t, w, "a and b", func(in []registry.Instance) bool { return sameIDs(in, a, b) })
+	s.mustDeregister(t, server, a)
+	s.nextUntil(t, w, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	s.mustDeregister(t, server, b)
+	s.nextUntil(t, w, "the empty set again", func(in []registry.Instance) bool { return len(in) == 0 })
 }
 
-func testReRegisterUpdates(t *testing.T, h Harness) {
-	r := open(t, h)
+func testReRegisterUpdates(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
-	mustRegister(t, r, a)
-	w, err := r.Watch(ctxFor(t), svc)
+	s.mustRegister(t, r, a)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
 	a2 := a.Clone()
 	a2.Version, a2.Weight, a2.Address = "v2", 7, "127.0.0.1:2999"
-	mustRegister(t, r, a2)
-	got := nextUntil(t, w, "the updated a", func(in []registry.Instance) bool {
+	s.mustRegister(t, r, a2)
+	got := s.nextUntil(t, w, "the updated a", func(in []registry.Instance) bool {
 		return len(in) == 1 && in[0].Version == "v2"
 	})
 	if !got[0].Equal(a2) {
 		t.Errorf("after re-Register, Next() = %+v, want %+v", got[0], a2)
 	}
-	got = eventuallyLookup(t, r, svc, "the updated a", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Version == "v2" })
+	got = s.eventuallyLookup(t, r, svc, "the updated a", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Version == "v2" })
 	if !got[0].Equal(a2) {
 		t.Errorf("after re-Register, Lookup() = %+v, want %+v", got[0], a2)
 	}
 }
 
-func testEmptyService(t *testing.T, h Harness) {
-	r := open(t, h)
+func testEmptyService(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
-	got, err := r.Lookup(ctxFor(t), svc)
+	got, err := r.Lookup(s.ctx(t), svc)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Lookup(%q) of an unknown service = %v, %v; want an empty set and nil", svc, ids(got), err)
 	}
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch(%q) = %v", svc, err)
 	}
 	defer w.Close()
-	got, err = w.Next(ctxFor(t))
+	got, err = w.Next(s.ctx(t))
 	if err != nil || len(got) != 0 {
 		t.Fatalf("first Next() of an unknown service = %v, %v; want an empty set and nil", ids(got), err)
 	}
 }
 
-func testServicesIsolated(t *testing.T, h Harness) {
-	r := open(t, h)
+func testServicesIsolated(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	// A name that is a prefix of the other catches prefix-scan bugs.
 	other := svc + "-x"
 	a, b := MakeInstance(svc, 1), MakeInstance(other, 2)
-	mustRegister(t, r, a)
-	mustRegister(t, r, b)
-	eventuallyLookup(t, r, other, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
-	got := eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return len(in) > 0 })
+	s.mustRegister(t, r, a)
+	s.mustRegister(t, r, b)
+	s.eventuallyLookup(t, r, other, "b", func(in []registry.Instance) bool { return sameIDs(in, b) })
+	got := s.eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return len(in) > 0 })
 	if !sameIDs(got, a) {
 		t.Fatalf("Lookup(%q) = %v, want only %s (no instance of %q)", svc, ids(got), a.ID, other)
 	}
 }
 
-func testDeregisterIdempotent(t *testing.T, h Harness) {
-	r := open(t, h)
+func testDeregisterIdempotent(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
-	mustDeregister(t, r, a) // never registered
-	mustRegister(t, r, a)
-	mustDeregister(t, r, a)
-	mustDeregister(t, r, a)
-	eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
+	s.mustDeregister(t, r, a) // never registered
+	s.mustRegister(t, r, a)
+	s.mustDeregister(t, r, a)
+	s.mustDeregister(t, r, a)
+	s.eventuallyLookup(t, r, svc, "no instance", func(in []registry.Instance) bool { return len(in) == 0 })
 }
 
-func testConcurrentWatchers(t *testing.T, h Harness) {
+func testConcurrentWatchers(t *testing.T, s *suite) {
 	const watchers, instances = 16, 10
-	server := open(t, h)
+	server := s.open(t)
 	svc := ServiceName(t)
 	want := make([]registry.Instance, instances)
 	for i := range want {
@@ -311,15 +331,15 @@ func testConcurrentWatchers(t *testing.T, h Harness) {
 	for n := range watchers {
 		client := server
 		if n%2 == 0 {
-			client = open(t, h)
+			client = s.open(t)
 		}
-		w, err := client.Watch(ctxFor(t), svc)
+		w, err := client.Watch(s.ctx(t), svc)
 		if err != nil {
 			t.Fatalf("Watch = %v", err)
 		}
 		defer w.Close()
 		wg.Go(func() {
-			ctx := ctxFor(t)
+			ctx := s.ctx(t)
 			var last []registry.Instance
 			for {
 				got, err := w.Next(ctx)
@@ -339,7 +359,7 @@ func testConcurrentWatchers(t *testing.T, h Harness) {
 	var reg sync.WaitGroup
 	for _, inst := range want {
 		reg.Go(func() {
-			if err := server.Register(ctxFor(t), inst); err != nil {
+			if err := server.Register(s.ctx(t), inst); err != nil {
 				errs <- fmt.Errorf("Register(%v) = %v", inst, err)
 			}
 		})
@@ -352,20 +372,20 @@ func testConcurrentWatchers(t *testing.T, h Harness) {
 	}
 }
 
-func testNoUpdateWithoutChange(t *testing.T, h Harness) {
-	r := open(t, h)
+func testNoUpdateWithoutChange(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
-	mustRegister(t, r, a)
-	w, err := r.Watch(ctxFor(t), svc)
+	s.mustRegister(t, r, a)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
 	// Changes elsewhere and an identical re-registration must not wake it.
-	mustRegister(t, r, MakeInstance(svc+"-other", 2))
-	mustRegister(t, r, a)
+	s.mustRegister(t, r, MakeInstance(svc+"-other", 2))
+	s.mustRegister(t, r, a)
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	if got, err := w.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -373,14 +393,14 @@ func testNoUpdateWithoutChange(t *testing.T, h Harness) {
 	}
 }
 
-func testCloseUnblocksNext(t *testing.T, h Harness) {
-	r := open(t, h)
+func testCloseUnblocksNext(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
-	if _, err := w.Next(ctxFor(t)); err != nil {
+	if _, err := w.Next(s.ctx(t)); err != nil {
 		t.Fatalf("first Next() = %v", err)
 	}
 	done := make(chan error, 1)
@@ -397,10 +417,10 @@ func testCloseUnblocksNext(t *testing.T, h Harness) {
 		if !errors.Is(err, registry.ErrClosed) {
 			t.Fatalf("pending Next() after Close = %v, want ErrClosed", err)
 		}
-	case <-time.After(Timeout):
-		t.Fatalf("pending Next() still blocked %v after Close", Timeout)
+	case <-time.After(s.timeout):
+		t.Fatalf("pending Next() still blocked %v after Close", s.timeout)
 	}
-	if _, err := w.Next(ctxFor(t)); !errors.Is(err, registry.ErrClosed) {
+	if _, err := w.Next(s.ctx(t)); !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Next() after Close = %v, want ErrClosed", err)
 	}
 	if err := w.Close(); err != nil {
@@ -408,36 +428,36 @@ func testCloseUnblocksNext(t *testing.T, h Harness) {
 	}
 }
 
-func testRegistryCloseClosesWatchers(t *testing.T, h Harness) {
-	r := h.NewRegistry(t)
-	w, err := r.Watch(ctxFor(t), ServiceName(t))
+func testRegistryCloseClosesWatchers(t *testing.T, s *suite) {
+	r := s.h.NewRegistry(t)
+	w, err := r.Watch(s.ctx(t), ServiceName(t))
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	if _, err := w.Next(ctxFor(t)); err != nil {
+	if _, err := w.Next(s.ctx(t)); err != nil {
 		t.Fatalf("first Next() = %v", err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("Registry.Close() = %v", err)
 	}
-	if _, err := w.Next(ctxFor(t)); !errors.Is(err, registry.ErrClosed) {
+	if _, err := w.Next(s.ctx(t)); !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Next() after Registry.Close = %v, want ErrClosed", err)
 	}
-	if _, err := r.Watch(ctxFor(t), ServiceName(t)); !errors.Is(err, registry.ErrClosed) {
+	if _, err := r.Watch(s.ctx(t), ServiceName(t)); !errors.Is(err, registry.ErrClosed) {
 		t.Fatalf("Watch() after Registry.Close = %v, want ErrClosed", err)
 	}
 }
 
-func testNextHonoursContext(t *testing.T, h Harness) {
-	r := open(t, h)
+func testNextHonoursContext(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	if _, err := w.Next(ctxFor(t)); err != nil {
+	if _, err := w.Next(s.ctx(t)); err != nil {
 		t.Fatalf("first Next() = %v", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -447,12 +467,12 @@ func testNextHonoursContext(t *testing.T, h Harness) {
 	}
 	// The watcher is still usable.
 	a := MakeInstance(svc, 1)
-	mustRegister(t, r, a)
-	nextUntil(t, w, "a after a cancelled Next", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.mustRegister(t, r, a)
+	s.nextUntil(t, w, "a after a cancelled Next", func(in []registry.Instance) bool { return sameIDs(in, a) })
 }
 
-func testMetadataRoundTrips(t *testing.T, h Harness) {
-	r := open(t, h)
+func testMetadataRoundTrips(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	want := registry.Instance{
 		ID:      "id-with.dots_and-dashes:9",
@@ -471,24 +491,24 @@ func testMetadataRoundTrips(t *testing.T, h Harness) {
 			"long":      strings.Repeat("x", registry.MaxMetaValueLen),
 		},
 	}
-	mustRegister(t, r, want)
-	got := eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	s.mustRegister(t, r, want)
+	got := s.eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
 	if !got[0].Equal(want) {
 		t.Fatalf("Lookup round trip:\n got = %#v\nwant = %#v", got[0], want)
 	}
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	got = nextUntil(t, w, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	got = s.nextUntil(t, w, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
 	if !got[0].Equal(want) {
 		t.Fatalf("Watch round trip:\n got = %#v\nwant = %#v", got[0], want)
 	}
 	// Returned values are copies: changing them changes nothing stored.
 	got[0].Metadata["owner"] = "mallory"
 	got[0].Tags[0] = "mallory"
-	again := eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
+	again := s.eventuallyLookup(t, r, svc, "the instance", func(in []registry.Instance) bool { return len(in) == 1 })
 	if !again[0].Equal(want) {
 		t.Fatalf("changing a returned Instance changed the registry: got %#v", again[0])
 	}
@@ -497,15 +517,15 @@ func testMetadataRoundTrips(t *testing.T, h Harness) {
 // testRegistrationStamp: Register stamps the instance with the time of
 // the call; an identical Register keeps the stamp and a changing one
 // renews it; the stamp never shows up in Metadata.
-func testRegistrationStamp(t *testing.T, h Harness) {
-	r := open(t, h)
+func testRegistrationStamp(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
 	a.Registered = time.Unix(1, 0) // Register ignores the caller's value
 	before := time.Now()
-	mustRegister(t, r, a)
+	s.mustRegister(t, r, a)
 	after := time.Now()
-	got := eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	got := s.eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
 	first := got[0].Registered
 	// The Registrar stamps with this process's clock; a second of slack
 	// covers rounding in the stored form.
@@ -517,33 +537,33 @@ func testRegistrationStamp(t *testing.T, h Harness) {
 			t.Errorf("Metadata has the reserved key %q", k)
 		}
 	}
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
 	defer w.Close()
-	got = nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	got = s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
 	if !got[0].Registered.Equal(first) {
 		t.Errorf("Watch: Registered = %v, Lookup said %v", got[0].Registered, first)
 	}
 
-	mustRegister(t, r, a)
-	got = eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.mustRegister(t, r, a)
+	got = s.eventuallyLookup(t, r, svc, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
 	if !got[0].Registered.Equal(first) {
 		t.Errorf("after an identical Register, Registered = %v, want the original %v", got[0].Registered, first)
 	}
 
 	a2 := a.Clone()
 	a2.Weight = 9
-	mustRegister(t, r, a2)
-	got = nextUntil(t, w, "a with weight 9", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Weight == 9 })
+	s.mustRegister(t, r, a2)
+	got = s.nextUntil(t, w, "a with weight 9", func(in []registry.Instance) bool { return len(in) == 1 && in[0].Weight == 9 })
 	if !got[0].Registered.After(first) {
 		t.Errorf("after a changing Register, Registered = %v, want later than %v", got[0].Registered, first)
 	}
 }
 
-func testInvalidRejected(t *testing.T, h Harness) {
-	r := open(t, h)
+func testInvalidRejected(t *testing.T, s *suite) {
+	r := s.open(t)
 	svc := ServiceName(t)
 	good := MakeInstance(svc, 1)
 	mutate := func(f func(*registry.Instance)) registry.Instance {
@@ -566,21 +586,21 @@ func testInvalidRejected(t *testing.T, h Harness) {
 		}),
 	}
 	for name, inst := range bad {
-		if err := r.Register(ctxFor(t), inst); !errors.Is(err, registry.ErrInvalidInstance) {
+		if err := r.Register(s.ctx(t), inst); !errors.Is(err, registry.ErrInvalidInstance) {
 			t.Errorf("%s: Register(%+v) = %v, want ErrInvalidInstance", name, inst, err)
 		}
 	}
-	got, err := r.Lookup(ctxFor(t), svc)
+	got, err := r.Lookup(s.ctx(t), svc)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("after rejected registrations, Lookup(%q) = %v, %v; want empty", svc, ids(got), err)
 	}
 }
 
-func testThousandInstances(t *testing.T, h Harness) {
+func testThousandInstances(t *testing.T, s *suite) {
 	const n = 1000
-	r := open(t, h)
+	r := s.open(t)
 	svc := ServiceName(t)
-	w, err := r.Watch(ctxFor(t), svc)
+	w, err := r.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch = %v", err)
 	}
@@ -592,7 +612,7 @@ func testThousandInstances(t *testing.T, h Harness) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.Register(ctxFor(t), MakeInstance(svc, i)); err != nil {
+			if err := r.Register(s.ctx(t), MakeInstance(svc, i)); err != nil {
 				failed.Do(func() { t.Errorf("Register #%d = %v", i, err) })
 			}
 		})
@@ -601,8 +621,8 @@ func testThousandInstances(t *testing.T, h Harness) {
 	if t.Failed() {
 		return
 	}
-	eventuallyLookup(t, r, svc, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
-	got := nextUntil(t, w, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
+	s.eventuallyLookup(t, r, svc, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
+	got := s.nextUntil(t, w, "1000 instances", func(in []registry.Instance) bool { return len(in) == n })
 	seen := map[string]bool{}
 	for _, in := range got {
 		if seen[in.ID] {
@@ -614,8 +634,8 @@ func testThousandInstances(t *testing.T, h Harness) {
 
 // testServicesListed checks registry.ServiceLister where the backend
 // offers it: a service is listed while it has instances, and not after.
-func testServicesListed(t *testing.T, h Harness) {
-	r := open(t, h)
+func testServicesListed(t *testing.T, s *suite) {
+	r := s.open(t)
 	lister, ok := r.(registry.ServiceLister)
 	if !ok {
 		t.Logf("%T does not implement registry.ServiceLister; nothing to check", r)
@@ -623,10 +643,10 @@ func testServicesListed(t *testing.T, h Harness) {
 	}
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
-	mustRegister(t, r, a)
+	s.mustRegister(t, r, a)
 	listed := func(want bool) {
 		t.Helper()
-		ctx := ctxFor(t)
+		ctx := s.ctx(t)
 		for {
 			names, err := lister.Services(ctx)
 			if err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names) {
@@ -640,7 +660,7 @@ func testServicesListed(t *testing.T, h Harness) {
 		}
 	}
 	listed(true)
-	mustDeregister(t, r, a)
+	s.mustDeregister(t, r, a)
 	listed(false)
 }
 
@@ -648,10 +668,10 @@ func testServicesListed(t *testing.T, h Harness) {
 // offers it: no index before the first set, a non-empty one after, and a
 // new one with every changed set; Index is read all along from another
 // goroutine, as a debug page would, for the race detector to check.
-func testWatcherIndex(t *testing.T, h Harness) {
-	server, client := open(t, h), open(t, h)
+func testWatcherIndex(t *testing.T, s *suite) {
+	server, client := s.open(t), s.open(t)
 	svc := ServiceName(t)
-	w, err := client.Watch(ctxFor(t), svc)
+	w, err := client.Watch(s.ctx(t), svc)
 	if err != nil {
 		t.Fatalf("Watch(%q) = %v", svc, err)
 	}
@@ -681,7 +701,7 @@ func testWatcherIndex(t *testing.T, h Harness) {
 	var prev, prevWhat string
 	step := func(what string, cond func([]registry.Instance) bool) string {
 		t.Helper()
-		nextUntil(t, w, what, cond)
+		s.nextUntil(t, w, what, cond)
 		idx := iw.Index()
 		if idx == "" {
 			t.Fatalf("Index() after Next returned %s = \"\", want the registry's index", what)
@@ -694,9 +714,9 @@ func testWatcherIndex(t *testing.T, h Harness) {
 	}
 	step("the empty set", func(in []registry.Instance) bool { return len(in) == 0 })
 	a := MakeInstance(svc, 1)
-	mustRegister(t, server, a)
+	s.mustRegister(t, server, a)
 	step("a", func(in []registry.Instance) bool { return sameIDs(in, a) })
-	mustDeregister(t, server, a)
+	s.mustDeregister(t, server, a)
 	last := step("the empty set again", func(in []registry.Instance) bool { return len(in) == 0 })
 	w.Close()
 	if idx := iw.Index(); idx != last {
