@@ -41,7 +41,7 @@ bench: servers
 # time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.
 FAULTS_SOAK ?=
 faults: servers
-	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/faults
+	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/testing/faults
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
