@@ -25,7 +25,7 @@ import (
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/debug"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
