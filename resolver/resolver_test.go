@@ -21,6 +21,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -80,7 +81,7 @@ func waitForServers(t *testing.T, c hellopb.HelloServiceClient, want ...string) 
 		wantSet[w] = true
 	}
 	var got map[string]int
-	for ctx.Err() == nil {
+	if wait.Until(10*time.Second, func() bool {
 		got = map[string]int{}
 		for range 4 * len(want) {
 			resp, err := c.SayHello(ctx, &hellopb.HelloRequest{Name: "t", Num1: 1, Num2: 2})
@@ -93,10 +94,9 @@ func waitForServers(t *testing.T, c hellopb.HelloServiceClient, want ...string) 
 		for s := range got {
 			ok = ok && wantSet[s]
 		}
-		if ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+		return ok
+	}) {
+		return
 	}
 	t.Fatalf("servers answering = %v, want exactly %v", got, want)
 }
