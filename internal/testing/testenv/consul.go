@@ -20,29 +20,9 @@ import (
 	"time"
 )
 
-// TB is the part of testing.TB the Consul helpers use, so that TestMain
-// can start a shared agent with a MainTB.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-}
-
-func consulBinary(t TB) string {
-	if tb, ok := t.(testing.TB); ok {
-		return Binary(tb, ConsulBinEnv, "consul")
-	}
-	if p := os.Getenv(ConsulBinEnv); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("consul"); err == nil {
-		return p
-	}
-	t.Fatalf("testenv: no consul binary: set %s or run the tests with `make test`, which builds it", ConsulBinEnv)
-	return ""
+func consulBinary(t testing.TB) string {
+	t.Helper()
+	return Binary(t, ConsulBinEnv, "consul")
 }
 
 // ConsulBinEnv names the environment variable holding the Consul binary.
@@ -100,13 +80,13 @@ type ConsulAgent struct {
 
 // StartConsul starts a dev agent on free loopback ports and waits until
 // it has a leader. It is killed at the end of the test.
-func StartConsul(t TB) *ConsulAgent {
+func StartConsul(t testing.TB) *ConsulAgent {
 	t.Helper()
 	return StartConsulWith(t, ConsulOptions{})
 }
 
 // StartConsulWith starts an agent configured by o.
-func StartConsulWith(t TB, o ConsulOptions) *ConsulAgent {
+func StartConsulWith(t testing.TB, o ConsulOptions) *ConsulAgent {
 	t.Helper()
 	bin := consulBinary(t)
 	dir := t.TempDir()
@@ -205,7 +185,7 @@ func (a *ConsulAgent) ServerAddr() string { return fmt.Sprintf("127.0.0.1:%d", a
 
 // Start starts the agent process on its ports and data dir, and waits
 // until it is ready. It fails the test if the agent is running.
-func (a *ConsulAgent) Start(t TB) {
+func (a *ConsulAgent) Start(t testing.TB) {
 	t.Helper()
 	a.mu.Lock()
 	if a.cmd != nil {
@@ -250,7 +230,7 @@ func (a *ConsulAgent) Start(t TB) {
 }
 
 // waitHTTP polls the API until it answers (and, if leader, names a leader).
-func (a *ConsulAgent) waitHTTP(t TB, done <-chan struct{}, leader bool) {
+func (a *ConsulAgent) waitHTTP(t testing.TB, done <-chan struct{}, leader bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -271,7 +251,7 @@ func (a *ConsulAgent) waitHTTP(t TB, done <-chan struct{}, leader bool) {
 }
 
 // WaitLeader waits until the agent knows a cluster leader.
-func (a *ConsulAgent) WaitLeader(t TB) string {
+func (a *ConsulAgent) WaitLeader(t testing.TB) string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -311,7 +291,7 @@ func (a *ConsulAgent) Kill() { a.signal(syscall.SIGKILL, 0) }
 
 // Restart stops the agent and starts it again on the same ports and data
 // dir. A dev agent comes back empty.
-func (a *ConsulAgent) Restart(t TB) {
+func (a *ConsulAgent) Restart(t testing.TB) {
 	t.Helper()
 	a.Stop()
 	a.Start(t)
@@ -361,7 +341,7 @@ type ConsulCluster struct {
 
 // StartConsulCluster starts n servers (-bootstrap-expect n) that join
 // each other, and waits until all of them know the leader.
-func StartConsulCluster(t TB, n int) *ConsulCluster {
+func StartConsulCluster(t testing.TB, n int) *ConsulCluster {
 	t.Helper()
 	// Serf ports are needed before any agent starts, for -retry-join, so
 	// pre-pick them and hand each agent the others'.
@@ -386,7 +366,7 @@ func StartConsulCluster(t TB, n int) *ConsulCluster {
 	return c
 }
 
-func startClusterMember(t TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
+func startClusterMember(t testing.TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
 	t.Helper()
 	bin := consulBinary(t)
 	dir := t.TempDir()
@@ -413,7 +393,7 @@ func startClusterMember(t TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
 
 // Leader returns the running agent that is the current leader, waiting
 // until one is elected.
-func (c *ConsulCluster) Leader(t TB) *ConsulAgent {
+func (c *ConsulCluster) Leader(t testing.TB) *ConsulAgent {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -445,7 +425,7 @@ var (
 // FreePort returns a loopback port that was free for TCP and UDP a moment
 // ago (serf uses both) and that this process has not handed out before,
 // so the many ports of a cluster never collide with each other.
-func FreePort(t TB) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	lo, hi := portRange()
 	for range 1000 {
