@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func consulBinary(t testing.TB) string {
@@ -253,17 +255,12 @@ func (a *ConsulAgent) waitHTTP(t testing.TB, done <-chan struct{}, leader bool) 
 // WaitLeader waits until the agent knows a cluster leader.
 func (a *ConsulAgent) WaitLeader(t testing.TB) string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		l, err := a.leader()
-		if err == nil && l != "" {
-			return l
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testenv: consul %s has no leader after 60s (%v)", a.Name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var l string
+	var err error
+	if !wait.Until(60*time.Second, func() bool { l, err = a.leader(); return err == nil && l != "" }) {
+		t.Fatalf("testenv: consul %s has no leader after 60s (%v)", a.Name, err)
 	}
+	return l
 }
 
 func (a *ConsulAgent) leader() (string, error) {
@@ -395,25 +392,30 @@ func startClusterMember(t testing.TB, o ConsulOptions, serfPort, i int) *ConsulA
 // until one is elected.
 func (c *ConsulCluster) Leader(t testing.TB) *ConsulAgent {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, a := range c.Agents {
-			if !a.Running() {
-				continue
-			}
-			l, err := a.leader()
-			if err != nil || l == "" {
-				continue
-			}
-			for _, b := range c.Agents {
-				if b.ServerAddr() == l && b.Running() {
-					return b
-				}
+	var leader *ConsulAgent
+	if !wait.Until(60*time.Second, func() bool { leader = c.leader(); return leader != nil }) {
+		t.Fatalf("testenv: no leader among %d servers after 60s", len(c.Agents))
+	}
+	return leader
+}
+
+// leader returns the running agent a running agent names as the leader,
+// or nil.
+func (c *ConsulCluster) leader() *ConsulAgent {
+	for _, a := range c.Agents {
+		if !a.Running() {
+			continue
+		}
+		l, err := a.leader()
+		if err != nil || l == "" {
+			continue
+		}
+		for _, b := range c.Agents {
+			if b.ServerAddr() == l && b.Running() {
+				return b
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("testenv: no leader among %d servers after 60s", len(c.Agents))
 	return nil
 }
 
