@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -139,20 +140,12 @@ func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
 func eventuallyLookup(t *testing.T, r registry.Discovery, service string, what string, cond func([]registry.Instance) bool) []registry.Instance {
 	t.Helper()
 	ctx := ctxFor(t)
-	var last []registry.Instance
-	var lastErr error
-	for {
-		got, err := r.Lookup(ctx, service)
-		if err == nil && cond(got) {
-			return got
-		}
-		last, lastErr = got, err
-		select {
-		case <-ctx.Done():
-			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, Timeout, ids(last), lastErr)
-		case <-time.After(20 * time.Millisecond):
-		}
+	var got []registry.Instance
+	var err error
+	if !wait.Until(Timeout, func() bool { got, err = r.Lookup(ctx, service); return err == nil && cond(got) }) {
+		t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, Timeout, ids(got), err)
 	}
+	return got
 }
 
 // nextUntil calls Next until cond holds or Timeout passes.
