@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/wayfinder-rpc/wayfinder/hello"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -33,12 +33,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+	leak.VerifyTestMain(m, func() {
 		resolver.DefaultCache().Close()
 		if binDir != "" {
 			os.RemoveAll(binDir)
 		}
-	}))
+	})
 }
 
 func wf(t *testing.T, args ...string) (string, string, int) {
