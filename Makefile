@@ -41,7 +41,7 @@ bench: servers
 # time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.
 FAULTS_SOAK ?=
 faults: servers
-	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/faults
+	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/testing/faults
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -75,5 +75,5 @@ generate:
 	command -v protoc >/dev/null || (apt-get update && apt-get install -y protobuf-compiler)
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-	cd examples/helloworld/hellopb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+	cd hello/hellopb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative hello.proto

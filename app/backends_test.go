@@ -3,7 +3,7 @@ package app_test
 import (
 	"testing"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
 )

@@ -25,8 +25,9 @@ import (
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/debug"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -77,13 +78,13 @@ func setup(t *testing.T) (*httptest.Server, *memory.Store) {
 	t.Cleanup(func() { zcc.Close() })
 	// Both zones connect: the page then shows the steady state, all calls
 	// local. Until then calls may fail over to z-beta.
-	deadline := time.Now().Add(10 * time.Second)
 	zcc.Connect()
-	for zb := zoneBalancer(); zb.Stats["healthy.z-beta"] != "3/3" || zb.Stats["mode"] != "local"; zb = zoneBalancer() {
-		if time.Now().After(deadline) {
-			t.Fatalf("zone-aware balancer never reached both zones: %+v", zb)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var zb inspect.Balancer
+	if !wait.Until(10*time.Second, func() bool {
+		zb = zoneBalancer()
+		return zb.Stats["healthy.z-beta"] == "3/3" && zb.Stats["mode"] == "local"
+	}) {
+		t.Fatalf("zone-aware balancer never reached both zones: %+v", zb)
 	}
 	for range zoneCalls {
 		if _, err := hellopb.NewHelloServiceClient(zcc).SayHello(t.Context(), &hellopb.HelloRequest{}, grpc.WaitForReady(true)); err != nil {
@@ -170,12 +171,8 @@ func TestJSON(t *testing.T) {
 		t.Errorf("zone-aware child = %+v; want a nested balancer with one zone's endpoint, not counting picks", *child)
 	}
 	store.SetOutage(errors.New("registry on fire"))
-	deadline := time.Now().Add(5 * time.Second)
-	for v = get(); v.Watches[0].Fresh; v = get() {
-		if time.Now().After(deadline) {
-			t.Fatal("the view never turned stale during an outage")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !wait.Until(5*time.Second, func() bool { v = get(); return !v.Watches[0].Fresh }) {
+		t.Fatal("the view never turned stale during an outage")
 	}
 	if !strings.Contains(v.Watches[0].LastError, "registry on fire") || len(v.Watches[0].Instances) != 2 || v.Watches[0].Index != "2" {
 		t.Fatalf("during an outage: %+v; want the error and the 2 kept instances at index 2", v.Watches[0])

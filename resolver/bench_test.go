@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"

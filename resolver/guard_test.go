@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -82,7 +83,7 @@ func TestMassRemovalHeldAndRestored(t *testing.T) {
 		t.Fatalf("after a mass removal: Holding=%v Held=%d, want true, 1", w.Holding, w.Held)
 	}
 	sets <- insts(0, 1, 2, 3, 4, 5, 7) // the registry remembers them
-	waitFor(t, "the hold to clear", func() bool { return !cache.Watches()[0].Holding })
+	wait.For(t, 10*time.Second, "the hold to clear", func() bool { return !cache.Watches()[0].Holding })
 	if m, l := minPushed(cc), lastLen(cc); m < 6 || l != 7 {
 		t.Fatalf("pushed at least %d endpoints and finally %d; want never below 6 and finally 7", m, l)
 	}
@@ -143,18 +144,7 @@ func TestGuardWithRealRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Each removal is its own update: let it through before the next.
-		waitFor(t, "the removal", func() bool { return len(cache.Watches()[0].Instances) == 2-n })
+		wait.For(t, 10*time.Second, "the removal", func() bool { return len(cache.Watches()[0].Instances) == 2-n })
 	}
 	cc.wait(t, "1 instance", func(int, int) bool { return lastLen(cc) == 1 })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -16,7 +16,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -103,7 +104,7 @@ func TestWatchesIndex(t *testing.T) {
 	cc := newFakeCC()
 	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
 	defer r.Close()
-	waitFor(t, "the first set", func() bool { ws := cache.Watches(); return len(ws) == 1 && ws[0].Fresh })
+	wait.For(t, 10*time.Second, "the first set", func() bool { ws := cache.Watches(); return len(ws) == 1 && ws[0].Fresh })
 	if got := cache.Watches()[0].Index; got != "0" {
 		t.Errorf("Index of the first (empty) set = %q, want \"0\"", got)
 	}
@@ -112,7 +113,7 @@ func TestWatchesIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := strconv.Itoa(i + 1)
-		waitFor(t, "index "+want, func() bool { return cache.Watches()[0].Index == want })
+		wait.For(t, 10*time.Second, "index "+want, func() bool { return cache.Watches()[0].Index == want })
 		if n := len(cache.Watches()[0].Instances); n != i+1 {
 			t.Errorf("at index %s the view has %d instances, want %d", want, n, i+1)
 		}
@@ -144,7 +145,7 @@ type propagation struct {
 func waitPropagation(t *testing.T, r *sdkmetric.ManualReader, n uint64) propagation {
 	t.Helper()
 	var p propagation
-	cctest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d propagation observations", n), func() bool {
+	wait.For(t, 10*time.Second, fmt.Sprintf("%d propagation observations", n), func() bool {
 		p = readPropagation(t, r)
 		return p.count >= n
 	})
@@ -364,7 +365,7 @@ func TestWatchesIndexOfHeldRemoval(t *testing.T) {
 		t.Errorf("Index = %q, want dc1=10", w.Index)
 	}
 	up.sets <- indexedSet{insts(0), "dc1=11"}
-	waitFor(t, "the hold", func() bool { return cache.Watches()[0].Holding })
+	wait.For(t, 10*time.Second, "the hold", func() bool { return cache.Watches()[0].Holding })
 	if w := cache.Watches()[0]; w.Index != "dc1=11" || len(w.Instances) != 6 {
 		t.Errorf("while holding: Index = %q with %d instances, want the removal's dc1=11 and the 6 held", w.Index, len(w.Instances))
 	}
@@ -383,19 +384,19 @@ func TestOutageLogged(t *testing.T) {
 	var buf cctest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cc, _, cache := cctest.Resolve(t, reg, "hello", resolver.WithCacheLogger(logger))
-	cctest.WaitFor(t, 10*time.Second, "pushed the instance", func() bool { sets, _, _ := cc.Snapshot(); return len(sets) > 0 })
+	wait.For(t, 10*time.Second, "the instance pushed", func() bool { sets, _, _ := cc.Snapshot(); return len(sets) > 0 })
 
 	// The memory store reports an outage once per SetOutage: three calls
 	// make three errors, as a backend retrying a down registry would.
 	for i := range 3 {
 		store.SetOutage(fmt.Errorf("down %d", i))
-		cctest.WaitFor(t, 20*time.Second, "a watch error", func() bool {
+		wait.For(t, 20*time.Second, "a watch error", func() bool {
 			ws := cache.Watches()
 			return len(ws) == 1 && ws[0].Errors >= int64(i+1)
 		})
 	}
 	store.SetOutage(nil)
-	cctest.WaitFor(t, 20*time.Second, "recovered", func() bool {
+	wait.For(t, 20*time.Second, "the recovery logged", func() bool {
 		return strings.Contains(buf.String(), "watch recovered")
 	})
 	out := buf.String()

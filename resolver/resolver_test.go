@@ -3,14 +3,12 @@ package resolver_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -19,14 +17,20 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain closes DefaultCache before looking for leaks: ExampleNewClient
+// leaves its watch lingering there, as a program would.
+func TestMain(m *testing.M) {
+	leak.VerifyTestMain(m, func() { resolver.DefaultCache().Close() })
+}
 
 const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
 
@@ -80,7 +84,7 @@ func waitForServers(t *testing.T, c hellopb.HelloServiceClient, want ...string) 
 		wantSet[w] = true
 	}
 	var got map[string]int
-	for ctx.Err() == nil {
+	if wait.Until(10*time.Second, func() bool {
 		got = map[string]int{}
 		for range 4 * len(want) {
 			resp, err := c.SayHello(ctx, &hellopb.HelloRequest{Name: "t", Num1: 1, Num2: 2})
@@ -93,10 +97,9 @@ func waitForServers(t *testing.T, c hellopb.HelloServiceClient, want ...string) 
 		for s := range got {
 			ok = ok && wantSet[s]
 		}
-		if ok {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+		return ok
+	}) {
+		return
 	}
 	t.Fatalf("servers answering = %v, want exactly %v", got, want)
 }
@@ -485,21 +488,4 @@ func TestCacheCloseStopsEverything(t *testing.T) {
 	if _, err := b.Build(gresolver.Target{URL: *u}, newFakeCC(), gresolver.BuildOptions{}); !errors.Is(err, resolver.ErrCacheClosed) {
 		t.Fatalf("Build on a closed cache = %v, want ErrCacheClosed", err)
 	}
-}
-
-func ExampleNewClient() {
-	// A server registers itself in the embedded registry...
-	reg, _ := registry.Open(context.Background(), "mem://example")
-	defer reg.Close()
-	_ = reg.Register(context.Background(), registry.Instance{ID: "hello-1", Service: "hello", Address: "127.0.0.1:50051"})
-
-	// ...and a client dials the service by name.
-	cc, err := resolver.NewClient("mem://example/hello", grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer cc.Close()
-	fmt.Println(cc.CanonicalTarget())
-	// Output: mem://example/hello
 }

@@ -7,7 +7,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"

@@ -24,13 +24,13 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/hash"               // -policy wayfinder_consistent_hash
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"            // -policy wayfinder_outlier_ejection
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"                // -policy wayfinder_p2c_ewma
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/route"              // -policy wayfinder_route
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"                // -policy wayfinder_weighted_round_robin
-	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"               // -policy wayfinder_zone_aware
-	_ "github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb" // HelloService works without reflection
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/hash"    // -policy wayfinder_consistent_hash
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier" // -policy wayfinder_outlier_ejection
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"     // -policy wayfinder_p2c_ewma
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/route"   // -policy wayfinder_route
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"     // -policy wayfinder_weighted_round_robin
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"    // -policy wayfinder_zone_aware
+	_ "github.com/wayfinder-rpc/wayfinder/hello/hellopb"    // HelloService works without reflection
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )

@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs

@@ -18,26 +18,27 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+	leak.VerifyTestMain(m, func() {
 		resolver.DefaultCache().Close()
 		if binDir != "" {
 			os.RemoveAll(binDir)
 		}
-	}))
+	})
 }
 
 func wf(t *testing.T, args ...string) (string, string, int) {
@@ -108,7 +109,7 @@ func TestRegisterHoldsUntilInterrupted(t *testing.T) {
 		done <- run(ctx, []string{"register", "-addr", "127.0.0.1:7003", "-id", "held", "mem://cli-hold/hello"}, &out, &out)
 	}()
 	r := memory.Named("cli-hold").Open()
-	waitFor(t, "the registration", func() bool { insts, _ := r.Lookup(t.Context(), "hello"); return len(insts) == 1 })
+	wait.For(t, 10*time.Second, "the registration", func() bool { insts, _ := r.Lookup(t.Context(), "hello"); return len(insts) == 1 })
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("register exited %d: %s", code, out.String())
@@ -118,37 +119,26 @@ func TestRegisterHoldsUntilInterrupted(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestWatchShowsChanges(t *testing.T) {
 	r := memory.Named("cli-watch").Open()
 	ctx, cancel := context.WithCancel(t.Context())
 	var out cctest.SyncBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"watch", "mem://cli-watch/hello"}, &out, &out) }()
-	waitFor(t, "the first set", func() bool { return strings.Contains(out.String(), "0 instance(s)") })
+	wait.For(t, 10*time.Second, "the first set", func() bool { return strings.Contains(out.String(), "0 instance(s)") })
 	inst := registry.Instance{ID: "w1", Service: "hello", Address: "127.0.0.1:7010"}
 	r.Register(t.Context(), inst)
-	waitFor(t, "the addition", func() bool { return strings.Contains(out.String(), "+ w1 127.0.0.1:7010") })
+	wait.For(t, 10*time.Second, "the addition", func() bool { return strings.Contains(out.String(), "+ w1 127.0.0.1:7010") })
 	inst.Weight = 4
 	r.Register(t.Context(), inst)
-	waitFor(t, "the change", func() bool { return strings.Contains(out.String(), "~ w1 127.0.0.1:7010 weight=4 (") })
+	wait.For(t, 10*time.Second, "the change", func() bool { return strings.Contains(out.String(), "~ w1 127.0.0.1:7010 weight=4 (") })
 	if !strings.Contains(out.String(), "after its registration)") {
 		t.Errorf("watch shows no propagation delay:\n%s", out.String())
 	}
 	r.Deregister(t.Context(), inst)
-	waitFor(t, "the removal", func() bool { return strings.Contains(out.String(), "- w1") })
+	wait.For(t, 10*time.Second, "the removal", func() bool { return strings.Contains(out.String(), "- w1") })
 	memory.Named("cli-watch").SetOutage(context.DeadlineExceeded)
-	waitFor(t, "the error", func() bool { return strings.Contains(out.String(), "error (last set kept; retrying)") })
+	wait.For(t, 10*time.Second, "the error", func() bool { return strings.Contains(out.String(), "error (last set kept; retrying)") })
 	memory.Named("cli-watch").SetOutage(nil)
 	cancel()
 	if code := <-done; code != 0 {
@@ -396,12 +386,12 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	}
 
 	watch := c.start("watch", svc)
-	waitFor(t, "the watch's first set", func() bool { return strings.Contains(watch.out.String(), "hello: 0 instance(s)") })
+	wait.For(t, 10*time.Second, "the watch's first set", func() bool { return strings.Contains(watch.out.String(), "hello: 0 instance(s)") })
 
 	regX := c.start("register", "-addr", startHello(t, "x"), "-id", "x", "-zone", "z1", "-weight", "5", "-tags", "canary",
 		"-meta", "owner=team", svc)
 	regY := c.start("register", "-addr", startHello(t, "y"), "-id", "y", svc)
-	waitFor(t, "both instances in the watch", func() bool {
+	wait.For(t, 10*time.Second, "both instances in the watch", func() bool {
 		o := watch.out.String()
 		return strings.Contains(o, "+ x 127.0.0.1:") && strings.Contains(o, "+ y 127.0.0.1:") && watchLine.MatchString(o)
 	})
@@ -410,7 +400,7 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	}
 	// The watch can see x before register has heard back from the
 	// registry and printed.
-	waitFor(t, "register's confirmation", func() bool { return strings.Contains(regX.out.String(), "registered x") })
+	wait.For(t, 10*time.Second, "register's confirmation", func() bool { return strings.Contains(regX.out.String(), "registered x") })
 	if o := regX.out.String(); !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} registered x 127\.0\.0\.1:\d+ weight=5 zone=z1 tags=canary\n$`).MatchString(o) {
 		t.Errorf("register printed %q", o)
 	}
@@ -455,11 +445,11 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 	if out, errOut, code := c.run("register", "-once", "-addr", "127.0.0.1:7003", "-id", "z", svc); code != 0 || !strings.Contains(out, "registered z") {
 		t.Fatalf("register -once = %d %q %q", code, out, errOut)
 	}
-	waitFor(t, "z in the watch", func() bool { return strings.Contains(watch.out.String(), "+ z 127.0.0.1:7003") })
+	wait.For(t, 10*time.Second, "z in the watch", func() bool { return strings.Contains(watch.out.String(), "+ z 127.0.0.1:7003") })
 	if out, errOut, code := c.run("deregister", "-id", "z", svc); code != 0 || !strings.Contains(out, "deregistered hello/z") {
 		t.Errorf("deregister = %d %q %q", code, out, errOut)
 	}
-	waitFor(t, "z's removal in the watch", func() bool { return strings.Contains(watch.out.String(), "- z 127.0.0.1:7003") })
+	wait.For(t, 10*time.Second, "z's removal in the watch", func() bool { return strings.Contains(watch.out.String(), "- z 127.0.0.1:7003") })
 
 	// Ctrl-C deregisters and exits 0.
 	for _, p := range []*proc{regX, regY} {
@@ -467,7 +457,7 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 			t.Errorf("register after SIGINT = %d %q %q", code, p.out.String(), p.err.String())
 		}
 	}
-	waitFor(t, "the removals in the watch", func() bool {
+	wait.For(t, 10*time.Second, "the removals in the watch", func() bool {
 		o := watch.out.String()
 		return strings.Contains(o, "- x 127.0.0.1:") && strings.Contains(o, "- y 127.0.0.1:")
 	})

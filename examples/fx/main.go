@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wayfinder-rpc/wayfinder/app"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs

@@ -36,8 +36,8 @@ import (
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/debug"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )

@@ -12,7 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,18 +38,13 @@ func TestMetricsAndDebugPage(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	var metrics string
-	for {
+	if !wait.Until(10*time.Second, func() bool {
 		metrics = get("/metrics")
-		if strings.Contains(metrics, `wayfinder_discovery_instances{`) && strings.Contains(metrics, "wayfinder_discovery_updates_total") &&
-			strings.Contains(metrics, `wayfinder_lb_picks_total{`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics never showed Wayfinder's metrics:\n%s", metrics)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(metrics, `wayfinder_discovery_instances{`) && strings.Contains(metrics, "wayfinder_discovery_updates_total") &&
+			strings.Contains(metrics, `wayfinder_lb_picks_total{`)
+	}) {
+		t.Fatalf("/metrics never showed Wayfinder's metrics:\n%s", metrics)
 	}
 	for _, want := range []string{`wayfinder_service="hello"`, `wayfinder_backend="mem"`, "wayfinder_discovery_staleness_seconds", "wayfinder_discovery_watches",
 		`wayfinder_lb_picks_total{`, `wayfinder_policy="outlier"`, `wayfinder_target="mem://observability-test/hello"`, "wayfinder_lb_ejections_total{", "wayfinder_lb_ejected{",

@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/standalone"
 )
 
 // Config sizes the scenarios. DefaultConfig is what `make bench` runs.
@@ -214,9 +216,9 @@ func Run(parent testing.TB, cfg Config) *Report {
 			for i := range max(1, cfg.Runs) {
 				t0 := time.Now()
 				fmt.Fprintf(logw, "bench: %s on %s, run %d/%d\n", sc.name, tg.name, i+1, max(1, cfg.Runs))
-				tb := NewTB(fmt.Sprintf("%s/%s/run%d", sc.name, tg.name, i+1), logw)
+				tb := standalone.New(fmt.Sprintf("%s/%s/run%d", sc.name, tg.name, i+1), logw)
 				var samples []Sample
-				err := Do(tb, func() {
+				err := standalone.Do(tb, func() {
 					var err error
 					samples, err = sc.run(tb, tg.be, cfg)
 					if err != nil {

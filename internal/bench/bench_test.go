@@ -255,23 +255,6 @@ func TestStats(t *testing.T) {
 	}
 }
 
-func TestTBFatal(t *testing.T) {
-	tb := NewTB("x", nil)
-	cleaned := false
-	tb.Cleanup(func() { cleaned = true })
-	err := Do(tb, func() { tb.Fatalf("boom %d", 1) })
-	if err == nil || !strings.Contains(err.Error(), "boom 1") {
-		t.Errorf("Do(Fatalf) = %v, want an error with the message", err)
-	}
-	tb.Close()
-	if !cleaned {
-		t.Errorf("Close did not run the cleanup")
-	}
-	if err := Do(NewTB("y", nil), func() {}); err != nil {
-		t.Errorf("Do(nothing) = %v", err)
-	}
-}
-
 func TestMerge(t *testing.T) {
 	old := &Report{Started: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Seconds: 1700,
 		Config:  Config{Backends: []string{"memory", "consul", "etcd"}},

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -76,7 +76,7 @@ func (h *helloServer) instance(svc string) registry.Instance {
 }
 
 // serverOf returns the server name from a reply of helloServer or
-// examples/helloworld/hello.Server ("... from <name>").
+// hello.Server ("... from <name>").
 func serverOf(msg string) string {
 	_, name, _ := strings.Cut(msg, " from ")
 	return name

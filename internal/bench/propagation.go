@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c" // registers wayfinder_p2c_ewma
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 )
 
 // slowBackend runs cfg.TailBackends real servers; after a warm-up, one of

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
 	"github.com/wayfinder-rpc/wayfinder/resolver"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 

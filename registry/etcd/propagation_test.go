@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/cctest"
-	"github.com/wayfinder-rpc/wayfinder/internal/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
 	"github.com/wayfinder-rpc/wayfinder/resolver"

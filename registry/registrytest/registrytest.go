@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -159,20 +160,12 @@ func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
 func (s *suite) eventuallyLookup(t *testing.T, r registry.Discovery, service string, what string, cond func([]registry.Instance) bool) []registry.Instance {
 	t.Helper()
 	ctx := s.ctx(t)
-	var last []registry.Instance
-	var lastErr error
-	for {
-		got, err := r.Lookup(ctx, service)
-		if err == nil && cond(got) {
-			return got
-		}
-		last, lastErr = got, err
-		select {
-		case <-ctx.Done():
-			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, s.timeout, ids(last), lastErr)
-		case <-time.After(20 * time.Millisecond):
-		}
+	var got []registry.Instance
+	var err error
+	if !wait.Until(s.timeout, func() bool { got, err = r.Lookup(ctx, service); return err == nil && cond(got) }) {
+		t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", service, what, s.timeout, ids(got), err)
 	}
+	return got
 }
 
 // nextUntil calls Next until cond holds or s.timeout passes.

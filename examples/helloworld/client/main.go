@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs

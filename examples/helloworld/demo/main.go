@@ -12,7 +12,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 )
 
 func main() {

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/bench"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/standalone"
 )
 
 func main() {
@@ -70,7 +71,7 @@ func run() int {
 		return 0
 	}
 
-	root := bench.NewTB("wfbench", os.Stderr)
+	root := standalone.New("wfbench", os.Stderr)
 	// The servers are stopped on the way out, even on ^C.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -87,7 +88,7 @@ func run() int {
 	}()
 
 	var rep *bench.Report
-	err := bench.Do(root, func() { rep = bench.Run(root, cfg) })
+	err := standalone.Do(root, func() { rep = bench.Run(root, cfg) })
 	root.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "wfbench: %v\n", err)

@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs

@@ -18,31 +18,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
-// TB is the part of testing.TB the Consul helpers use, so that TestMain
-// can start a shared agent with a MainTB.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-}
-
-func consulBinary(t TB) string {
-	if tb, ok := t.(testing.TB); ok {
-		return Binary(tb, ConsulBinEnv, "consul")
-	}
-	if p := os.Getenv(ConsulBinEnv); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("consul"); err == nil {
-		return p
-	}
-	t.Fatalf("testenv: no consul binary: set %s or run the tests with `make test`, which builds it", ConsulBinEnv)
-	return ""
+func consulBinary(t testing.TB) string {
+	t.Helper()
+	return Binary(t, ConsulBinEnv, "consul")
 }
 
 // ConsulBinEnv names the environment variable holding the Consul binary.
@@ -100,13 +82,13 @@ type ConsulAgent struct {
 
 // StartConsul starts a dev agent on free loopback ports and waits until
 // it has a leader. It is killed at the end of the test.
-func StartConsul(t TB) *ConsulAgent {
+func StartConsul(t testing.TB) *ConsulAgent {
 	t.Helper()
 	return StartConsulWith(t, ConsulOptions{})
 }
 
 // StartConsulWith starts an agent configured by o.
-func StartConsulWith(t TB, o ConsulOptions) *ConsulAgent {
+func StartConsulWith(t testing.TB, o ConsulOptions) *ConsulAgent {
 	t.Helper()
 	bin := consulBinary(t)
 	dir := t.TempDir()
@@ -205,7 +187,7 @@ func (a *ConsulAgent) ServerAddr() string { return fmt.Sprintf("127.0.0.1:%d", a
 
 // Start starts the agent process on its ports and data dir, and waits
 // until it is ready. It fails the test if the agent is running.
-func (a *ConsulAgent) Start(t TB) {
+func (a *ConsulAgent) Start(t testing.TB) {
 	t.Helper()
 	a.mu.Lock()
 	if a.cmd != nil {
@@ -250,7 +232,7 @@ func (a *ConsulAgent) Start(t TB) {
 }
 
 // waitHTTP polls the API until it answers (and, if leader, names a leader).
-func (a *ConsulAgent) waitHTTP(t TB, done <-chan struct{}, leader bool) {
+func (a *ConsulAgent) waitHTTP(t testing.TB, done <-chan struct{}, leader bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -271,19 +253,14 @@ func (a *ConsulAgent) waitHTTP(t TB, done <-chan struct{}, leader bool) {
 }
 
 // WaitLeader waits until the agent knows a cluster leader.
-func (a *ConsulAgent) WaitLeader(t TB) string {
+func (a *ConsulAgent) WaitLeader(t testing.TB) string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		l, err := a.leader()
-		if err == nil && l != "" {
-			return l
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testenv: consul %s has no leader after 60s (%v)", a.Name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var l string
+	var err error
+	if !wait.Until(60*time.Second, func() bool { l, err = a.leader(); return err == nil && l != "" }) {
+		t.Fatalf("testenv: consul %s has no leader after 60s (%v)", a.Name, err)
 	}
+	return l
 }
 
 func (a *ConsulAgent) leader() (string, error) {
@@ -311,7 +288,7 @@ func (a *ConsulAgent) Kill() { a.signal(syscall.SIGKILL, 0) }
 
 // Restart stops the agent and starts it again on the same ports and data
 // dir. A dev agent comes back empty.
-func (a *ConsulAgent) Restart(t TB) {
+func (a *ConsulAgent) Restart(t testing.TB) {
 	t.Helper()
 	a.Stop()
 	a.Start(t)
@@ -361,7 +338,7 @@ type ConsulCluster struct {
 
 // StartConsulCluster starts n servers (-bootstrap-expect n) that join
 // each other, and waits until all of them know the leader.
-func StartConsulCluster(t TB, n int) *ConsulCluster {
+func StartConsulCluster(t testing.TB, n int) *ConsulCluster {
 	t.Helper()
 	// Serf ports are needed before any agent starts, for -retry-join, so
 	// pre-pick them and hand each agent the others'.
@@ -386,7 +363,7 @@ func StartConsulCluster(t TB, n int) *ConsulCluster {
 	return c
 }
 
-func startClusterMember(t TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
+func startClusterMember(t testing.TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
 	t.Helper()
 	bin := consulBinary(t)
 	dir := t.TempDir()
@@ -413,27 +390,32 @@ func startClusterMember(t TB, o ConsulOptions, serfPort, i int) *ConsulAgent {
 
 // Leader returns the running agent that is the current leader, waiting
 // until one is elected.
-func (c *ConsulCluster) Leader(t TB) *ConsulAgent {
+func (c *ConsulCluster) Leader(t testing.TB) *ConsulAgent {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, a := range c.Agents {
-			if !a.Running() {
-				continue
-			}
-			l, err := a.leader()
-			if err != nil || l == "" {
-				continue
-			}
-			for _, b := range c.Agents {
-				if b.ServerAddr() == l && b.Running() {
-					return b
-				}
+	var leader *ConsulAgent
+	if !wait.Until(60*time.Second, func() bool { leader = c.leader(); return leader != nil }) {
+		t.Fatalf("testenv: no leader among %d servers after 60s", len(c.Agents))
+	}
+	return leader
+}
+
+// leader returns the running agent a running agent names as the leader,
+// or nil.
+func (c *ConsulCluster) leader() *ConsulAgent {
+	for _, a := range c.Agents {
+		if !a.Running() {
+			continue
+		}
+		l, err := a.leader()
+		if err != nil || l == "" {
+			continue
+		}
+		for _, b := range c.Agents {
+			if b.ServerAddr() == l && b.Running() {
+				return b
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("testenv: no leader among %d servers after 60s", len(c.Agents))
 	return nil
 }
 
@@ -445,7 +427,7 @@ var (
 // FreePort returns a loopback port that was free for TCP and UDP a moment
 // ago (serf uses both) and that this process has not handed out before,
 // so the many ports of a cluster never collide with each other.
-func FreePort(t TB) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	lo, hi := portRange()
 	for range 1000 {

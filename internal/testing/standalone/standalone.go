@@ -1,4 +1,8 @@
-package bench
+// Package standalone is the one stand-in for testing.TB outside a test
+// function: in TestMain, to start a server shared by a package's tests,
+// and in the benchmark harness, which runs testenv helpers outside `go
+// test` and scopes the servers of one scenario run.
+package standalone
 
 import (
 	"context"
@@ -10,10 +14,11 @@ import (
 	"testing"
 )
 
-// TB runs testenv helpers, which take a testing.TB, outside `go test`
-// and scopes the servers of one scenario run: Cleanup functions run, last
-// first, at Close; Fatalf ends the run with an error (see Do) instead of
-// killing the process.
+// TB runs helpers that take a testing.TB where there is no *testing.T:
+// Cleanup functions run, last first, at Close; Fatalf unwinds to Do, which
+// returns it as an error, or, outside Do, panics with the message. The
+// zero TB is ready to use: unnamed, with no logs and a background
+// Context.
 //
 // testing.TB cannot be implemented outside package testing, so TB embeds
 // a nil one and overrides every method testenv and this package call.
@@ -32,24 +37,34 @@ type TB struct {
 	msgs     []string
 }
 
-// fatal is the panic value of Fatalf, recovered by Do.
+var _ testing.TB = (*TB)(nil)
+
+// fatal is the panic value of Fatalf, recovered by Do; outside Do, the
+// runtime prints its Error.
 type fatal struct{ msg string }
 
-// NewTB returns a TB named name whose logs go to log (nil discards).
-func NewTB(name string, log io.Writer) *TB {
-	if log == nil {
-		log = io.Discard
-	}
+func (f fatal) Error() string { return f.msg }
+
+// New returns a TB named name whose logs go to log (nil discards).
+func New(name string, log io.Writer) *TB {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &TB{name: name, log: log, ctx: ctx, cancel: cancel}
 }
 
-func (t *TB) Helper()                  {}
-func (t *TB) Name() string             { return t.name }
-func (t *TB) Context() context.Context { return t.ctx }
+func (t *TB) Helper()      {}
+func (t *TB) Name() string { return t.name }
+
+func (t *TB) Context() context.Context {
+	if t.ctx == nil {
+		return context.Background()
+	}
+	return t.ctx
+}
 
 func (t *TB) Logf(format string, args ...any) {
-	fmt.Fprintf(t.log, "%s: %s\n", t.name, fmt.Sprintf(format, args...))
+	if t.log != nil {
+		fmt.Fprintf(t.log, "%s: %s\n", t.name, fmt.Sprintf(format, args...))
+	}
 }
 
 func (t *TB) Log(args ...any) { t.Logf("%s", fmt.Sprint(args...)) }
@@ -90,9 +105,9 @@ func (t *TB) Cleanup(f func()) {
 }
 
 func (t *TB) TempDir() string {
-	d, err := os.MkdirTemp("", "wfbench-")
+	d, err := os.MkdirTemp("", "wayfinder-standalone-")
 	if err != nil {
-		t.Fatalf("bench: %v", err)
+		t.Fatalf("standalone: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
@@ -100,7 +115,9 @@ func (t *TB) TempDir() string {
 
 // Close cancels Context and runs the cleanups, last first.
 func (t *TB) Close() {
-	t.cancel()
+	if t.cancel != nil {
+		t.cancel()
+	}
 	for {
 		t.mu.Lock()
 		n := len(t.cleanups)

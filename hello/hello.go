@@ -1,4 +1,7 @@
-// Package hello implements the demo's HelloService.
+// Package hello is the HelloService that Wayfinder's examples, the
+// wayfinder CLI's demo and the tests share: the generated code is in
+// hello/hellopb (from hello.proto; make generate rebuilds it), the server
+// here, and the in-process fault demo in hello/faultdemo.
 package hello
 
 import (
@@ -9,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 )
 
 // Server answers SayHello. Name identifies the server in the greeting, so

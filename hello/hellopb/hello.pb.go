@@ -151,7 +151,7 @@ const file_hello_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\x05R\x06result2k\n" +
 	"\fHelloService\x12[\n" +
-	"\bSayHello\x12&.wayfinder.examples.hello.HelloRequest\x1a'.wayfinder.examples.hello.HelloResponseB@Z>github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopbb\x06proto3"
+	"\bSayHello\x12&.wayfinder.examples.hello.HelloRequest\x1a'.wayfinder.examples.hello.HelloResponseB2Z0github.com/wayfinder-rpc/wayfinder/hello/hellopbb\x06proto3"
 
 var (
 	file_hello_proto_rawDescOnce sync.Once

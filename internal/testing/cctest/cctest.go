@@ -18,6 +18,7 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -68,15 +69,15 @@ func (c *SetsCC) Snapshot() (sets [][]registry.Instance, errs, errAfter int) {
 	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
 }
 
-// WaitFor polls cond every 20 ms, failing t after d.
+// WaitFor polls cond with wait.Until, failing t with "never <what> within
+// d" after d.
+//
+// Deprecated: use wait.For; WaitFor stays only for the callers in app/ and
+// registry/{consul,etcd}, whose "what" reads after "never".
 func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wait.Until(d, cond) {
+		t.Fatalf("never %s within %v", what, d)
 	}
 }
 
