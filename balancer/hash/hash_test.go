@@ -18,9 +18,10 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -114,7 +115,7 @@ func TestStableAndMinimalRemap(t *testing.T) {
 			break
 		}
 	}
-	lbtest.WaitFor(t, 10*time.Second, "the picker to drop "+removed.Name, func() bool {
+	wait.For(t, 10*time.Second, "the picker to drop "+removed.Name, func() bool {
 		name, err := lbtest.Call(hash.WithKey(context.Background(), b3key), client)
 		return err == nil && name != removed.Name
 	})

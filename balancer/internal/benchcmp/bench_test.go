@@ -14,8 +14,8 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
