@@ -316,3 +316,31 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestPickAllocs pins the allocations the package doc promises: none for
+// a key from WithKey, one (the 16-byte copy metadata.ValueFromOutgoingContext
+// makes, grpc offering no public way to read outgoing metadata in place)
+// for a key from a header, set or appended.
+func TestPickAllocs(t *testing.T) {
+	h, _ := harness(t, `{"header":"x-user"}`, insts(1, 1, 1, 1))
+	p, _ := h.CC.Picker()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want float64
+	}{
+		{"WithKey", hash.WithKey(context.Background(), "alice"), 0},
+		{"NewOutgoingContext", metadata.NewOutgoingContext(context.Background(), metadata.Pairs("x-user", "alice")), 1},
+		{"AppendToOutgoingContext", metadata.AppendToOutgoingContext(context.Background(), "x-user", "alice"), 1},
+	} {
+		info := gbalancer.PickInfo{Ctx: tc.ctx}
+		got := testing.AllocsPerRun(1000, func() {
+			if _, err := p.Pick(info); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got != tc.want {
+			t.Errorf("Pick(key from %s) allocates %v times, want %v", tc.name, got, tc.want)
+		}
+	}
+}
