@@ -13,13 +13,12 @@ import (
 
 	gbalancer "google.golang.org/grpc/balancer"
 	_ "google.golang.org/grpc/balancer/roundrobin" // the default child
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
-	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/failure"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
@@ -568,18 +567,11 @@ func (b *balancer) poke() {
 
 // IsFailure reports whether a call's error counts against the endpoint:
 // UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN and DATA_LOSS (the
-// codes gRPC maps from HTTP 5xx, and what a broken transport gives).
-// Other codes are the application's answers and count as successes.
-func IsFailure(err error) bool {
-	if err == nil {
-		return false
-	}
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.DataLoss:
-		return true
-	}
-	return false
-}
+// codes gRPC maps from HTTP 5xx, what a broken transport gives, and what
+// a host that hangs gives). Other codes, RESOURCE_EXHAUSTED included,
+// are the application's answers and count as successes; the package doc
+// says why P2C differs.
+func IsFailure(err error) bool { return failure.Ejects(err) }
 
 // run is the ejection goroutine: it evaluates when a threshold is
 // reached, at each interval, and when an ejection ends.
