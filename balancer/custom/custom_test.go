@@ -14,7 +14,8 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -65,7 +66,7 @@ func TestChoiceByAttributes(t *testing.T) {
 	_, client := env.Dial(`{"test_prefer_zone_a":{}}`)
 	// Wait until b1 is ready: before, the function sees other endpoints
 	// only and fails the calls.
-	lbtest.WaitFor(t, 10*time.Second, "b1 to serve", func() bool {
+	wait.For(t, 10*time.Second, "b1 to serve", func() bool {
 		name, err := lbtest.Call(context.Background(), client)
 		return err == nil && name == "b1"
 	})
@@ -74,7 +75,7 @@ func TestChoiceByAttributes(t *testing.T) {
 		t.Errorf("300 calls preferring zone a = %v, want all on b1", counts)
 	}
 	env.Deregister(lbtest.Instance(bs[1]))
-	lbtest.WaitFor(t, 10*time.Second, "calls to fail with the function's error", func() bool {
+	wait.For(t, 10*time.Second, "calls to fail with the function's error", func() bool {
 		_, err := lbtest.Call(context.Background(), client)
 		return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "zone a")
 	})

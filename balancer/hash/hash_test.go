@@ -18,9 +18,10 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -114,7 +115,7 @@ func TestStableAndMinimalRemap(t *testing.T) {
 			break
 		}
 	}
-	lbtest.WaitFor(t, 10*time.Second, "the picker to drop "+removed.Name, func() bool {
+	wait.For(t, 10*time.Second, "the picker to drop "+removed.Name, func() bool {
 		name, err := lbtest.Call(hash.WithKey(context.Background(), b3key), client)
 		return err == nil && name != removed.Name
 	})
@@ -314,4 +315,32 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("ParseConfig(%q) accepted %+v", js, cfg)
 		}
 	})
+}
+
+// TestPickAllocs pins the allocations the package doc promises: none for
+// a key from WithKey, one (the 16-byte copy metadata.ValueFromOutgoingContext
+// makes, grpc offering no public way to read outgoing metadata in place)
+// for a key from a header, set or appended.
+func TestPickAllocs(t *testing.T) {
+	h, _ := harness(t, `{"header":"x-user"}`, insts(1, 1, 1, 1))
+	p, _ := h.CC.Picker()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want float64
+	}{
+		{"WithKey", hash.WithKey(context.Background(), "alice"), 0},
+		{"NewOutgoingContext", metadata.NewOutgoingContext(context.Background(), metadata.Pairs("x-user", "alice")), 1},
+		{"AppendToOutgoingContext", metadata.AppendToOutgoingContext(context.Background(), "x-user", "alice"), 1},
+	} {
+		info := gbalancer.PickInfo{Ctx: tc.ctx}
+		got := testing.AllocsPerRun(1000, func() {
+			if _, err := p.Pick(info); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got != tc.want {
+			t.Errorf("Pick(key from %s) allocates %v times, want %v", tc.name, got, tc.want)
+		}
+	}
 }

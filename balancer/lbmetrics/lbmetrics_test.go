@@ -12,12 +12,13 @@ import (
 
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/custom"
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -246,7 +247,7 @@ func TestEjections(t *testing.T) {
 		t.Fatalf("before any failure: ejections = %d, ejected = %d, want 0, 0", n, m)
 	}
 	bs[2].SetFailing(true)
-	lbtest.WaitFor(t, 20*time.Second, "the failing backend to be ejected", func() bool {
+	wait.For(t, 20*time.Second, "the failing backend to be ejected", func() bool {
 		lbtest.Counts(context.Background(), client, 20, 2)
 		return value(collect(t, reader), lbmetrics.MetricEjected) == 1
 	})
@@ -259,7 +260,7 @@ func TestEjections(t *testing.T) {
 	}
 
 	cc.Close()
-	lbtest.WaitFor(t, 5*time.Second, "the ClientConn's series to go", func() bool {
+	wait.For(t, 5*time.Second, "the ClientConn's series to go", func() bool {
 		ps := collect(t, reader)
 		for _, name := range []string{lbmetrics.MetricEjected, lbmetrics.MetricEndpoints, lbmetrics.MetricEjections} {
 			if len(find(ps, name, map[string]string{lbmetrics.AttrTarget: target})) > 0 {

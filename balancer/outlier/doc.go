@@ -26,7 +26,11 @@
 // A call counts as failed when it ends with UNAVAILABLE,
 // DEADLINE_EXCEEDED, INTERNAL, UNKNOWN or DATA_LOSS (see IsFailure);
 // any other outcome, including application errors such as NOT_FOUND,
-// counts as a success. An endpoint is ejected when either
+// counts as a success. Unlike P2C's error penalty, DEADLINE_EXCEEDED
+// counts, since ejection sees no latency and a host that hangs shows
+// only by it, and RESOURCE_EXHAUSTED does not: it is as often a
+// per-caller quota or an oversized message as a bad host, and ejecting
+// healthy hosts for it moves the load onto fewer. An endpoint is ejected when either
 //
 //   - consecutiveFailures calls in a row failed (default 5; checked as
 //     soon as the threshold is reached), or

@@ -12,11 +12,12 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -86,7 +87,7 @@ func TestEjectAndReturn(t *testing.T) {
 			// of calls without the bad backend proves nothing under P2C,
 			// which may avoid it for a while on its own.)
 			var ejectedBy, ejectedAfter time.Time
-			lbtest.WaitFor(t, 20*time.Second, "the failing backend to be ejected", func() bool {
+			wait.For(t, 20*time.Second, "the failing backend to be ejected", func() bool {
 				served(client, bs, 20)
 				now := time.Now()
 				if ejected(bad.Addr) {
@@ -105,7 +106,7 @@ func TestEjectAndReturn(t *testing.T) {
 			}
 
 			bad.SetFailing(false)
-			lbtest.WaitFor(t, 20*time.Second, "the backend to return", func() bool {
+			wait.For(t, 20*time.Second, "the backend to return", func() bool {
 				return served(client, bs, 40)[3] > 0
 			})
 			if d := time.Since(ejectedAfter); d < ejection {
@@ -126,7 +127,7 @@ func TestMaxEjectionPercent(t *testing.T) {
 		b.SetFailing(true)
 	}
 	var got []int64
-	lbtest.WaitFor(t, 20*time.Second, "two failing backends to be ejected", func() bool {
+	wait.For(t, 20*time.Second, "two failing backends to be ejected", func() bool {
 		got = served(client, bs, 60)
 		zero := 0
 		for _, n := range got[2:] {
@@ -158,7 +159,7 @@ func TestMaxEjectionPercent(t *testing.T) {
 func TestFailureRate(t *testing.T) {
 	bs, client := start(t, 3, `{"consecutiveFailures":0,"failureRateThreshold":0.5,"minimumRequests":5,"interval":"100ms","baseEjectionTime":"1h","maxEjectionPercent":50}`)
 	bs[0].SetFailing(true)
-	lbtest.WaitFor(t, 20*time.Second, "the failing backend to be ejected", func() bool {
+	wait.For(t, 20*time.Second, "the failing backend to be ejected", func() bool {
 		return served(client, bs, 30)[0] == 0
 	})
 	if got := served(client, bs, 60); got[0] != 0 || got[1] == 0 || got[2] == 0 {

@@ -21,7 +21,10 @@
 // RESOURCE_EXHAUSTED or DATA_LOSS counts as taking at least
 // Config.ErrorPenalty, so a backend that fails fast does not look
 // healthy; other codes are the application's answers and count as
-// latency only. The score is (latency + 1ns) × (in-flight + 1).
+// latency only. DEADLINE_EXCEEDED is not penalised, unlike under outlier
+// ejection: such a call already took its whole deadline, which its
+// latency records, and a penalty would punish endpoints for callers'
+// short deadlines; RESOURCE_EXHAUSTED is, as load shed by the endpoint. The score is (latency + 1ns) × (in-flight + 1).
 //
 // A new endpoint starts at the mean estimate of the others.
 //

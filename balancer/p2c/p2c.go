@@ -10,11 +10,10 @@ import (
 	"time"
 
 	gbalancer "google.golang.org/grpc/balancer"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/serviceconfig"
-	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/clock"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/failure"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
@@ -268,7 +267,7 @@ func (s *stats) untimedDone(di gbalancer.DoneInfo) {
 
 func (s *stats) failed(err error) {
 	par := s.params.Load()
-	if par.penalty > 0 && isFailure(err) {
+	if par.penalty > 0 && failure.Penalised(err) {
 		now, _ := par.clock.Now()
 		s.observe(now, par.penalty, par.tau)
 	}
@@ -333,7 +332,7 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	res.Done = func(di gbalancer.DoneInfo) {
 		end := par.clock.Exact()
 		rtt := float64(end - start)
-		if di.Err != nil && par.penalty > rtt && isFailure(di.Err) {
+		if di.Err != nil && par.penalty > rtt && failure.Penalised(di.Err) {
 			rtt = par.penalty
 		}
 		s.observe(end, rtt, par.tau)
@@ -345,14 +344,4 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 		}
 	}
 	return res, nil
-}
-
-// isFailure reports whether err says the endpoint is unwell rather than
-// that the call was refused on its merits or abandoned by the caller.
-func isFailure(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.Internal, codes.Unknown, codes.ResourceExhausted, codes.DataLoss:
-		return true
-	}
-	return false
 }

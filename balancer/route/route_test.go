@@ -12,9 +12,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/route"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -77,7 +78,7 @@ func TestSubsets(t *testing.T) {
 	// The canary stops: its subset is not ready, so calls fall back.
 	bs[2].Stop()
 	ctx := route.WithSubset(all, "tag=canary")
-	lbtest.WaitFor(t, 10*time.Second, "canary calls to fall back", func() bool {
+	wait.For(t, 10*time.Second, "canary calls to fall back", func() bool {
 		name, err := lbtest.Call(ctx, client)
 		return err == nil && name != "b2"
 	})

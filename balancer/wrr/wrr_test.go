@@ -14,9 +14,10 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -73,7 +74,7 @@ func TestSharesAndLiveWeightChange(t *testing.T) {
 		insts[i].Weight = 3 - i
 		env.Register(insts[i])
 	}
-	lbtest.WaitFor(t, 10*time.Second, "shares to follow the new weights", func() bool {
+	wait.For(t, 10*time.Second, "shares to follow the new weights", func() bool {
 		c := lbtest.Counts(context.Background(), client, 600, 1)
 		return c["b0"] > c["b2"]
 	})

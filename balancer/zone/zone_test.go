@@ -11,10 +11,11 @@ import (
 	"go.uber.org/goleak"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -77,7 +78,7 @@ func TestStaysLocalThenSpillsOver(t *testing.T) {
 	// 1 of 4 healthy: 0.25/0.5 = half the calls stay local.
 	local[1].Stop()
 	local[2].Stop()
-	lbtest.WaitFor(t, 20*time.Second, "half the calls to spill over", func() bool {
+	wait.For(t, 20*time.Second, "half the calls to spill over", func() bool {
 		s := share(lbtest.Counts(context.Background(), client, 200, 4), local[3])
 		return s > 0.35 && s < 0.65
 	})
@@ -117,7 +118,7 @@ func TestWeightedChild(t *testing.T) {
 	env.Register(insts[0])
 	env.Register(insts[1])
 	lbtest.WaitServing(t, client, bs[:2]...)
-	lbtest.WaitFor(t, 10*time.Second, "weights 1:3 to apply", func() bool {
+	wait.For(t, 10*time.Second, "weights 1:3 to apply", func() bool {
 		c := lbtest.Counts(context.Background(), client, 400, 1)
 		return c["b1"] > 2*c["b0"]
 	})
@@ -130,7 +131,7 @@ func TestWeightedChild(t *testing.T) {
 	insts[0].Weight, insts[1].Weight = 3, 1
 	env.Register(insts[0])
 	env.Register(insts[1])
-	lbtest.WaitFor(t, 10*time.Second, "weights 3:1 to apply", func() bool {
+	wait.For(t, 10*time.Second, "weights 3:1 to apply", func() bool {
 		c := lbtest.Counts(context.Background(), client, 400, 1)
 		return c["b0"] > 2*c["b1"]
 	})

@@ -2,6 +2,7 @@ package benchcmp
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strconv"
 	"sync"
@@ -14,8 +15,8 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
@@ -56,12 +57,22 @@ func instances(n int) []registry.Instance {
 	return out
 }
 
+// large adds 10,000 endpoints to BenchmarkPick. fakecc delivers each
+// READY as its own update, as gRPC does, so every policy builds one
+// picker per endpoint while they connect: O(n²), about 50s per policy at
+// 10,000 on two cores.
+var large = flag.Bool("large", false, "BenchmarkPick also with 10,000 endpoints (setup takes minutes)")
+
 func BenchmarkPick(b *testing.B) {
 	keys := make([]gbalancer.PickInfo, 1024)
 	for i := range keys {
 		keys[i] = gbalancer.PickInfo{Ctx: hash.WithKey(context.Background(), fmt.Sprintf("user-%d", i))}
 	}
-	for _, n := range []int{3, 10, 100, 1000, 10000} {
+	sizes := []int{3, 10, 100, 1000}
+	if *large {
+		sizes = append(sizes, 10000)
+	}
+	for _, n := range sizes {
 		eps := resolver.Endpoints(instances(n))
 		for _, pol := range policies {
 			h, err := fakecc.Build(pol.name, pol.cfg)

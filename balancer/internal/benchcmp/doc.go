@@ -4,8 +4,9 @@
 //	go test -run XXX -bench . -benchmem ./balancer/internal/benchcmp
 //
 // BenchmarkPick builds every policy, grpc's round_robin included, through
-// its registered builder on a fake ClientConn (internal/fakecc) with n
+// its registered builder on a fake ClientConn (internal/testing/fakecc) with n
 // ready endpoints, then measures Pick (and Done, where the policy sets
-// one) serially and with RunParallel. BenchmarkThroughput makes real
+// one) serially and with RunParallel; -large adds 10,000 endpoints,
+// whose setup takes minutes. BenchmarkThroughput makes real
 // calls over loopback to 10 servers through each policy.
 package benchcmp

@@ -5,21 +5,15 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// eventually polls cond for up to 10s: the clock's goroutine runs on the
-// scheduler's time, so only the outcome is asserted, never a delay.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("%s: not within 10s", what)
-}
+// wait for outcomes only: the clock's goroutine runs on the scheduler's
+// time, so no delay is asserted.
+const timeout = 10 * time.Second
 
 func TestLifecycle(t *testing.T) {
 	c := &Clock{wake: make(chan struct{}, 1)}
@@ -28,9 +22,9 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	c.Acquire()
-	eventually(t, "coarse while read", func() bool { _, exact := c.Now(); return !exact })
+	wait.For(t, timeout, "coarse while read", func() bool { _, exact := c.Now(); return !exact })
 	before := Exact()
-	eventually(t, "coarse time advances", func() bool { ns, _ := c.Now(); return ns > before })
+	wait.For(t, timeout, "coarse time advances", func() bool { ns, _ := c.Now(); return ns > before })
 	if ns, exact := c.Now(); !exact {
 		if now := Exact(); ns > now || now-ns > int64(time.Second) {
 			t.Errorf("coarse time %d is not shortly before exact time %d", ns, now)
@@ -38,15 +32,15 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Unread, it parks; the next read is exact and wakes it.
-	eventually(t, "parked when unread", func() bool { return !c.running.Load() })
+	wait.For(t, timeout, "parked when unread", func() bool { return !c.running.Load() })
 	if _, exact := c.Now(); !exact {
 		t.Error("first Now() after parking is coarse, want exact")
 	}
-	eventually(t, "awake again after a read", func() bool { _, exact := c.Now(); return !exact })
+	wait.For(t, timeout, "awake again after a read", func() bool { _, exact := c.Now(); return !exact })
 
 	c.Acquire()
 	c.Release()
-	eventually(t, "still running with a reference left", func() bool { _, exact := c.Now(); return !exact })
+	wait.For(t, timeout, "still running with a reference left", func() bool { _, exact := c.Now(); return !exact })
 	c.Release() // stops and waits; goleak checks the goroutine is gone
 	if c.running.Load() {
 		t.Error("running after the last Release")

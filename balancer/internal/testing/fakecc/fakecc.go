@@ -2,6 +2,14 @@
 // picker benchmarks: it builds any registered policy, hands it endpoints,
 // and drives the SubConns it creates to READY without a network, so that
 // pickers are measured exactly as gRPC would build them.
+//
+// Like grpc's own ClientConn, the fake never calls a SubConn's state or
+// health listener from inside a call into or out of the balancer (in
+// particular not from NewSubConn): it queues the update, and the Harness
+// delivers queued updates one at a time after the balancer call that
+// caused them has returned, serialised with its other calls into the
+// balancer. A policy may therefore hold its own mutex across NewSubConn,
+// as grpc's weighted_round_robin does.
 package fakecc
 
 import (
@@ -24,8 +32,8 @@ type ClientConn struct {
 	subConns []*SubConn
 	state    gbalancer.State
 	updates  int
-	auto     bool       // drive each SubConn to READY as soon as it is safe
-	pending  []*SubConn // created, not yet driven (auto mode)
+	auto     bool     // queue each new SubConn's way to READY (UpdateReady)
+	queue    []func() // listener calls not yet delivered, in order
 }
 
 // SubConn is a fake SubConn that only records what the balancer asks.
@@ -56,26 +64,35 @@ func (s *SubConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 	s.mu.Unlock()
 }
 
-// NewSubConn implements balancer.ClientConn.
+// NewSubConn implements balancer.ClientConn. It calls no listener.
 func (c *ClientConn) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubConnOptions) (gbalancer.SubConn, error) {
 	sc := &SubConn{Addr: addrs[0].Addr, listener: opts.StateListener}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.subConns = append(c.subConns, sc)
-	var drive []*SubConn
 	if c.auto {
-		drive, c.pending = c.pending, []*SubConn{sc}
-	}
-	c.mu.Unlock()
-	// The SubConns created before this one belong to pick_first children
-	// that have finished their update, so their locks are free; and
-	// endpointsharding is still inside UpdateClientConnState, so their
-	// READY costs no aggregated update. Setting n endpoints ready thus
-	// costs O(n), not O(n²), which makes 10,000-endpoint benchmarks
-	// practical.
-	for _, p := range drive {
-		p.ready()
+		c.queue = append(c.queue, sc.ready)
 	}
 	return sc, nil
+}
+
+// schedule queues f for delivery after the current balancer call.
+func (c *ClientConn) schedule(f func()) {
+	c.mu.Lock()
+	c.queue = append(c.queue, f)
+	c.mu.Unlock()
+}
+
+// next pops the oldest queued delivery, or returns nil.
+func (c *ClientConn) next() func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return nil
+	}
+	f := c.queue[0]
+	c.queue = c.queue[1:]
+	return f
 }
 
 // UpdateState implements balancer.ClientConn.
@@ -123,12 +140,28 @@ func (c *ClientConn) SubConns() []*SubConn {
 	return append([]*SubConn(nil), c.subConns...)
 }
 
-// Harness builds a policy on a fake ClientConn.
+// Harness builds a policy on a fake ClientConn. Its methods are the
+// fake's serialiser: each makes its calls into the balancer, then
+// delivers the listener calls they queued, and returns when none is
+// left; they hold serial throughout, so they may be called concurrently.
 type Harness struct {
 	CC *ClientConn
 	B  gbalancer.Balancer
 	// cfg is the parsed config sent with every update.
 	cfg serviceconfig.LoadBalancingConfig
+
+	serial sync.Mutex
+}
+
+// run calls f, then every listener call queued until the queue is empty,
+// one at a time, as grpc's serialiser would.
+func (h *Harness) run(f func()) {
+	h.serial.Lock()
+	defer h.serial.Unlock()
+	f()
+	for d := h.CC.next(); d != nil; d = h.CC.next() {
+		d()
+	}
 }
 
 // Build builds the registered policy name with the JSON config js ("" for
@@ -149,7 +182,7 @@ func Build(name, js string) (*Harness, error) {
 		}
 		h.cfg = cfg
 	}
-	h.B = bb.Build(h.CC, gbalancer.BuildOptions{})
+	h.run(func() { h.B = bb.Build(h.CC, gbalancer.BuildOptions{}) })
 	return h, nil
 }
 
@@ -157,36 +190,43 @@ func Build(name, js string) (*Harness, error) {
 // policy with fakes (a clock, say) the registered builder cannot take.
 func BuildWith(build func(gbalancer.ClientConn) gbalancer.Balancer, cfg serviceconfig.LoadBalancingConfig) *Harness {
 	h := &Harness{CC: &ClientConn{}, cfg: cfg}
-	h.B = build(h.CC)
+	h.run(func() { h.B = build(h.CC) })
 	return h
 }
 
 // Update sends endpoints to the balancer.
 func (h *Harness) Update(eps []gresolver.Endpoint) error {
+	var err error
+	h.run(func() { err = h.update(eps) })
+	return err
+}
+
+func (h *Harness) update(eps []gresolver.Endpoint) error {
 	return h.B.UpdateClientConnState(gbalancer.ClientConnState{
 		ResolverState:  gresolver.State{Endpoints: eps},
 		BalancerConfig: h.cfg,
 	})
 }
 
-// UpdateReady sends endpoints and drives every new SubConn to READY in
-// one aggregated update, for benchmarks with many endpoints.
+// UpdateReady sends endpoints and drives every new SubConn to READY, for
+// benchmarks. Each READY is its own update, as over a network, so the
+// balancer builds one picker per endpoint: O(n²) for n endpoints.
 func (h *Harness) UpdateReady(eps []gresolver.Endpoint) error {
-	h.CC.mu.Lock()
-	h.CC.auto = true
-	h.CC.mu.Unlock()
-	err := h.Update(eps)
-	h.CC.mu.Lock()
-	h.CC.auto = false
-	drive := h.CC.pending
-	h.CC.pending = nil
-	h.CC.mu.Unlock()
-	for _, sc := range drive {
-		sc.ready()
-	}
+	var err error
+	h.run(func() {
+		h.CC.mu.Lock()
+		h.CC.auto = true
+		h.CC.mu.Unlock()
+		err = h.update(eps)
+		h.CC.mu.Lock()
+		h.CC.auto = false
+		h.CC.mu.Unlock()
+	})
 	return err
 }
 
+// ready is one delivery: CONNECTING, READY, then SERVING to the health
+// listener the READY made the balancer register, if it did.
 func (sc *SubConn) ready() {
 	sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
 	sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Ready})
@@ -201,34 +241,40 @@ func (sc *SubConn) ready() {
 // ReadyAll drives every SubConn that is not yet ready or shut down to
 // READY, with a SERVING health update, as gRPC would after connecting.
 func (h *Harness) ReadyAll() {
-	for _, sc := range h.CC.SubConns() {
-		sc.mu.Lock()
-		done := sc.shutdown || sc.health != nil
-		sc.mu.Unlock()
-		if !done {
-			sc.ready()
+	h.run(func() {
+		for _, sc := range h.CC.SubConns() {
+			sc.mu.Lock()
+			done := sc.shutdown || sc.health != nil
+			sc.mu.Unlock()
+			if !done {
+				h.CC.schedule(sc.ready)
+			}
 		}
-	}
+	})
 }
 
 // Fail drives the SubConn for addr to TRANSIENT_FAILURE, as after a
 // connection loss and failed reconnect.
 func (h *Harness) Fail(addr string) {
-	for _, sc := range h.CC.SubConns() {
-		if sc.Addr != addr {
-			continue
+	h.run(func() {
+		for _, sc := range h.CC.SubConns() {
+			if sc.Addr != addr {
+				continue
+			}
+			sc.mu.Lock()
+			live := !sc.shutdown
+			sc.health = nil
+			sc.mu.Unlock()
+			if live {
+				h.CC.schedule(func() {
+					sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Idle})
+					sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
+					sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.TransientFailure})
+				})
+			}
 		}
-		sc.mu.Lock()
-		live := !sc.shutdown
-		sc.health = nil
-		sc.mu.Unlock()
-		if live {
-			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Idle})
-			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
-			sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.TransientFailure})
-		}
-	}
+	})
 }
 
 // Close closes the balancer.
-func (h *Harness) Close() { h.B.Close() }
+func (h *Harness) Close() { h.run(h.B.Close) }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -200,18 +201,6 @@ func Errors(counts map[string]int) int {
 	return n
 }
 
-// WaitFor polls cond until it holds or the deadline passes.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // WaitServing waits until calls reach every backend in want (and only
 // those), proving the client saw the registry's current set.
 func WaitServing(t testing.TB, c hellopb.HelloServiceClient, want ...*Backend) {
@@ -221,7 +210,7 @@ func WaitServing(t testing.TB, c hellopb.HelloServiceClient, want ...*Backend) {
 		names[b.Name] = true
 	}
 	seen := map[string]bool{}
-	WaitFor(t, 20*time.Second, fmt.Sprintf("calls to reach %d backends", len(want)), func() bool {
+	wait.For(t, 20*time.Second, fmt.Sprintf("calls to reach %d backends", len(want)), func() bool {
 		name, err := Call(context.Background(), c)
 		if err != nil {
 			return false
