@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wayfinder-rpc/wayfinder/app"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hello"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 )
 
 // A server and a client in one fx app over the embedded registry: the

@@ -22,6 +22,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -96,9 +97,9 @@ func TestLoggerReachesClients(t *testing.T) {
 	}
 	cc.Connect() // starts the resolver, and so the cache's watch
 	store.SetOutage(errors.New("down"))
-	cctest.WaitFor(t, 10*time.Second, "the outage logged", func() bool { return strings.Contains(logged(), "watch failing") })
+	wait.For(t, 10*time.Second, "the outage logged", func() bool { return strings.Contains(logged(), "watch failing") })
 	store.SetOutage(nil)
-	cctest.WaitFor(t, 10*time.Second, "the recovery logged", func() bool { return strings.Contains(logged(), "watch recovered") })
+	wait.For(t, 10*time.Second, "the recovery logged", func() bool { return strings.Contains(logged(), "watch recovered") })
 }
 
 // TestClientsSubset: Config.Subset and SubsetKey make the app's clients

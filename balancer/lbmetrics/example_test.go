@@ -14,7 +14,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/example"
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )

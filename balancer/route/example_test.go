@@ -9,7 +9,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/example"
 	"github.com/wayfinder-rpc/wayfinder/balancer/route"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )

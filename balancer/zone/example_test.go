@@ -10,7 +10,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/example"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
-	"github.com/wayfinder-rpc/wayfinder/examples/helloworld/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )

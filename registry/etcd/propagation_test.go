@@ -6,6 +6,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -41,16 +42,16 @@ func TestPropagationMetric(t *testing.T) {
 			return len(sets) > 0 && sameIDs(sets[len(sets)-1], want...)
 		}
 	}
-	cctest.WaitFor(t, 10*time.Second, "pushed a and b", lastIs(a, b))
+	wait.For(t, 10*time.Second, "pushed a and b", lastIs(a, b))
 	if n, _, _ := cctest.PropagationStats(t, reader); n != 0 {
 		t.Fatalf("propagation count after the first set = %d, want 0", n)
 	}
 
 	start := time.Now()
 	register(c)
-	cctest.WaitFor(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
+	wait.For(t, 10*time.Second, "pushed a, b and c", lastIs(a, b, c))
 	// The resolver records the change after gRPC's UpdateState returns.
-	cctest.WaitFor(t, 10*time.Second, "the change observed", func() bool { n, _, _ := cctest.PropagationStats(t, reader); return n >= 1 })
+	wait.For(t, 10*time.Second, "the change observed", func() bool { n, _, _ := cctest.PropagationStats(t, reader); return n >= 1 })
 	n, lo, hi := cctest.PropagationStats(t, reader)
 	if n != 1 || lo < 0 || hi > time.Since(start).Seconds() || hi > 30 {
 		t.Fatalf("propagation after registering c = %d observations in [%v, %v] s; want 1 within 0..%v", n, lo, hi, time.Since(start).Seconds())
@@ -70,7 +71,7 @@ func TestPropagationMetric(t *testing.T) {
 	waitState(t, server, 15*time.Second, "a new lease", func(s etcd.State) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
-	cctest.WaitFor(t, 20*time.Second, "held the removal, then got everything back", func() bool {
+	wait.For(t, 20*time.Second, "held the removal, then got everything back", func() bool {
 		ws := cache.Watches()
 		return len(ws) == 1 && ws[0].Held >= 1 && ws[0].Fresh && !ws[0].Holding && sameIDs(ws[0].Instances, a, b, c)
 	})

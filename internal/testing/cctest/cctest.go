@@ -11,14 +11,12 @@ import (
 	"net/url"
 	"sync"
 	"testing"
-	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -67,18 +65,6 @@ func (c *SetsCC) Snapshot() (sets [][]registry.Instance, errs, errAfter int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([][]registry.Instance(nil), c.sets...), c.errs, c.errAfter
-}
-
-// WaitFor polls cond with wait.Until, failing t with "never <what> within
-// d" after d.
-//
-// Deprecated: use wait.For; WaitFor stays only for the callers in app/ and
-// registry/{consul,etcd}, whose "what" reads after "never".
-func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !wait.Until(d, cond) {
-		t.Fatalf("never %s within %v", what, d)
-	}
 }
 
 // PropagationStats sums the data points of the resolver's propagation
