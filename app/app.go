@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
@@ -40,6 +41,9 @@ type RegistryParams struct {
 	// Logger, if the app has one, receives the backend's logs. The app
 	// owns it: this package never provides one.
 	Logger *slog.Logger `optional:"true"`
+	// URLMux, if the app has one, opens cfg.Registry instead of
+	// registry.DefaultURLMux: for backends configured by the program.
+	URLMux *registry.URLMux `optional:"true"`
 }
 
 // NewRegistry opens cfg.Registry (registry.Open) and closes it when the
@@ -50,11 +54,11 @@ func NewRegistry(p RegistryParams) (registry.Registry, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
-	if p.Logger != nil {
-		ctx = registry.ContextWithLogger(ctx, p.Logger)
+	mux := p.URLMux
+	if mux == nil {
+		mux = registry.DefaultURLMux()
 	}
-	reg, err := registry.Open(ctx, cfg.Registry)
+	reg, err := driver.OpenWithLogger(context.Background(), mux, cfg.Registry, p.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("app: open registry: %w", err)
 	}

@@ -1,7 +1,11 @@
-// Package registry is Wayfinder's portable service-registry API: the
-// Instance value type, the role-split Registrar (servers) and Discovery
-// and Watcher (clients) interfaces, and a URL scheme mux through which
-// backends (registry/memory, registry/consul, registry/etcd) are opened.
+// Package registry is Wayfinder's portable service-registry API, for the
+// people who use registries: the Instance value type, the role-split
+// Registrar (servers) and Discovery and Watcher (clients) interfaces,
+// Open and a URLMux through which backends (registry/memory,
+// registry/consul, registry/etcd) are opened, and the errors. What
+// backends need to be written (scheme registration, the one
+// implementation of the watch contract, URL checks) is in
+// registry/driver.
 //
 // # URLs
 //
@@ -11,7 +15,10 @@
 // An unknown scheme or query parameter is an error that lists what is
 // accepted. Credentials never travel in URLs: a URL with user information
 // is rejected, and backends read secrets from options and their
-// ecosystem's environment variables.
+// ecosystem's environment variables. ValidateURL checks a URL without
+// opening anything. Open uses DefaultURLMux, into which imported backends
+// register; a URLMux of the program's own holds backends configured
+// otherwise (each backend's URLOpener struct has fields such as Logger).
 //
 // # Errors
 //

@@ -279,13 +279,3 @@ func isMetaKey(k string) bool {
 	}
 	return true
 }
-
-// SortByID sorts instances by ID, the order every Lookup and Next returns.
-func SortByID(insts []Instance) {
-	slices.SortFunc(insts, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
-}
-
-// EqualSets reports whether a and b, both sorted by ID, hold equal instances.
-func EqualSets(a, b []Instance) bool {
-	return slices.EqualFunc(a, b, Instance.Equal)
-}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // registers mem://
 )
 
@@ -115,7 +116,7 @@ func TestEqualTreatsNilAndEmptyAlike(t *testing.T) {
 func TestRegisteredIsNotCompared(t *testing.T) {
 	a, b := valid(), valid()
 	a.Registered = time.Now()
-	if !a.Equal(b) || !registry.EqualSets([]registry.Instance{a}, []registry.Instance{b}) {
+	if !a.Equal(b) || !driver.EqualSets([]registry.Instance{a}, []registry.Instance{b}) {
 		t.Errorf("instances differing only in Registered are not Equal")
 	}
 	if err := a.Validate(); err != nil {

@@ -43,7 +43,7 @@ func TargetFromURL(u *url.URL) (Target, error) {
 	}
 	reg := *u
 	reg.Path, reg.RawPath = "", ""
-	if err := CheckURL(&reg); err != nil {
+	if err := checkURL(&reg); err != nil {
 		return Target{}, err
 	}
 	return Target{Registry: &reg, Service: svc}, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -50,7 +51,7 @@ func (w *pollingWatcher) Next(ctx context.Context) ([]registry.Instance, error) 
 		if err != nil {
 			return nil, err
 		}
-		if !w.started || !registry.EqualSets(got, w.last) {
+		if !w.started || !driver.EqualSets(got, w.last) {
 			w.started, w.last = true, got
 			return got, nil
 		}

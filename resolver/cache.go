@@ -43,6 +43,7 @@ type Cache struct {
 	guardMin  int
 	guardHold time.Duration
 	meter     metric.MeterProvider
+	mux       *registry.URLMux // opens registries named by targets
 	now       func() time.Time
 	metrics   *cacheMetrics
 
@@ -70,6 +71,12 @@ func WithCacheLogger(l *slog.Logger) CacheOption { return func(c *Cache) { c.log
 // program installs one.
 func WithMeterProvider(mp metric.MeterProvider) CacheOption { return func(c *Cache) { c.meter = mp } }
 
+// WithURLMux makes the cache open the registries that URL targets name
+// with mux, instead of registry.DefaultURLMux: for registries configured
+// by the program, such as backends' URLOpeners with its logger.
+// Targets' schemes are then mux's.
+func WithURLMux(mux *registry.URLMux) CacheOption { return func(c *Cache) { c.mux = mux } }
+
 // NewCache returns an empty cache. Close it to stop its watches.
 func NewCache(opts ...CacheOption) *Cache {
 	c := &Cache{
@@ -79,6 +86,7 @@ func NewCache(opts ...CacheOption) *Cache {
 		guardMin:  DefaultGuardMin,
 		guardHold: DefaultGuardHold,
 		logger:    slog.New(slog.DiscardHandler),
+		mux:       registry.DefaultURLMux(),
 		now:       time.Now,
 		watches:   map[watchKey]*watch{},
 		regs:      map[string]*openRegistry{},
@@ -239,7 +247,7 @@ func (c *Cache) openURL(u *url.URL) (registry.Discovery, func(), error) {
 	r, ok := c.regs[key]
 	if !ok {
 		// OpenRegistry must not block on the network (registry.Opener).
-		reg, err := registry.OpenURL(context.Background(), u)
+		reg, err := c.mux.OpenURL(context.Background(), u)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -387,7 +395,7 @@ func (w *watch) publish(insts []registry.Instance, index string) {
 // setLocked publishes insts if they differ from what subscribers have.
 // Callers hold w.mu.
 func (w *watch) setLocked(insts []registry.Instance, now time.Time) {
-	if w.st.ok && w.st.err == nil && registry.EqualSets(w.st.instances, insts) {
+	if w.st.ok && w.st.err == nil && driver.EqualSets(w.st.instances, insts) {
 		return
 	}
 	w.st = state{instances: insts, ok: true}

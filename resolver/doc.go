@@ -1,17 +1,26 @@
 // Package resolver is Wayfinder's gRPC resolver: it turns a registry
 // watch into gRPC endpoint updates, for any registry.Discovery.
 //
-// # Targets
+// # Getting a ClientConn
 //
-// Two ways in:
+// One primary way and one escape hatch:
 //
-//   - URL targets, for registries with a scheme: "mem:///hello",
-//     "consul://127.0.0.1:8500/hello?tag=v2", "etcd://10.0.0.1:2379/hello".
-//     The path names the service; the rest names the registry, which is
-//     opened once per distinct URL and shared. Dial with NewClient, which
-//     checks the target and always passes grpc.WithResolvers.
-//   - An injected Discovery: NewBuilder(d) with grpc.WithResolvers and the
-//     target "wayfinder:///hello".
+//   - NewClient(target, opts...) dials a URL target of any imported
+//     backend: "mem:///hello", "consul://127.0.0.1:8500/hello?tag=v2",
+//     "etcd://10.0.0.1:2379/hello". The path names the service; the rest
+//     names the registry, which is opened once per distinct URL and
+//     shared. NewClient checks the target first and always passes
+//     grpc.WithResolvers, so a mistyped scheme is an error, never a
+//     silent DNS lookup. Cache.NewClient is the same on a Cache of your
+//     own (its linger, guard, logger, URLMux); app.Clients is NewClient
+//     for fx.
+//   - The escape hatch, for a registry you built yourself (a Discovery
+//     with options no URL carries, or a test double): NewBuilder(d) with
+//     grpc.NewClient("wayfinder:///hello", grpc.WithResolvers(b)).
+//
+// RegisterSchemes, which puts URL builders into gRPC's global resolver
+// registry for plain grpc.NewClient, remains for programs that cannot
+// pass dial options; it is deprecated in favour of NewClient.
 //
 // # Behaviour
 //

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Mass-removal guard defaults: one update that removes more than half of
@@ -76,8 +77,7 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 			out = append(out, b)
 		}
 	}
-	registry.SortByID(out)
-	return out
+	return driver.Normalize(out)
 }
 
 func (w *watch) clearHoldLocked() {

@@ -218,7 +218,7 @@ func (c *Cache) NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientC
 	if err != nil {
 		return nil, fmt.Errorf("wayfinder: %w", err)
 	}
-	if err := registry.ValidateParsedURL(t.Registry); err != nil {
+	if err := c.mux.ValidateURL(t.Registry.String()); err != nil {
 		return nil, fmt.Errorf("wayfinder: target %q: %w", t.Registry.Redacted(), err)
 	}
 	return grpc.NewClient(target, append([]grpc.DialOption{grpc.WithResolvers(c.urlBuilder(t.Registry.Scheme))}, opts...)...)
@@ -239,8 +239,12 @@ func (c *Cache) urlBuilder(scheme string) *Builder {
 // registry for each scheme registered with the registry package, so that
 // plain grpc.NewClient("mem:///hello") works. Call it from main after
 // importing the backends, never from init. NewClient needs none of this.
+//
+// Deprecated: use NewClient, which checks the target and cannot fall
+// back to DNS; RegisterSchemes stays for programs that cannot pass dial
+// options.
 func RegisterSchemes() {
-	for _, s := range registry.Schemes() {
+	for _, s := range defaultCache.mux.Schemes() {
 		gresolver.Register(defaultCache.urlBuilder(s))
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
@@ -272,7 +273,7 @@ func (w *pollingWatcher) Next(ctx context.Context) ([]registry.Instance, error) 
 			w.started = true
 			return nil, err
 		}
-		if !w.started || !registry.EqualSets(got, w.last) {
+		if !w.started || !driver.EqualSets(got, w.last) {
 			w.started, w.last = true, got
 			return got, nil
 		}

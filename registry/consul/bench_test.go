@@ -12,6 +12,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
 
@@ -35,7 +36,7 @@ func newPollWatcher(r registry.Discovery, svc string, every time.Duration) *poll
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if got, err := r.Lookup(ctx, svc); err == nil && (first || !registry.EqualSets(got, last)) {
+			if got, err := r.Lookup(ctx, svc); err == nil && (first || !driver.EqualSets(got, last)) {
 				first, last = false, got
 				select {
 				case p.sets <- got:

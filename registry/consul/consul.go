@@ -77,7 +77,7 @@ var (
 	_ registry.Registry        = (*Registry)(nil)
 	_ registry.ServiceLister   = (*Registry)(nil)
 	_ registry.HealthRegistrar = (*Registry)(nil)
-	_ registry.Opener          = urlOpener{}
+	_ registry.Opener          = (*URLOpener)(nil)
 )
 
 // New returns a client of the agent at addr ("host:port", or

@@ -3,7 +3,8 @@
 // through blocking health queries.
 //
 // Importing the package registers the "consul" scheme with
-// registry.RegisterScheme. Without URLs, use New or NewFromClient.
+// driver.RegisterScheme; URLOpener configures registries opened by URL.
+// Without a URL registry, use Open, OpenURL, New or NewFromClient.
 //
 // # URLs
 //

@@ -9,6 +9,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -82,7 +83,7 @@ func TestPropagationMetric(t *testing.T) {
 	})
 	sets, _, _ = cc.Snapshot()
 	for i, set := range sets[pushedBefore:] {
-		if !registry.EqualSets(set, want) {
+		if !driver.EqualSets(set, want) {
 			t.Errorf("push %d after the restart = %v, want the unchanged %v", i, ids(set), ids(want))
 		}
 	}

@@ -3,51 +3,104 @@ package consul
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Scheme is the URL scheme of the Consul backend.
 const Scheme = "consul"
 
 func init() {
-	registry.RegisterScheme(Scheme, urlOpener{})
+	driver.RegisterScheme(Scheme, &URLOpener{})
 }
 
-type urlOpener struct{}
+// URLOpener opens consul:// URLs. Its fields configure every Registry it
+// opens, on top of the URL's parameters; the zero value, which
+// registry.DefaultURLMux holds, configures nothing more. A program that
+// wants its logger in Registries opened by URL (by resolver targets, for
+// example) registers its own URLOpener into a registry.URLMux.
+type URLOpener struct {
+	// Logger receives the Registries' logs (WithLogger).
+	Logger *slog.Logger
+	// MeterProvider records their metrics (WithMeterProvider).
+	MeterProvider metric.MeterProvider
+	// Options are applied last, after the URL's parameters.
+	Options []Option
+}
 
-func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
-	addr, opts, err := parseURL(u)
+// OpenRegistryURL implements registry.Opener.
+func (o *URLOpener) OpenRegistryURL(_ context.Context, u *url.URL) (registry.Registry, error) {
+	r, err := OpenURL(u, o.options()...)
 	if err != nil {
 		return nil, err
-	}
-	if l := registry.LoggerFromContext(ctx); l != nil {
-		opts = append(opts, WithLogger(l))
-	}
-	r, err := New(addr, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
 	}
 	return r, nil
 }
 
-func (urlOpener) ValidateURL(u *url.URL) error {
+// ValidateURL implements registry.Opener.
+func (o *URLOpener) ValidateURL(u *url.URL) error {
 	_, opts, err := parseURL(u)
 	if err != nil {
 		return err
 	}
 	c := defaults()
-	for _, o := range opts {
-		o(&c)
+	for _, opt := range append(opts, o.options()...) {
+		opt(&c)
 	}
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
 	}
 	return nil
+}
+
+// WithLogger implements driver.LoggerOpener: a copy of o with Logger l.
+func (o *URLOpener) WithLogger(l *slog.Logger) registry.Opener {
+	c := *o
+	c.Logger = l
+	return &c
+}
+
+func (o *URLOpener) options() []Option {
+	var opts []Option
+	if o.Logger != nil {
+		opts = append(opts, WithLogger(o.Logger))
+	}
+	if o.MeterProvider != nil {
+		opts = append(opts, WithMeterProvider(o.MeterProvider))
+	}
+	return append(opts, o.Options...)
+}
+
+// Open opens a Registry for a consul:// URL, such as
+// "consul://127.0.0.1:8500?dc=dc1,dc2"; opts apply after the URL's
+// parameters. It does not touch the network.
+func Open(rawURL string, opts ...Option) (*Registry, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: consul: %v", registry.ErrInvalidURL, err)
+	}
+	return OpenURL(u, opts...)
+}
+
+// OpenURL is Open for a parsed URL.
+func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
+	addr, uopts, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	r, err := New(addr, append(uopts, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+	}
+	return r, nil
 }
 
 // knownParams are the accepted query parameters, in the order errors list
@@ -57,16 +110,10 @@ var knownParams = []string{"dc", "tag", "warning", "stale", "consistent", "cache
 // parseURL turns consul://host:port?params into an address and options.
 // Secrets are never read from the URL.
 func parseURL(u *url.URL) (string, []Option, error) {
-	if err := registry.CheckURL(u); err != nil {
+	if err := driver.ValidateURL(u, Scheme, knownParams...); err != nil {
 		return "", nil, err
-	}
-	if u.Scheme != Scheme {
-		return "", nil, fmt.Errorf("%w: consul: scheme %q, want %q", registry.ErrInvalidURL, u.Scheme, Scheme)
 	}
 	q := u.Query()
-	if err := registry.CheckParams(Scheme, q, knownParams...); err != nil {
-		return "", nil, err
-	}
 	bad := func(k, why string) error {
 		return fmt.Errorf("%w: consul: parameter %s=%q: %s", registry.ErrInvalidURL, k, q.Get(k), why)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
 
@@ -134,7 +135,7 @@ func FuzzURL(f *testing.F) {
 		if err != nil {
 			return
 		}
-		verr := registry.ValidateParsedURL(u)
+		verr := registry.ValidateURL(u.String())
 		r, oerr := registry.OpenURL(context.Background(), u)
 		if oerr == nil {
 			r.Close()
@@ -148,13 +149,14 @@ func FuzzURL(f *testing.F) {
 	})
 }
 
-// TestOpenByURLWithLogger: a logger set with registry.ContextWithLogger
-// reaches a backend opened by URL.
+// TestOpenByURLWithLogger: a logger set on a URLOpener reaches a
+// backend opened by URL through a mux of the program's.
 func TestOpenByURLWithLogger(t *testing.T) {
 	var buf cctest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
-	ctx := registry.ContextWithLogger(t.Context(), logger)
-	r, err := registry.Open(ctx, "consul://"+shared.HTTPAddr())
+	mux := new(registry.URLMux)
+	mux.RegisterScheme(consul.Scheme, &consul.URLOpener{Logger: logger})
+	r, err := mux.Open(t.Context(), "consul://"+shared.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +167,6 @@ func TestOpenByURLWithLogger(t *testing.T) {
 	}
 	defer r.Deregister(ctxT(t, 10*time.Second), inst)
 	if !strings.Contains(buf.String(), "consul: registered") || !strings.Contains(buf.String(), inst.ID) {
-		t.Errorf("the context's logger did not receive the registration; it got:\n%s", buf.String())
+		t.Errorf("the opener's logger did not receive the registration; it got:\n%s", buf.String())
 	}
 }

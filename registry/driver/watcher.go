@@ -105,7 +105,7 @@ func (w *Watcher) Set(insts []registry.Instance, index string) {
 	insts = Normalize(insts)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.setSeq > 0 && !w.outage && registry.EqualSets(insts, w.cur) {
+	if w.setSeq > 0 && !w.outage && EqualSets(insts, w.cur) {
 		return // a wake-up without a change: its index is not news either
 	}
 	w.cur, w.curIdx, w.outage = insts, index, false
@@ -167,7 +167,7 @@ func (w *Watcher) Next(ctx context.Context) ([]registry.Instance, error) {
 		// an outage is returned before the outage's error.
 		if w.setSeq > w.seenSet && (w.errSeq <= w.seenErr || w.setSeq < w.errSeq) {
 			w.seenSet = w.setSeq
-			if !w.started || w.afterErr || !registry.EqualSets(w.cur, w.last) {
+			if !w.started || w.afterErr || !EqualSets(w.cur, w.last) {
 				w.started, w.afterErr, w.last = true, false, w.cur
 				idx := w.curIdx
 				w.index.Store(&idx)

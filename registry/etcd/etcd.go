@@ -54,21 +54,56 @@ const (
 var urlParams = []string{"prefix", "timeout", "tls", "ttl"}
 
 func init() {
-	registry.RegisterScheme(Scheme, urlOpener{})
+	driver.RegisterScheme(Scheme, &URLOpener{})
 }
 
-type urlOpener struct{}
+// URLOpener opens etcd:// URLs. Its fields configure every Registry it
+// opens, on top of the URL's parameters and the environment; the zero
+// value, which registry.DefaultURLMux holds, configures nothing more. A
+// program that wants its logger in Registries opened by URL registers its
+// own URLOpener into a registry.URLMux.
+type URLOpener struct {
+	// Logger receives the Registries' logs (WithLogger).
+	Logger *slog.Logger
+	// MeterProvider records their metrics (WithMeterProvider).
+	MeterProvider metric.MeterProvider
+	// Options are applied last.
+	Options []Option
+}
 
-func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
-	if l := registry.LoggerFromContext(ctx); l != nil {
-		return OpenURL(u, WithLogger(l))
+var _ registry.Opener = (*URLOpener)(nil)
+
+// OpenRegistryURL implements registry.Opener.
+func (o *URLOpener) OpenRegistryURL(_ context.Context, u *url.URL) (registry.Registry, error) {
+	r, err := OpenURL(u, o.options()...)
+	if err != nil {
+		return nil, err
 	}
-	return OpenURL(u)
+	return r, nil
 }
 
-func (urlOpener) ValidateURL(u *url.URL) error {
+// ValidateURL implements registry.Opener.
+func (o *URLOpener) ValidateURL(u *url.URL) error {
 	_, _, err := parseURL(u)
 	return err
+}
+
+// WithLogger implements driver.LoggerOpener: a copy of o with Logger l.
+func (o *URLOpener) WithLogger(l *slog.Logger) registry.Opener {
+	c := *o
+	c.Logger = l
+	return &c
+}
+
+func (o *URLOpener) options() []Option {
+	var opts []Option
+	if o.Logger != nil {
+		opts = append(opts, WithLogger(o.Logger))
+	}
+	if o.MeterProvider != nil {
+		opts = append(opts, WithMeterProvider(o.MeterProvider))
+	}
+	return append(opts, o.Options...)
 }
 
 // Option configures New, NewFromClient and OpenURL. Options override both
@@ -289,11 +324,8 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 // an empty host) and the options its parameters set.
 func parseURL(u *url.URL) ([]string, options, error) {
 	o := defaultOptions()
-	if err := registry.CheckURL(u); err != nil {
+	if err := driver.ValidateURL(u, Scheme, urlParams...); err != nil {
 		return nil, o, err
-	}
-	if u.Scheme != Scheme {
-		return nil, o, fmt.Errorf("%w: etcd: scheme %q, want %q", registry.ErrInvalidURL, u.Scheme, Scheme)
 	}
 	if u.RawQuery != "" && strings.Contains(u.RawQuery, ";") {
 		return nil, o, fmt.Errorf("%w: etcd: ';' in query; separate parameters with '&'", registry.ErrInvalidURL)
@@ -301,9 +333,6 @@ func parseURL(u *url.URL) ([]string, options, error) {
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, o, fmt.Errorf("%w: etcd: query: %v", registry.ErrInvalidURL, err)
-	}
-	if err := registry.CheckParams(Scheme, q, urlParams...); err != nil {
-		return nil, o, err
 	}
 	var endpoints []string
 	if u.Host != "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -87,7 +88,7 @@ func TestPropagationMetric(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the resolver act on the last wake-up, if it would
 	sets, _, _ = cc.Snapshot()
 	for i, set := range sets[pushedBefore:] {
-		if !registry.EqualSets(set, want) {
+		if !driver.EqualSets(set, want) {
 			t.Errorf("push %d after the revoke = %v, want the unchanged %v", i, ids(set), ids(want))
 		}
 	}

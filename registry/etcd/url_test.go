@@ -133,7 +133,7 @@ func FuzzParseURL(f *testing.F) {
 			return
 		}
 		u.Scheme = "etcd"
-		verr := registry.ValidateParsedURL(u)
+		verr := registry.ValidateURL(u.String())
 		r, oerr := etcd.OpenURL(u)
 		if (verr == nil) != (oerr == nil) {
 			t.Fatalf("ValidateParsedURL(%q) = %v but OpenURL = %v", u, verr, oerr)

@@ -17,17 +17,43 @@ import (
 const Scheme = "mem"
 
 func init() {
-	registry.RegisterScheme(Scheme, urlOpener{})
+	driver.RegisterScheme(Scheme, &URLOpener{})
 }
 
-// urlOpener opens "mem://" and "mem://name" URLs.
-type urlOpener struct{}
+// URLOpener opens "mem://" and "mem://name" URLs: the process-wide store
+// of that name (Named). It has no settings; it is a struct like the other
+// backends' openers.
+type URLOpener struct{}
 
-func (urlOpener) OpenRegistry(ctx context.Context, u *url.URL) (registry.Registry, error) {
-	return openURL(ctx, u)
+// OpenRegistryURL implements registry.Opener.
+func (*URLOpener) OpenRegistryURL(_ context.Context, u *url.URL) (registry.Registry, error) {
+	r, err := OpenURL(u)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
-func (urlOpener) ValidateURL(u *url.URL) error { return validateURL(u) }
+// ValidateURL implements registry.Opener.
+func (*URLOpener) ValidateURL(u *url.URL) error { return validateURL(u) }
+
+// Open opens a client of the store named by rawURL ("mem://" or
+// "mem://name").
+func Open(rawURL string) (*Registry, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: memory: %v", registry.ErrInvalidURL, err)
+	}
+	return OpenURL(u)
+}
+
+// OpenURL is Open for a parsed URL.
+func OpenURL(u *url.URL) (*Registry, error) {
+	if err := validateURL(u); err != nil {
+		return nil, err
+	}
+	return Named(u.Host).Open(), nil
+}
 
 // Store holds registrations. It is safe for concurrent use.
 //
@@ -72,21 +98,8 @@ func Named(name string) *Store {
 // Default returns the process-wide default store, the one "mem://" opens.
 func Default() *Store { return Named("") }
 
-func openURL(_ context.Context, u *url.URL) (registry.Registry, error) {
-	if err := validateURL(u); err != nil {
-		return nil, err
-	}
-	return Named(u.Host).Open(), nil
-}
-
 func validateURL(u *url.URL) error {
-	if err := registry.CheckURL(u); err != nil {
-		return err
-	}
-	if u.Scheme != Scheme {
-		return fmt.Errorf("%w: memory: scheme %q, want %q", registry.ErrInvalidURL, u.Scheme, Scheme)
-	}
-	return registry.CheckParams(Scheme, u.Query())
+	return driver.ValidateURL(u, Scheme)
 }
 
 // svc returns the service entry, creating it. Callers hold s.mu.
@@ -280,8 +293,7 @@ func (sv *service) snapshot() []registry.Instance {
 	for _, inst := range sv.instances {
 		out = append(out, inst.Clone())
 	}
-	registry.SortByID(out)
-	return out
+	return driver.Normalize(out)
 }
 
 // Watch implements registry.Discovery. The watcher is fed by the

@@ -1,0 +1,174 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
+)
+
+// Opener opens a Registry for a URL of one scheme. Backends register one
+// per scheme with the driver package's RegisterScheme, into
+// DefaultURLMux; a program that wants a backend configured otherwise
+// (a logger, a meter provider, options) registers the backend's
+// URLOpener struct into a URLMux of its own.
+//
+// OpenRegistryURL must not block on the network: an unreachable registry
+// surfaces from the Registry's methods as ErrUnavailable, so that
+// opening a client never delays an application's start. It must reject
+// query parameters it does not know, naming those it accepts, and return
+// a nil Registry with an error.
+type Opener interface {
+	OpenRegistryURL(ctx context.Context, u *url.URL) (Registry, error)
+	// ValidateURL checks u as OpenRegistryURL would, without opening
+	// anything, so that a gRPC target can be rejected when the client is
+	// created rather than at its first RPC.
+	ValidateURL(u *url.URL) error
+}
+
+// URLMux maps URL schemes to Openers, the way gocloud.dev's muxes do. The
+// zero value is an empty mux, ready to use; DefaultURLMux holds the
+// backends the program imports.
+type URLMux struct {
+	mu      sync.RWMutex
+	openers map[string]Opener
+}
+
+var defaultMux = new(URLMux)
+
+// DefaultURLMux returns the process-wide mux that Open, OpenURL and
+// ValidateURL use, into which backend packages register their schemes
+// when imported.
+func DefaultURLMux() *URLMux { return defaultMux }
+
+// RegisterScheme makes o the opener for scheme. It panics if scheme is
+// empty, not lower case, or already registered, or o is nil: those are
+// programming errors found at init time.
+func (m *URLMux) RegisterScheme(scheme string, o Opener) {
+	if scheme == "" || scheme != strings.ToLower(scheme) || o == nil {
+		panic(fmt.Sprintf("registry: RegisterScheme(%q): scheme must be non-empty lower case and opener non-nil", scheme))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.openers[scheme]; dup {
+		panic(fmt.Sprintf("registry: RegisterScheme(%q) called twice", scheme))
+	}
+	if m.openers == nil {
+		m.openers = map[string]Opener{}
+	}
+	m.openers[scheme] = o
+}
+
+// Schemes returns the registered schemes, sorted.
+func (m *URLMux) Schemes() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.openers))
+	for s := range m.openers {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Opener returns the opener of scheme, or nil if none is registered.
+func (m *URLMux) Opener(scheme string) Opener {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.openers[scheme]
+}
+
+// Open opens the registry named by rawURL, such as "mem://",
+// "consul://127.0.0.1:8500?dc=dc1" or "etcd://127.0.0.1:2379". The URL
+// names a registry, not a service: it has no path. Credentials never
+// belong in the URL: a URL with user information is rejected, and
+// backends take secrets from options and their ecosystem's environment
+// variables.
+func (m *URLMux) Open(ctx context.Context, rawURL string) (Registry, error) {
+	u, err := parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return m.OpenURL(ctx, u)
+}
+
+// OpenURL is Open for a parsed URL. It does not modify u.
+func (m *URLMux) OpenURL(ctx context.Context, u *url.URL) (Registry, error) {
+	o, err := m.opener(u)
+	if err != nil {
+		return nil, err
+	}
+	c := *u
+	r, err := o.OpenRegistryURL(ctx, &c)
+	if err != nil {
+		return nil, err // a true nil, whatever the opener returned with it
+	}
+	return r, nil
+}
+
+// ValidateURL checks rawURL as Open would, without opening anything: the
+// parts every registry URL shares, the scheme, and the backend's own
+// parameters.
+func (m *URLMux) ValidateURL(rawURL string) error {
+	u, err := parse(rawURL)
+	if err != nil {
+		return err
+	}
+	o, err := m.opener(u)
+	if err != nil {
+		return err
+	}
+	c := *u
+	return o.ValidateURL(&c)
+}
+
+func (m *URLMux) opener(u *url.URL) (Opener, error) {
+	if err := checkURL(u); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	o, ok := m.openers[u.Scheme]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q; registered: %s (import a backend package, such as registry/consul, to add its scheme)",
+			ErrUnknownScheme, u.Scheme, strings.Join(m.Schemes(), ", "))
+	}
+	return o, nil
+}
+
+// Open opens rawURL with DefaultURLMux.
+func Open(ctx context.Context, rawURL string) (Registry, error) {
+	return defaultMux.Open(ctx, rawURL)
+}
+
+// OpenURL opens u with DefaultURLMux. It does not modify u.
+func OpenURL(ctx context.Context, u *url.URL) (Registry, error) {
+	return defaultMux.OpenURL(ctx, u)
+}
+
+// ValidateURL checks rawURL with DefaultURLMux, without opening
+// anything.
+func ValidateURL(rawURL string) error { return defaultMux.ValidateURL(rawURL) }
+
+func parse(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidURL, redact(err))
+	}
+	return u, nil
+}
+
+func checkURL(u *url.URL) error { return urlcheck.Check(u, ErrInvalidURL) }
+
+// redact drops the URL that url.Parse quotes in its errors, since it may
+// carry credentials.
+func redact(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
