@@ -136,7 +136,7 @@ func FuzzParseURL(f *testing.F) {
 		verr := registry.ValidateURL(u.String())
 		r, oerr := etcd.OpenURL(u)
 		if (verr == nil) != (oerr == nil) {
-			t.Fatalf("ValidateParsedURL(%q) = %v but OpenURL = %v", u, verr, oerr)
+			t.Fatalf("ValidateURL(%q) = %v but OpenURL = %v", u, verr, oerr)
 		}
 		if oerr != nil {
 			if !errors.Is(oerr, registry.ErrInvalidURL) && !strings.HasPrefix(oerr.Error(), "etcd:") {
