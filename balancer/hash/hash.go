@@ -30,7 +30,9 @@ const (
 	DefaultMaxRingSize = 1 << 18
 )
 
-func init() { gbalancer.Register(builder{}) }
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
+}
 
 type keyCtx struct{}
 
@@ -102,16 +104,7 @@ func validHeader(h string) bool {
 	return true
 }
 
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
-}
-
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
-	cfg, _ := ParseConfig(nil)
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	return shard.New(cc, opts, &policy{cfg: cfg, inflight: map[string]*atomic.Int64{}})
 }
 

@@ -2,7 +2,6 @@ package outlier
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,26 +9,19 @@ import (
 	gbalancer "google.golang.org/grpc/balancer"
 	_ "google.golang.org/grpc/balancer/roundrobin" // the default child
 	gresolver "google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/failure"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/subconn"
 )
 
-func init() { gbalancer.Register(builder{}) }
-
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
 }
 
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
-	cfg, _ := ParseConfig(nil)
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &balancer{
 		cc:     cc,

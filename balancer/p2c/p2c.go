@@ -27,7 +27,9 @@ const (
 	DefaultErrorPenalty = 250 * time.Millisecond
 )
 
-func init() { gbalancer.Register(builder{}) }
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
+}
 
 // Config is the policy's service-config JSON.
 type Config struct {
@@ -62,16 +64,7 @@ func ParseConfig(js json.RawMessage) (*Config, error) {
 	return cfg, nil
 }
 
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
-}
-
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
-	cfg, _ := ParseConfig(nil)
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	c := clock.Shared()
 	c.Acquire()
 	pol := &policy{cfg: cfg, stats: map[string]*stats{}, clock: systemClock{c}}

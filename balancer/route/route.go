@@ -23,7 +23,9 @@ import (
 // Name is the policy's registered name.
 const Name = "wayfinder_route"
 
-func init() { gbalancer.Register(builder{}) }
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
+}
 
 type subsetKey struct{}
 
@@ -123,15 +125,7 @@ func (s Selector) Match(inst registry.Instance) bool {
 	return true
 }
 
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
-}
-
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, _ *Config) gbalancer.Balancer {
 	return shard.New(cc, opts, &policy{cfg: &Config{}})
 }
 

@@ -18,7 +18,9 @@ import (
 // "weighted_round_robin", which weighs by ORCA load reports instead.
 const Name = "wayfinder_weighted_round_robin"
 
-func init() { gbalancer.Register(builder{}) }
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
+}
 
 // Config is the policy's service-config JSON.
 type Config struct {
@@ -42,15 +44,7 @@ func ParseConfig(js json.RawMessage) (*Config, error) {
 	return cfg, nil
 }
 
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
-}
-
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, _ *Config) gbalancer.Balancer {
 	return shard.New(cc, opts, &policy{cfg: &Config{DefaultWeight: registry.DefaultWeight}})
 }
 

@@ -1,7 +1,6 @@
 package zone
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,25 +11,18 @@ import (
 	_ "google.golang.org/grpc/balancer/roundrobin" // the default child
 	"google.golang.org/grpc/connectivity"
 	gresolver "google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/subconn"
 )
 
-func init() { gbalancer.Register(builder{}) }
-
-type builder struct{}
-
-func (builder) Name() string { return Name }
-
-func (builder) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
-	return ParseConfig(js)
+func init() {
+	gbalancer.Register(lbconfig.Builder[*Config]{Policy: Name, Parse: ParseConfig, New: newBalancer})
 }
 
-func (builder) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
-	cfg, _ := ParseConfig(nil)
+func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	b := &balancer{cc: cc, opts: opts, cfg: cfg, zones: map[string]*zoneChild{}, parent: shard.ParentID(cc)}
 	b.id, b.unregister = inspect.Register(cc.Target(), "zone", b.parent, b.describe)
 	return b

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -485,28 +484,4 @@ func isTooManyRequests(err error) bool {
 func isPermanent(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusNotFound && se.Code != http.StatusTooManyRequests
-}
-
-// backoff returns the delay after n consecutive failures: exponential
-// from base, capped at max, with jitter over its upper half so that many
-// clients failing together do not retry together.
-func backoff(n int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits for d or until ctx is done, reporting whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

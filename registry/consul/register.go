@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -212,7 +213,7 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 		if isPermanent(err) {
 			return wrapErr("deregister "+inst.Key(), err)
 		}
-		if !r.waitRetry(ctx, backoff(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
+		if !r.waitRetry(ctx, backoff.Delay(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
 			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
 		}
 	}
@@ -277,7 +278,7 @@ func (g *registration) run(ctx context.Context) {
 			if failures == 1 || failures%20 == 0 {
 				r.log.Warn("consul: registration failing; retrying", "instance", g.inst.Key(), "failures", failures, "err", err)
 			}
-			if !r.waitRetry(ctx, min(backoff(failures, cfg.backoffBase, cfg.backoffMax), interval)) {
+			if !r.waitRetry(ctx, min(backoff.Delay(failures, cfg.backoffBase, cfg.backoffMax), interval)) {
 				return
 			}
 			continue

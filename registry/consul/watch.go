@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -179,7 +180,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			// The next read must not block: after an error, the set is
 			// reported as soon as it can be read, changed or not.
 			index = 0
-			if !r.waitRetry(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax)) {
+			if !r.waitRetry(ctx, backoff.Delay(failures, cfg.backoffBase, cfg.backoffMax)) {
 				return
 			}
 			continue
@@ -234,7 +235,7 @@ func (b *bucket) wait(ctx context.Context) bool {
 		return true
 	}
 	d := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
-	if !sleep(ctx, d) {
+	if !backoff.Sleep(ctx, d) {
 		return false
 	}
 	b.last = time.Now()

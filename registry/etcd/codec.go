@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -80,23 +80,9 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 	return inst, nil
 }
 
-// backoff is capped exponential backoff with jitter, so that many clients
-// recovering from one outage do not retry in lockstep.
-type backoff struct {
-	n        int
-	min, max time.Duration
+// newBackoff is the etcd driver's retry delay: from 50ms, doubling to
+// 3s, jittered, so that many clients recovering from one outage do not
+// retry in lockstep.
+func newBackoff() *backoff.Backoff {
+	return &backoff.Backoff{Base: 50 * time.Millisecond, Max: 3 * time.Second}
 }
-
-func newBackoff() *backoff { return &backoff{min: 50 * time.Millisecond, max: 3 * time.Second} }
-
-func (b *backoff) next() time.Duration {
-	d := b.max
-	if b.n < 16 {
-		d = min(b.min<<b.n, b.max)
-	}
-	b.n++
-	// Between d/2 and d.
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.n = 0 }

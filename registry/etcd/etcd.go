@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -573,7 +574,7 @@ func (r *Registry) connectLoop(cfg clientv3.Config, user string) {
 		close(r.cliErrCh)
 		r.cliErrCh = make(chan struct{})
 		r.mu.Unlock()
-		if !sleepCtx(r.ctx, bo.next()) {
+		if !backoff.Sleep(r.ctx, bo.Next()) {
 			return
 		}
 	}
@@ -686,16 +687,5 @@ func (r *Registry) Stats() Stats {
 		Relists:       r.stats.relists.Load(),
 		Compacted:     r.stats.compacted.Load(),
 		RePuts:        r.stats.reputs.Load(),
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

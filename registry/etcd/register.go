@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -237,11 +238,11 @@ func (r *Registry) keep() {
 		}
 		r.mu.Unlock()
 		if err != nil {
-			d := bo.next()
+			d := bo.Next()
 			r.log.Warn("etcd: registration failed; retrying", "err", err, "in", d)
 			retry = time.After(d)
 		} else {
-			bo.reset()
+			bo.Reset()
 		}
 	}
 }
@@ -414,7 +415,7 @@ func (k *keeper) watchOwn(ctx context.Context, cli *clientv3.Client, svc string,
 				rev = max(rev, resp.Header.Revision)
 			}
 			k.ownEvents(resp.Events)
-			bo.reset()
+			bo.Reset()
 		}
 		cancel()
 		if ctx.Err() != nil {
@@ -428,7 +429,7 @@ func (k *keeper) watchOwn(ctx context.Context, cli *clientv3.Client, svc string,
 			r.wake()
 			continue
 		}
-		if !sleepCtx(ctx, bo.next()) {
+		if !backoff.Sleep(ctx, bo.Next()) {
 			return
 		}
 	}

@@ -156,7 +156,7 @@ func (w *watcher) run(ctx context.Context) {
 				return
 			}
 			w.fail(fmt.Errorf("etcd: watch %q: %w", w.service, err))
-			w.pause(ctx, bo.next())
+			w.pause(ctx, bo.Next())
 			continue
 		}
 		if list {
@@ -168,7 +168,7 @@ func (w *watcher) run(ctx context.Context) {
 					return
 				}
 				w.fail(fmt.Errorf("etcd: watch %q: list: %w: %w", w.service, registry.ErrUnavailable, err))
-				w.pause(ctx, bo.next())
+				w.pause(ctx, bo.Next())
 				continue
 			}
 			set, rev, list = r.decodeAll(w.service, resp.Kvs), resp.Header.Revision, false
@@ -182,15 +182,15 @@ func (w *watcher) run(ctx context.Context) {
 		case errors.Is(err, rpctypes.ErrCompacted):
 			r.stats.compacted.Add(1)
 			r.log.Info("etcd: watch compacted; listing again", "service", w.service, "rev", rev)
-			bo.reset()
+			bo.Reset()
 		case established && !errors.Is(err, errConnLost):
 			// A blip (a member restarting, a leader change): resume.
 			r.log.Info("etcd: watch ended; watching again", "service", w.service, "rev", rev, "err", err)
-			bo.reset()
+			bo.Reset()
 			continue
 		default:
 			w.fail(fmt.Errorf("etcd: watch %q: %w: %w", w.service, registry.ErrUnavailable, err))
-			w.pause(ctx, bo.next())
+			w.pause(ctx, bo.Next())
 		}
 		r.stats.relists.Add(1)
 		list = true

@@ -161,3 +161,31 @@ func (c *Child) UnmarshalJSON(b []byte) error {
 	}
 	return fmt.Errorf("none of the policies %q is registered (import its package)", names)
 }
+
+// Builder is a policy's balancer.Builder, from its name, its config
+// parser and a function that builds the balancer with the default
+// config (gRPC hands it the real one with the first
+// UpdateClientConnState).
+type Builder[C serviceconfig.LoadBalancingConfig] struct {
+	Policy string
+	Parse  func(json.RawMessage) (C, error)
+	New    func(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, defaults C) gbalancer.Balancer
+}
+
+// Name implements balancer.Builder.
+func (b Builder[C]) Name() string { return b.Policy }
+
+// ParseConfig implements balancer.ConfigParser.
+func (b Builder[C]) ParseConfig(js json.RawMessage) (serviceconfig.LoadBalancingConfig, error) {
+	cfg, err := b.Parse(js)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Build implements balancer.Builder.
+func (b Builder[C]) Build(cc gbalancer.ClientConn, opts gbalancer.BuildOptions) gbalancer.Balancer {
+	cfg, _ := b.Parse(nil)
+	return b.New(cc, opts, cfg)
+}
