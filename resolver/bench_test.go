@@ -1,7 +1,6 @@
 package resolver_test
 
 import (
-	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -10,61 +9,16 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
+	"github.com/wayfinder-rpc/wayfinder/internal/bench"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
-
-// pollingDiscovery is the baseline: the 2019 seed's resolver asked the
-// registry every 500 ms. It wraps the same real registry, so the two
-// benchmarks differ only in watching versus polling.
-type pollingDiscovery struct {
-	registry.Discovery
-	every time.Duration
-}
-
-func (p pollingDiscovery) Watch(_ context.Context, svc string) (registry.Watcher, error) {
-	return &pollingWatcher{d: p.Discovery, svc: svc, every: p.every, done: make(chan struct{})}, nil
-}
-
-type pollingWatcher struct {
-	d       registry.Discovery
-	svc     string
-	every   time.Duration
-	done    chan struct{}
-	started bool
-	last    []registry.Instance
-}
-
-func (w *pollingWatcher) Next(ctx context.Context) ([]registry.Instance, error) {
-	for {
-		if w.started {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-w.done:
-				return nil, registry.ErrClosed
-			case <-time.After(w.every):
-			}
-		}
-		got, err := w.d.Lookup(ctx, w.svc)
-		if err != nil {
-			return nil, err
-		}
-		if !w.started || !driver.EqualSets(got, w.last) {
-			w.started, w.last = true, got
-			return got, nil
-		}
-	}
-}
-
-func (w *pollingWatcher) Close() error { close(w.done); return nil }
 
 // BenchmarkPropagation measures the time from Register (and Deregister)
 // to the first RPC that reaches (and the last that avoids) the new
 // instance, through a real ClientConn and real servers. It includes the
 // new connection's setup. Compare Watch with the 500 ms polling baseline
-// in the same run:
+// (the seed's, shared with wfbench) in the same run:
 //
 //	go test -run '^$' -bench Propagation -benchtime 200x ./resolver
 func BenchmarkPropagation(b *testing.B) {
@@ -74,7 +28,7 @@ func BenchmarkPropagation(b *testing.B) {
 	})
 	b.Run("backend=memory/poll500ms", func(b *testing.B) {
 		reg := memory.New()
-		benchPropagation(b, reg, pollingDiscovery{Discovery: reg, every: 500 * time.Millisecond}, 500*time.Millisecond)
+		benchPropagation(b, reg, bench.Polling(reg, 500*time.Millisecond), 500*time.Millisecond)
 	})
 }
 

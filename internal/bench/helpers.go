@@ -231,6 +231,12 @@ func (l *load) err() error {
 	return l.lastErr
 }
 
+// Polling is the baseline Discovery of the benchmarks: d, but watched
+// by asking it every every, as the 2019 seed's resolver did.
+func Polling(d registry.Discovery, every time.Duration) registry.Discovery {
+	return pollingDiscovery{Discovery: d, every: every}
+}
+
 // pollingDiscovery is the baseline: the 2019 seed's resolver asked the
 // registry every 500 ms whatever happened. It wraps the same registry
 // client as the watch it is compared with, so the two differ only in

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,20 +75,10 @@ func inst(svc string, n int) registry.Instance {
 	return registrytest.MakeInstance(svc, n)
 }
 
-func ids(insts []registry.Instance) []string {
-	out := make([]string, len(insts))
-	for i, in := range insts {
-		out[i] = in.ID
-	}
-	return out
-}
+func ids(insts []registry.Instance) []string { return registrytest.IDs(insts) }
 
-// sameIDs reports whether got holds exactly the instances in want.
 func sameIDs(got []registry.Instance, want ...registry.Instance) bool {
-	a, b := ids(got), ids(want)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
+	return registrytest.SameIDs(got, want...)
 }
 
 // result is one return of Watcher.Next.

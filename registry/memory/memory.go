@@ -236,21 +236,29 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
+	return r.do(ctx, func(s *Store) error {
+		sv := s.svc(inst.Service)
+		if old, ok := sv.instances[inst.ID]; ok && old.Equal(inst) {
+			return nil // keeps the original Registered stamp
+		}
+		inst = inst.Clone()
+		inst.Registered = time.Now()
+		sv.instances[inst.ID] = inst
+		sv.bump()
+		return nil
+	})
+}
+
+// do runs f under the store's lock, once the client is known to be open
+// and reachable.
+func (r *Registry) do(ctx context.Context, f func(s *Store) error) error {
 	s := r.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := r.check(ctx); err != nil {
 		return err
 	}
-	sv := s.svc(inst.Service)
-	if old, ok := sv.instances[inst.ID]; ok && old.Equal(inst) {
-		return nil // keeps the original Registered stamp
-	}
-	inst = inst.Clone()
-	inst.Registered = time.Now()
-	sv.instances[inst.ID] = inst
-	sv.bump()
-	return nil
+	return f(s)
 }
 
 // Deregister implements registry.Registrar.
@@ -258,19 +266,15 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 	if err := registry.ValidateService(inst.Service); err != nil {
 		return err
 	}
-	s := r.store
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := r.check(ctx); err != nil {
-		return err
-	}
-	sv := s.svc(inst.Service)
-	if _, ok := sv.instances[inst.ID]; !ok {
+	return r.do(ctx, func(s *Store) error {
+		sv := s.svc(inst.Service)
+		if _, ok := sv.instances[inst.ID]; !ok {
+			return nil
+		}
+		delete(sv.instances, inst.ID)
+		sv.bump()
 		return nil
-	}
-	delete(sv.instances, inst.ID)
-	sv.bump()
-	return nil
+	})
 }
 
 // Lookup implements registry.Discovery.
@@ -278,13 +282,12 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err
 	}
-	s := r.store
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := r.check(ctx); err != nil {
-		return nil, err
-	}
-	return s.svc(service).snapshot(), nil
+	var out []registry.Instance
+	err := r.do(ctx, func(s *Store) error {
+		out = s.svc(service).snapshot()
+		return nil
+	})
+	return out, err
 }
 
 // snapshot copies the instances, sorted. Callers hold the store's mu.
@@ -343,18 +346,15 @@ func (r *Registry) Close() error {
 
 // Services implements registry.ServiceLister.
 func (r *Registry) Services(ctx context.Context) ([]string, error) {
-	s := r.store
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := r.check(ctx); err != nil {
-		return nil, err
-	}
 	var out []string
-	for name, sv := range s.services {
-		if len(sv.instances) > 0 {
-			out = append(out, name)
+	err := r.do(ctx, func(s *Store) error {
+		for name, sv := range s.services {
+			if len(sv.instances) > 0 {
+				out = append(out, name)
+			}
 		}
-	}
+		return nil
+	})
 	slices.Sort(out)
-	return out, nil
+	return out, err
 }

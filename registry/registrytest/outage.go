@@ -69,6 +69,20 @@ func (s *suite) watching(t *testing.T, r registry.Registry, svc string, want ...
 	return w
 }
 
+// watchThroughOutage registers a, watches it, and starts an outage whose
+// error the watcher has returned.
+func (s *suite) watchThroughOutage(t *testing.T) (a registry.Instance, w registry.Watcher, restore func()) {
+	t.Helper()
+	r := s.open(t)
+	svc := ServiceName(t)
+	a = MakeInstance(svc, 1)
+	s.mustRegister(t, r, a)
+	w = s.watching(t, r, svc, a)
+	restore = s.outage(t)
+	s.nextError(t, w, a)
+	return a, w, restore
+}
+
 // An outage is one error, never an empty or smaller set, and the
 // registry's reads fail rather than answer empty.
 func testOutageErrorsNeverEmpty(t *testing.T, s *suite) {
@@ -89,13 +103,7 @@ func testOutageErrorsNeverEmpty(t *testing.T, s *suite) {
 // After an outage's error, Next returns the set again though it did not
 // change, so that the caller sees the recovery.
 func testRecoveryResends(t *testing.T, s *suite) {
-	r := s.open(t)
-	svc := ServiceName(t)
-	a := MakeInstance(svc, 1)
-	s.mustRegister(t, r, a)
-	w := s.watching(t, r, svc, a)
-	restore := s.outage(t)
-	s.nextError(t, w, a)
+	a, w, restore := s.watchThroughOutage(t)
 	restore()
 	got, err := w.Next(s.ctx(t))
 	if err != nil || !sameIDs(got, a) {
@@ -124,13 +132,7 @@ func testFirstNextDuringOutage(t *testing.T, s *suite) {
 
 // Close unblocks a Next waiting out an outage.
 func testCloseDuringOutage(t *testing.T, s *suite) {
-	r := s.open(t)
-	svc := ServiceName(t)
-	a := MakeInstance(svc, 1)
-	s.mustRegister(t, r, a)
-	w := s.watching(t, r, svc, a)
-	s.outage(t)
-	s.nextError(t, w, a)
+	_, w, _ := s.watchThroughOutage(t)
 	done := make(chan error, 1)
 	go func() {
 		_, err := w.Next(context.Background())

@@ -132,6 +132,13 @@ func MakeInstance(service string, n int) registry.Instance {
 	}
 }
 
+// IDs returns the IDs of insts, in their order, for test messages.
+func IDs(insts []registry.Instance) []string { return ids(insts) }
+
+// SameIDs reports whether got holds exactly the instances of want, by
+// ID, in any order.
+func SameIDs(got []registry.Instance, want ...registry.Instance) bool { return sameIDs(got, want...) }
+
 func ids(insts []registry.Instance) []string {
 	out := make([]string, len(insts))
 	for i, in := range insts {
@@ -246,12 +253,7 @@ func testReRegisterUpdates(t *testing.T, s *suite) {
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
 	s.mustRegister(t, r, a)
-	w, err := r.Watch(s.ctx(t), svc)
-	if err != nil {
-		t.Fatalf("Watch = %v", err)
-	}
-	defer w.Close()
-	s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	w := s.watching(t, r, svc, a)
 	a2 := a.Clone()
 	a2.Version, a2.Weight, a2.Address = "v2", 7, "127.0.0.1:2999"
 	s.mustRegister(t, r, a2)
@@ -370,12 +372,7 @@ func testNoUpdateWithoutChange(t *testing.T, s *suite) {
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
 	s.mustRegister(t, r, a)
-	w, err := r.Watch(s.ctx(t), svc)
-	if err != nil {
-		t.Fatalf("Watch = %v", err)
-	}
-	defer w.Close()
-	s.nextUntil(t, w, "a", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	w := s.watching(t, r, svc, a)
 	// Changes elsewhere and an identical re-registration must not wake it.
 	s.mustRegister(t, r, MakeInstance(svc+"-other", 2))
 	s.mustRegister(t, r, a)
