@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/bench"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
-	"github.com/wayfinder-rpc/wayfinder/internal/bench"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
