@@ -76,6 +76,7 @@ var (
 	_ registry.Registry        = (*Registry)(nil)
 	_ registry.ServiceLister   = (*Registry)(nil)
 	_ registry.HealthRegistrar = (*Registry)(nil)
+	_ registry.StatusReporter  = (*Registry)(nil)
 	_ registry.Opener          = (*URLOpener)(nil)
 )
 

@@ -14,48 +14,21 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// State is the state of one registration.
-type State int
+// State is the state of one registration: registry.RegistrationState,
+// which every backend shares.
+type State = registry.RegistrationState
 
+// The states, as registry names them.
 const (
-	// StateUnknown: the instance is not managed by this Registry.
-	StateUnknown State = iota
-	// StatePending: the first attempt has not finished.
-	StatePending
-	// StateRegistered: the agent holds the registration and, with a TTL
-	// check, the last heartbeat was accepted.
-	StateRegistered
-	// StateRetrying: the last attempt failed; the loop keeps retrying
-	// with backoff and re-registers as soon as the agent answers.
-	StateRetrying
+	StateUnknown    = registry.StateUnknown
+	StatePending    = registry.StatePending
+	StateRegistered = registry.StateRegistered
+	StateRetrying   = registry.StateRetrying
 )
 
-func (s State) String() string {
-	switch s {
-	case StatePending:
-		return "pending"
-	case StateRegistered:
-		return "registered"
-	case StateRetrying:
-		return "retrying"
-	}
-	return "unknown"
-}
-
-// Status describes a registration. Changed is closed at the next change,
-// so a caller can wait for one without polling.
-type Status struct {
-	State State
-	// Err is the last error, nil once an attempt succeeds.
-	Err error
-	// Registrations counts the successful registrations with the agent:
-	// more than one means the loop re-registered, e.g. after an agent
-	// restart lost the service.
-	Registrations int
-	// Healthy is the last result of the HealthFunc sent to the agent.
-	Healthy bool
-	Changed <-chan struct{}
-}
+// Status describes a registration: registry.RegistrationStatus, which
+// every backend shares.
+type Status = registry.RegistrationStatus
 
 // registration is the reconcile loop of one instance: register, then
 // heartbeat (or, with no TTL check, verify) forever; on any failure,

@@ -516,8 +516,9 @@ type stats struct {
 }
 
 var (
-	_ registry.Registry      = (*Registry)(nil)
-	_ registry.ServiceLister = (*Registry)(nil)
+	_ registry.Registry       = (*Registry)(nil)
+	_ registry.StatusReporter = (*Registry)(nil)
+	_ registry.ServiceLister  = (*Registry)(nil)
 )
 
 func newRegistry(o options, own bool) *Registry {

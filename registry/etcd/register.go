@@ -27,6 +27,7 @@ type entry struct {
 	value  []byte
 	gen    uint64 // bumped on every change of value
 	synced bool   // value is written under the current lease
+	writes int    // successful puts of this entry, for Status
 }
 
 // delOp is a pending Deregister. done is closed when the key is deleted
@@ -58,6 +59,31 @@ func (r *Registry) State() State {
 		}
 	}
 	return s
+}
+
+// Status implements registry.StatusReporter: inst's registration in the
+// registry.RegistrationStatus shape every backend shares. An instance is
+// registered while its value is written under the live lease, and
+// retrying while the keeper's last attempt failed; etcd has no health
+// checks, so Healthy is always true. State is the lease-level view.
+func (r *Registry) Status(inst registry.Instance) registry.RegistrationStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entries[r.key(inst.Service, inst.ID)]
+	if e == nil {
+		ch := make(chan struct{}) // never closed: nothing will change
+		return registry.RegistrationStatus{State: registry.StateUnknown, Healthy: true, Changed: ch}
+	}
+	st := registry.RegistrationStatus{Err: r.lastErr, Registrations: e.writes, Healthy: true, Changed: r.stateCh}
+	switch {
+	case e.synced && r.lease != 0:
+		st.State, st.Err = registry.StateRegistered, nil
+	case r.lastErr != nil:
+		st.State = registry.StateRetrying
+	default:
+		st.State = registry.StatePending
+	}
+	return st
 }
 
 // changedLocked wakes everyone waiting on the state. Callers hold mu.
@@ -374,6 +400,7 @@ func (k *keeper) reconcile() error {
 		for _, p := range batch {
 			if r.entries[p.key] == p.e && p.e.gen == p.gen {
 				p.e.synced = true
+				p.e.writes++
 			}
 			revs[p.e.inst.Service] = resp.Header.Revision
 		}
