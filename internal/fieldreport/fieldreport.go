@@ -30,7 +30,7 @@ type Reporter struct {
 	count   atomic.Uint64
 
 	mu      sync.Mutex
-	seen    map[string]struct{}                          // service\x00id\x00field\x00value
+	seen    map[string]struct{}                           // service\x00id\x00field\x00value
 	current map[string]map[string][]registry.FieldProblem // service → id → problems of its last decode
 }
 
