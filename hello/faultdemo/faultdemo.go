@@ -85,7 +85,7 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	startServer := func() (*server.Server, error) {
 		gen++
 		id := fmt.Sprintf("hello-%d", gen)
-		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second))
+		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second), server.WithReflection())
 		if err != nil {
 			return nil, err
 		}
