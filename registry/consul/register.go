@@ -64,6 +64,7 @@ type registration struct {
 	inst     registry.Instance
 	id       string
 	healthFn registry.HealthFunc // from RegisterWithHealth; overrides the Registry's HealthFunc
+	serves   bool                // from RegisterWithHealth: the registrant serves grpc.health.v1 at inst.Address
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
@@ -119,7 +120,7 @@ func (r *Registry) Status(inst registry.Instance) Status {
 // appears once the agent is back. Deregister or Close stops it.
 // Registering the same instance again replaces the registration.
 func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
-	return r.register(ctx, inst, nil)
+	return r.register(ctx, inst, nil, false)
 }
 
 // RegisterWithHealth implements registry.HealthRegistrar: Register, with
@@ -127,11 +128,18 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 // of the Registry's HealthFunc. The server lifecycle passes its
 // grpc.health.v1 status here, so that NOT_SERVING makes the instance
 // critical at the next heartbeat.
+//
+// The caller serves grpc.health.v1 at inst.Address itself, so unless the
+// Registry has a gRPC check of its own (WithGRPCCheck) or
+// WithoutServerGRPCCheck, a native gRPC check is added next to the TTL
+// heartbeat (DefaultServerGRPCInterval, DefaultServerGRPCTimeout, asking
+// about "" or WithGRPCCheckService's name): the agent itself then sees a
+// dead process within 3 s, for every client that reads Consul.
 func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
-	return r.register(ctx, inst, health)
+	return r.register(ctx, inst, health, true)
 }
 
-func (r *Registry) register(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
+func (r *Registry) register(ctx context.Context, inst registry.Instance, health registry.HealthFunc, serves bool) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
@@ -155,7 +163,7 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, health 
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	g := &registration{
-		r: r, inst: inst, id: serviceID(inst), healthFn: health,
+		r: r, inst: inst, id: serviceID(inst), healthFn: health, serves: serves,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
 		status:  Status{State: StatePending},
 		changed: make(chan struct{}),
@@ -342,7 +350,11 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if cfg.grpcInterval > 0 {
+	interval, timeout := cfg.grpcInterval, cfg.grpcTimeout
+	if interval == 0 && g.serves && !cfg.noServerGRPC {
+		interval, timeout = DefaultServerGRPCInterval, DefaultServerGRPCTimeout
+	}
+	if interval > 0 {
 		target := g.inst.Address
 		if cfg.grpcService != "" {
 			target += "/" + cfg.grpcService
@@ -351,8 +363,8 @@ func (g *registration) register(ctx context.Context) error {
 			CheckID:  g.id + ":grpc",
 			Name:     "gRPC health",
 			GRPC:     target,
-			Interval: cfg.grpcInterval.String(),
-			Timeout:  cfg.grpcTimeout.String(),
+			Interval: interval.String(),
+			Timeout:  timeout.String(),
 			// The agent's first probe comes up to one interval later;
 			// until then trust the local health result.
 			Status:                         status,
