@@ -18,7 +18,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"   // consul:// URLs, and its address checks
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 )
@@ -458,12 +458,17 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	meta := fs.String("meta", "", "comma-separated key=value metadata")
 	once := fs.Bool("once", false, "register and exit without deregistering; Consul's TTL check and etcd's lease then expire it")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry to accept the registration")
+	check := fs.String("check", "tcp", "Consul: how the agent probes -addr: tcp (connect), grpc (grpc.health.v1) or none (the TTL heartbeat only); etcd has no checks")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
 	if *addr == "" {
 		return usageError("-addr is required")
+	}
+	probe, ok := map[string]consul.AddressCheck{"tcp": consul.TCPCheck, "grpc": consul.GRPCCheck, "none": consul.NoAddressCheck}[*check]
+	if !ok {
+		return usageError(fmt.Sprintf("-check %q: want tcp, grpc or none", *check))
 	}
 	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
@@ -491,7 +496,13 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
-	err = reg.Register(rctx, inst)
+	// This process does not serve -addr: with Consul, the agent checks
+	// it, so that a dead server leaves within seconds, not a TTL.
+	if cr, ok := reg.(*consul.Registry); ok {
+		err = cr.RegisterWithAddressCheck(rctx, inst, probe)
+	} else {
+		err = reg.Register(rctx, inst)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && rctx.Err() != nil && !errors.Is(err, registry.ErrUnavailable) {

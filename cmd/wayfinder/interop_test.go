@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/consul/api"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 
 // TestInstancesEtcdNamingAndProblems: instances finds entries etcd's
@@ -44,5 +48,48 @@ func TestInstancesEtcdNamingAndProblems(t *testing.T) {
 	_, errOut, code = wf(t, "instances", base+"/broken")
 	if code != 1 || strings.Contains(errOut, "health") || !strings.Contains(errOut, "none holds an instance") {
 		t.Errorf("instances of keys without instances = %d %q; want a hint about values, not health checks", code, errOut)
+	}
+}
+
+// TestRegisterChecksTheAddress: wayfinder register, which announces an
+// address it does not serve, has the Consul agent probe it: a TCP check
+// by default, so a dead server leaves the passing set within seconds.
+func TestRegisterChecksTheAddress(t *testing.T) {
+	t.Parallel()
+	a := testenv.StartConsul(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	target := "consul://" + a.HTTPAddr() + "/probed"
+	if out, errOut, code := wf(t, "register", "-once", "-id", "p1", "-addr", lis.Addr().String(), target); code != 0 {
+		t.Fatalf("register = %d %q %q", code, out, errOut)
+	}
+	cli, err := api.NewClient(&api.Config{Address: a.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err := cli.Agent().Checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := checks["probed:p1:tcp"]; c == nil || c.Type != "tcp" {
+		t.Fatalf("agent checks = %v; want a TCP check probed:p1:tcp", checks)
+	}
+	passing := func() int {
+		entries, _, err := cli.Health().Service("probed", "", true, nil)
+		if err != nil {
+			return -1
+		}
+		return len(entries)
+	}
+	wait.For(t, 10*time.Second, "p1 passing", func() bool { return passing() == 1 })
+	lis.Close()
+	start := time.Now()
+	wait.For(t, 5*time.Second, "p1 out of the passing set after its server died", func() bool { return passing() == 0 })
+	t.Logf("the registered address stopped listening; out of the passing set %v later", time.Since(start).Round(10*time.Millisecond))
+	if _, errOut, code := wf(t, "register", "-once", "-check", "udp", "-addr", "127.0.0.1:1", target); code != 2 || !strings.Contains(errOut, "want tcp, grpc or none") {
+		t.Errorf("register -check udp = %d %q; want a usage error", code, errOut)
 	}
 }

@@ -65,6 +65,7 @@ type registration struct {
 	id       string
 	healthFn registry.HealthFunc // from RegisterWithHealth; overrides the Registry's HealthFunc
 	serves   bool                // from RegisterWithHealth: the registrant serves grpc.health.v1 at inst.Address
+	probe    AddressCheck        // from RegisterWithAddressCheck
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
@@ -120,7 +121,7 @@ func (r *Registry) Status(inst registry.Instance) Status {
 // appears once the agent is back. Deregister or Close stops it.
 // Registering the same instance again replaces the registration.
 func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
-	return r.register(ctx, inst, nil, false)
+	return r.register(ctx, inst, regOpts{})
 }
 
 // RegisterWithHealth implements registry.HealthRegistrar: Register, with
@@ -136,10 +137,43 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 // about "" or WithGRPCCheckService's name): the agent itself then sees a
 // dead process within 3 s, for every client that reads Consul.
 func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
-	return r.register(ctx, inst, health, true)
+	return r.register(ctx, inst, regOpts{health: health, serves: true})
 }
 
-func (r *Registry) register(ctx context.Context, inst registry.Instance, health registry.HealthFunc, serves bool) error {
+// AddressCheck is a check of the registered address by the agent, for
+// RegisterWithAddressCheck.
+type AddressCheck int
+
+const (
+	// NoAddressCheck: the agent does not probe the address.
+	NoAddressCheck AddressCheck = iota
+	// TCPCheck: the agent connects to the address (any server passes).
+	TCPCheck
+	// GRPCCheck: the agent calls grpc.health.v1.Health/Check on it.
+	GRPCCheck
+)
+
+// RegisterWithAddressCheck is Register, plus a check of inst.Address by
+// the agent every DefaultServerGRPCInterval (DefaultServerGRPCTimeout
+// timeout), for tools that announce an address they do not serve
+// themselves, such as wayfinder register: Consul then sees that the
+// server behind it died without waiting for a TTL. A GRPCCheck is not
+// added twice when the Registry has WithGRPCCheck.
+func (r *Registry) RegisterWithAddressCheck(ctx context.Context, inst registry.Instance, check AddressCheck) error {
+	if check < NoAddressCheck || check > GRPCCheck {
+		return fmt.Errorf("consul: register %s: unknown AddressCheck %d", inst, check)
+	}
+	return r.register(ctx, inst, regOpts{probe: check, serves: check == GRPCCheck})
+}
+
+// regOpts are what the Register variants add to a registration.
+type regOpts struct {
+	health registry.HealthFunc // RegisterWithHealth's
+	serves bool                // inst.Address serves grpc.health.v1: add the default gRPC check
+	probe  AddressCheck        // RegisterWithAddressCheck's
+}
+
+func (r *Registry) register(ctx context.Context, inst registry.Instance, o regOpts) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
@@ -163,7 +197,7 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, health 
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	g := &registration{
-		r: r, inst: inst, id: serviceID(inst), healthFn: health, serves: serves,
+		r: r, inst: inst, id: serviceID(inst), healthFn: o.health, serves: o.serves, probe: o.probe,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
 		status:  Status{State: StatePending},
 		changed: make(chan struct{}),
@@ -351,7 +385,7 @@ func (g *registration) register(ctx context.Context) error {
 		})
 	}
 	interval, timeout := cfg.grpcInterval, cfg.grpcTimeout
-	if interval == 0 && g.serves && !cfg.noServerGRPC {
+	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == GRPCCheck) {
 		interval, timeout = DefaultServerGRPCInterval, DefaultServerGRPCTimeout
 	}
 	if interval > 0 {
@@ -369,6 +403,17 @@ func (g *registration) register(ctx context.Context) error {
 			// until then trust the local health result.
 			Status:                         status,
 			GRPCUseTLS:                     cfg.grpcTLS,
+			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
+		})
+	}
+	if g.probe == TCPCheck {
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:                        g.id + ":tcp",
+			Name:                           "TCP connect",
+			TCP:                            g.inst.Address,
+			Interval:                       DefaultServerGRPCInterval.String(),
+			Timeout:                        DefaultServerGRPCTimeout.String(),
+			Status:                         status,
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
