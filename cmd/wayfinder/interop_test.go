@@ -11,6 +11,8 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 )
 
 // TestInstancesEtcdNamingAndProblems: instances finds entries etcd's
@@ -91,5 +93,20 @@ func TestRegisterChecksTheAddress(t *testing.T) {
 	t.Logf("the registered address stopped listening; out of the passing set %v later", time.Since(start).Round(10*time.Millisecond))
 	if _, errOut, code := wf(t, "register", "-once", "-check", "udp", "-addr", "127.0.0.1:1", target); code != 2 || !strings.Contains(errOut, "want tcp, grpc or none") {
 		t.Errorf("register -check udp = %d %q; want a usage error", code, errOut)
+	}
+}
+
+// TestCallNamesInstanceRegisteredByHostName: the answering instance is
+// named even when it was registered by host name and the peer is an IP.
+func TestCallNamesInstanceRegisteredByHostName(t *testing.T) {
+	r := memory.Named("cli-call-host").Open()
+	addr := startHello(t, "byname")
+	_, port, _ := net.SplitHostPort(addr)
+	if err := r.Register(t.Context(), registry.Instance{ID: "byname", Service: "hello", Address: "localhost:" + port}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := wf(t, "call", "mem://cli-call-host/hello", "SayHello")
+	if code != 0 || !strings.Contains(out, "answered by byname (localhost:"+port+" = 127.0.0.1:"+port+")") {
+		t.Fatalf("call = %d %q %q; want the answer attributed to instance byname", code, out, errOut)
 	}
 }

@@ -83,7 +83,8 @@ HelloService and grpc.health.v1.Health are compiled in; other services
 are described through server reflection, which the server must offer.`, cmdCall},
 		{"demo", "[demo flags]", "run the HelloService demo (servers restart under load)", `
   wayfinder demo
-  wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5`, cmdDemo},
+  wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5
+  wayfinder demo -listen 0.0.0.0:50051 -registry consul://10.0.0.5:8500   # servers on ports 50051-50053`, cmdDemo},
 	}
 }
 
