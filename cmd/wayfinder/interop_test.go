@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,30 @@ func TestCallNamesInstanceRegisteredByHostName(t *testing.T) {
 	out, errOut, code := wf(t, "call", "mem://cli-call-host/hello", "SayHello")
 	if code != 0 || !strings.Contains(out, "answered by byname (localhost:"+port+" = 127.0.0.1:"+port+")") {
 		t.Fatalf("call = %d %q %q; want the answer attributed to instance byname", code, out, errOut)
+	}
+}
+
+// TestInstancesConsulForeignFields: a Consul registration made by
+// another tool, with Weights.Passing and a foreign wayfinder_weight, is
+// listed with Consul's weight and a warning line about the field.
+func TestInstancesConsulForeignFields(t *testing.T) {
+	t.Parallel()
+	a := testenv.StartConsul(t)
+	cli, err := api.NewClient(&api.Config{Address: a.HTTPAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "k1", Name: "kitex", Address: "127.0.0.1", Port: 7201,
+		Weights: &api.AgentWeights{Passing: 7, Warning: 1}, Meta: map[string]string{"wayfinder_weight": "heavy"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := wf(t, "instances", "consul://"+a.HTTPAddr()+"/kitex")
+	if code != 0 || !regexp.MustCompile(`(?m)^k1 +127\.0\.0\.1:7201 +- +- +7 `).MatchString(out) ||
+		!strings.Contains(out, `warning: kitex/k1: Meta.wayfinder_weight = "heavy" ignored`) {
+		t.Errorf("instances = %d %q %q; want k1 with weight 7 and a warning about wayfinder_weight", code, out, errOut)
+	}
+	out, _, code = wf(t, "instances", "-o", "json", "consul://"+a.HTTPAddr()+"/kitex")
+	if code != 0 || !strings.Contains(out, `"problems": [`) {
+		t.Errorf("instances -o json = %d %q; want the problem in \"problems\"", code, out)
 	}
 }
