@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"regexp"
 	"strings"
@@ -10,10 +11,13 @@ import (
 	"github.com/hashicorp/consul/api"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
 
+	"github.com/wayfinder-rpc/wayfinder/hello"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
+	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
 // TestInstancesEtcdNamingAndProblems: instances finds entries etcd's
@@ -134,5 +138,24 @@ func TestInstancesConsulForeignFields(t *testing.T) {
 	out, _, code = wf(t, "instances", "-o", "json", "consul://"+a.HTTPAddr()+"/kitex")
 	if code != 0 || !strings.Contains(out, `"problems": [`) {
 		t.Errorf("instances -o json = %d %q; want the problem in \"problems\"", code, out)
+	}
+}
+
+// TestCallThroughServerReflection: wayfinder call -reflect describes the
+// method through the reflection that server.WithReflection serves.
+func TestCallThroughServerReflection(t *testing.T) {
+	reg := memory.Named("cli-call-reflect").Open()
+	s, err := server.New(reg, "hello", server.WithID("r1"), server.WithReflection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hellopb.RegisterHelloServiceServer(s.GRPC(), &hello.Server{Name: "r1"})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	out, errOut, code := wf(t, "call", "-reflect", "-d", `{"num1":1,"num2":2}`, "mem://cli-call-reflect/hello", "SayHello")
+	if code != 0 || !strings.Contains(out, "answered by r1") || !strings.Contains(out, `"result":3`) {
+		t.Errorf("call -reflect = %d %q %q; want r1's answer, described by reflection", code, out, errOut)
 	}
 }
