@@ -45,7 +45,7 @@ func TestInstancesEtcdNamingAndProblems(t *testing.T) {
 	}
 	out, errOut, code := wf(t, "instances", base+"/orders?prefix=naming/team-a")
 	if code != 0 || !strings.Contains(out, "o1") || !strings.Contains(out, "z9") ||
-		!strings.Contains(out, `warning: orders/o1: Metadata.weight = "\"heavy\"" ignored`) {
+		!strings.Contains(out, `warning: orders/o1: Metadata.weight = "heavy" ignored`) {
 		t.Errorf("instances with the prefix = %d %q %q; want o1 in z9 and a warning about its weight", code, out, errOut)
 	}
 

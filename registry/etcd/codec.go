@@ -170,7 +170,12 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 	}
 	var problems []registry.FieldProblem
 	bad := func(f string, raw json.RawMessage, err error) {
-		problems = append(problems, registry.FieldProblem{Service: service, ID: id, Field: fieldName(f), Value: fieldreport.Cut(string(raw)), Reason: err.Error()})
+		value := string(raw)
+		var str string
+		if json.Unmarshal(raw, &str) == nil {
+			value = str // a JSON string is shown as its text, as Consul's values are
+		}
+		problems = append(problems, registry.FieldProblem{Service: service, ID: id, Field: fieldName(f), Value: fieldreport.Cut(value), Reason: err.Error()})
 	}
 	var stamp string
 	for _, err := range []error{
