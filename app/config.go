@@ -36,6 +36,7 @@ type Config struct {
 	Plaintext       bool          // clients dial without TLS; see the package doc
 	Subset          int           // clients connect to at most this many instances per service (resolver.WithSubset); 0: all
 	SubsetKey       string        // the clients' subsetting key; empty: the host name
+	Reflection      bool          // server.WithReflection: serve gRPC server reflection
 }
 
 // field is one Config field's outside names, default and help (a
@@ -80,6 +81,8 @@ var fields = []field{
 		func(c *Config) flag.Value { return (*intValue)(&c.Subset) }},
 	{"subset-key", "WAYFINDER_SUBSET_KEY", "", "the clients' subsetting `key` (default: the host name)",
 		func(c *Config) flag.Value { return (*stringValue)(&c.SubsetKey) }},
+	{"reflection", "WAYFINDER_REFLECTION", "false", "serve gRPC server reflection, for grpcurl and wayfinder call without compiled-in stubs",
+		func(c *Config) flag.Value { return (*boolValue)(&c.Reflection) }},
 }
 
 // DefaultConfig returns the defaults.
@@ -137,11 +140,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // outside fx: server.New(reg, c.Service, c.ServerOptions()...) builds the
 // server NewServer does.
 func (c Config) ServerOptions() []server.Option {
-	return []server.Option{
+	opts := []server.Option{
 		server.WithListenAddress(c.Listen), server.WithAdvertiseAddress(c.Advertise), server.WithID(c.ID),
 		server.WithVersion(c.Version), server.WithZone(c.Zone), server.WithWeight(c.Weight),
 		server.WithTags(c.Tags...), server.WithDrainTimeout(c.DrainTimeout), server.WithGracefulTimeout(c.GracefulTimeout),
 	}
+	if c.Reflection {
+		opts = append(opts, server.WithReflection())
+	}
+	return opts
 }
 
 // Validate checks what can be checked without opening anything.

@@ -4,6 +4,7 @@ import (
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/experimental/balancer/weight"
 	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/ringhash"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
@@ -27,15 +28,20 @@ func (a instanceAttr) Equal(o any) bool {
 
 // Endpoint converts an instance into the endpoint the resolver hands to
 // gRPC. The instance rides on the endpoint's attributes, where balancers
-// read it with InstanceFromEndpoint; its effective weight is also set
-// with grpc's experimental/balancer/weight, which grpc's own ring_hash
-// honours. Equal instances give equal endpoints.
+// read it with InstanceFromEndpoint. grpc-go's own policies read two
+// attributes set here too: the effective weight, through
+// experimental/balancer/weight (ring_hash's share of the ring,
+// pick_first's weighted shuffleAddressList), and the instance ID as the
+// ring_hash key, through resolver/ringhash.SetHashKey, so that an
+// instance keeps its place on the ring when it re-registers on another
+// address. Equal instances give equal endpoints.
 func Endpoint(inst registry.Instance) gresolver.Endpoint {
 	ep := gresolver.Endpoint{
 		Addresses:  []gresolver.Address{{Addr: inst.Address}},
 		Attributes: attributes.New(instanceKey{}, instanceAttr{inst: inst.Clone()}),
 	}
-	return weight.Set(ep, weight.EndpointInfo{Weight: uint32(inst.EffectiveWeight())})
+	ep = weight.Set(ep, weight.EndpointInfo{Weight: uint32(inst.EffectiveWeight())})
+	return ringhash.SetHashKey(ep, inst.ID)
 }
 
 // InstanceFromEndpoint returns the instance an endpoint was made from,

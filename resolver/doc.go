@@ -32,7 +32,11 @@
 //
 // Updates use resolver.State.Endpoints, one endpoint per instance, with
 // the instance on the endpoint's attributes (see InstanceFromEndpoint).
-// An unchanged set causes no update. A registry error is passed to
+// grpc-go's own policies use registry data too: the weight is set with
+// experimental/balancer/weight (pick_first's weighted shuffleAddressList,
+// ring_hash) and the instance ID with resolver/ringhash.SetHashKey, so
+// that ring_hash_experimental with requestHashHeader keeps each key on
+// the same instance when it re-registers on a new address. An unchanged set causes no update. A registry error is passed to
 // ReportError and the last good set stays in use: an error never empties
 // the address list. A service that really has zero instances is pushed as
 // an empty list, and RPCs then fail with UNAVAILABLE until an instance

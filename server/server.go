@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -39,8 +40,9 @@ var ErrStarted = errors.New("server: already started")
 
 // Server is a gRPC server with a registry lifecycle:
 //
-// Start: listen; serve, with the grpc.health.v1 service; set SERVING; then
-// register, so that no client is sent to an instance that cannot answer.
+// Start: listen; serve, with the grpc.health.v1 service; set SERVING
+// under "", the registry service name and every registered gRPC
+// service's fully-qualified name (HealthNames); then register, so that no client is sent to an instance that cannot answer.
 //
 // Stop, within the stop context: set NOT_SERVING; deregister (bounded: a
 // registry that is down is logged and skipped); wait until the instance is
@@ -80,6 +82,7 @@ type options struct {
 	registerTimeout time.Duration
 	grpcOpts        []grpc.ServerOption
 	logger          *slog.Logger
+	reflection      bool
 }
 
 // Option configures a Server.
@@ -139,6 +142,12 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 	return func(o *options) { o.grpcOpts = append(o.grpcOpts, opts...) }
 }
 
+// WithReflection registers the gRPC server reflection service (v1 and
+// v1alpha), so that grpcurl list/describe and wayfinder call work without
+// compiled-in stubs. Off by default: reflection describes every
+// registered service to whoever can reach the port.
+func WithReflection() Option { return func(o *options) { o.reflection = true } }
+
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -164,19 +173,47 @@ func New(reg registry.Registrar, service string, opts ...Option) (*Server, error
 		o.id = service + "-" + registry.NewID()[:12]
 	}
 	s := &Server{reg: reg, opts: o, grpc: grpc.NewServer(o.grpcOpts...), health: health.NewServer()}
-	// NOT_SERVING until Start has the server listening.
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.health.SetServingStatus(service, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if o.reflection {
+		reflection.Register(s.grpc)
+	}
+	// NOT_SERVING until Start has the server listening.
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 	return s, nil
+}
+
+// HealthNames returns the names the server publishes its health under:
+// "" (the whole server), the registry service name, and the
+// fully-qualified name of every gRPC service registered on GRPC()
+// (such as "wayfinder.examples.hello.HelloService"), as grpc-health-probe,
+// Kubernetes gRPC probes, Consul gRPC checks and grpc-go's client-side
+// health checking ask by. Services registered after Start are not
+// included: register them before.
+func (s *Server) HealthNames() []string {
+	names := []string{"", s.opts.service}
+	for name := range s.grpc.GetServiceInfo() {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// setHealth sets st under every name of HealthNames.
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range s.HealthNames() {
+		s.health.SetServingStatus(name, st)
+	}
 }
 
 // GRPC returns the gRPC server, to register services on before Start.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
-// Health returns the grpc.health.v1 server. Setting a status other than
-// SERVING on "" marks the instance unhealthy in registries whose checks
-// follow it.
+// Health returns the grpc.health.v1 server. Start sets SERVING and Stop
+// NOT_SERVING under every name of HealthNames. Setting a status other
+// than SERVING on "" marks the instance unhealthy in registries whose
+// checks follow it.
 func (s *Server) Health() *health.Server { return s.health }
 
 // Instance returns the registered instance; valid after Start.
@@ -223,8 +260,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.serveErr = make(chan error, 1)
 	go func() { s.serveErr <- s.grpc.Serve(lis) }()
 
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(s.opts.service, healthpb.HealthCheckResponse_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
 
 	if d, ok := s.reg.(registry.Discovery); ok {
 		if w, err := d.Watch(ctx, s.opts.service); err == nil {
@@ -340,8 +376,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	log := s.opts.logger.With("instance", inst.String())
 
 	// 1. Health first, so checks that follow it start failing.
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.health.SetServingStatus(s.opts.service, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 
 	// 2. Stop retrying registration, then deregister, bounded.
 	s.regCtx()

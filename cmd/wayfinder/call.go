@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,16 +107,41 @@ func knownPolicies() []string {
 	return out
 }
 
+// instanceAt names the instance at the peer's address. Instances may be
+// registered by host name (localhost:50051, a pod's DNS name) while the
+// peer is an IP, so a host that is not the peer's IP is resolved.
 func instanceAt(ctx context.Context, d registry.Discovery, svc string, p peer.Peer) string {
 	if p.Addr == nil {
 		return "?"
 	}
 	addr := p.Addr.String()
 	insts, err := d.Lookup(ctx, svc)
-	if err == nil {
-		for _, in := range insts {
-			if in.Address == addr {
-				return in.ID + " (" + addr + ")"
+	if err != nil {
+		return addr
+	}
+	for _, in := range insts {
+		if in.Address == addr {
+			return in.ID + " (" + addr + ")"
+		}
+	}
+	peerAP, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return addr
+	}
+	for _, in := range insts {
+		host, port, err := net.SplitHostPort(in.Address)
+		if err != nil || port != strconv.Itoa(int(peerAP.Port())) {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, ip := range ips {
+			if ip.Unmap() == peerAP.Addr().Unmap() {
+				return in.ID + " (" + in.Address + " = " + addr + ")"
 			}
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"   // consul:// URLs, and its address checks
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 )
@@ -160,9 +160,24 @@ func noInstances(ctx context.Context, reg registry.Registry, u *url.URL, svc str
 	switch {
 	case lerr != nil:
 		return err
+	case slices.Contains(names, svc) && u.Scheme == "etcd":
+		// etcd has no health checks: the keys are there, but no value
+		// decodes as an instance.
+		return hintError{err, "hint: there are keys under its prefix, but none holds an instance: each value must be Wayfinder's or\n" +
+			"      etcd naming's ({\"Addr\":\"host:port\"}) with a dialable address; the etcd backend's Warn log names each skipped key"}
 	case slices.Contains(names, svc):
 		// Consul lists a service whose instances are all unhealthy.
 		return hintError{err, "hint: it is registered, but none of its instances passes its health checks"}
+	case u.Scheme == "etcd":
+		// The usual cause is a key layout: etcd naming's target
+		// "foo/bar/svc" is service svc under prefix foo/bar.
+		have := "the registry has no services at all under this prefix; is this the right registry or prefix?"
+		if len(names) > 0 {
+			have = "the registry has: " + strings.Join(names, ", ")
+		}
+		return hintError{err, "hint: " + strings.TrimSuffix(have, ".") + "\n" +
+			"      Services registered with etcd's endpoints.Manager for target \"foo/bar/" + svc + "\" are found with\n" +
+			"      etcd://host:2379/" + svc + "?prefix=foo/bar (target \"" + svc + "\": ?prefix=, target \"/" + svc + "\": ?prefix=/)"}
 	case len(names) == 0:
 		return hintError{err, "hint: the registry has no services at all; is this the right registry?"}
 	}
@@ -214,12 +229,16 @@ type jsonInstance struct {
 	// Registered is when its registrant registered or last changed it,
 	// if a Wayfinder Registrar wrote it.
 	Registered time.Time `json:"registered,omitzero"`
+	// Problems are fields the backend could not read and replaced with
+	// their defaults, such as a foreign Meta.wayfinder_weight.
+	Problems []string `json:"problems,omitempty"`
 }
 
 func toJSON(insts []registry.Instance) []jsonInstance {
 	out := make([]jsonInstance, len(insts))
 	for i, in := range insts {
-		out[i] = jsonInstance{in.ID, in.Service, in.Address, in.Version, in.Zone, in.EffectiveWeight(), in.Tags, in.Metadata, in.Registered}
+		out[i] = jsonInstance{ID: in.ID, Service: in.Service, Address: in.Address, Version: in.Version, Zone: in.Zone,
+			Weight: in.EffectiveWeight(), Tags: in.Tags, Metadata: in.Metadata, Registered: in.Registered}
 	}
 	return out
 }
@@ -260,12 +279,47 @@ func cmdInstances(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer reg.Close()
+	problems := fieldProblems(reg, insts)
 	if *format == "json" {
+		js := toJSON(insts)
+		for i := range js {
+			for _, p := range problems {
+				if p.ID == js[i].ID {
+					js[i].Problems = append(js[i].Problems, p.String())
+				}
+			}
+		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(toJSON(insts))
+		return enc.Encode(js)
 	}
-	return writeTable(out, insts)
+	if err := writeTable(out, insts); err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintln(out, "warning:", p)
+	}
+	return nil
+}
+
+// fieldProblems returns the fields the backend dropped from insts: the
+// instances are listed with defaults for them.
+func fieldProblems(reg registry.Registry, insts []registry.Instance) []registry.FieldProblem {
+	fr, ok := reg.(registry.FieldProblemReporter)
+	if !ok || len(insts) == 0 {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, in := range insts {
+		ids[in.ID] = true
+	}
+	var out []registry.FieldProblem
+	for _, p := range fr.FieldProblems(insts[0].Service) {
+		if ids[p.ID] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
@@ -404,12 +458,17 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	meta := fs.String("meta", "", "comma-separated key=value metadata")
 	once := fs.Bool("once", false, "register and exit without deregistering; Consul's TTL check and etcd's lease then expire it")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry to accept the registration")
+	check := fs.String("check", "tcp", "Consul: how the agent probes -addr: tcp (connect), grpc (grpc.health.v1) or none (the TTL heartbeat only); etcd has no checks")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
 	if *addr == "" {
 		return usageError("-addr is required")
+	}
+	probe, ok := map[string]consul.AddressCheck{"tcp": consul.TCPCheck, "grpc": consul.GRPCCheck, "none": consul.NoAddressCheck}[*check]
+	if !ok {
+		return usageError(fmt.Sprintf("-check %q: want tcp, grpc or none", *check))
 	}
 	reg, svc, u, err := openTarget(ctx, pos[0])
 	if err != nil {
@@ -437,7 +496,13 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
-	err = reg.Register(rctx, inst)
+	// This process does not serve -addr: with Consul, the agent checks
+	// it, so that a dead server leaves within seconds, not a TTL.
+	if cr, ok := reg.(*consul.Registry); ok {
+		err = cr.RegisterWithAddressCheck(rctx, inst, probe)
+	} else {
+		err = reg.Register(rctx, inst)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && rctx.Err() != nil && !errors.Is(err, registry.ErrUnavailable) {

@@ -64,7 +64,11 @@ shows). Ctrl-C ends the watch (exit status 0).`, cmdWatch},
 		{"register", "-addr host:port [flags] <registry-url>/<service>", "register an instance until interrupted, then deregister it", `
   wayfinder register -addr 127.0.0.1:50051 consul://127.0.0.1:8500/hello
   wayfinder register -addr 10.0.0.7:50051 -id hello-7 -zone eu-1a -weight 5 -tags canary -meta owner=team-a etcd://127.0.0.1:2379/hello
-  wayfinder register -once -addr 127.0.0.1:50051 -id manual consul://127.0.0.1:8500/hello`, cmdRegister},
+  wayfinder register -once -addr 127.0.0.1:50051 -id manual consul://127.0.0.1:8500/hello
+  wayfinder register -check grpc -addr 127.0.0.1:50051 consul://127.0.0.1:8500/hello
+
+In Consul the agent probes -addr (-check tcp, the default; grpc; or none),
+so an instance whose server died leaves within about 3 s.`, cmdRegister},
 		{"deregister", "-id ID [-force] <registry-url>/<service>", "deregister an instance", `
   wayfinder deregister -id hello-7 etcd://127.0.0.1:2379/hello
   wayfinder deregister -force -id manual consul://127.0.0.1:8500/hello   # also if it is unhealthy`, cmdDeregister},
@@ -79,7 +83,8 @@ HelloService and grpc.health.v1.Health are compiled in; other services
 are described through server reflection, which the server must offer.`, cmdCall},
 		{"demo", "[demo flags]", "run the HelloService demo (servers restart under load)", `
   wayfinder demo
-  wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5`, cmdDemo},
+  wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5
+  wayfinder demo -listen 0.0.0.0:50051 -registry consul://10.0.0.5:8500   # servers on ports 50051-50053`, cmdDemo},
 	}
 }
 

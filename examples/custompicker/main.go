@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/wayfinder-rpc/wayfinder/hello"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
@@ -52,7 +53,8 @@ func run(w io.Writer) error {
 		name := fmt.Sprintf("server-%d (%s)", i, zone)
 		srv := grpc.NewServer()
 		hellopb.RegisterHelloServiceServer(srv, &hello.Server{Name: name})
-		go srv.Serve(lis) // returns at Stop
+		reflection.Register(srv) // grpcurl list, wayfinder call without stubs
+		go srv.Serve(lis)        // returns at Stop
 		defer srv.Stop()
 		inst := registry.Instance{ID: fmt.Sprint(i), Service: "hello", Address: lis.Addr().String(), Zone: zone}
 		if err := reg.Register(ctx, inst); err != nil {

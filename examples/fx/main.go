@@ -32,6 +32,7 @@ func main() {
 	// -help lists every flag with its variable.
 	cfg := app.DefaultConfig()
 	cfg.Service = "hello"
+	cfg.Reflection = true // grpcurl list, wayfinder call without stubs; WAYFINDER_REFLECTION=false turns it off
 	if err := cfg.FromEnv(nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

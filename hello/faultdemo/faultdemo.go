@@ -13,8 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,12 +46,19 @@ type Config struct {
 	Rate          int             // client calls per second
 	Workers       int             // concurrent callers
 	Cache         *resolver.Cache // the client's watch cache; nil means resolver.DefaultCache
+	// Listen is the servers' host:port. Port 0 (the default,
+	// "127.0.0.1:0") gives every server a new random port, so restarts
+	// re-register on new addresses; port P gives the servers P, P+1, ...,
+	// P+Servers-1, and a restarted server takes the port of the one it
+	// replaces. A wildcard host (0.0.0.0) advertises the host name.
+	Listen string
 }
 
 // DefaultConfig returns the demo's defaults: 3 servers on mem://, a fault
 // every 2 s for 12 s, 200 calls per second from 4 workers.
 func DefaultConfig() Config {
-	return Config{Registry: "mem://", Duration: 12 * time.Second, Servers: 3, FaultInterval: 2 * time.Second, Rate: 200, Workers: 4}
+	return Config{Registry: "mem://", Duration: 12 * time.Second, Servers: 3, FaultInterval: 2 * time.Second, Rate: 200, Workers: 4,
+		Listen: "127.0.0.1:0"}
 }
 
 type stats struct {
@@ -78,6 +87,16 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	defer reg.Close()
 	target := registry.Target{Registry: u, Service: service}.String()
 
+	host, port, err := listenAddr(c.Listen, c.Servers)
+	if err != nil {
+		return false, err
+	}
+	free := []int{} // fixed ports not in use, when port > 0
+	for i := range c.Servers {
+		if port > 0 {
+			free = append(free, port+i)
+		}
+	}
 	var (
 		gen     int
 		servers []*server.Server
@@ -85,7 +104,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	startServer := func() (*server.Server, error) {
 		gen++
 		id := fmt.Sprintf("hello-%d", gen)
-		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second))
+		listen := net.JoinHostPort(host, "0")
+		if len(free) > 0 {
+			listen, free = net.JoinHostPort(host, strconv.Itoa(free[0])), free[1:]
+		}
+		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second), server.WithReflection(),
+			server.WithListenAddress(listen))
 		if err != nil {
 			return nil, err
 		}
@@ -168,6 +192,11 @@ loop:
 			servers = servers[1:]
 			if err != nil {
 				fmt.Fprintf(out, "fault: stopping %s: %v\n", oldDesc, err)
+			}
+			if port > 0 {
+				if a, ok := old.Addr().(*net.TCPAddr); ok {
+					free = append(free, a.Port)
+				}
 			}
 			s, err := startServer()
 			if err != nil {
@@ -254,6 +283,23 @@ func printSummary(out io.Writer, ctx context.Context, reg registry.Discovery, st
 		elapsed.Seconds(), st.calls.Load(), recent, st.failures.Load(), strings.Join(per, " "), current)
 }
 
+// listenAddr splits Listen ("" is 127.0.0.1:0) and checks that the
+// servers' ports fit.
+func listenAddr(listen string, servers int) (string, int, error) {
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("-listen %q: want host:port, such as 127.0.0.1:0 or 0.0.0.0:50051: %v", listen, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port+servers-1 > 65535 {
+		return "", 0, fmt.Errorf("-listen %q: port must be 0 (random) or a first port with room for %d servers", listen, servers)
+	}
+	return host, port, nil
+}
+
 // RegisterFlags binds c to flags on fs, with c's values as defaults.
 func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Registry, "registry", c.Registry, "registry URL: mem://, consul://127.0.0.1:8500, etcd://127.0.0.1:2379")
@@ -262,4 +308,5 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.FaultInterval, "fault-interval", c.FaultInterval, "time between fault rounds (stop one server, start a new one on a new port)")
 	fs.IntVar(&c.Rate, "rate", c.Rate, "client calls per second")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent client callers")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "servers' host:port; port 0 picks a new random port per server, port P uses P..P+servers-1")
 }

@@ -2,6 +2,8 @@ package faultdemo
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -53,3 +55,35 @@ func runOn(t *testing.T, reg string) {
 func TestDemoConsul(t *testing.T) { runOn(t, "consul://"+testenv.StartConsul(t).HTTPAddr()) }
 
 func TestDemoEtcd(t *testing.T) { runOn(t, "etcd://"+testenv.StartEtcd(t).ClientAddr) }
+
+// TestDemoFixedPorts: -listen host:P runs the servers on P and P+1, and
+// a restarted server takes the port of the one it replaced.
+func TestDemoFixedPorts(t *testing.T) {
+	var base int
+	for base == 0 {
+		p := testenv.FreePort(t)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			l.Close()
+			base = p
+		}
+	}
+	var out bytes.Buffer
+	ok, err := Run(t.Context(), Config{Registry: "mem://demo-ports", Duration: 3 * time.Second, Servers: 2,
+		FaultInterval: 700 * time.Millisecond, Rate: 100, Workers: 2, Listen: fmt.Sprintf("127.0.0.1:%d", base)}, &out)
+	t.Log("\n" + out.String())
+	if err != nil || !ok {
+		t.Fatalf("Run(-listen 127.0.0.1:%d) = %v, %v; want a PASS", base, ok, err)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "fault ") {
+			continue
+		}
+		if !strings.HasSuffix(line, fmt.Sprintf(":%d", base)) && !strings.HasSuffix(line, fmt.Sprintf(":%d", base+1)) {
+			t.Errorf("restart outside ports %d..%d: %s", base, base+1, line)
+		}
+	}
+	if _, err := Run(t.Context(), Config{Registry: "mem://", Duration: time.Second, Servers: 2, FaultInterval: time.Second,
+		Rate: 1, Workers: 1, Listen: "nohostport"}, &out); err == nil || !strings.Contains(err.Error(), "-listen") {
+		t.Errorf("Run(-listen nohostport) = %v, want an error about -listen", err)
+	}
+}

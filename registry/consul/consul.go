@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-cleanhttp"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/fieldreport"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -64,6 +65,7 @@ type Registry struct {
 
 	counters          counters
 	unregisterMetrics func()
+	problems          *fieldreport.Reporter
 
 	mu     sync.Mutex
 	regs   map[string]*registration // by Instance.Key
@@ -73,11 +75,12 @@ type Registry struct {
 }
 
 var (
-	_ registry.Registry        = (*Registry)(nil)
-	_ registry.ServiceLister   = (*Registry)(nil)
-	_ registry.HealthRegistrar = (*Registry)(nil)
-	_ registry.StatusReporter  = (*Registry)(nil)
-	_ registry.Opener          = (*URLOpener)(nil)
+	_ registry.Registry             = (*Registry)(nil)
+	_ registry.ServiceLister        = (*Registry)(nil)
+	_ registry.HealthRegistrar      = (*Registry)(nil)
+	_ registry.StatusReporter       = (*Registry)(nil)
+	_ registry.FieldProblemReporter = (*Registry)(nil)
+	_ registry.Opener               = (*URLOpener)(nil)
 )
 
 // New returns a client of the agent at addr ("host:port", or
@@ -173,6 +176,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		reqSlack: 10 * time.Second,
 		regs:     map[string]*registration{},
 		probe:    newProber(),
+		problems: fieldreport.New("consul", cfg.logger),
 	}
 	r.unregisterMetrics = r.registerMetrics(cfg.meter)
 	// A client-wide timeout shorter than a blocking request would cut
@@ -327,11 +331,12 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 				continue
 			}
 		}
-		inst, ok := decode(service, e)
-		if !ok {
-			r.log.Debug("consul: skipping an entry that is not a valid instance", "service", service, "consul_id", e.Service.ID)
+		inst, problems, err := decode(service, e)
+		if err != nil {
+			r.log.Debug("consul: skipping an entry that is not a valid instance", "service", service, "consul_id", e.Service.ID, "err", err)
 			continue
 		}
+		r.problems.Observe(service, inst.ID, problems)
 		out = append(out, inst)
 	}
 	sortInstances(out)
@@ -395,8 +400,12 @@ func encode(inst registry.Instance) (*api.AgentServiceRegistration, error) {
 }
 
 // decode turns a health entry into an instance. Entries registered by
-// other tools work too: their Consul ID is the instance ID.
-func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
+// other tools work too: their Consul ID is the instance ID, and their
+// Weights.Passing the weight. A Wayfinder field that is malformed or
+// invalid (a foreign Meta.wayfinder_weight = "heavy") is dropped and
+// returned as a problem: the instance is kept with that field's default.
+// Only an entry that yields no valid ID or address is an error.
+func decode(service string, e *api.ServiceEntry) (registry.Instance, []registry.FieldProblem, error) {
 	s := e.Service
 	inst := registry.Instance{ID: s.ID, Service: service}
 	host := s.Address
@@ -407,9 +416,18 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
 	if len(s.Tags) > 0 {
 		inst.Tags = slices.Clone(s.Tags)
 	}
+	var problems []registry.FieldProblem
+	bad := func(field, value, reason string) {
+		problems = append(problems, registry.FieldProblem{Service: service, Field: field, Value: fieldreport.Cut(value), Reason: reason})
+	}
+	weightFrom := "Meta." + metaWeight
 	for k, v := range s.Meta {
 		switch k {
 		case metaID:
+			if err := (registry.Instance{ID: v, Service: service, Address: inst.Address}).Validate(); err != nil {
+				bad("Meta."+metaID, v, "not a valid ID; the Consul service ID is used")
+				continue
+			}
 			inst.ID = v
 		case metaVersion:
 			inst.Version = v
@@ -417,16 +435,20 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
 			inst.Zone = v
 		case metaWeight:
 			w, err := strconv.Atoi(v)
-			if err != nil {
-				return registry.Instance{}, false
+			if err != nil || w < 0 || w > registry.MaxWeight {
+				bad("Meta."+metaWeight, v, fmt.Sprintf("not an integer in 0..%d; Weights.Passing is used", int(registry.MaxWeight)))
+				continue
 			}
 			inst.Weight = w
 		case metaRegistered:
 			// Only a metric reads the stamp: a malformed one is dropped,
 			// never the instance.
-			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-				inst.Registered = t
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				bad("Meta."+metaRegistered, v, "not an RFC 3339 time")
+				continue
 			}
+			inst.Registered = t
 		default:
 			lk := strings.ToLower(k)
 			if strings.HasPrefix(lk, registry.ReservedMetaPrefix) || strings.HasPrefix(lk, "consul-") {
@@ -438,11 +460,46 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, bool) {
 			inst.Metadata[k] = v
 		}
 	}
-	if inst.Validate() != nil {
-		return registry.Instance{}, false
+	if _, ok := s.Meta[metaWeight]; !ok || inst.Weight == 0 {
+		// Consul's native weight, as Kitex and others register it. Consul
+		// stores 1 when a registration gives none, which is the default
+		// weight: 0 keeps instances Wayfinder wrote equal to what was
+		// registered.
+		if p := s.Weights.Passing; p != registry.DefaultWeight && p != 0 {
+			inst.Weight, weightFrom = p, "Weights.Passing"
+		}
 	}
-	return inst, true
+	inst, more, err := fieldreport.Sanitize(inst, func(f string) string {
+		switch {
+		case f == "Version":
+			return "Meta." + metaVersion
+		case f == "Zone":
+			return "Meta." + metaZone
+		case f == "Weight":
+			return weightFrom
+		case strings.HasPrefix(f, "Metadata."):
+			return "Meta." + strings.TrimPrefix(f, "Metadata.")
+		}
+		return f // Tags, Metadata
+	})
+	if err != nil {
+		return registry.Instance{}, nil, err
+	}
+	problems = append(problems, more...)
+	for i := range problems {
+		problems[i].ID = inst.ID
+	}
+	return inst, problems, nil
 }
+
+// FieldProblems implements registry.FieldProblemReporter.
+func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
+	return r.problems.Problems(service)
+}
+
+// FieldProblemCount is the number of Wayfinder fields dropped from kept
+// instances, counted once per instance, field and value.
+func (r *Registry) FieldProblemCount() uint64 { return r.problems.Count() }
 
 // wrapErr classifies an error from the API client: 403 wraps
 // ErrPermissionDenied, and everything but a cancelled context wraps

@@ -32,7 +32,12 @@
 // its tags, address, and Version, Zone, Weight and the user metadata in
 // Meta, and one or both checks: a TTL check refreshed every TTL/3 with the
 // result of a HealthFunc (GRPCHealth adapts a grpc.health.v1 server), and
-// a native gRPC check the agent runs itself. Register starts a reconcile
+// a native gRPC check the agent runs itself. RegisterWithHealth, which
+// server.Server uses, adds that gRPC check by default (every 2 s, 1 s
+// timeout) so that Consul drops a dead process within about 3 s;
+// WithoutServerGRPCCheck turns it off. RegisterWithAddressCheck adds a
+// TCP or gRPC check of an address the caller does not serve (wayfinder
+// register). Weights.Passing is written as the effective weight. Register starts a reconcile
 // loop that never gives up: after any failure it backs off with jitter
 // and registers again, which also restores the service after an agent
 // restart or a 404 for an unknown check or service. Status reports the
@@ -48,6 +53,14 @@
 // against queries that return at once, and jittered backoff on errors.
 // Each watch keeps its own index per datacenter. An idle watch makes one
 // request per wait.
+//
+// Entries other tools registered are instances: the Consul ID is the
+// instance ID, Weights.Passing the weight when Meta.wayfinder_weight is
+// absent. A Wayfinder field that is malformed or invalid (a foreign
+// wayfinder_weight = "heavy") never drops the instance: it is kept with
+// that field's default, and the problem is reported once per instance
+// and value (a Warn log, FieldProblemCount and the
+// wayfinder.discovery.field_problems counter, FieldProblems).
 //
 // # Errors
 //

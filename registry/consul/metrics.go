@@ -25,6 +25,7 @@ type counters struct {
 //	wayfinder.discovery.queries            counter blocking-query round trips
 //	wayfinder.discovery.query_errors       counter failed blocking queries
 //	wayfinder.discovery.index_resets       counter X-Consul-Index going backwards
+//	wayfinder.discovery.field_problems     counter Wayfinder fields dropped from kept instances
 //
 // All carry wayfinder.backend="consul" and nothing else.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.meter = mp } }
@@ -39,6 +40,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 		{Name: "wayfinder.discovery.queries", Unit: "{query}", Desc: "Blocking-query round trips.", Counter: true},
 		{Name: "wayfinder.discovery.query_errors", Unit: "{query}", Desc: "Failed blocking queries.", Counter: true},
 		{Name: "wayfinder.discovery.index_resets", Unit: "{reset}", Desc: "Times X-Consul-Index went backwards and was reset to 0.", Counter: true},
+		{Name: "wayfinder.discovery.field_problems", Unit: "{field}", Desc: "Wayfinder fields dropped from kept instances, once per instance and value.", Counter: true},
 	}, func() map[string]int64 {
 		var n, registered, healthy, rereg int64
 		r.mu.Lock()
@@ -68,6 +70,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 			"wayfinder.discovery.queries":            r.counters.queries.Load(),
 			"wayfinder.discovery.query_errors":       r.counters.queryErrors.Load(),
 			"wayfinder.discovery.index_resets":       r.counters.indexResets.Load(),
+			"wayfinder.discovery.field_problems":     int64(r.problems.Count()),
 		}
 	})
 }

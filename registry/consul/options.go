@@ -83,6 +83,7 @@ type config struct {
 	grpcTimeout     time.Duration
 	grpcService     string
 	grpcTLS         bool
+	noServerGRPC    bool
 	health          HealthFunc
 	deregisterAfter time.Duration
 	resync          time.Duration
@@ -217,6 +218,24 @@ func WithTTLCheck(ttl time.Duration) Option { return func(c *config) { c.ttl = t
 func WithGRPCCheck(interval, timeout time.Duration) Option {
 	return func(c *config) { c.grpcInterval, c.grpcTimeout = interval, timeout }
 }
+
+// The native gRPC check RegisterWithHealth adds by default. A process
+// killed with SIGKILL (or frozen, or partitioned from its agent) is
+// critical at the agent's next probe: within interval + timeout, 3 s,
+// instead of a TTL (DefaultTTL, 15 s). The probe is one
+// grpc.health.v1.Health/Check every 2 s per instance from its agent.
+const (
+	DefaultServerGRPCInterval = 2 * time.Second
+	DefaultServerGRPCTimeout  = time.Second
+)
+
+// WithoutServerGRPCCheck turns off the native gRPC check that
+// RegisterWithHealth adds by default (see DefaultServerGRPCInterval), for
+// agents that cannot reach the servers' addresses (a NAT, a container
+// network): there the check would keep every instance critical. The TTL
+// heartbeat stays. WithGRPCCheck, which applies to every registration,
+// replaces the default check rather than adding to it.
+func WithoutServerGRPCCheck() Option { return func(c *config) { c.noServerGRPC = true } }
 
 // WithGRPCCheckService makes the gRPC check ask about service name
 // instead of the server as a whole (""), and use TLS if useTLS.

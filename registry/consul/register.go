@@ -38,6 +38,8 @@ type registration struct {
 	inst     registry.Instance
 	id       string
 	healthFn registry.HealthFunc // from RegisterWithHealth; overrides the Registry's HealthFunc
+	serves   bool                // from RegisterWithHealth: the registrant serves grpc.health.v1 at inst.Address
+	probe    AddressCheck        // from RegisterWithAddressCheck
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
@@ -93,7 +95,7 @@ func (r *Registry) Status(inst registry.Instance) Status {
 // appears once the agent is back. Deregister or Close stops it.
 // Registering the same instance again replaces the registration.
 func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
-	return r.register(ctx, inst, nil)
+	return r.register(ctx, inst, regOpts{})
 }
 
 // RegisterWithHealth implements registry.HealthRegistrar: Register, with
@@ -101,11 +103,51 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 // of the Registry's HealthFunc. The server lifecycle passes its
 // grpc.health.v1 status here, so that NOT_SERVING makes the instance
 // critical at the next heartbeat.
+//
+// The caller serves grpc.health.v1 at inst.Address itself, so unless the
+// Registry has a gRPC check of its own (WithGRPCCheck) or
+// WithoutServerGRPCCheck, a native gRPC check is added next to the TTL
+// heartbeat (DefaultServerGRPCInterval, DefaultServerGRPCTimeout, asking
+// about "" or WithGRPCCheckService's name): the agent itself then sees a
+// dead process within 3 s, for every client that reads Consul.
 func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
-	return r.register(ctx, inst, health)
+	return r.register(ctx, inst, regOpts{health: health, serves: true})
 }
 
-func (r *Registry) register(ctx context.Context, inst registry.Instance, health registry.HealthFunc) error {
+// AddressCheck is a check of the registered address by the agent, for
+// RegisterWithAddressCheck.
+type AddressCheck int
+
+const (
+	// NoAddressCheck: the agent does not probe the address.
+	NoAddressCheck AddressCheck = iota
+	// TCPCheck: the agent connects to the address (any server passes).
+	TCPCheck
+	// GRPCCheck: the agent calls grpc.health.v1.Health/Check on it.
+	GRPCCheck
+)
+
+// RegisterWithAddressCheck is Register, plus a check of inst.Address by
+// the agent every DefaultServerGRPCInterval (DefaultServerGRPCTimeout
+// timeout), for tools that announce an address they do not serve
+// themselves, such as wayfinder register: Consul then sees that the
+// server behind it died without waiting for a TTL. A GRPCCheck is not
+// added twice when the Registry has WithGRPCCheck.
+func (r *Registry) RegisterWithAddressCheck(ctx context.Context, inst registry.Instance, check AddressCheck) error {
+	if check < NoAddressCheck || check > GRPCCheck {
+		return fmt.Errorf("consul: register %s: unknown AddressCheck %d", inst, check)
+	}
+	return r.register(ctx, inst, regOpts{probe: check, serves: check == GRPCCheck})
+}
+
+// regOpts are what the Register variants add to a registration.
+type regOpts struct {
+	health registry.HealthFunc // RegisterWithHealth's
+	serves bool                // inst.Address serves grpc.health.v1: add the default gRPC check
+	probe  AddressCheck        // RegisterWithAddressCheck's
+}
+
+func (r *Registry) register(ctx context.Context, inst registry.Instance, o regOpts) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
@@ -129,7 +171,7 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, health 
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	g := &registration{
-		r: r, inst: inst, id: serviceID(inst), healthFn: health,
+		r: r, inst: inst, id: serviceID(inst), healthFn: o.health, serves: o.serves, probe: o.probe,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
 		status:  Status{State: StatePending},
 		changed: make(chan struct{}),
@@ -316,7 +358,11 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if cfg.grpcInterval > 0 {
+	interval, timeout := cfg.grpcInterval, cfg.grpcTimeout
+	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == GRPCCheck) {
+		interval, timeout = DefaultServerGRPCInterval, DefaultServerGRPCTimeout
+	}
+	if interval > 0 {
 		target := g.inst.Address
 		if cfg.grpcService != "" {
 			target += "/" + cfg.grpcService
@@ -325,12 +371,23 @@ func (g *registration) register(ctx context.Context) error {
 			CheckID:  g.id + ":grpc",
 			Name:     "gRPC health",
 			GRPC:     target,
-			Interval: cfg.grpcInterval.String(),
-			Timeout:  cfg.grpcTimeout.String(),
+			Interval: interval.String(),
+			Timeout:  timeout.String(),
 			// The agent's first probe comes up to one interval later;
 			// until then trust the local health result.
 			Status:                         status,
 			GRPCUseTLS:                     cfg.grpcTLS,
+			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
+		})
+	}
+	if g.probe == TCPCheck {
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:                        g.id + ":tcp",
+			Name:                           "TCP connect",
+			TCP:                            g.inst.Address,
+			Interval:                       DefaultServerGRPCInterval.String(),
+			Timeout:                        DefaultServerGRPCTimeout.String(),
+			Status:                         status,
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}

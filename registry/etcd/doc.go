@@ -11,7 +11,14 @@
 // # Layout
 //
 // An instance is stored at <prefix>/<service>/<id> (default prefix
-// /wayfinder/services) as versioned JSON ({"v":1,"id":...}). All the
+// /wayfinder/services) as etcd's own gRPC naming value
+// ({"Op":0,"Addr":"host:port","Metadata":{"wayfinder":1,...}}), so that
+// clients on go.etcd.io/etcd/client/v3/naming/resolver dial Wayfinder
+// services; WithFormat(FormatV1) writes the older {"v":1,"id":...} value.
+// Both are read, and so are the entries etcd's endpoints.Manager writes:
+// its target "foo/bar/hello" is service "hello" under prefix "foo/bar".
+// An optional field that is malformed drops only that field; it is
+// reported once (FieldProblems, Stats, a Warn log). All the
 // instances a Registry registers share one lease, kept alive by one
 // KeepAlive stream, so the cost of keepalives does not grow with the
 // number of instances. A background keeper makes etcd match what was
@@ -39,7 +46,8 @@
 // then 127.0.0.1:2379. A registry URL has no path; gRPC targets add the
 // service as the path (etcd://host:2379/hello). Parameters:
 //
-//	prefix   key prefix, absolute, no trailing slash (default /wayfinder/services)
+//	prefix   key prefix, no trailing slash (default /wayfinder/services);
+//	         relative prefixes, "/" and "" serve etcd naming targets
 //	ttl      lease TTL, whole seconds, at least 1s (default 10s)
 //	timeout  bound of each background request (default 5s)
 //	tls      use TLS with the system roots when no CA is configured

@@ -25,6 +25,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
+	"github.com/wayfinder-rpc/wayfinder/internal/fieldreport"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -123,6 +124,7 @@ type options struct {
 	authSet     bool
 	dialOptions []grpc.DialOption
 	meter       metric.MeterProvider
+	format      Format
 }
 
 func defaultOptions() options {
@@ -135,6 +137,10 @@ func defaultOptions() options {
 }
 
 // WithPrefix sets the key prefix. Instances live at <prefix>/<service>/<id>.
+// The prefix may be relative, as etcd naming targets are: the entries
+// etcd's endpoints.Manager writes for target "foo/bar/hello" are service
+// "hello" under prefix "foo/bar", and those of target "hello" are under
+// prefix "" (keys "hello/<id>"). Prefix "/" holds keys "/<service>/<id>".
 func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
 
 // WithTTL sets the lease TTL: how long an instance outlives its process
@@ -170,11 +176,14 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 func (o *options) validate() error {
 	p := o.prefix
-	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
-		return fmt.Errorf("etcd: prefix %q: want an absolute key path without a trailing slash, such as %q", p, DefaultPrefix)
+	if p != "/" && (strings.HasSuffix(p, "/") || strings.Contains(p, "//")) {
+		return fmt.Errorf("etcd: prefix %q: want a key path without a trailing slash or empty segments, such as %q", p, DefaultPrefix)
 	}
 	if strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("etcd: prefix %q contains control characters", p)
+	}
+	if o.format != FormatNaming && o.format != FormatV1 {
+		return fmt.Errorf("etcd: unknown value %v", o.format)
 	}
 	if o.ttl < time.Second || o.ttl > 24*time.Hour {
 		return fmt.Errorf("etcd: TTL %v out of range 1s..24h", o.ttl)
@@ -493,6 +502,7 @@ type Registry struct {
 	closed sync.Once
 
 	watchers driver.Watchers // closed by Close
+	problems *fieldreport.Reporter
 
 	mu       sync.Mutex
 	cli      *clientv3.Client
@@ -516,9 +526,10 @@ type stats struct {
 }
 
 var (
-	_ registry.Registry       = (*Registry)(nil)
-	_ registry.StatusReporter = (*Registry)(nil)
-	_ registry.ServiceLister  = (*Registry)(nil)
+	_ registry.Registry             = (*Registry)(nil)
+	_ registry.StatusReporter       = (*Registry)(nil)
+	_ registry.ServiceLister        = (*Registry)(nil)
+	_ registry.FieldProblemReporter = (*Registry)(nil)
 )
 
 func newRegistry(o options, own bool) *Registry {
@@ -536,6 +547,7 @@ func newRegistry(o options, own bool) *Registry {
 		stateCh:   make(chan struct{}),
 		connCh:    make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		problems:  fieldreport.New("etcd", o.logger),
 	}
 	r.unregisterMetrics = r.registerMetrics(o.meter)
 	return r
@@ -626,7 +638,16 @@ func (r *Registry) TTL() time.Duration { return time.Duration(r.ttlSeconds()) * 
 func (r *Registry) ttlSeconds() int64 { return int64(math.Ceil(r.opts.ttl.Seconds())) }
 
 func (r *Registry) servicePrefix(service string) string {
-	return r.opts.prefix + "/" + service + "/"
+	return r.root() + service + "/"
+}
+
+// root is the prefix of every key: the prefix and a slash, except for
+// the root prefixes "" and "/".
+func (r *Registry) root() string {
+	if p := r.opts.prefix; p == "" || p == "/" {
+		return p
+	}
+	return r.opts.prefix + "/"
 }
 
 func (r *Registry) key(service, id string) string { return r.servicePrefix(service) + id }
@@ -677,6 +698,9 @@ type Stats struct {
 	Relists       uint64 // full re-reads by watchers after compaction or errors
 	Compacted     uint64 // watches that ended with ErrCompacted
 	RePuts        uint64 // own keys written again after being deleted by others
+	// FieldProblems counts optional fields that were dropped from kept
+	// instances (see FieldProblems), once per instance, field and value.
+	FieldProblems uint64
 }
 
 // Stats returns the counters.
@@ -688,5 +712,6 @@ func (r *Registry) Stats() Stats {
 		Relists:       r.stats.relists.Load(),
 		Compacted:     r.stats.compacted.Load(),
 		RePuts:        r.stats.reputs.Load(),
+		FieldProblems: r.problems.Count(),
 	}
 }

@@ -18,6 +18,7 @@ import (
 //	wayfinder.discovery.relists        counter full re-reads after compaction or errors
 //	wayfinder.discovery.compactions    counter watches ended by ErrCompacted
 //	wayfinder.discovery.skipped_values counter values under the prefix that did not decode
+//	wayfinder.discovery.field_problems counter optional fields dropped from kept instances
 //
 // All carry wayfinder.backend="etcd" and nothing else.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.meter = mp } }
@@ -35,6 +36,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 		{Name: "wayfinder.discovery.relists", Unit: "{list}", Desc: "Full re-reads by watchers after compaction or errors.", Counter: true},
 		{Name: "wayfinder.discovery.compactions", Unit: "{watch}", Desc: "Watches ended by ErrCompacted.", Counter: true},
 		{Name: "wayfinder.discovery.skipped_values", Unit: "{value}", Desc: "Values under the prefix that did not decode.", Counter: true},
+		{Name: "wayfinder.discovery.field_problems", Unit: "{field}", Desc: "Optional fields dropped from kept instances, once per instance and value.", Counter: true},
 	}, func() map[string]int64 {
 		st, s := r.State(), r.Stats()
 		healthy := int64(0)
@@ -51,6 +53,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 			"wayfinder.discovery.relists":        int64(s.Relists),
 			"wayfinder.discovery.compactions":    int64(s.Compacted),
 			"wayfinder.discovery.skipped_values": int64(s.SkippedValues),
+			"wayfinder.discovery.field_problems": int64(s.FieldProblems),
 		}
 	})
 }

@@ -122,7 +122,7 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	}
 	inst = inst.Clone()
 	inst.Registered = time.Now()
-	value, err := encode(inst)
+	value, err := encode(inst, r.opts.format)
 	if err != nil {
 		return fmt.Errorf("etcd: register %s: %w", inst, err)
 	}

@@ -23,6 +23,8 @@ func TestURLs(t *testing.T) {
 		"etcd://",
 		"etcd://h:1?tls=true",
 		"etcd://h:1?tls=0",
+		// etcd naming targets: relative prefixes and the roots.
+		"etcd://h:1?prefix=naming/team-a", "etcd://h:1?prefix=/", "etcd://h:1?prefix=",
 	}
 	for _, raw := range good {
 		if err := registry.ValidateURL(raw); err != nil {
@@ -37,7 +39,7 @@ func TestURLs(t *testing.T) {
 	}
 	bad := map[string]string{
 		"etcd://127.0.0.1:2379?prfix=/x":            "known parameters: prefix, timeout, tls, ttl",
-		"etcd://127.0.0.1:2379?prefix=x":            "prefix",
+		"etcd://127.0.0.1:2379?prefix=x//y":         "empty segments",
 		"etcd://127.0.0.1:2379?prefix=/x/":          "trailing slash",
 		"etcd://127.0.0.1:2379?prefix=/a&prefix=/b": "given 2 times",
 		"etcd://127.0.0.1:2379?ttl=fast":            "ttl",

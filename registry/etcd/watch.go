@@ -57,9 +57,14 @@ func (r *Registry) decodeAll(service string, kvs []*mvccpb.KeyValue) map[string]
 
 // apply puts kv's instance into set, or removes its key if the value does
 // not decode: a foreign or corrupt value is never an instance, but it
-// never hides the others either.
+// never hides the others either. A value whose only faults are in
+// optional fields is an instance without them, and the faults are
+// reported once.
 func (r *Registry) apply(set map[string]registry.Instance, prefix, service string, kv *mvccpb.KeyValue) {
-	inst, err := decode(prefix, service, kv.Key, kv.Value)
+	inst, problems, err := decode(prefix, service, kv.Key, kv.Value)
+	if err == nil {
+		r.problems.Observe(service, inst.ID, problems)
+	}
 	if err != nil {
 		r.stats.skipped.Add(1)
 		r.log.Warn("etcd: skipping undecodable value", "key", string(kv.Key), "err", err)
@@ -282,6 +287,11 @@ func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[stri
 	}
 }
 
+// FieldProblems implements registry.FieldProblemReporter.
+func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
+	return r.problems.Problems(service)
+}
+
 // Services implements registry.ServiceLister: the services with at least
 // one key under the prefix. It reads keys only, so it is cheap even for
 // large registries; a key that is not <prefix>/<service>/<id> with a
@@ -293,7 +303,7 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: services: %w", err)
 	}
-	root := r.opts.prefix + "/"
+	root := r.root()
 	resp, err := cli.Get(ctx, root, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		if r.isClosed() {
@@ -304,7 +314,7 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	seen := map[string]bool{}
 	for _, kv := range resp.Kvs {
 		svc, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), root), "/")
-		if ok && id != "" && registry.ValidateService(svc) == nil {
+		if ok && id != "" && !strings.Contains(id, "/") && registry.ValidateService(svc) == nil {
 			seen[svc] = true
 		}
 	}

@@ -44,7 +44,8 @@ func run(regURL, listen, name, zone string, log *slog.Logger) error {
 		return err
 	}
 	defer reg.Close()
-	s, err := server.New(reg, "hello", server.WithListenAddress(listen), server.WithID(name), server.WithZone(zone), server.WithLogger(log))
+	s, err := server.New(reg, "hello", server.WithListenAddress(listen), server.WithID(name), server.WithZone(zone), server.WithLogger(log),
+		server.WithReflection()) // grpcurl list, wayfinder call without stubs
 	if err != nil {
 		return err
 	}
