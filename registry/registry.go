@@ -102,9 +102,11 @@ type Registry interface {
 	Close() error
 }
 
-// HealthFunc reports an instance's health: nil while it should receive
-// traffic, an error saying why not otherwise.
-type HealthFunc func(ctx context.Context) error
+// HealthFunc reports the health of inst, a registered instance: nil
+// while it should receive traffic, an error saying why not otherwise.
+// It is the one health callback of every backend and the server
+// lifecycle.
+type HealthFunc func(ctx context.Context, inst Instance) error
 
 // HealthRegistrar is an optional interface of a Registrar whose
 // registrations carry a health check that the registrant must feed, such

@@ -349,7 +349,7 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first
 
 // healthy reports the grpc.health.v1 status of the whole server (""),
 // for registries whose checks the registrant feeds.
-func (s *Server) healthy(ctx context.Context) error {
+func (s *Server) healthy(ctx context.Context, _ registry.Instance) error {
 	resp, err := s.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		return err

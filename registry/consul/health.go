@@ -17,13 +17,13 @@ type HealthChecker interface {
 	Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error)
 }
 
-// GRPCHealth adapts a grpc.health.v1 server to a HealthFunc, so that the
+// GRPCHealth adapts a grpc.health.v1 server to a registry.HealthFunc, so that the
 // TTL heartbeat reports what the server itself reports: the status of
 // the instance's service if the server knows it, else that of the
 // server as a whole (""). Anything but SERVING is unhealthy, so setting
 // NOT_SERVING (as a draining server does) takes the instance out of the
 // passing set at the next heartbeat.
-func GRPCHealth(hs HealthChecker) HealthFunc {
+func GRPCHealth(hs HealthChecker) registry.HealthFunc {
 	return func(ctx context.Context, inst registry.Instance) error {
 		resp, err := hs.Check(ctx, &healthpb.HealthCheckRequest{Service: inst.Service})
 		if status.Code(err) == codes.NotFound {

@@ -1,7 +1,6 @@
 package consul
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -49,12 +48,6 @@ func (c Consistency) String() string {
 	return "default"
 }
 
-// HealthFunc reports the health of a registered instance: nil for
-// healthy, an error (whose text becomes the check's output) otherwise.
-// It is called before every TTL heartbeat with a context bounded by the
-// heartbeat interval.
-type HealthFunc func(ctx context.Context, inst registry.Instance) error
-
 // Option configures a Registry.
 type Option func(*config)
 
@@ -84,7 +77,7 @@ type config struct {
 	grpcService     string
 	grpcTLS         bool
 	noServerGRPC    bool
-	health          HealthFunc
+	health          registry.HealthFunc
 	deregisterAfter time.Duration
 	resync          time.Duration
 
@@ -247,7 +240,7 @@ func WithGRPCCheckService(name string, useTLS bool) Option {
 // heartbeat reports only that the process is alive; with it (for
 // example GRPCHealth(healthServer)) the check mirrors the server's real
 // serving status, so a NOT_SERVING server leaves the passing set.
-func WithHealth(f HealthFunc) Option { return func(c *config) { c.health = f } }
+func WithHealth(f registry.HealthFunc) Option { return func(c *config) { c.health = f } }
 
 // WithDeregisterCriticalAfter sets how long Consul keeps an instance
 // whose checks are critical before removing it (at least 1m, the

@@ -312,7 +312,7 @@ func (g *registration) run(ctx context.Context) {
 func (g *registration) health(ctx context.Context) error {
 	f := g.r.cfg.health
 	if g.healthFn != nil {
-		f = func(ctx context.Context, _ registry.Instance) error { return g.healthFn(ctx) }
+		f = g.healthFn
 	}
 	if f == nil {
 		return nil
