@@ -1,0 +1,217 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+)
+
+func selector(ref serviceRef) string {
+	return labels.Set{discoveryv1.LabelServiceName: ref.name}.String()
+}
+
+// Lookup implements registry.Discovery: it reads the Service (for its
+// port) and lists all its EndpointSlices.
+func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Instance, error) {
+	ref, err := r.ref(service)
+	if err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, registry.ErrClosed)
+	}
+	all, _, port, err := r.list(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, err)
+	}
+	return driver.Normalize(merge(service, port, all)), nil
+}
+
+// list reads the Service's port and all its slices, and returns them
+// with the list's resourceVersion.
+func (r *Registry) list(ctx context.Context, ref serviceRef) (map[string]*discoveryv1.EndpointSlice, string, string, error) {
+	port, err := r.portName(ctx, ref)
+	if err != nil {
+		return nil, "", "", err
+	}
+	lctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	l, err := r.slices.EndpointSlices(ref.namespace).List(lctx, metav1.ListOptions{LabelSelector: selector(ref)})
+	if err != nil {
+		return nil, "", "", r.apiError(fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
+	}
+	all := make(map[string]*discoveryv1.EndpointSlice, len(l.Items))
+	for i := range l.Items {
+		all[l.Items[i].Name] = &l.Items[i]
+	}
+	return all, l.ResourceVersion, port, nil
+}
+
+// Watch implements registry.Discovery. It starts one goroutine that
+// lists the Service's slices, then follows them with a watch from the
+// list's resourceVersion; it does not wait for the network.
+func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
+	ref, err := r.ref(service)
+	if err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
+	var feed *driver.Watcher
+	feed = driver.NewWatcher(Scheme, service, func() {
+		cancel()
+		<-done
+		r.watchers.Remove(feed)
+	})
+	w := &watcher{r: r, service: service, ref: ref, feed: feed}
+	go func() {
+		defer close(done)
+		w.run(wctx)
+	}()
+	if !r.watchers.Add(feed) {
+		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
+	}
+	return feed, nil
+}
+
+// watcher follows one Service's slices and feeds the merged set to a
+// driver.Watcher, which keeps the contract. Its fields are owned by run.
+type watcher struct {
+	r       *Registry
+	service string
+	ref     serviceRef
+	feed    *driver.Watcher
+
+	slices map[string]*discoveryv1.EndpointSlice
+	port   string
+	rv     string
+}
+
+func (w *watcher) publish() {
+	w.feed.Set(merge(w.service, w.port, w.slices), w.rv)
+}
+
+func (w *watcher) fail(err error) {
+	w.feed.Fail(fmt.Errorf("kubernetes: watch %q: %w", w.service, err))
+}
+
+// run lists, then watches from the list's resourceVersion, until ctx
+// ends.
+//
+//   - A watch the server ends (its timeout, a restart): watch again from
+//     the last resourceVersion, which bookmarks keep recent.
+//   - 410 Gone (the resourceVersion was compacted away): list again at
+//     once and publish the new set if it differs.
+//   - Any failure to list or to start a watch: report it (the set is
+//     kept), back off, and list again, so that the recovery is a full
+//     read.
+func (w *watcher) run(ctx context.Context) {
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+	list := true
+	for ctx.Err() == nil {
+		if list {
+			all, rv, port, err := w.r.list(ctx, w.ref)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.fail(err)
+				backoff.Sleep(ctx, bo.Next())
+				continue
+			}
+			w.slices, w.rv, w.port, list = all, rv, port, false
+			w.publish()
+		}
+		gone, err := w.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case gone:
+			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
+			bo.Reset()
+			list = true
+		case err == nil:
+			bo.Reset() // the server ended a healthy watch: resume
+		default:
+			w.fail(err)
+			backoff.Sleep(ctx, bo.Next())
+			list = true
+		}
+	}
+}
+
+// follow watches the slices from w.rv, applying each event, until the
+// watch ends. It reports whether the server answered 410 Gone, and the
+// error, if any, that prevented or broke the watch; nil if the server
+// ended a watch that worked.
+func (w *watcher) follow(ctx context.Context) (gone bool, err error) {
+	what := fmt.Sprintf("watch endpointslices of %s/%s", w.ref.namespace, w.ref.name)
+	// The server ends the watch after the timeout; a little randomness
+	// spreads the re-watches of many clients, as client-go's reflector
+	// does.
+	timeout := int64(300 + time.Now().UnixNano()%300)
+	wi, err := w.r.slices.EndpointSlices(w.ref.namespace).Watch(ctx, metav1.ListOptions{
+		LabelSelector:       selector(w.ref),
+		ResourceVersion:     w.rv,
+		AllowWatchBookmarks: true,
+		TimeoutSeconds:      &timeout,
+	})
+	if err != nil {
+		if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+			return true, nil
+		}
+		return false, w.r.apiError(what, err)
+	}
+	defer wi.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case ev, ok := <-wi.ResultChan():
+			if !ok {
+				return false, nil
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified, watch.Deleted:
+				s, ok := ev.Object.(*discoveryv1.EndpointSlice)
+				if !ok {
+					continue
+				}
+				if ev.Type == watch.Deleted {
+					delete(w.slices, s.Name)
+				} else {
+					w.slices[s.Name] = s
+				}
+				w.rv = s.ResourceVersion
+				w.publish()
+			case watch.Bookmark:
+				if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
+					w.rv = s.ResourceVersion
+				}
+			case watch.Error:
+				err := apierrors.FromObject(ev.Object)
+				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+					return true, nil
+				}
+				return false, w.r.apiError(what, err)
+			}
+		}
+	}
+}
