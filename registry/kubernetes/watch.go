@@ -114,8 +114,11 @@ func (w *watcher) fail(err error) {
 // run lists, then watches from the list's resourceVersion, until ctx
 // ends.
 //
-//   - A watch the server ends (its timeout, a restart): watch again from
-//     the last resourceVersion, which bookmarks keep recent.
+//   - A watch that lasts until the server's timeout: watch again from the
+//     last resourceVersion, which bookmarks keep recent.
+//   - A watch that ends early: list again (and publish the difference).
+//     client-go turns a connection lost or refused into a watch that
+//     simply ends, so only the list can tell an outage from a blip.
 //   - 410 Gone (the resourceVersion was compacted away): list again at
 //     once and publish the new set if it differs.
 //   - Any failure to list or to start a watch: report it (the set is
@@ -138,35 +141,48 @@ func (w *watcher) run(ctx context.Context) {
 			w.slices, w.rv, w.port, list = all, rv, port, false
 			w.publish()
 		}
-		gone, err := w.follow(ctx)
+		res, err := w.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
-		case gone:
-			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
-			bo.Reset()
-			list = true
-		case err == nil:
-			bo.Reset() // the server ended a healthy watch: resume
-		default:
+		case err != nil:
 			w.fail(err)
 			backoff.Sleep(ctx, bo.Next())
 			list = true
+		case res == watchGone:
+			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
+			bo.Reset()
+			list = true
+		case res == watchEarly:
+			// Not a hot loop if the watch keeps ending at once while
+			// lists succeed.
+			backoff.Sleep(ctx, bo.Next())
+			list = true
+		default:
+			bo.Reset()
 		}
 	}
 }
 
+type watchEnd int
+
+const (
+	watchTimeout watchEnd = iota // the server's timeout: resume
+	watchEarly                   // before it, without an error
+	watchGone                    // 410 Gone
+)
+
 // follow watches the slices from w.rv, applying each event, until the
-// watch ends. It reports whether the server answered 410 Gone, and the
-// error, if any, that prevented or broke the watch; nil if the server
-// ended a watch that worked.
-func (w *watcher) follow(ctx context.Context) (gone bool, err error) {
+// watch ends, and says how it ended; err is set if the watch could not
+// start or the server reported an error other than 410 Gone.
+func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 	what := fmt.Sprintf("watch endpointslices of %s/%s", w.ref.namespace, w.ref.name)
 	// The server ends the watch after the timeout; a little randomness
 	// spreads the re-watches of many clients, as client-go's reflector
 	// does.
 	timeout := int64(300 + time.Now().UnixNano()%300)
+	start := time.Now()
 	wi, err := w.r.slices.EndpointSlices(w.ref.namespace).Watch(ctx, metav1.ListOptions{
 		LabelSelector:       selector(w.ref),
 		ResourceVersion:     w.rv,
@@ -175,18 +191,21 @@ func (w *watcher) follow(ctx context.Context) (gone bool, err error) {
 	})
 	if err != nil {
 		if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
-			return true, nil
+			return watchGone, nil
 		}
-		return false, w.r.apiError(what, err)
+		return watchEarly, w.r.apiError(what, err)
 	}
 	defer wi.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false, nil
+			return watchTimeout, nil
 		case ev, ok := <-wi.ResultChan():
 			if !ok {
-				return false, nil
+				if time.Since(start) < time.Duration(timeout)*time.Second-5*time.Second {
+					return watchEarly, nil
+				}
+				return watchTimeout, nil
 			}
 			switch ev.Type {
 			case watch.Added, watch.Modified, watch.Deleted:
@@ -208,9 +227,9 @@ func (w *watcher) follow(ctx context.Context) (gone bool, err error) {
 			case watch.Error:
 				err := apierrors.FromObject(ev.Object)
 				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
-					return true, nil
+					return watchGone, nil
 				}
-				return false, w.r.apiError(what, err)
+				return watchEarly, w.r.apiError(what, err)
 			}
 		}
 	}
