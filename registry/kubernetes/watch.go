@@ -151,6 +151,7 @@ func (w *watcher) run(ctx context.Context) {
 			backoff.Sleep(ctx, bo.Next())
 			list = true
 		case res == watchGone:
+			testHookGone()
 			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
 			bo.Reset()
 			list = true
@@ -164,6 +165,13 @@ func (w *watcher) run(ctx context.Context) {
 		}
 	}
 }
+
+// Test hooks: the server-side timeout of each watch, in seconds, and a
+// call for each 410 Gone. Tests set them before any watch starts.
+var (
+	watchTimeoutSeconds = func() int64 { return 300 + time.Now().UnixNano()%300 }
+	testHookGone        = func() {}
+)
 
 type watchEnd int
 
@@ -181,7 +189,7 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 	// The server ends the watch after the timeout; a little randomness
 	// spreads the re-watches of many clients, as client-go's reflector
 	// does.
-	timeout := int64(300 + time.Now().UnixNano()%300)
+	timeout := watchTimeoutSeconds()
 	start := time.Now()
 	wi, err := w.r.slices.EndpointSlices(w.ref.namespace).Watch(ctx, metav1.ListOptions{
 		LabelSelector:       selector(w.ref),
@@ -202,7 +210,8 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 			return watchTimeout, nil
 		case ev, ok := <-wi.ResultChan():
 			if !ok {
-				if time.Since(start) < time.Duration(timeout)*time.Second-5*time.Second {
+				full := time.Duration(timeout) * time.Second
+				if time.Since(start) < full-min(5*time.Second, full/4) {
 					return watchEarly, nil
 				}
 				return watchTimeout, nil
