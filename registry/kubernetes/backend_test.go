@@ -541,3 +541,32 @@ func TestAPIServerRestart(t *testing.T) {
 	}
 	t.Logf("%d RPCs across the restart, none failed", calls.Load())
 }
+
+// TestRegisterInAPod: an instance whose address Kubernetes already lists
+// (a Pod) is not written again by Register, and is one instance, the
+// Pod's, with the Pod's conditions; Deregister leaves it alone.
+func TestRegisterInAPod(t *testing.T) {
+	a := newAdmin(t)
+	const svc = "inpod"
+	a.createService(t, svc)
+	a.putSlice(t, svc, slice("inpod-1", discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: "10.244.14.1"}))
+	r := newReg(t, testenv.KubeAdminToken)
+	pod := registry.Instance{ID: "pod-1", Service: svc, Address: "10.244.14.1:50051", Version: "v1"}
+	if err := r.Register(ctxT(t, 10*time.Second), pod); err != nil {
+		t.Fatalf("Register(%v) = %v", pod, err)
+	}
+	l, err := a.slices.EndpointSlices("default").List(ctxT(t, 5*time.Second), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil || len(l.Items) != 1 {
+		t.Fatalf("slices of %s after Register in a Pod = %d, %v; want only the controller's", svc, len(l.Items), err)
+	}
+	got, err := r.Lookup(ctxT(t, 5*time.Second), svc)
+	if err != nil || len(got) != 1 || got[0].ID != "10.244.14.1:50051" {
+		t.Fatalf("Lookup(%q) = %+v, %v; want the Pod's endpoint once", svc, got, err)
+	}
+	if err := r.Deregister(ctxT(t, 5*time.Second), pod); err != nil {
+		t.Fatalf("Deregister = %v", err)
+	}
+	if got, err := r.Lookup(ctxT(t, 5*time.Second), svc); err != nil || len(got) != 1 {
+		t.Fatalf("Lookup(%q) after Deregister = %v, %v; want the Pod's endpoint, which Kubernetes manages", svc, addrs(got), err)
+	}
+}

@@ -28,6 +28,13 @@ import (
 // Register: the EndpointSlice controller lists them from the Service's
 // selector and their readiness.
 //
+// An instance whose address is already an endpoint of a slice the
+// backend did not write (a Pod, listed by the EndpointSlice controller)
+// is Kubernetes's to manage: Register writes nothing for it, logs that
+// it did not, and returns nil, and Deregister has nothing to delete.
+// Its drain works through its readiness probe: NOT_SERVING makes the
+// kubelet mark it not ready, and the watch drops it.
+//
 // The slice has no liveness of its own: a registrant that crashes
 // without Deregister leaves its endpoint until it is deleted.
 func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
@@ -44,6 +51,12 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	port, err := r.ensureService(ctx, ref, inst)
 	if err != nil {
 		return fmt.Errorf("kubernetes: register %v: %w", inst, err)
+	}
+	if managed, err := r.kubernetesManaged(ctx, ref, inst); err != nil {
+		return fmt.Errorf("kubernetes: register %v: %w", inst, err)
+	} else if managed {
+		r.opts.logger.Info("kubernetes: instance is an endpoint Kubernetes manages (a Pod); Register writes nothing", "instance", inst.String())
+		return nil
 	}
 	for attempt := 0; ; attempt++ {
 		err = r.putSlice(ctx, ref, port, inst)
@@ -71,6 +84,34 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 		return fmt.Errorf("kubernetes: deregister %v: %w", inst, r.apiError("delete endpointslice", err))
 	}
 	return nil
+}
+
+// kubernetesManaged reports whether inst's address is an endpoint of a
+// slice of its Service that the backend did not write. Only those
+// slices are listed, so that registering many instances stays cheap.
+func (r *Registry) kubernetesManaged(ctx context.Context, ref serviceRef, inst registry.Instance) (bool, error) {
+	ctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	sel := selector(ref) + "," + discoveryv1.LabelManagedBy + "!=" + ManagedBy
+	l, err := r.slices.EndpointSlices(ref.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return false, r.apiError(fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
+	}
+	host, port, _ := net.SplitHostPort(inst.Address)
+	for i := range l.Items {
+		s := &l.Items[i]
+		for _, p := range s.Ports {
+			if p.Port == nil || strconv.Itoa(int(*p.Port)) != port {
+				continue
+			}
+			for _, ep := range s.Endpoints {
+				if len(ep.Addresses) > 0 && ep.Addresses[0] == host {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // sliceName is the name of the slice of one instance: a hash of its

@@ -87,6 +87,7 @@ type candidate struct {
 // slices; the result is sorted by ID.
 func merge(service string, port string, all map[string]*discoveryv1.EndpointSlice) []registry.Instance {
 	byAddr := map[string]candidate{}
+	foreign := map[string]bool{} // addresses in slices the backend did not write
 	for _, name := range sortedKeys(all) {
 		s := all[name]
 		p, ok := slicePort(s, port)
@@ -121,7 +122,9 @@ func merge(service string, port string, all map[string]*discoveryv1.EndpointSlic
 			if w, err := strconv.Atoi(s.Labels[LabelWeight]); err == nil && w > 0 && w <= registry.MaxWeight {
 				inst.Weight = w
 			}
-			if managed != nil {
+			if managed == nil {
+				foreign[addr] = true
+			} else {
 				inst.ID, inst.Version, inst.Weight = managed.ID, managed.Version, managed.Weight
 				inst.Tags, inst.Metadata, inst.Registered = managed.Tags, managed.Metadata, managed.Registered
 			}
@@ -131,6 +134,13 @@ func merge(service string, port string, all map[string]*discoveryv1.EndpointSlic
 				continue // the first slice (by name) with the best conditions wins
 			}
 			byAddr[inst.ID] = candidate{inst: inst, class: c, slice: name}
+		}
+	}
+	// An address Kubernetes already lists (a Pod that also called
+	// Register) is the Pod's endpoint, with the Pod's conditions.
+	for id, c := range byAddr {
+		if c.inst.ID != c.inst.Address && foreign[c.inst.Address] {
+			delete(byAddr, id)
 		}
 	}
 	best := excluded

@@ -138,3 +138,14 @@ func TestChoosePortAndNames(t *testing.T) {
 		}
 	}
 }
+
+func TestMergePodOverManaged(t *testing.T) {
+	m := mkSlice("m", discoveryv1.AddressTypeIPv4, 7, ep{addr: "10.0.0.1"})
+	m.Labels = map[string]string{discoveryv1.LabelManagedBy: ManagedBy}
+	m.Annotations = map[string]string{AnnotationInstance: `{"id":"pod-1"}`}
+	f := mkSlice("f", discoveryv1.AddressTypeIPv4, 7, ep{addr: "10.0.0.1", ready: ptr(false), serving: ptr(true), terminating: ptr(true)})
+	got := merge("s", "grpc", map[string]*discoveryv1.EndpointSlice{"m": m, "f": f})
+	if len(got) != 1 || got[0].ID != "10.0.0.1:7" {
+		t.Fatalf("merge(managed and Pod slice of one address) = %+v; want the Pod's endpoint only", got)
+	}
+}
