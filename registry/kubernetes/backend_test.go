@@ -25,6 +25,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/kubernetes"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
+	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -335,14 +336,15 @@ func TestRegisterCreatesService(t *testing.T) {
 // with its configuration from KUBECONFIG, as outside a cluster.
 func TestURLsAndKubeconfig(t *testing.T) {
 	t.Setenv("KUBECONFIG", shared.Kubeconfig(t, testenv.KubeAdminToken))
-	for _, raw := range []string{"kubernetes://", "kubernetes:///", "kubernetes://?namespace=prod&port=grpc", "kubernetes://?port=50051&timeout=2s&context=test"} {
+	for _, raw := range []string{"kubernetes://", "kubernetes:///", "kubernetes://?namespace=prod&port=grpc", "kubernetes://?port=50051&timeout=2s&context=test", "kubernetes://?ttl=10s"} {
 		if err := registry.ValidateURL(raw); err != nil {
 			t.Errorf("ValidateURL(%q) = %v, want nil", raw, err)
 		}
 	}
 	for raw, want := range map[string]string{
 		"kubernetes://10.0.0.1:6443":       "host",
-		"kubernetes://?prt=grpc":           "known parameters: context, namespace, port, timeout",
+		"kubernetes://?prt=grpc":           "known parameters: context, namespace, port, timeout, ttl",
+		"kubernetes://?ttl=500ms":          "ttl",
 		"kubernetes://?port=Bad_Name":      "port",
 		"kubernetes://?port=70000":         "port",
 		"kubernetes://?namespace=Prod":     "namespace",
@@ -550,7 +552,7 @@ func TestRegisterInAPod(t *testing.T) {
 	const svc = "inpod"
 	a.createService(t, svc)
 	a.putSlice(t, svc, slice("inpod-1", discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: "10.244.14.1"}))
-	r := newReg(t, testenv.KubeAdminToken)
+	r := newReg(t, testenv.KubeAdminToken, kubernetes.WithPodCheck(true)) // as in a cluster
 	pod := registry.Instance{ID: "pod-1", Service: svc, Address: "10.244.14.1:50051", Version: "v1"}
 	if err := r.Register(ctxT(t, 10*time.Second), pod); err != nil {
 		t.Fatalf("Register(%v) = %v", pod, err)
@@ -559,14 +561,104 @@ func TestRegisterInAPod(t *testing.T) {
 	if err != nil || len(l.Items) != 1 {
 		t.Fatalf("slices of %s after Register in a Pod = %d, %v; want only the controller's", svc, len(l.Items), err)
 	}
-	got, err := r.Lookup(ctxT(t, 5*time.Second), svc)
+	// Other clients see the Pod's endpoint under its address; the
+	// registrant, under the ID it registered, so that its drain can
+	// wait for that ID to leave.
+	got, err := newReg(t, testenv.KubeAdminToken).Lookup(ctxT(t, 5*time.Second), svc)
 	if err != nil || len(got) != 1 || got[0].ID != "10.244.14.1:50051" {
 		t.Fatalf("Lookup(%q) = %+v, %v; want the Pod's endpoint once", svc, got, err)
+	}
+	got, err = r.Lookup(ctxT(t, 5*time.Second), svc)
+	if err != nil || len(got) != 1 || got[0].ID != "pod-1" || got[0].Address != "10.244.14.1:50051" {
+		t.Fatalf("the registrant's Lookup(%q) = %+v, %v; want the Pod's endpoint once, as pod-1", svc, got, err)
 	}
 	if err := r.Deregister(ctxT(t, 5*time.Second), pod); err != nil {
 		t.Fatalf("Deregister = %v", err)
 	}
 	if got, err := r.Lookup(ctxT(t, 5*time.Second), svc); err != nil || len(got) != 1 {
 		t.Fatalf("Lookup(%q) after Deregister = %v, %v; want the Pod's endpoint, which Kubernetes manages", svc, addrs(got), err)
+	}
+}
+
+// TestLiveness: a registrant renews its registration while it runs;
+// once it stops (Close without Deregister, as a crash would), its
+// endpoint leaves every reader's view about a TTL later.
+func TestLiveness(t *testing.T) {
+	const ttl = 2 * time.Second
+	a, err := kubernetes.New(kubernetes.WithRESTConfig(restConfig("", testenv.KubeAdminToken)), kubernetes.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	inst := registry.Instance{ID: "vm-live", Service: "liveness", Address: "10.244.15.1:7000"}
+	if err := a.Register(ctxT(t, 10*time.Second), inst); err != nil {
+		t.Fatalf("Register = %v", err)
+	}
+	r := newReg(t, testenv.KubeAdminToken)
+	w, err := r.Watch(ctxT(t, 5*time.Second), "liveness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	nextUntil(t, w, 30*time.Second, []string{"10.244.15.1:7000"}, nil)
+	// Renewed: still there after three TTLs, and no update meanwhile.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*ttl)
+	got, err := w.Next(ctx)
+	cancel()
+	if err == nil {
+		t.Fatalf("Next() while the registrant renews = %v; want no change", addrs(got))
+	}
+	if got, err := r.Lookup(ctxT(t, 5*time.Second), "liveness"); err != nil || len(got) != 1 {
+		t.Fatalf("Lookup after 3 TTLs of renewals = %v, %v; want the instance", addrs(got), err)
+	}
+	start := time.Now()
+	a.Close() // stops renewing, deregisters nothing
+	nextUntil(t, w, 4*ttl, []string{}, nil)
+	if d := time.Since(start); d < ttl/2 {
+		t.Fatalf("the endpoint left %v after its registrant stopped, before its TTL could pass", d)
+	}
+	t.Logf("the endpoint left %v after its registrant stopped (TTL %v)", time.Since(start).Round(10*time.Millisecond), ttl)
+}
+
+// TestDrainInAPod: a server.Server in a Pod keeps its drain order.
+// Register writes nothing (the Pod is the controller's endpoint), and
+// Stop, after NOT_SERVING, waits until the Pod's endpoint has left the
+// server's own watch view (here: the test marks it terminating, as the
+// controller would once the readiness probe fails) before GracefulStop.
+func TestDrainInAPod(t *testing.T) {
+	a := newAdmin(t)
+	const svc = "drain"
+	a.createService(t, svc)
+	a.putSlice(t, svc, slice("drain-1", discoveryv1.AddressTypeIPv4, 50051,
+		endpoint{addr: "10.244.16.1"}, endpoint{addr: "10.244.16.2"}))
+	r := newReg(t, testenv.KubeAdminToken, kubernetes.WithPodCheck(true)) // as in a cluster
+	s, err := server.New(r, svc, server.WithID("pod-1"), server.WithListenAddress("127.0.0.1:0"),
+		server.WithAdvertiseAddress("10.244.16.1:50051"), server.WithDrainTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatalf("Start = %v", err)
+	}
+	l, err := a.slices.EndpointSlices("default").List(ctxT(t, 5*time.Second), metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil || len(l.Items) != 1 {
+		t.Fatalf("slices of %s after Start in a Pod = %d, %v; want only the controller's", svc, len(l.Items), err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop() = %v before the Pod's endpoint left the view; want it to wait", err)
+	case <-time.After(2 * time.Second):
+	}
+	a.putSlice(t, svc, slice("drain-1", discoveryv1.AddressTypeIPv4, 50051,
+		endpoint{addr: "10.244.16.1", ready: ptr(false), serving: ptr(false), terminating: ptr(true)}, endpoint{addr: "10.244.16.2"}))
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop() = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Stop() still waiting 20s after the Pod's endpoint left the view")
 	}
 }

@@ -19,7 +19,8 @@
 // Pod), never from the URL. Parameters: namespace (of names that give
 // none; default the kubeconfig context's, or the Pod's), port (a Service
 // port name or number; required when the Service has several), context
-// (a kubeconfig context) and timeout (of each request but watches).
+// (a kubeconfig context), timeout (of each request but watches) and ttl
+// (how long a registration outlives its registrant; see Register).
 //
 // # What is read
 //
@@ -33,7 +34,8 @@
 // the EndpointSlice controller copies to its slices, give the Version
 // and the Weight. On the slices that Register writes, an annotation
 // (AnnotationInstance) carries the ID, version, weight, tags and
-// metadata.
+// metadata, and its liveness: the registrant renews the slice every
+// TTL/3 and readers drop an endpoint not renewed for a TTL.
 //
 // # Errors
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ const Scheme = "kubernetes"
 // Defaults.
 const (
 	DefaultTimeout   = 5 * time.Second
+	DefaultTTL       = 30 * time.Second
 	DefaultNamespace = "default"
 	// DefaultPortName names the Service port that Register creates when
 	// the Service does not exist and no port was chosen.
@@ -48,7 +50,7 @@ var (
 	ErrPort = errors.New("kubernetes: no such port")
 )
 
-var urlParams = []string{"context", "namespace", "port", "timeout"}
+var urlParams = []string{"context", "namespace", "port", "timeout", "ttl"}
 
 func init() {
 	registry.RegisterScheme(Scheme, urlOpener{})
@@ -78,11 +80,23 @@ type options struct {
 	namespace  string
 	port       string
 	timeout    time.Duration
+	ttl        time.Duration
+	podCheck   bool
 	logger     *slog.Logger
 }
 
 func defaultOptions() options {
-	return options{timeout: DefaultTimeout, logger: slog.New(slog.DiscardHandler)}
+	return options{timeout: DefaultTimeout, ttl: DefaultTTL, podCheck: inCluster(), logger: slog.New(slog.DiscardHandler)}
+}
+
+// inCluster reports whether this process runs in a Pod: client-go's own
+// test for the in-cluster configuration.
+func inCluster() bool {
+	if os.Getenv("KUBERNETES_SERVICE_HOST") == "" || os.Getenv("KUBERNETES_SERVICE_PORT") == "" {
+		return false
+	}
+	_, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/token")
+	return err == nil
 }
 
 // WithRESTConfig uses cfg to reach the API server, instead of loading a
@@ -109,6 +123,17 @@ func WithPort(port string) Option { return func(o *options) { o.port = port } }
 // WithTimeout bounds each request other than watches.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
+// WithTTL sets how long a registration outlives its registrant: Register
+// renews its slice every ttl/3, and readers drop it ttl after the last
+// renewal. It is rounded down to whole seconds, at least 1s.
+func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
+
+// WithPodCheck sets whether Register first looks for the instance's
+// address among the endpoints Kubernetes manages, to write nothing for a
+// Pod's own endpoint (one list request per Register). The default is on
+// in a cluster, where registrants are Pods, and off outside.
+func WithPodCheck(on bool) Option { return func(o *options) { o.podCheck = on } }
+
 // WithLogger sets the logger for background events. The default discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -124,9 +149,15 @@ type Registry struct {
 	cancel    context.CancelFunc
 	watchers  driver.Watchers
 
-	mu     sync.Mutex // guards ports
-	ports  map[string]string
-	closed bool
+	mu    sync.Mutex // guards ports, regs, closed and each registration's inst
+	ports map[string]string
+	regs  map[string]*registration // by Instance.Key
+	// aliases: service -> address -> ID, for Pods that registered
+	// themselves (see Register); active: the watchers to tell.
+	aliases map[string]map[string]string
+	active  map[string]map[*watcher]struct{}
+	closed  bool
+	wg      sync.WaitGroup // the renewal loops
 }
 
 var _ registry.Registry = (*Registry)(nil)
@@ -143,6 +174,9 @@ func New(opts ...Option) (*Registry, error) {
 	}
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("kubernetes: timeout %v must be positive", o.timeout)
+	}
+	if o.ttl < time.Second || o.ttl > 24*time.Hour {
+		return nil, fmt.Errorf("kubernetes: TTL %v out of range 1s..24h", o.ttl)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
@@ -196,7 +230,8 @@ func New(opts ...Option) (*Registry, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
 		opts: o, namespace: ns, slices: sl, core: core,
-		ctx: ctx, cancel: cancel, ports: map[string]string{},
+		ctx: ctx, cancel: cancel, ports: map[string]string{}, regs: map[string]*registration{},
+		aliases: map[string]map[string]string{}, active: map[string]map[*watcher]struct{}{},
 	}, nil
 }
 
@@ -242,6 +277,13 @@ func parseURL(u *url.URL) ([]Option, error) {
 	}
 	if v := q.Get("context"); v != "" {
 		opts = append(opts, WithContext(v))
+	}
+	if v := q.Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return nil, fmt.Errorf("%w: kubernetes: ttl %q: want a duration of at least 1s, such as 30s", registry.ErrInvalidURL, v)
+		}
+		opts = append(opts, WithTTL(d))
 	}
 	if v := q.Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -348,13 +390,16 @@ func (r *Registry) isClosed() bool {
 	return r.closed
 }
 
-// Close implements registry.Registry: it closes every watcher. It does
-// not deregister anything.
+// Close implements registry.Registry: it closes every watcher and stops
+// renewing registrations. It does not deregister anything: what it
+// registered expires a TTL later unless another Registry registers it
+// again.
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
 	r.cancel()
+	r.wg.Wait()
 	r.watchers.CloseAll()
 	return nil
 }

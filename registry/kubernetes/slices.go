@@ -70,13 +70,20 @@ type managedFields struct {
 	Tags       []string          `json:"tags,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	Registered time.Time         `json:"registered,omitzero"`
+	// Renewed and TTLSeconds are the registration's liveness: the
+	// registrant renews the slice every TTL/3, and readers drop an
+	// endpoint not renewed for TTLSeconds (by their own clock, as
+	// Kubernetes itself reads node Leases). TTLSeconds 0: no expiry.
+	Renewed    time.Time `json:"renewed,omitzero"`
+	TTLSeconds int       `json:"ttlSeconds,omitempty"`
 }
 
 // candidate is one endpoint of one slice, before the merge.
 type candidate struct {
-	inst  registry.Instance
-	class class
-	slice string
+	inst    registry.Instance
+	class   class
+	slice   string
+	managed bool
 }
 
 // merge turns every slice of a service into its instance set: the
@@ -86,19 +93,58 @@ type candidate struct {
 // counts once, with its best conditions. slices maps slice names to
 // slices; the result is sorted by ID.
 func merge(service string, port string, all map[string]*discoveryv1.EndpointSlice) []registry.Instance {
+	insts, _ := mergeAt(service, port, views(all), time.Now(), nil)
+	return insts
+}
+
+// sliceView is a slice with its Wayfinder annotation decoded (nil if it
+// has none), so that a watcher decodes each version of a slice once, not
+// once per merge.
+type sliceView struct {
+	s       *discoveryv1.EndpointSlice
+	managed *managedFields
+}
+
+func view(s *discoveryv1.EndpointSlice) sliceView {
+	v := sliceView{s: s}
+	if s.Labels[discoveryv1.LabelManagedBy] == ManagedBy {
+		var m managedFields
+		if err := json.Unmarshal([]byte(s.Annotations[AnnotationInstance]), &m); err == nil && m.ID != "" {
+			v.managed = &m
+		}
+	}
+	return v
+}
+
+func views(all map[string]*discoveryv1.EndpointSlice) map[string]sliceView {
+	out := make(map[string]sliceView, len(all))
+	for name, s := range all {
+		out[name] = view(s)
+	}
+	return out
+}
+
+// mergeAt is merge at time now, leaving out managed endpoints whose
+// registration has expired; it also returns when the next live one
+// expires (zero if none will). alias gives IDs to endpoints the backend
+// did not write, by address: the IDs a Pod registered itself under.
+func mergeAt(service string, port string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time) {
+	var next time.Time
 	byAddr := map[string]candidate{}
 	foreign := map[string]bool{} // addresses in slices the backend did not write
 	for _, name := range sortedKeys(all) {
-		s := all[name]
+		s, managed := all[name].s, all[name].managed
 		p, ok := slicePort(s, port)
 		if !ok {
 			continue
 		}
-		var managed *managedFields
-		if s.Labels[discoveryv1.LabelManagedBy] == ManagedBy {
-			var m managedFields
-			if err := json.Unmarshal([]byte(s.Annotations[AnnotationInstance]), &m); err == nil && m.ID != "" {
-				managed = &m
+		if managed != nil && managed.TTLSeconds > 0 {
+			exp := managed.Renewed.Add(time.Duration(managed.TTLSeconds) * time.Second)
+			if !now.Before(exp) {
+				continue // its registrant stopped renewing it
+			}
+			if next.IsZero() || exp.Before(next) {
+				next = exp
 			}
 		}
 		for _, ep := range s.Endpoints {
@@ -124,6 +170,9 @@ func merge(service string, port string, all map[string]*discoveryv1.EndpointSlic
 			}
 			if managed == nil {
 				foreign[addr] = true
+				if id, ok := alias[addr]; ok {
+					inst.ID = id
+				}
 			} else {
 				inst.ID, inst.Version, inst.Weight = managed.ID, managed.Version, managed.Weight
 				inst.Tags, inst.Metadata, inst.Registered = managed.Tags, managed.Metadata, managed.Registered
@@ -133,13 +182,13 @@ func merge(service string, port string, all map[string]*discoveryv1.EndpointSlic
 			if prev, dup := byAddr[inst.ID]; dup && prev.class >= c {
 				continue // the first slice (by name) with the best conditions wins
 			}
-			byAddr[inst.ID] = candidate{inst: inst, class: c, slice: name}
+			byAddr[inst.ID] = candidate{inst: inst, class: c, slice: name, managed: managed != nil}
 		}
 	}
 	// An address Kubernetes already lists (a Pod that also called
 	// Register) is the Pod's endpoint, with the Pod's conditions.
 	for id, c := range byAddr {
-		if c.inst.ID != c.inst.Address && foreign[c.inst.Address] {
+		if c.managed && foreign[c.inst.Address] {
 			delete(byAddr, id)
 		}
 	}
@@ -154,7 +203,7 @@ func merge(service string, port string, all map[string]*discoveryv1.EndpointSlic
 		}
 	}
 	slices.SortFunc(out, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	return out, next
 }
 
 // slicePort returns the number of the port named name in s.

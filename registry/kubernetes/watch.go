@@ -34,7 +34,8 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, err)
 	}
-	return driver.Normalize(merge(service, port, all)), nil
+	insts, _ := mergeAt(service, port, views(all), time.Now(), r.aliasesOf(service))
+	return driver.Normalize(insts), nil
 }
 
 // list reads the Service's port and all its slices, and returns them
@@ -79,9 +80,20 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 		<-done
 		r.watchers.Remove(feed)
 	})
-	w := &watcher{r: r, service: service, ref: ref, feed: feed}
+	w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
+	r.mu.Lock()
+	if r.active[service] == nil {
+		r.active[service] = map[*watcher]struct{}{}
+	}
+	r.active[service][w] = struct{}{}
+	r.mu.Unlock()
 	go func() {
 		defer close(done)
+		defer func() {
+			r.mu.Lock()
+			delete(r.active[service], w)
+			r.mu.Unlock()
+		}()
 		w.run(wctx)
 	}()
 	if !r.watchers.Add(feed) {
@@ -98,13 +110,33 @@ type watcher struct {
 	ref     serviceRef
 	feed    *driver.Watcher
 
-	slices map[string]*discoveryv1.EndpointSlice
+	slices map[string]sliceView
 	port   string
 	rv     string
+	expiry *time.Timer   // the next expiry of a managed endpoint; nil if none
+	nudge  chan struct{} // 1 slot: the Registry's aliases changed
 }
 
+// publish feeds the merged set, and arms the timer for the next expiry
+// of a managed endpoint, if any.
 func (w *watcher) publish() {
-	w.feed.Set(merge(w.service, w.port, w.slices), w.rv)
+	insts, next := mergeAt(w.service, w.port, w.slices, time.Now(), w.r.aliasesOf(w.service))
+	w.feed.Set(insts, w.rv)
+	if w.expiry != nil {
+		w.expiry.Stop()
+		w.expiry = nil
+	}
+	if !next.IsZero() {
+		w.expiry = time.NewTimer(time.Until(next))
+	}
+}
+
+// expired is the expiry timer's channel, or nil.
+func (w *watcher) expired() <-chan time.Time {
+	if w.expiry == nil {
+		return nil
+	}
+	return w.expiry.C
 }
 
 func (w *watcher) fail(err error) {
@@ -125,6 +157,11 @@ func (w *watcher) fail(err error) {
 //     kept), back off, and list again, so that the recovery is a full
 //     read.
 func (w *watcher) run(ctx context.Context) {
+	defer func() {
+		if w.expiry != nil {
+			w.expiry.Stop()
+		}
+	}()
 	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
 	list := true
 	for ctx.Err() == nil {
@@ -138,7 +175,7 @@ func (w *watcher) run(ctx context.Context) {
 				backoff.Sleep(ctx, bo.Next())
 				continue
 			}
-			w.slices, w.rv, w.port, list = all, rv, port, false
+			w.slices, w.rv, w.port, list = views(all), rv, port, false
 			w.publish()
 		}
 		res, err := w.follow(ctx)
@@ -208,6 +245,11 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 		select {
 		case <-ctx.Done():
 			return watchTimeout, nil
+		case <-w.expired():
+			w.expiry = nil
+			w.publish()
+		case <-w.nudge:
+			w.publish()
 		case ev, ok := <-wi.ResultChan():
 			if !ok {
 				full := time.Duration(timeout) * time.Second
@@ -225,7 +267,7 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 				if ev.Type == watch.Deleted {
 					delete(w.slices, s.Name)
 				} else {
-					w.slices[s.Name] = s
+					w.slices[s.Name] = view(s)
 				}
 				w.rv = s.ResourceVersion
 				w.publish()
