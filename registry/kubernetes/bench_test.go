@@ -18,7 +18,7 @@ import (
 // new set, the API server's write included. It also reports the heap a
 // watcher of that Service holds.
 //
-//	go test -run '^$' -bench LargeService -benchtime 20x ./registry/kubernetes
+//	cd registry/kubernetes && go test -run '^$' -bench LargeService -benchtime 20x .
 func BenchmarkLargeServiceSliceChange(b *testing.B) {
 	const slices, per = 50, 100
 	a := newAdmin(b)
