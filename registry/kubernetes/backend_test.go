@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -474,9 +473,6 @@ func TestZoneAwareFromSlices(t *testing.T) {
 // no RPC fails (the resolver keeps the last set), and a change made
 // after the restart reaches the client.
 func TestAPIServerRestart(t *testing.T) {
-	if os.Getenv("WAYFINDER_KUBE_NO_RESTART") != "" {
-		t.Skip("WAYFINDER_KUBE_NO_RESTART is set")
-	}
 	a := newAdmin(t)
 	const svc = "restart"
 	a.createService(t, svc)

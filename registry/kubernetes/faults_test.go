@@ -112,9 +112,6 @@ func (w *kwriter) churn(n int) {
 }
 
 func TestFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
 	a := newAdmin(t)
 	svc := fmt.Sprintf("faults-%d", time.Now().UnixNano()%1e6)
 	a.createService(t, svc)
