@@ -1,0 +1,55 @@
+// Package kubernetes is Wayfinder's backend on the Kubernetes API: it
+// discovers the endpoints of Services from their EndpointSlices, and
+// registers instances outside Pods as EndpointSlices of its own.
+//
+// It is a Go module of its own, so that programs that do not import it
+// never build or download client-go.
+//
+// # URLs
+//
+// Importing the package registers the "kubernetes" scheme:
+//
+//	kubernetes:///hello                  Service hello in the default namespace
+//	kubernetes:///hello.prod?port=grpc   Service hello in namespace prod, port "grpc"
+//	kubernetes:///hello?port=50051       the Service port numbered 50051
+//
+// A target's service is <service> or <service>.<namespace>. The URL has
+// no host: the API server and credentials come from client-go's rules
+// (KUBECONFIG, ~/.kube/config, or the in-cluster configuration of a
+// Pod), never from the URL. Parameters: namespace (of names that give
+// none; default the kubeconfig context's, or the Pod's), port (a Service
+// port name or number; required when the Service has several), context
+// (a kubeconfig context), timeout (of each request but watches) and ttl
+// (how long a registration outlives its registrant; see Register).
+//
+// # What is read
+//
+// All EndpointSlices labelled kubernetes.io/service-name=<service> are
+// merged; an address in two slices counts once. Ready endpoints are
+// used. Serving and terminating endpoints are used only when no endpoint
+// is ready, as a last resort; endpoints that are not serving are never
+// used. An endpoint's zone is the instance's Zone; its first address and
+// the slice's port of the chosen name make the instance's Address, which
+// is also its ID. A Service's labels LabelVersion and LabelWeight, which
+// the EndpointSlice controller copies to its slices, give the Version
+// and the Weight. On the slices that Register writes, an annotation
+// (AnnotationInstance) carries the ID, version, weight, tags and
+// metadata, and its liveness: the registrant renews the slice every
+// TTL/3 and readers drop an endpoint not renewed for a TTL.
+//
+// # Errors
+//
+// Every error from the API wraps registry.ErrUnavailable, so the
+// resolver keeps the last good set; a Service that does not exist also
+// wraps ErrServiceNotFound, a denial (RBAC) ErrForbidden and a port that
+// cannot be chosen ErrPort. None is ever reported as an empty set. A
+// Service that exists without endpoints is an empty set.
+//
+// # Concurrency
+//
+// A Registry is safe for concurrent use. Each Watch runs one goroutine
+// that lists, then watches with bookmarks from the list's
+// resourceVersion; a watch the server ends resumes from the last
+// resourceVersion, and a "410 Gone" lists again and publishes the
+// difference. Close stops them all and waits.
+package kubernetes

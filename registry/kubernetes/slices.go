@@ -1,0 +1,243 @@
+package kubernetes
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// Labels and annotations the backend reads and writes.
+const (
+	// ManagedBy is the endpointslice.kubernetes.io/managed-by value of the
+	// EndpointSlices that Register writes, so that the EndpointSlice
+	// controller leaves them alone and they are easy to find.
+	ManagedBy = "wayfinder"
+	// AnnotationInstance holds, on a Wayfinder-managed EndpointSlice, the
+	// JSON of the fields of the instance that an endpoint cannot carry:
+	// ID, version, weight, tags, metadata and the registration stamp.
+	AnnotationInstance = "wayfinder-rpc.github.io/instance"
+	// LabelVersion and LabelWeight, on a Service, give its endpoints a
+	// Version and a Weight. The EndpointSlice controller copies a
+	// Service's labels to its slices, so they are read from the slices
+	// without any extra request.
+	LabelVersion = "wayfinder-rpc.github.io/version"
+	LabelWeight  = "wayfinder-rpc.github.io/weight"
+)
+
+// class is what an endpoint's conditions make of it.
+type class int
+
+const (
+	excluded class = iota
+	// lastResort: serving and terminating. Used only when no endpoint of
+	// the service is ready, as kube-proxy does.
+	lastResort
+	ready
+)
+
+// classify applies the EndpointSlice conditions: a nil ready or serving
+// means true, a nil terminating false (the API's own defaults).
+func classify(c discoveryv1.EndpointConditions) class {
+	isReady := c.Ready == nil || *c.Ready
+	serving := isReady
+	if c.Serving != nil {
+		serving = *c.Serving
+	}
+	terminating := c.Terminating != nil && *c.Terminating
+	switch {
+	case isReady:
+		return ready
+	case serving && terminating:
+		return lastResort
+	default:
+		return excluded
+	}
+}
+
+// managedFields is the annotation's JSON.
+type managedFields struct {
+	ID         string            `json:"id"`
+	Version    string            `json:"version,omitempty"`
+	Weight     int               `json:"weight,omitempty"`
+	Tags       []string          `json:"tags,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	Registered time.Time         `json:"registered,omitzero"`
+	// Renewed and TTLSeconds are the registration's liveness: the
+	// registrant renews the slice every TTL/3, and readers drop an
+	// endpoint not renewed for TTLSeconds (by their own clock, as
+	// Kubernetes itself reads node Leases). TTLSeconds 0: no expiry.
+	Renewed    time.Time `json:"renewed,omitzero"`
+	TTLSeconds int       `json:"ttlSeconds,omitempty"`
+}
+
+// candidate is one endpoint of one slice, before the merge.
+type candidate struct {
+	inst    registry.Instance
+	class   class
+	slice   string
+	managed bool
+}
+
+// merge turns every slice of a service into its instance set: the
+// endpoints with the chosen port name, one per address, ready ones only,
+// or the serving-and-terminating ones if none is ready. An address found
+// in several slices (while the controller moves it from one to another)
+// counts once, with its best conditions. slices maps slice names to
+// slices; the result is sorted by ID.
+func merge(service string, port string, all map[string]*discoveryv1.EndpointSlice) []registry.Instance {
+	insts, _ := mergeAt(service, port, views(all), time.Now(), nil)
+	return insts
+}
+
+// sliceView is a slice with its Wayfinder annotation decoded (nil if it
+// has none), so that a watcher decodes each version of a slice once, not
+// once per merge.
+type sliceView struct {
+	s       *discoveryv1.EndpointSlice
+	managed *managedFields
+}
+
+func view(s *discoveryv1.EndpointSlice) sliceView {
+	v := sliceView{s: s}
+	if s.Labels[discoveryv1.LabelManagedBy] == ManagedBy {
+		var m managedFields
+		if err := json.Unmarshal([]byte(s.Annotations[AnnotationInstance]), &m); err == nil && m.ID != "" {
+			v.managed = &m
+		}
+	}
+	return v
+}
+
+func views(all map[string]*discoveryv1.EndpointSlice) map[string]sliceView {
+	out := make(map[string]sliceView, len(all))
+	for name, s := range all {
+		out[name] = view(s)
+	}
+	return out
+}
+
+// mergeAt is merge at time now, leaving out managed endpoints whose
+// registration has expired; it also returns when the next live one
+// expires (zero if none will). alias gives IDs to endpoints the backend
+// did not write, by address: the IDs a Pod registered itself under.
+func mergeAt(service string, port string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time) {
+	var next time.Time
+	byAddr := map[string]candidate{}
+	foreign := map[string]bool{} // addresses in slices the backend did not write
+	for _, name := range sortedKeys(all) {
+		s, managed := all[name].s, all[name].managed
+		p, ok := slicePort(s, port)
+		if !ok {
+			continue
+		}
+		if managed != nil && managed.TTLSeconds > 0 {
+			exp := managed.Renewed.Add(time.Duration(managed.TTLSeconds) * time.Second)
+			if !now.Before(exp) {
+				continue // its registrant stopped renewing it
+			}
+			if next.IsZero() || exp.Before(next) {
+				next = exp
+			}
+		}
+		for _, ep := range s.Endpoints {
+			if len(ep.Addresses) == 0 {
+				continue
+			}
+			c := classify(ep.Conditions)
+			if c == excluded {
+				continue
+			}
+			// Consumers use the first address: the others are, by the
+			// API's definition, the same endpoint.
+			addr := net.JoinHostPort(ep.Addresses[0], strconv.Itoa(int(p)))
+			inst := registry.Instance{ID: addr, Service: service, Address: addr}
+			if ep.Zone != nil {
+				inst.Zone = *ep.Zone
+			}
+			if v := s.Labels[LabelVersion]; v != "" {
+				inst.Version = v
+			}
+			if w, err := strconv.Atoi(s.Labels[LabelWeight]); err == nil && w > 0 && w <= registry.MaxWeight {
+				inst.Weight = w
+			}
+			if managed == nil {
+				foreign[addr] = true
+				if id, ok := alias[addr]; ok {
+					inst.ID = id
+				}
+			} else {
+				inst.ID, inst.Version, inst.Weight = managed.ID, managed.Version, managed.Weight
+				inst.Tags, inst.Metadata, inst.Registered = managed.Tags, managed.Metadata, managed.Registered
+			}
+			// The key is the address for endpoints the backend did not
+			// write, so that an address in two slices counts once.
+			if prev, dup := byAddr[inst.ID]; dup && prev.class >= c {
+				continue // the first slice (by name) with the best conditions wins
+			}
+			byAddr[inst.ID] = candidate{inst: inst, class: c, slice: name, managed: managed != nil}
+		}
+	}
+	// An address Kubernetes already lists (a Pod that also called
+	// Register) is the Pod's endpoint, with the Pod's conditions.
+	for id, c := range byAddr {
+		if c.managed && foreign[c.inst.Address] {
+			delete(byAddr, id)
+		}
+	}
+	best := excluded
+	for _, c := range byAddr {
+		best = max(best, c.class)
+	}
+	out := make([]registry.Instance, 0, len(byAddr))
+	for _, c := range byAddr {
+		if c.class == best {
+			out = append(out, c.inst)
+		}
+	}
+	slices.SortFunc(out, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
+	return out, next
+}
+
+// slicePort returns the number of the port named name in s.
+func slicePort(s *discoveryv1.EndpointSlice, name string) (int32, bool) {
+	for _, p := range s.Ports {
+		pn := ""
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if pn == name && p.Port != nil {
+			return *p.Port, true
+		}
+	}
+	return 0, false
+}
+
+// addressType returns the EndpointSlice address type of host.
+func addressType(host string) discoveryv1.AddressType {
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		return discoveryv1.AddressTypeFQDN
+	case ip.Is4() || ip.Is4In6():
+		return discoveryv1.AddressTypeIPv4
+	default:
+		return discoveryv1.AddressTypeIPv6
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

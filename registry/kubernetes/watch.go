@@ -1,0 +1,287 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+)
+
+func selector(ref serviceRef) string {
+	return labels.Set{discoveryv1.LabelServiceName: ref.name}.String()
+}
+
+// Lookup implements registry.Discovery: it reads the Service (for its
+// port) and lists all its EndpointSlices.
+func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Instance, error) {
+	ref, err := r.ref(service)
+	if err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, registry.ErrClosed)
+	}
+	all, _, port, err := r.list(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, err)
+	}
+	insts, _ := mergeAt(service, port, views(all), time.Now(), r.aliasesOf(service))
+	return driver.Normalize(insts), nil
+}
+
+// list reads the Service's port and all its slices, and returns them
+// with the list's resourceVersion.
+func (r *Registry) list(ctx context.Context, ref serviceRef) (map[string]*discoveryv1.EndpointSlice, string, string, error) {
+	port, err := r.portName(ctx, ref)
+	if err != nil {
+		return nil, "", "", err
+	}
+	lctx, cancel := r.callCtx(ctx)
+	defer cancel()
+	l, err := r.slices.EndpointSlices(ref.namespace).List(lctx, metav1.ListOptions{LabelSelector: selector(ref)})
+	if err != nil {
+		return nil, "", "", r.apiError(fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
+	}
+	all := make(map[string]*discoveryv1.EndpointSlice, len(l.Items))
+	for i := range l.Items {
+		all[l.Items[i].Name] = &l.Items[i]
+	}
+	return all, l.ResourceVersion, port, nil
+}
+
+// Watch implements registry.Discovery. It starts one goroutine that
+// lists the Service's slices, then follows them with a watch from the
+// list's resourceVersion; it does not wait for the network.
+func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
+	ref, err := r.ref(service)
+	if err != nil {
+		return nil, err
+	}
+	if r.isClosed() {
+		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
+	var feed *driver.Watcher
+	feed = driver.NewWatcher(Scheme, service, func() {
+		cancel()
+		<-done
+		r.watchers.Remove(feed)
+	})
+	w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
+	r.mu.Lock()
+	if r.active[service] == nil {
+		r.active[service] = map[*watcher]struct{}{}
+	}
+	r.active[service][w] = struct{}{}
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		defer func() {
+			r.mu.Lock()
+			delete(r.active[service], w)
+			r.mu.Unlock()
+		}()
+		w.run(wctx)
+	}()
+	if !r.watchers.Add(feed) {
+		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
+	}
+	return feed, nil
+}
+
+// watcher follows one Service's slices and feeds the merged set to a
+// driver.Watcher, which keeps the contract. Its fields are owned by run.
+type watcher struct {
+	r       *Registry
+	service string
+	ref     serviceRef
+	feed    *driver.Watcher
+
+	slices map[string]sliceView
+	port   string
+	rv     string
+	expiry *time.Timer   // the next expiry of a managed endpoint; nil if none
+	nudge  chan struct{} // 1 slot: the Registry's aliases changed
+}
+
+// publish feeds the merged set, and arms the timer for the next expiry
+// of a managed endpoint, if any.
+func (w *watcher) publish() {
+	insts, next := mergeAt(w.service, w.port, w.slices, time.Now(), w.r.aliasesOf(w.service))
+	w.feed.Set(insts, w.rv)
+	if w.expiry != nil {
+		w.expiry.Stop()
+		w.expiry = nil
+	}
+	if !next.IsZero() {
+		w.expiry = time.NewTimer(time.Until(next))
+	}
+}
+
+// expired is the expiry timer's channel, or nil.
+func (w *watcher) expired() <-chan time.Time {
+	if w.expiry == nil {
+		return nil
+	}
+	return w.expiry.C
+}
+
+func (w *watcher) fail(err error) {
+	w.feed.Fail(fmt.Errorf("kubernetes: watch %q: %w", w.service, err))
+}
+
+// run lists, then watches from the list's resourceVersion, until ctx
+// ends.
+//
+//   - A watch that lasts until the server's timeout: watch again from the
+//     last resourceVersion, which bookmarks keep recent.
+//   - A watch that ends early: list again (and publish the difference).
+//     client-go turns a connection lost or refused into a watch that
+//     simply ends, so only the list can tell an outage from a blip.
+//   - 410 Gone (the resourceVersion was compacted away): list again at
+//     once and publish the new set if it differs.
+//   - Any failure to list or to start a watch: report it (the set is
+//     kept), back off, and list again, so that the recovery is a full
+//     read.
+func (w *watcher) run(ctx context.Context) {
+	defer func() {
+		if w.expiry != nil {
+			w.expiry.Stop()
+		}
+	}()
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+	list := true
+	for ctx.Err() == nil {
+		if list {
+			all, rv, port, err := w.r.list(ctx, w.ref)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.fail(err)
+				backoff.Sleep(ctx, bo.Next())
+				continue
+			}
+			w.slices, w.rv, w.port, list = views(all), rv, port, false
+			w.publish()
+		}
+		res, err := w.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err != nil:
+			w.fail(err)
+			backoff.Sleep(ctx, bo.Next())
+			list = true
+		case res == watchGone:
+			testHookGone()
+			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
+			bo.Reset()
+			list = true
+		case res == watchEarly:
+			// Not a hot loop if the watch keeps ending at once while
+			// lists succeed.
+			backoff.Sleep(ctx, bo.Next())
+			list = true
+		default:
+			bo.Reset()
+		}
+	}
+}
+
+// Test hooks: the server-side timeout of each watch, in seconds, and a
+// call for each 410 Gone. Tests set them before any watch starts.
+var (
+	watchTimeoutSeconds = func() int64 { return 300 + time.Now().UnixNano()%300 }
+	testHookGone        = func() {}
+)
+
+type watchEnd int
+
+const (
+	watchTimeout watchEnd = iota // the server's timeout: resume
+	watchEarly                   // before it, without an error
+	watchGone                    // 410 Gone
+)
+
+// follow watches the slices from w.rv, applying each event, until the
+// watch ends, and says how it ended; err is set if the watch could not
+// start or the server reported an error other than 410 Gone.
+func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
+	what := fmt.Sprintf("watch endpointslices of %s/%s", w.ref.namespace, w.ref.name)
+	// The server ends the watch after the timeout; a little randomness
+	// spreads the re-watches of many clients, as client-go's reflector
+	// does.
+	timeout := watchTimeoutSeconds()
+	start := time.Now()
+	wi, err := w.r.slices.EndpointSlices(w.ref.namespace).Watch(ctx, metav1.ListOptions{
+		LabelSelector:       selector(w.ref),
+		ResourceVersion:     w.rv,
+		AllowWatchBookmarks: true,
+		TimeoutSeconds:      &timeout,
+	})
+	if err != nil {
+		if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+			return watchGone, nil
+		}
+		return watchEarly, w.r.apiError(what, err)
+	}
+	defer wi.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return watchTimeout, nil
+		case <-w.expired():
+			w.expiry = nil
+			w.publish()
+		case <-w.nudge:
+			w.publish()
+		case ev, ok := <-wi.ResultChan():
+			if !ok {
+				full := time.Duration(timeout) * time.Second
+				if time.Since(start) < full-min(5*time.Second, full/4) {
+					return watchEarly, nil
+				}
+				return watchTimeout, nil
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified, watch.Deleted:
+				s, ok := ev.Object.(*discoveryv1.EndpointSlice)
+				if !ok {
+					continue
+				}
+				if ev.Type == watch.Deleted {
+					delete(w.slices, s.Name)
+				} else {
+					w.slices[s.Name] = view(s)
+				}
+				w.rv = s.ResourceVersion
+				w.publish()
+			case watch.Bookmark:
+				if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
+					w.rv = s.ResourceVersion
+				}
+			case watch.Error:
+				err := apierrors.FromObject(ev.Object)
+				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+					return watchGone, nil
+				}
+				return watchEarly, w.r.apiError(what, err)
+			}
+		}
+	}
+}
