@@ -76,6 +76,30 @@ func (r *Report) Charts() map[string]string {
 		}
 		charts["picker.svg"] = barChart("Picker cost and throughput as ratios to grpc round_robin", "ratio to round_robin (dashed line = 1)", false, 1, g)
 	}
+	var alts []barGroup
+	for _, a := range Alternatives {
+		res, ok := r.Find("picker", "-", a.Wayfinder)
+		if !ok {
+			continue
+		}
+		var bars []bar
+		for _, m := range []struct{ metric, label string }{
+			{"pick_n10_serial_vs_alt", "pick, 10, serial"},
+			{"pick_n10_parallel_vs_alt", "pick, 10, parallel"},
+			{"pick_n1000_serial_vs_alt", "pick, 1000, serial"},
+			{"pick_n1000_parallel_vs_alt", "pick, 1000, parallel"},
+		} {
+			if x, ok := res.Metrics[m.metric]; ok {
+				bars = append(bars, bar{Label: m.label, Value: x, Text: fmt.Sprintf("%.2f×", x)})
+			}
+		}
+		if len(bars) > 0 {
+			alts = append(alts, barGroup{Label: a.Wayfinder + " / " + a.Alternative, Bars: bars})
+		}
+	}
+	if len(alts) > 0 {
+		charts["alternatives.svg"] = barChart("Wayfinder's pick cost as a ratio to grpc-go's built-in", "Wayfinder ns/op ÷ built-in ns/op, same run (dashed line = 1; lower is better)", true, 1, alts)
+	}
 	if g := r.groups(backends, func(be string) []bar {
 		var bars []bar
 		for _, v := range []struct{ variant, label string }{{"drain", "Wayfinder drain"}, {"naive", "seed: stop, then deregister"}} {
@@ -199,12 +223,16 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		w("\n")
 	}
 
-	w("## Summary against the targets\n\n| what | backend | measured | baseline (same run) | ratio | target | |\n|---|---|---|---|---|---|---|\n")
+	w("## Summary against the targets\n\n| what | backend | measured | baseline (same run) | ratio | best alternative (same run) | target | |\n|---|---|---|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
 		target := map[string]float64{"memory": 1, "etcd": 20, "consul": 100}[be]
 		if x, ok := r.get("propagation", be, "wayfinder", "all_p99_ms"); ok {
 			p, _ := r.get("propagation", be, "poll500ms", "all_p99_ms")
-			w("| propagation p99 | %s | %s ms | %s ms | %s× faster | ≤ %s ms | %s |\n", be, fmtNum(x), fmtNum(p), fmtNum(p/x), fmtNum(target), check(x <= target))
+			alt := "—"
+			if a, ok := r.get("propagation", be, "blocking", "all_p99_ms"); ok {
+				alt = fmt.Sprintf("%s ms, blocking query per ClientConn (%s× Wayfinder's)", fmtNum(a), fmtNum(a/x))
+			}
+			w("| propagation p99 | %s | %s ms | %s ms | %s× faster | %s | ≤ %s ms | %s |\n", be, fmtNum(x), fmtNum(p), fmtNum(p/x), alt, fmtNum(target), check(x <= target))
 		}
 	}
 	for _, be := range r.Config.Backends {
@@ -218,29 +246,37 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 				meas = "< " + meas + " (0 seen)"
 				ratio = "≥ " + ratio
 			}
-			w("| idle requests per service | %s | %s; %s upstream watch(es) per service | %s/min | %s | ≥ 500× less, 1 watch per service | %s |\n",
-				be, meas, fmtNum(ws), fmtNum(p), ratio, check(p/x >= 500 && ws == 1))
+			alt := "—"
+			if a, ok := r.get("idle_load", be, "blocking", "requests_per_service_min"); ok {
+				alt = fmt.Sprintf("%s/min, blocking query per ClientConn", fmtNum(a))
+			}
+			w("| idle requests per service | %s | %s; %s upstream watch(es) per service | %s/min | %s | %s | ≥ 500× less, 1 watch per service | %s |\n",
+				be, meas, fmtNum(ws), fmtNum(p), ratio, alt, check(p/x >= 500 && ws == 1))
 		}
 	}
 	for _, be := range r.Config.Backends {
 		if x, ok := r.get("rolling_restart", be, "drain", "failed_calls"); ok {
 			p, _ := r.get("rolling_restart", be, "naive", "failed_calls")
-			w("| failed calls, rolling restart | %s | %s | %s (seed order) | | 0 | %s |\n", be, fmtNum(x), fmtNum(p), check(x == 0))
+			w("| failed calls, rolling restart | %s | %s | %s (seed order) | | — | 0 | %s |\n", be, fmtNum(x), fmtNum(p), check(x == 0))
 		}
 	}
 	for _, be := range r.Config.Backends {
 		if x, ok := r.get("outage", be, "wayfinder", "failed_during_outage"); ok {
 			fresh, _ := r.get("outage", be, "wayfinder", "watch_fresh_after_ms")
 			conv, _ := r.get("outage", be, "wayfinder", "converged")
-			w("| failed calls during a %v outage | %s | %s | | | 0 | %s |\n", r.Config.Outage, be, fmtNum(x), check(x == 0))
+			w("| failed calls during a %v outage | %s | %s | | | — | 0 | %s |\n", r.Config.Outage, be, fmtNum(x), check(x == 0))
 			change, _ := r.get("outage", be, "wayfinder", "change_reaches_picker_ms")
-			w("| registry back → first fresh update (watch fresh / a change reaches the picker) | %s | %s ms / %s ms | | | ≤ 2000 ms | %s |\n", be, fmtNum(fresh), fmtNum(change), check(change >= 0 && change <= 2000))
-			w("| converged after the outage | %s | %s | | | yes | %s |\n", be, yesNo(conv == 1), check(conv == 1))
+			w("| registry back → first fresh update (watch fresh / a change reaches the picker) | %s | %s ms / %s ms | | | — | ≤ 2000 ms | %s |\n", be, fmtNum(fresh), fmtNum(change), check(change >= 0 && change <= 2000))
+			w("| converged after the outage | %s | %s | | | — | yes | %s |\n", be, yesNo(conv == 1), check(conv == 1))
 		}
 	}
 	if x, ok := r.get("slow_backend", "memory", "wayfinder_p2c_ewma", "success_pct"); ok {
 		p, _ := r.get("slow_backend", "memory", "round_robin", "success_pct")
-		w("| success, 1 of %d backends stalled | memory | %.3f %% (P2C-EWMA) | %.3f %% (round_robin) | | ≥ 99.9 %% | %s |\n", r.Config.TailBackends, x, p, check(x >= 99.9))
+		alt := "—"
+		if a, ok := r.get("slow_backend", "memory", "least_request_experimental", "success_pct"); ok {
+			alt = fmt.Sprintf("%.3f %% (least_request_experimental)", a)
+		}
+		w("| success, 1 of %d backends stalled | memory | %.3f %% (P2C-EWMA) | %.3f %% (round_robin) | | %s | ≥ 99.9 %% | %s |\n", r.Config.TailBackends, x, p, alt, check(x >= 99.9))
 	}
 	r.pickerSummary(w)
 	w("\n")
@@ -317,7 +353,9 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	w("\n")
 
-	w("## 4. Rolling restart under load\n\n")
+	r.alternativesSection(w, img)
+
+	w("## 5. Rolling restart under load\n\n")
 	w("%d servers, restarted in turn on new ports, %d restarts per run, while 4 workers call every 2 ms through a Wayfinder resolver with no retry policy. *drain* is Wayfinder's server lifecycle (NOT_SERVING, deregister, wait until gone from the watch view, GracefulStop); *naive* is the seed's order: stop serving, then deregister.\n\n", r.Config.RollServers, r.Config.Rolls)
 	img("rolling_restart.svg", "rolling restart chart")
 	w("| backend | order | calls | failed | stop p50 / max (ms) |\n|---|---|---|---|---|\n")
@@ -331,7 +369,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	w("\n")
 
-	w("## 5. Registry outage\n\n")
+	w("## 6. Registry outage\n\n")
 	w("Three servers (Wayfinder's lifecycle) and a client calling them (4 workers, every 2 ms); then the whole registry goes down for %v: the Consul server and the etcd member are stopped (SIGTERM) and started again on the same ports and data; the memory store fails every call with ErrUnavailable. *fresh watch* is the time from the registry answering again until the client's watch has read it (`Cache.Watches`); *change* is the time until an instance registered at that moment receives calls. *All 4 back* is when a fresh `Lookup` shows the three servers and the new instance again (a restarted Consul restores registrations with critical TTL checks until their next heartbeat); *converged* then compares the client's set with that `Lookup`.\n\n", r.Config.Outage)
 	w("| backend | failed / calls during the outage | failed / calls in the 2 s after | fresh watch (ms) | change reaches the picker (ms) | all 4 instances back in the registry, checked from 2 s after the return (ms) | converged |\n|---|---|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
@@ -350,8 +388,8 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	w("\n")
 
-	w("## 6. Slow-backend tail\n\n")
-	w("%d servers; after a 1 s warm-up one of them answers every call after %v, for %v. Two ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline. A failed call counts at the deadline in the latency figures.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
+	w("## 7. Slow-backend tail\n\n")
+	w("%d servers; for each group of policies in turn, after a 1 s warm-up, one of them answers every call after %v, for %v. The group's ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline and a random hash key (in the `x-bench-key` header and through `hash.WithKey`). A failed call counts at the deadline in the latency figures. Groups: round_robin, wayfinder_p2c_ewma and least_request_experimental; wayfinder_consistent_hash (hashing the header) and ring_hash_experimental, both of which send the stalled backend's keys to it by design. weighted_round_robin and outlier_detection_experimental are not built in this module (section 4), so not in this scenario.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
 	img("slow_backend.svg", "slow backend chart")
 	w("| policy | calls | failed | success | p50 / p99 / p99.9 / max (ms) |\n|---|---|---|---|---|\n")
 	for _, res := range r.variants("slow_backend", "memory") {
@@ -360,7 +398,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	w("\n")
 
-	w("## 7. Scale\n\n")
+	w("## 8. Scale\n\n")
 	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn; picker cost at 1,000 endpoints is in section 3.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
 	for _, res := range r.variants("scale", "memory") {
 		mm := res.Metrics
@@ -423,25 +461,33 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 		return hi, at, found
 	}
 	for _, t := range []struct {
-		label, policy, mode string
-		target              float64
+		label, policy, alt, mode string
+		target                   float64
 	}{
-		{"weighted round robin pick", "wayfinder_weighted_round_robin", "serial", 1.5},
-		{"weighted round robin pick", "wayfinder_weighted_round_robin", "parallel", 1.5},
-		{"P2C pick+done", "wayfinder_p2c_ewma", "serial", 2},
-		{"P2C pick+done", "wayfinder_p2c_ewma", "parallel", 2},
+		{"weighted round robin pick", "wayfinder_weighted_round_robin", "weighted_round_robin", "serial", 1.5},
+		{"weighted round robin pick", "wayfinder_weighted_round_robin", "weighted_round_robin", "parallel", 1.5},
+		{"P2C pick+done", "wayfinder_p2c_ewma", "least_request_experimental", "serial", 2},
+		{"P2C pick+done", "wayfinder_p2c_ewma", "least_request_experimental", "parallel", 2},
 	} {
 		if v, n, ok := worst(t.policy, t.mode); ok {
-			w("| %s, %s (worst size: %s endpoints) | - | %s× | round_robin | | ≤ %s× | %s |\n", t.label, t.mode, n, fmtNum(v), fmtNum(t.target), check(v <= t.target))
+			alt := "—"
+			if a, an, ok := worst(t.alt, t.mode); ok {
+				alt = fmt.Sprintf("%s: %s× (worst size: %s)", t.alt, fmtNum(a), an)
+			}
+			w("| %s, %s (worst size: %s endpoints) | - | %s× | round_robin | | %s | ≤ %s× | %s |\n", t.label, t.mode, n, fmtNum(v), alt, fmtNum(t.target), check(v <= t.target))
 		}
 	}
 	if v, ok := r.get("picker", "-", "wayfinder_consistent_hash", "pick_n1000_serial_ns"); ok {
-		w("| consistent hash pick, 1000 endpoints | - | %s ns | | | ≤ 150 ns | %s |\n", fmtNum(v), check(v <= 150))
+		alt := "—"
+		if a, ok := r.get("picker", "-", "ring_hash_experimental", "pick_n1000_serial_ns"); ok {
+			alt = fmt.Sprintf("ring_hash_experimental: %s ns", fmtNum(a))
+		}
+		w("| consistent hash pick, 1000 endpoints | - | %s ns | | | %s | ≤ 150 ns | %s |\n", fmtNum(v), alt, check(v <= 150))
 	}
 	var lo float64
 	var minP string
 	for _, res := range r.Results {
-		if res.Scenario != "picker" || res.Variant == "round_robin" {
+		if res.Scenario != "picker" || res.Variant == "round_robin" || isAlternative(res.Variant) {
 			continue
 		}
 		if v, ok := res.Metrics["throughput_ratio"]; ok && (minP == "" || v < lo) {
@@ -450,6 +496,64 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 	}
 	if minP != "" {
 		self, _ := r.get("picker", "-", "round_robin", "throughput_ratio")
-		w("| RPC throughput, lowest policy (%s) | - | %s× | round_robin (against itself: %s×) | | ≥ 0.97× | %s |\n", minP, fmtNum(lo), fmtNum(self), check(lo >= 0.97))
+		w("| RPC throughput, lowest Wayfinder policy (%s) | - | %s× | round_robin (against itself: %s×) | | — | ≥ 0.97× | %s |\n", minP, fmtNum(lo), fmtNum(self), check(lo >= 0.97))
+	}
+}
+
+// isAlternative reports whether variant is one of grpc-go's built-ins
+// measured as an alternative.
+func isAlternative(variant string) bool {
+	for _, a := range Alternatives {
+		if a.Alternative == variant {
+			return true
+		}
+	}
+	return false
+}
+
+// alternativesSection renders one subsection per pair of Alternatives:
+// what the alternative is, how it was configured, and the ratios from
+// the same run.
+func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt string)) {
+	w("## 4. Against grpc-go's built-in policies\n\n")
+	w("What a user would pick instead of each Wayfinder policy: grpc-go's built-in of the same purpose, configured as a user outside xDS would, built through its registered builder on the same fake ClientConn (pick cost) or dialled to the same 10 loopback servers (throughput) in the same `go test` run as the Wayfinder policy. *vs built-in* is the Wayfinder policy's figure divided by the built-in's: for pick cost lower is better (0.5× = half the cost), for throughput higher is better, measured in 8 slices alternating the two ClientConns (`BenchmarkVersus`). `weighted_round_robin` needs the ORCA protos of github.com/cncf/xds and `outlier_detection_experimental` registers only when google.golang.org/grpc/xds is imported (about 500 packages), so those two pairs run in the separate module `%s`, with their own round_robin, and never enter the library's build.\n\n", xdsModule)
+	img("alternatives.svg", "pick cost against the built-ins chart")
+	cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
+	for i, a := range Alternatives {
+		res, ok := r.Find("picker", "-", a.Wayfinder)
+		if !ok {
+			continue
+		}
+		alt, _ := r.Find("picker", "-", a.Alternative)
+		mm := res.Metrics
+		w("### 4.%d %s: `%s` against `%s`\n\n", i+1, a.Purpose, a.Wayfinder, a.Alternative)
+		w("`%s` configured with %s; measured in `%s`.\n\n", a.Alternative, a.Config, a.Module)
+		w("| | Wayfinder ns/op, B/op, allocs | built-in ns/op, B/op, allocs | vs built-in |\n|---|---|---|---|\n")
+		for _, c := range cols {
+			v, ok := mm[c+"_ns"]
+			if !ok {
+				continue
+			}
+			ratio := "—"
+			if x, ok := mm[c+"_vs_alt"]; ok {
+				ratio = fmt.Sprintf("%.2f×", x)
+			}
+			altTxt := "—"
+			if x, ok := mm["alt_"+c+"_ns"]; ok {
+				altTxt = fmt.Sprintf("%s, %s, %s", fmtNum(x), fmtNum(alt.Metrics[c+"_bop"]), fmtNum(alt.Metrics[c+"_allocs"]))
+			}
+			w("| %s | %s, %s, %s | %s | %s |\n", strings.ReplaceAll(c, "_", " "), fmtNum(v), fmtNum(mm[c+"_bop"]), fmtNum(mm[c+"_allocs"]), altTxt, ratio)
+		}
+		if x, ok := mm["throughput_vs_alt"]; ok {
+			w("| RPC throughput, interleaved | | | %.2f× |\n", x)
+		}
+		if s, ok := r.get("slow_backend", "memory", a.Wayfinder, "success_pct"); ok {
+			if t, ok := r.get("slow_backend", "memory", a.Alternative, "success_pct"); ok {
+				fw, _ := r.get("slow_backend", "memory", a.Wayfinder, "failed")
+				fa, _ := r.get("slow_backend", "memory", a.Alternative, "failed")
+				w("| 1 of %d backends stalled: success (failed calls) | %.3f %% (%s) | %.3f %% (%s) | %s× the failures |\n", r.Config.TailBackends, s, fmtNum(fw), t, fmtNum(fa), fmtNum(fw/max(fa, 1)))
+			}
+		}
+		w("\n")
 	}
 }
