@@ -190,6 +190,10 @@ func TestRunConsul(t *testing.T) {
 	cfg.Scenarios = []string{"idle_load"}
 	rep := Run(t, cfg)
 	checkInvariants(t, rep, "consul", cfg)
+	// The blocking-query baseline shares nothing: one query per ClientConn.
+	if got := metric(t, rep, "idle_load", "consul", "blocking", "upstream_watches"); got != float64(cfg.IdleConns) {
+		t.Errorf("idle_load blocking: %v open queries, want one per ClientConn (%d)", got, cfg.IdleConns)
+	}
 }
 
 func TestRecordsFailures(t *testing.T) {

@@ -105,6 +105,21 @@ func dialConfig(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc,
 	return cc, hellopb.NewHelloServiceClient(cc)
 }
 
+// dialBlocking returns a ClientConn for svc through the blocking-query
+// baseline b, with round_robin, closed with tb.
+func dialBlocking(tb testing.TB, b *blockingBuilder, svc string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+	tb.Helper()
+	cc, err := grpc.NewClient(blockingScheme+":///"+svc,
+		grpc.WithResolvers(b),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	if err != nil {
+		tb.Fatalf("bench: NewClient: %v", err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc, hellopb.NewHelloServiceClient(cc)
+}
+
 // newCache returns a cache without linger, closed with tb.
 func newCache(tb testing.TB) *resolver.Cache {
 	c := resolver.NewCache(resolver.WithLinger(0))

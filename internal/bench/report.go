@@ -30,6 +30,8 @@ func (r *Report) Charts() map[string]string {
 			{"wayfinder", "all_p99_ms", "Wayfinder p99"},
 			{"poll500ms", "all_p50_ms", "poll 500 ms p50"},
 			{"poll500ms", "all_p99_ms", "poll 500 ms p99"},
+			{"blocking", "all_p50_ms", "blocking query/conn p50"},
+			{"blocking", "all_p99_ms", "blocking query/conn p99"},
 		} {
 			if x, ok := r.get("propagation", be, v.variant, v.metric); ok {
 				bars = append(bars, bar{Label: v.label, Value: x, Text: fmtNum(x) + " ms"})
@@ -51,6 +53,14 @@ func (r *Report) Charts() map[string]string {
 		}
 		if x, ok := r.get("idle_load", be, "poll500ms", "requests_per_service_min"); ok {
 			bars = append(bars, bar{Label: "poll 500 ms", Value: x})
+		}
+		if x, ok := r.get("idle_load", be, "blocking", "requests_per_service_min_upper"); ok {
+			n, _ := r.get("idle_load", be, "blocking", "requests")
+			txt := fmtNum(x)
+			if n == 0 {
+				txt = "< " + fmtNum(x) + " (none seen)"
+			}
+			bars = append(bars, bar{Label: "blocking query/conn", Value: x, Text: txt})
 		}
 		return bars
 	}); len(g) > 0 {
@@ -247,8 +257,14 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 				ratio = "≥ " + ratio
 			}
 			alt := "—"
-			if a, ok := r.get("idle_load", be, "blocking", "requests_per_service_min"); ok {
-				alt = fmt.Sprintf("%s/min, blocking query per ClientConn", fmtNum(a))
+			if a, ok := r.get("idle_load", be, "blocking", "requests_per_service_min_upper"); ok {
+				bn, _ := r.get("idle_load", be, "blocking", "requests")
+				bw, _ := r.get("idle_load", be, "blocking", "watches_per_service")
+				txt := fmtNum(a) + "/min"
+				if bn == 0 {
+					txt = "< " + txt + " (0 seen)"
+				}
+				alt = fmt.Sprintf("%s; %s open queries per service (blocking query per ClientConn)", txt, fmtNum(bw))
 			}
 			w("| idle requests per service | %s | %s; %s upstream watch(es) per service | %s/min | %s | %s | ≥ 500× less, 1 watch per service | %s |\n",
 				be, meas, fmtNum(ws), fmtNum(p), ratio, alt, check(p/x >= 500 && ws == 1))
@@ -282,11 +298,11 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 1. Propagation latency\n\n")
-	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
+	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). On Consul a second baseline, *blocking*, is what the popular Consul resolvers for grpc-go do: a resolver of its own (internal/bench/blocking.go) that runs one blocking query on `/v1/health/service/<name>?passing` per ClientConn, with the same 5 min wait as Wayfinder's driver, and hands gRPC every answer, changed or not; it shares nothing and dedupes nothing (section 2 shows what that costs at rest), spaced like the watch. %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
 	img("propagation.svg", "propagation latency chart")
 	w("| backend | variant | register p50 / p90 / p99 / max (ms) | deregister p50 / p90 / p99 / max (ms) | all p99 (ms) |\n|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
-		for _, v := range []string{"wayfinder", "poll500ms"} {
+		for _, v := range []string{"wayfinder", "poll500ms", "blocking"} {
 			res, ok := r.Find("propagation", be, v)
 			if !ok {
 				continue
@@ -301,11 +317,11 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 2. Idle registry load\n\n")
-	w("%d ClientConns in one process watch %d services (one instance each) and stay idle for %v after all of them are connected. Requests are counted at the registry's door: by a counting reverse proxy on loopback in front of Consul (one per HTTP request), by client interceptors on the etcd client (one per unary call and per message sent on a stream), and as Lookup/Watch calls for memory. Wayfinder shares one upstream watch per service through `resolver.Cache`; the baseline gives every ClientConn its own 500 ms poller, as the seed did. When Wayfinder sends nothing in the window, the figure is an upper bound computed as if one request had been seen.\n\n", r.Config.IdleConns, r.Config.IdleServices, r.Config.IdleWindow)
+	w("%d ClientConns in one process watch %d services (one instance each) and stay idle for %v after all of them are connected. Requests are counted at the registry's door: by a counting reverse proxy on loopback in front of Consul (one per HTTP request), by client interceptors on the etcd client (one per unary call and per message sent on a stream), and as Lookup/Watch calls for memory. Wayfinder shares one upstream watch per service through `resolver.Cache`; the baseline gives every ClientConn its own 500 ms poller, as the seed did. On Consul, *blocking* gives every ClientConn its own blocking-query loop (section 1): each holds one HTTP request open for its wait, so its upstream watches are the ClientConns, not the services; at rest with a 5 min wait it sends little in a short window, and its cost shows in the set-up requests, the open requests, and in every change, which each of its ClientConns' queries answers on its own (the pushes column counts its UpdateState calls in the window). When Wayfinder or the blocking baseline sends nothing in the window, the figure is an upper bound computed as if one request had been seen.\n\n", r.Config.IdleConns, r.Config.IdleServices, r.Config.IdleWindow)
 	img("idle_load.svg", "idle load chart")
-	w("| backend | variant | requests in window | per service per minute | set-up requests | upstream watches (Cache.Stats) |\n|---|---|---|---|---|---|\n")
+	w("| backend | variant | requests in window | per service per minute | set-up requests | upstream watches (Cache.Stats; open blocking queries) |\n|---|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
-		for _, v := range []string{"wayfinder", "poll500ms"} {
+		for _, v := range []string{"wayfinder", "poll500ms", "blocking"} {
 			res, ok := r.Find("idle_load", be, v)
 			if !ok {
 				continue
@@ -314,6 +330,9 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 			uw := "—"
 			if x, ok := mm["upstream_watches"]; ok {
 				uw = fmt.Sprintf("%s for %s services (%s Watch calls)", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["upstream_watch_calls"]))
+				if v == "blocking" {
+					uw = fmt.Sprintf("%s open blocking queries for %s services; %s pushes to gRPC in the window", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["pushes_in_window"]))
+				}
 			}
 			w("| %s | %s | %s | %s | %s | %s |\n", be, v, fmtNum(mm["requests"]), fmtNum(mm["requests_per_service_min"]), fmtNum(mm["setup_requests"]), uw)
 		}
