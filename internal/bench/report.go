@@ -372,6 +372,8 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	w("\n")
 
+	w("%s", p2cProfile)
+
 	r.alternativesSection(w, img)
 
 	w("## 5. Rolling restart under load\n\n")
@@ -518,6 +520,28 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 		w("| RPC throughput, lowest Wayfinder policy (%s) | - | %s× | round_robin (against itself: %s×) | | — | ≥ 0.97× | %s |\n", minP, fmtNum(lo), fmtNum(self), check(lo >= 0.97))
 	}
 }
+
+// p2cProfile is where P2C's serial pick spends its time, from the
+// profile of 2026-12-01 (not re-measured by the harness; re-run the
+// commands to refresh it).
+const p2cProfile = "### Where P2C's serial pick spends its time\n\n" +
+	"The target for P2C pick+done is 2× round_robin; it is not met. Profiled on the 2-core shared machine, 2026-12-01:\n\n" +
+	"    cd balancer/internal/benchcmp\n" +
+	"    go test -run '^$' -bench 'Pick/^n=10$/^wayfinder_p2c_ewma$/serial' -benchtime 3s -cpuprofile /tmp/p2c.cpu -o /tmp/benchcmp.test .\n" +
+	"    go tool pprof -top -focus 'benchcmp.Pick.func1' /tmp/benchcmp.test /tmp/p2c.cpu\n\n" +
+	"| share of pick+done | where |\n|---|---|\n" +
+	"| 20 % | the two `load` calls; 12 % is `math.Exp` in `cost`, for endpoints whose stamp is over decay/1000 old (a third of `cost` calls in this benchmark: an endpoint that lost its comparisons is not picked, so its stamp ages) |\n" +
+	"| 16 % | the timed path, 1 call in 16: two exact clock reads, the Done closure (48 B, the 2-3 B/op), `observe` with its own `math.Exp` |\n" +
+	"| 14 % | reading the coarse clock (`params.clock.Now()`, through the `timeSource` interface) |\n" +
+	"| 10 % | `untimedDone` (the common Done) |\n" +
+	"| 8 % | `rand.Uint64` (runtime chacha8) |\n" +
+	"| 13 % | the benchmark loop and its indirect call of Done |\n" +
+	"| 2 % | the pick_first child's Pick |\n\n" +
+	"Tried, measured as five interleaved runs of the old and new test binaries (`-benchtime 300ms`), and not kept:\n\n" +
+	"- a per-endpoint memo of the decayed cost, keyed by (coarse time, stamp, cost) under a sequence lock, so that the picks of one clock tick share one `math.Exp`: `math.Exp` left the profile's `cost`, but pick+done went from 48.7 to 46.8 ns at 10 endpoints (0.96×) and 51.1 to 50.6 ns at 1,000 (0.99×), within this machine's noise; at 1,000 endpoints the pick is bound by touching two cold `stats` lines, which the memo makes larger;\n" +
+	"- calling `*clock.Clock` directly instead of through the interface: within the same noise (included in the figures above);\n" +
+	"- timing 1 call in 64 instead of 16 when the clock is coarse: 0.8× (51.8 → 41.1 ns at 10 endpoints), but the mean age of timed calls in flight is how P2C sees a stalled endpoint before any call returns, and 4× fewer timed calls would see it about 4× later; the slow-backend tail is what P2C is for, so it was not kept.\n\n" +
+	"No single entry is large enough for 2×: round_robin's pick is one atomic add and one slice index, while P2C's reads a random word, the clock and two endpoints' statistics and writes one counter per call. Reaching 2× would take a different design of the per-call state, not a local fix; it was not attempted.\n\n"
 
 // isAlternative reports whether variant is one of grpc-go's built-ins
 // measured as an alternative.
