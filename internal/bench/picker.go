@@ -83,7 +83,11 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 			}
 			o = append(o, b...)
 		}
-		ss, err := pickerSamples(parseBench(o))
+		f := parseBench(o)
+		if mod != pickerModule && len(f["ns/op"]) == 0 {
+			continue // the patterns select nothing there (BenchmarkUpdate)
+		}
+		ss, err := pickerSamples(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", mod, err)
 		}
@@ -171,6 +175,8 @@ func pickerSamples(f figures) ([]Sample, error) {
 			k = key{fmt.Sprintf("pick_%s_%s", strings.ReplaceAll(parts[1], "=", ""), parts[3]), parts[2]}
 		case parts[0] == "Throughput" && len(parts) == 2:
 			k = key{"throughput", parts[1]}
+		case parts[0] == "Update" && len(parts) == 3:
+			k = key{"update_" + strings.ReplaceAll(parts[1], "=", ""), parts[2]}
 		default:
 			continue
 		}

@@ -3,8 +3,10 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -223,7 +225,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	for _, n := range r.Notes {
 		w("**Note:** %s\n\n", n)
 	}
-	w("Re-run: `make bench` (full run, about 20 minutes here), or a quick one:\n\n")
+	w("Re-run: `make bench` (the full run), or a quick one:\n\n")
 	w("    go run ./internal/bench/cmd/wfbench -runs 1 -outage 5s -tail 5s -idle-window 5s -changes 10\n\n")
 	if len(r.Failures) > 0 {
 		w("## Runs that failed\n\n| scenario | backend | run | error |\n|---|---|---|---|\n")
@@ -420,7 +422,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 8. Scale\n\n")
-	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn; picker cost at 1,000 endpoints is in section 3.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
+	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn, with the process's CPU time and allocations per update (on the memory backend they include the in-process registry's share); the rest of the way, from the resolver's update to the policy's new picker, is *Update to the picker* below.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
 	for _, res := range r.variants("scale", "memory") {
 		mm := res.Metrics
 		if _, ok := mm["services"]; ok {
@@ -432,9 +434,38 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		} else {
 			w("| one service, %s instances | |\n|---|---|\n", fmtNum(mm["instances"]))
 			w("| first full state | %s ms |\n| watch heap | %s KiB |\n| watch goroutines | %s |\n", fmtNum(mm["first_state_ms"]), fmtNum(mm["watch_heap_kib"]), fmtNum(mm["watch_goroutines"]))
-			w("| register → resolver state, p50 / p99 | %s / %s ms |\n| deregister → resolver state, p50 / p99 | %s / %s ms |\n\n",
+			w("| register → resolver state, p50 / p99 | %s / %s ms |\n| deregister → resolver state, p50 / p99 | %s / %s ms |\n",
 				fmtNum(mm["register_p50_ms"]), fmtNum(mm["register_p99_ms"]), fmtNum(mm["deregister_p50_ms"]), fmtNum(mm["deregister_p99_ms"]))
+			if _, ok := mm["process_cpu_ms_per_update"]; ok {
+				w("| process CPU per update | %s ms |\n| allocations per update | %s (%s KiB) |\n", fmtNum(mm["process_cpu_ms_per_update"]), fmtNum(mm["allocs_per_update"]), fmtNum(mm["alloc_kib_per_update"]))
+			}
+			w("\n")
 		}
+	}
+	var upd []Result
+	for _, res := range r.variants("picker", "-") {
+		for k := range res.Metrics {
+			if strings.HasPrefix(k, "update_") && strings.HasSuffix(k, "_ns") {
+				upd = append(upd, res)
+				break
+			}
+		}
+	}
+	if len(upd) > 0 {
+		w("### Update to the picker\n\n")
+		w("From `BenchmarkUpdate` in balancer/internal/benchcmp, run with the picker scenario: each policy on a fake ClientConn with 5,000 ready endpoints; each operation hands it the set with one endpoint more (whose new SubConn the fake drives through CONNECTING and READY to SERVING, each its own update, as gRPC does) or, the next time, without it, and ends when the policy has built the picker that includes or excludes it. This is the client's CPU per change after the resolver, without the network's connection set-up.\n\n")
+		w("| policy | per update | B/op | allocs/op | ratio to round_robin |\n|---|---|---|---|---|\n")
+		for _, res := range upd {
+			for _, k := range sortedKeys(res.Metrics) {
+				if !strings.HasPrefix(k, "update_") || !strings.HasSuffix(k, "_ns") {
+					continue
+				}
+				base := strings.TrimSuffix(k, "_ns")
+				mm := res.Metrics
+				w("| %s (%s endpoints) | %s ms | %s | %s | %.2f× |\n", res.Variant, strings.TrimPrefix(base, "update_n"), fmtNum(mm[k]/1e6), fmtNum(mm[base+"_bop"]), fmtNum(mm[base+"_allocs"]), mm[base+"_ratio"])
+			}
+		}
+		w("\n")
 	}
 	w("## Method and caveats\n\n")
 	w("- Loops are bounded in count and time; only 127.0.0.1 is used. Servers are the real Consul and etcd binaries built by `make servers`; Consul runs as a single server with a data directory (not `-dev`), so that its state survives the outage, and etcd as a single member.\n")
@@ -543,6 +574,10 @@ const p2cProfile = "### Where P2C's serial pick spends its time\n\n" +
 	"- timing 1 call in 64 instead of 16 when the clock is coarse: 0.8× (51.8 → 41.1 ns at 10 endpoints), but the mean age of timed calls in flight is how P2C sees a stalled endpoint before any call returns, and 4× fewer timed calls would see it about 4× later; the slow-backend tail is what P2C is for, so it was not kept.\n\n" +
 	"No single entry is large enough for 2×: round_robin's pick is one atomic add and one slice index, while P2C's reads a random word, the clock and two endpoints' statistics and writes one counter per call. Reaching 2× would take a different design of the per-call state, not a local fix; it was not attempted.\n\n"
 
+func sortedKeys(m map[string]float64) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
 // isAlternative reports whether variant is one of grpc-go's built-ins
 // measured as an alternative.
 func isAlternative(variant string) bool {
@@ -563,14 +598,15 @@ func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt 
 	img("alternatives.svg", "pick cost against the built-ins chart")
 	cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
 	for i, a := range Alternatives {
-		res, ok := r.Find("picker", "-", a.Wayfinder)
-		if !ok {
-			continue
-		}
-		alt, _ := r.Find("picker", "-", a.Alternative)
-		mm := res.Metrics
 		w("### 4.%d %s: `%s` against `%s`\n\n", i+1, a.Purpose, a.Wayfinder, a.Alternative)
 		w("`%s` configured with %s; measured in `%s`.\n\n", a.Alternative, a.Config, a.Module)
+		res, ok := r.Find("picker", "-", a.Wayfinder)
+		alt, altOK := r.Find("picker", "-", a.Alternative)
+		if !ok || !altOK {
+			w("Not measured in this report's runs: run `make bench`, or `wfbench -scenarios picker -merge`.\n\n")
+			continue
+		}
+		mm := res.Metrics
 		w("| | Wayfinder ns/op, B/op, allocs | built-in ns/op, B/op, allocs | vs built-in |\n|---|---|---|---|\n")
 		for _, c := range cols {
 			v, ok := mm[c+"_ns"]

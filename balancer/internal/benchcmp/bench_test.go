@@ -80,6 +80,12 @@ func BenchmarkPick(b *testing.B) {
 	benchcmp.Pick(b, all(), sizes)
 }
 
+// BenchmarkUpdate is the cost to the policy of one instance changing in a
+// service of 5,000 (see benchcmp.Update).
+func BenchmarkUpdate(b *testing.B) {
+	benchcmp.Update(b, []benchcmp.Policy{{Name: "round_robin"}, {Name: p2c.Name}, {Name: wrr.Name}, {Name: hash.Name}}, []int{5000})
+}
+
 func BenchmarkThroughput(b *testing.B) { benchcmp.Throughput(b, all()) }
 
 func BenchmarkVersus(b *testing.B) { benchcmp.Versus(b, alternatives) }

@@ -122,6 +122,53 @@ func Pick(b *testing.B, policies []Policy, sizes []int) {
 	}
 }
 
+// Update measures what one resolver update costs the client's policy
+// when one instance of a service of n changes: for each n in sizes and
+// each policy, on a fake ClientConn with n ready endpoints, every
+// operation hands the balancer the set with one endpoint more (whose new
+// SubConn the fake drives to READY) or, the next time, without it, and
+// returns once the balancer has built the picker that includes or
+// excludes it: Update/n=<n>/<label>, ns/op, B/op and allocs/op per update.
+// Setup builds n endpoints one READY at a time, O(n²): seconds per
+// policy at 5,000.
+func Update(b *testing.B, policies []Policy, sizes []int) {
+	for _, n := range sizes {
+		insts := instances(n + 1)
+		base, more := resolver.Endpoints(insts[:n]), resolver.Endpoints(insts)
+		for _, pol := range policies {
+			h, err := fakecc.Build(pol.Name, pol.Config)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := h.UpdateReady(base); err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("n=%d/%s", n, pol.label()), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					eps := more
+					if i&1 == 1 {
+						eps = base
+					}
+					if err := h.UpdateReady(eps); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.StopTimer()
+				// End on the base set, for the next size's run.
+				if i&1 == 1 {
+					if err := h.UpdateReady(base); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			h.Close()
+		}
+	}
+}
+
 // warm returns the picker once every key picks: a policy that connects
 // lazily (ring_hash_experimental) asks for a connection at the first
 // pick of an idle endpoint and fails it, so warm picks every key, drives
