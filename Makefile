@@ -41,7 +41,11 @@ test: servers browser vet
 
 # The benchmark harness: real Consul, etcd and gRPC servers on loopback;
 # writes docs/benchmarks.md and docs/benchmarks/ (JSON and SVG charts).
-# About 20 minutes; shorten it with BENCH_FLAGS, e.g.
+# The picker scenario also runs the separate module
+# balancer/internal/benchcmp/xds (grpc's weighted_round_robin and
+# outlier_detection_experimental), whose first build takes minutes.
+# About 20 minutes before the comparisons with grpc-go's built-ins were
+# added, longer now; shorten it with BENCH_FLAGS, e.g.
 #   make bench BENCH_FLAGS="-runs 1 -outage 5s -tail 5s -idle-window 5s"
 BENCH_FLAGS ?=
 bench: servers

@@ -33,9 +33,12 @@ type Backend struct {
 	Name    string // "memory", "consul" or "etcd"
 	Version string // the server's version, or the Go module's for memory
 
-	open  func(tb testing.TB, c *Counter) (registry.Registry, error)
-	stop  func(tb testing.TB) // takes the whole registry down
-	start func(tb testing.TB) // brings it back and waits until it answers
+	open func(tb testing.TB, c *Counter) (registry.Registry, error)
+	// consulAddr, for Consul only, returns the agent's HTTP address, or
+	// that of a proxy counting requests in c if c is not nil.
+	consulAddr func(tb testing.TB, c *Counter) string
+	stop       func(tb testing.TB) // takes the whole registry down
+	start      func(tb testing.TB) // brings it back and waits until it answers
 }
 
 // Open returns a new client of the registry with its own connection,
@@ -156,6 +159,12 @@ func NewConsul(tb testing.TB) *Backend {
 				addr = countingProxy(tb, agent.URL(), c)
 			}
 			return consul.New(addr)
+		},
+		consulAddr: func(tb testing.TB, c *Counter) string {
+			if c != nil {
+				return countingProxy(tb, agent.URL(), c)
+			}
+			return agent.HTTPAddr()
 		},
 		stop:  func(testing.TB) { agent.Stop() },
 		start: func(tb testing.TB) { agent.Start(tb) },

@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 		IdleConns:     100,
 		IdleServices:  10,
 		IdleWindow:    20 * time.Second,
-		PickerBench:   "Pick/^n=(10|1000)$/;Throughput",
+		PickerBench:   "Pick/^n=(10|1000)$/;Throughput;Versus;Update",
 		PickerTime:    "1s",
 		Rolls:         20,
 		RollServers:   5,

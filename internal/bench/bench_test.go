@@ -26,7 +26,7 @@ func tiny(backends ...string) Config {
 	cfg.Changes = 3
 	cfg.IdleConns, cfg.IdleServices = 6, 3
 	cfg.IdleWindow = time.Second
-	cfg.PickerBench, cfg.PickerTime = "Pick/^n=10$/;Throughput", "100x"
+	cfg.PickerBench, cfg.PickerTime = "Pick/^n=10$/;Throughput;Versus", "100x"
 	cfg.Rolls, cfg.RollServers = 4, 3
 	cfg.Outage = time.Second
 	cfg.TailDuration, cfg.TailBackends = time.Second, 4
@@ -114,7 +114,17 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("picker: %s's throughput_ratio = %v, want a positive measured ratio", p, got)
 		}
 	}
-	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma"} {
+	// Each Wayfinder policy was measured beside its built-in, those of
+	// the separate xds module included.
+	for _, a := range Alternatives {
+		if got := metric(t, rep, "picker", "-", a.Wayfinder, "pick_n10_serial_vs_alt"); !(got > 0) {
+			t.Errorf("picker: %s's pick_n10_serial_vs_alt = %v, want a positive ratio", a.Wayfinder, got)
+		}
+		if got := metric(t, rep, "picker", "-", a.Wayfinder, "throughput_vs_alt"); !(got > 0) {
+			t.Errorf("picker: %s's throughput_vs_alt = %v, want a positive ratio", a.Wayfinder, got)
+		}
+	}
+	for _, p := range []string{"round_robin", "wayfinder_p2c_ewma", "least_request_experimental", "ring_hash_experimental"} {
 		if got := metric(t, rep, "slow_backend", "memory", p, "calls"); got == 0 {
 			t.Errorf("slow_backend %s made no call", p)
 		}
@@ -143,12 +153,12 @@ func TestRunMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 7. Scale", "benchmarks/propagation.svg"} {
+	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("benchmarks.md lacks %q", want)
 		}
 	}
-	for _, name := range []string{"propagation.svg", "idle_load.svg", "picker.svg", "rolling_restart.svg", "slow_backend.svg"} {
+	for _, name := range []string{"propagation.svg", "idle_load.svg", "picker.svg", "alternatives.svg", "rolling_restart.svg", "slow_backend.svg"} {
 		svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", name))
 		if err != nil {
 			t.Errorf("chart %s: %v", name, err)
@@ -180,6 +190,10 @@ func TestRunConsul(t *testing.T) {
 	cfg.Scenarios = []string{"idle_load"}
 	rep := Run(t, cfg)
 	checkInvariants(t, rep, "consul", cfg)
+	// The blocking-query baseline shares nothing: one query per ClientConn.
+	if got := metric(t, rep, "idle_load", "consul", "blocking", "upstream_watches"); got != float64(cfg.IdleConns) {
+		t.Errorf("idle_load blocking: %v open queries, want one per ClientConn (%d)", got, cfg.IdleConns)
+	}
 }
 
 func TestRecordsFailures(t *testing.T) {
@@ -212,14 +226,32 @@ PASS
 		t.Errorf("p2c metrics = %v, want pick ratio 2.5, throughput ratio 1.25, 12500 calls/s", p)
 	}
 	paired := []byte("BenchmarkThroughput/wayfinder_p2c_ewma-2 \t 10000\t 80000 ns/op\t 0.9700 x_round_robin\n")
-	ns, pr := parseBench(paired)
-	if ns["Throughput/wayfinder_p2c_ewma"] != 80000 || pr["Throughput/wayfinder_p2c_ewma"] != 0.97 {
-		t.Errorf("parseBench = %v, %v; want 80000 ns/op and 0.97 x_round_robin", ns, pr)
+	pr := parseBench(paired)
+	if pr["ns/op"]["Throughput/wayfinder_p2c_ewma"] != 80000 || pr["x_round_robin"]["Throughput/wayfinder_p2c_ewma"] != 0.97 {
+		t.Errorf("parseBench = %v; want 80000 ns/op and 0.97 x_round_robin", pr)
 	}
-	ns, _ = parseBench(out)
-	ss, _ = pickerSamples(ns, pr)
+	f := parseBench(out)
+	f["x_round_robin"] = pr["x_round_robin"]
+	ss, _ = pickerSamples(f)
 	if got := ss[1].Metrics["throughput_ratio"]; got != 0.97 {
 		t.Errorf("throughput_ratio with a paired figure = %v, want it (0.97), not the ratio of ns/op", got)
+	}
+	vs := parseBench([]byte(`BenchmarkPick/n=10/round_robin/serial-2 	1000000	 10.00 ns/op	 0 B/op	 0 allocs/op
+BenchmarkPick/n=10/wayfinder_p2c_ewma/serial-2 	1000000	 25.00 ns/op	 0 B/op	 0 allocs/op
+BenchmarkPick/n=10/least_request_experimental/serial-2 	1000000	 100.0 ns/op	 72 B/op	 3 allocs/op
+BenchmarkVersus/wayfinder_p2c_ewma-2 	 10000	 80000 ns/op	 1.100 x_alternative
+`))
+	ss, _ = pickerSamples(vs)
+	i := slices.IndexFunc(ss, func(s Sample) bool { return s.Variant == "wayfinder_p2c_ewma" })
+	j := slices.IndexFunc(ss, func(s Sample) bool { return s.Variant == "least_request_experimental" })
+	if i < 0 || j < 0 {
+		t.Fatalf("pickerSamples = %+v, want p2c and least_request", ss)
+	}
+	if m := ss[i].Metrics; m["pick_n10_serial_vs_alt"] != 0.25 || m["throughput_vs_alt"] != 1.1 || m["alt_pick_n10_serial_ns"] != 100 {
+		t.Errorf("p2c metrics = %v, want pick_n10_serial_vs_alt 0.25, throughput_vs_alt 1.1, alt_pick_n10_serial_ns 100", m)
+	}
+	if m := ss[j].Metrics; m["pick_n10_serial_bop"] != 72 || m["pick_n10_serial_allocs"] != 3 {
+		t.Errorf("least_request metrics = %v, want 72 B/op and 3 allocs/op", m)
 	}
 	if _, err := pickerSamples(parseBench([]byte("PASS\n"))); err == nil {
 		t.Errorf("pickerSamples(no benchmarks) = nil error, want one")

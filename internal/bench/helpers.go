@@ -87,10 +87,32 @@ func serverOf(msg string) string {
 // with the given policy, closed with tb.
 func dial(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, policy string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
 	tb.Helper()
+	return dialConfig(tb, d, cache, svc, fmt.Sprintf(`{%q:{}}`, policy))
+}
+
+// dialConfig is dial with a loadBalancingConfig entry, such as
+// `{"ring_hash_experimental":{"requestHashHeader":"x"}}`.
+func dialConfig(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, lbConfig string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+	tb.Helper()
 	cc, err := grpc.NewClient("wayfinder:///"+svc,
 		grpc.WithResolvers(resolver.NewBuilder(d, resolver.WithCache(cache))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, policy)))
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[`+lbConfig+`]}`))
+	if err != nil {
+		tb.Fatalf("bench: NewClient: %v", err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc, hellopb.NewHelloServiceClient(cc)
+}
+
+// dialBlocking returns a ClientConn for svc through the blocking-query
+// baseline b, with round_robin, closed with tb.
+func dialBlocking(tb testing.TB, b *blockingBuilder, svc string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+	tb.Helper()
+	cc, err := grpc.NewClient(blockingScheme+":///"+svc,
+		grpc.WithResolvers(b),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {
 		tb.Fatalf("bench: NewClient: %v", err)
 	}

@@ -9,16 +9,23 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 )
 
 // idleLoad counts the requests that cfg.IdleConns idle ClientConns in
 // one process, watching cfg.IdleServices services, send to the registry
 // over cfg.IdleWindow, after they are all connected. Wayfinder shares one
 // upstream watch per service through a resolver.Cache; the baseline is
-// the seed's: every ClientConn polls every 500 ms on its own.
+// the seed's: every ClientConn polls every 500 ms on its own. On Consul,
+// a second baseline shares nothing either: one blocking query per
+// ClientConn (blockingBuilder).
 func idleLoad(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	var out []Sample
-	for _, variant := range []string{"wayfinder", "poll500ms"} {
+	variants := []string{"wayfinder", "poll500ms"}
+	if be.consulAddr != nil {
+		variants = append(variants, "blocking")
+	}
+	for _, variant := range variants {
 		s, err := idleOne(tb, be, cfg, variant)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", variant, err)
@@ -41,17 +48,30 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 			return Sample{}, err
 		}
 	}
+	var blocking *blockingBuilder
+	if variant == "blocking" {
+		var err error
+		if blocking, err = newBlockingBuilder(be.consulAddr(tb, counter), consul.DefaultWait); err != nil {
+			return Sample{}, err
+		}
+	}
 	counter.Reset()
 	shared := newCache(tb)
 	var clients []hellopb.HelloServiceClient
 	for i := range cfg.IdleConns {
 		var d registry.Discovery = disc
 		cache := shared
-		if variant == "poll500ms" {
+		var c hellopb.HelloServiceClient
+		switch variant {
+		case "blocking":
+			_, c = dialBlocking(tb, blocking, svcs[i%len(svcs)])
+		case "poll500ms":
 			d = pollingDiscovery{Discovery: disc, every: 500 * time.Millisecond}
 			cache = newCache(tb) // the seed shared nothing
+			fallthrough
+		default:
+			_, c = dial(tb, d, cache, svcs[i%len(svcs)], "round_robin")
 		}
-		_, c := dial(tb, d, cache, svcs[i%len(svcs)], "round_robin")
 		clients = append(clients, c)
 	}
 	for _, c := range clients {
@@ -61,6 +81,10 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 	}
 	setup := counter.Total()
 	counter.Reset()
+	var pushes0 int64
+	if blocking != nil {
+		pushes0 = blocking.pushes.Load()
+	}
 	t0 := time.Now()
 	sleep(ctx, cfg.IdleWindow)
 	window := time.Since(t0)
@@ -73,6 +97,12 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 		"requests_per_service_min_upper": float64(max(n, 1)) / float64(len(svcs)) / window.Minutes(),
 		"client_conns":                   float64(cfg.IdleConns),
 		"services":                       float64(len(svcs)),
+	}
+	if blocking != nil {
+		// Each resolver holds one blocking query open.
+		m["upstream_watches"] = float64(blocking.open.Load())
+		m["watches_per_service"] = float64(blocking.open.Load()) / float64(len(svcs))
+		m["pushes_in_window"] = float64(blocking.pushes.Load() - pushes0)
 	}
 	if variant == "wayfinder" {
 		st := shared.Stats()

@@ -8,24 +8,35 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 )
 
 // propagation measures, through a real ClientConn (round_robin) and real
 // servers, the time from Register returning until the first call reaches
 // the new instance, and from Deregister returning until calls stop
 // reaching it (the first of four misses in a row, with two endpoints).
-// The add side includes the new connection's set-up. The watch and the
-// 500 ms polling baseline run in the same run on the same registry.
+// The add side includes the new connection's set-up. The watch, the
+// 500 ms polling baseline and, on Consul, the blocking-query resolver
+// that shares nothing (blockingBuilder) run in the same run on the same
+// registry.
 func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	var out []Sample
-	for _, v := range []struct {
+	variants := []struct {
 		name  string
 		poll  time.Duration
 		phase time.Duration // random pause before each change
 	}{
 		{"wayfinder", 0, 200 * time.Millisecond},
 		{"poll500ms", 500 * time.Millisecond, 500 * time.Millisecond},
-	} {
+	}
+	if be.consulAddr != nil {
+		variants = append(variants, struct {
+			name  string
+			poll  time.Duration
+			phase time.Duration
+		}{"blocking", 0, 200 * time.Millisecond})
+	}
+	for _, v := range variants {
 		s, err := propagationOne(tb, be, cfg, v.name, v.poll, v.phase)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
@@ -39,15 +50,24 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 	ctx := tb.Context()
 	svc := uniqueService("prop")
 	reg := be.Open(tb, nil) // the servers' client
-	var disc registry.Discovery = be.Open(tb, nil)
-	if poll > 0 {
-		disc = pollingDiscovery{Discovery: disc, every: poll}
-	}
 	stable, moving := startHello(tb, "stable"), startHello(tb, "moving")
 	if err := register(ctx, reg, stable.instance(svc), 10*time.Second); err != nil {
 		return Sample{}, err
 	}
-	_, client := dial(tb, disc, newCache(tb), svc, "round_robin")
+	var client hellopb.HelloServiceClient
+	if variant == "blocking" {
+		b, err := newBlockingBuilder(be.consulAddr(tb, nil), consul.DefaultWait)
+		if err != nil {
+			return Sample{}, err
+		}
+		_, client = dialBlocking(tb, b, svc)
+	} else {
+		var disc registry.Discovery = be.Open(tb, nil)
+		if poll > 0 {
+			disc = pollingDiscovery{Discovery: disc, every: poll}
+		}
+		_, client = dial(tb, disc, newCache(tb), svc, "round_robin")
+	}
 	if err := waitServing(ctx, client, 20*time.Second, "stable"); err != nil {
 		return Sample{}, err
 	}

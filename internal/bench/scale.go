@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,8 +29,10 @@ import (
 //     or Deregister to the resolver's UpdateState carrying the new set.
 //     The instances' addresses do not listen (thousands of servers do not
 //     fit the machine), so this is measured at the resolver's ClientConn,
-//     not through a picker; picker cost at 1,000 and 10,000 endpoints is
-//     the picker scenario's.
+//     not through a picker; it also reports the process's CPU time and
+//     allocations per update (on the memory backend these include the
+//     in-process registry). What an update costs the policy, up to the
+//     picker, is the picker scenario's BenchmarkUpdate.
 func scale(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	many, err := scaleServices(tb, be, cfg)
 	if err != nil {
@@ -202,6 +205,9 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	h1, g1 := heapAndGoroutines()
 	var add, del []time.Duration
 	extra := inst(n)
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
 	for range 10 {
 		t0 := time.Now()
 		if err := reg.Register(ctx, extra); err != nil {
@@ -222,15 +228,31 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 		}
 		del = append(del, at.Sub(t0))
 	}
+	cpu := cpuTime() - cpu0
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	updates := float64(len(add) + len(del))
 	m := map[string]float64{
-		"instances":        float64(n),
-		"first_state_ms":   ms(first),
-		"watch_heap_kib":   float64(int64(h1)-int64(h0)) / 1024,
-		"watch_goroutines": float64(g1 - g0),
+		"instances":                 float64(n),
+		"process_cpu_ms_per_update": ms(cpu) / updates,
+		"allocs_per_update":         float64(ms1.Mallocs-ms0.Mallocs) / updates,
+		"alloc_kib_per_update":      float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1024 / updates,
+		"first_state_ms":            ms(first),
+		"watch_heap_kib":            float64(int64(h1)-int64(h0)) / 1024,
+		"watch_goroutines":          float64(g1 - g0),
 	}
 	putPercentiles(m, "register", add)
 	putPercentiles(m, "deregister", del)
 	return Sample{Variant: fmt.Sprintf("%d_instances", n), Metrics: m}, nil
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // recordingCC is a resolver.ClientConn that keeps the size of each state

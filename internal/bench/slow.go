@@ -3,21 +3,46 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	_ "google.golang.org/grpc/balancer/leastrequest" // registers least_request_experimental
+	_ "google.golang.org/grpc/balancer/ringhash"     // registers ring_hash_experimental
+	"google.golang.org/grpc/metadata"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c" // registers wayfinder_p2c_ewma
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 )
 
-// slowBackend runs cfg.TailBackends real servers; after a warm-up, one of
-// them answers every call after cfg.TailStall, for cfg.TailDuration.
-// Two ClientConns call them at the same time, one with grpc-go's
-// round_robin and one with wayfinder_p2c_ewma, each call with a
-// cfg.TailDeadline deadline, from the same number of closed-loop
-// workers. It reports each policy's success rate and latency during the
-// stall.
+// hashHeader carries every call's hash key, for the hashing policies
+// configured to read it (ring_hash_experimental has no other key outside
+// xDS); every call also carries it through hash.WithKey.
+const hashHeader = "x-bench-key"
+
+// tailPolicy is one ClientConn of the slow-backend scenario.
+type tailPolicy struct{ variant, name, config string }
+
+// tailGroups are measured one group after another; the policies of a
+// group call the same servers at the same time, each Wayfinder policy
+// beside grpc-go's built-in of the same purpose. weighted_round_robin and
+// outlier_detection_experimental are not among them: this module does
+// not build them (see Alternatives).
+var tailGroups = [][]tailPolicy{
+	{{"round_robin", "round_robin", "{}"}, {"wayfinder_p2c_ewma", "wayfinder_p2c_ewma", "{}"}, {"least_request_experimental", "least_request_experimental", "{}"}},
+	{{"wayfinder_consistent_hash_header", "wayfinder_consistent_hash", `{"header":"` + hashHeader + `"}`},
+		{"ring_hash_experimental", "ring_hash_experimental", `{"requestHashHeader":"` + hashHeader + `"}`}},
+}
+
+// slowBackend runs cfg.TailBackends real servers; for each group of
+// policies in turn, after a warm-up, one of them answers every call
+// after cfg.TailStall, for cfg.TailDuration. The group's ClientConns
+// call them at the same time, each call with a cfg.TailDeadline deadline
+// and a random hash key, from the same number of closed-loop workers. It
+// reports each policy's success rate and latency during the stall.
 func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	ctx := tb.Context()
 	svc := uniqueService("slow")
@@ -32,14 +57,26 @@ func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 		servers = append(servers, h)
 		names = append(names, h.name)
 	}
-	policies := []string{"round_robin", "wayfinder_p2c_ewma"}
-	clients := map[string]hellopb.HelloServiceClient{}
-	for _, p := range policies {
-		_, c := dial(tb, be.Open(tb, nil), newCache(tb), svc, p)
-		if err := waitServing(ctx, c, 30*time.Second, names...); err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+	var out []Sample
+	for _, g := range tailGroups {
+		ss, err := slowGroup(tb, be, cfg, svc, servers, names, g)
+		if err != nil {
+			return nil, err
 		}
-		clients[p] = c
+		out = append(out, ss...)
+	}
+	return out, nil
+}
+
+func slowGroup(tb testing.TB, be *Backend, cfg Config, svc string, servers []*helloServer, names []string, group []tailPolicy) ([]Sample, error) {
+	ctx := tb.Context()
+	clients := map[string]hellopb.HelloServiceClient{}
+	for _, p := range group {
+		_, c := dialConfig(tb, be.Open(tb, nil), newCache(tb), svc, fmt.Sprintf(`{%q:%s}`, p.name, p.config))
+		if err := waitServing(ctx, c, 30*time.Second, names...); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.variant, err)
+		}
+		clients[p.variant] = c
 	}
 	const workers = 8
 	type stat struct {
@@ -51,14 +88,16 @@ func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	stats := map[string]*stat{}
 	rctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, p := range policies {
+	for _, p := range group {
 		st := &stat{}
-		stats[p] = st
+		stats[p.variant] = st
 		for range workers {
 			wg.Go(func() {
 				for rctx.Err() == nil {
+					key := strconv.FormatUint(rand.Uint64(), 36)
+					cctx := metadata.AppendToOutgoingContext(hash.WithKey(context.Background(), key), hashHeader, key)
 					t0 := time.Now()
-					_, err := call(context.Background(), clients[p], cfg.TailDeadline)
+					_, err := call(cctx, clients[p.variant], cfg.TailDeadline)
 					d := time.Since(t0)
 					st.mu.Lock()
 					if st.recording {
@@ -92,8 +131,8 @@ func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	stop()
 	wg.Wait()
 	var out []Sample
-	for _, p := range policies {
-		st := stats[p]
+	for _, p := range group {
+		st := stats[p.variant]
 		n := len(st.lat)
 		m := map[string]float64{
 			"calls":       float64(n),
@@ -104,7 +143,7 @@ func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 			"p999_ms":     ms(percentile(st.lat, 0.999)),
 			"max_ms":      ms(percentile(st.lat, 1)),
 		}
-		out = append(out, Sample{Variant: p, Metrics: m})
+		out = append(out, Sample{Variant: p.variant, Metrics: m})
 	}
 	return out, nil
 }

@@ -1,29 +1,21 @@
-package benchcmp
+package benchcmp_test
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	gbalancer "google.golang.org/grpc/balancer"
-	_ "google.golang.org/grpc/balancer/roundrobin"
+	_ "google.golang.org/grpc/balancer/leastrequest" // least_request_experimental
+	_ "google.golang.org/grpc/balancer/ringhash"     // ring_hash_experimental
+	_ "google.golang.org/grpc/balancer/roundrobin"   // round_robin
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/benchcmp"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/balancer/zone"
-	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // userRR is what a user might write with package custom: plain round
@@ -37,22 +29,39 @@ func init() {
 	})
 }
 
-var policies = []struct{ name, cfg string }{
-	{"round_robin", ""},
-	{wrr.Name, ""},
-	{p2c.Name, ""},
-	{hash.Name, ""},
-	{userRR, ""},
+var policies = []benchcmp.Policy{
+	{Name: "round_robin"},
+	{Name: wrr.Name},
+	{Name: p2c.Name},
+	{Name: hash.Name},
+	{Name: userRR},
 	// Both wrap round_robin by default, so they measure their own cost
 	// on top of it.
-	{zone.Name, ""},
-	{outlier.Name, ""},
+	{Name: zone.Name},
+	{Name: outlier.Name},
 }
 
-func instances(n int) []registry.Instance {
-	out := make([]registry.Instance, n)
-	for i := range out {
-		out[i] = registry.Instance{ID: fmt.Sprint(i), Service: "s", Address: fmt.Sprintf("10.%d.%d.%d:80", i>>16, i>>8&255, i&255), Weight: i%3 + 1}
+// alternatives are grpc-go's built-ins of the same purpose, configured
+// as a user outside xDS would. weighted_round_robin (which needs the
+// ORCA protos of github.com/cncf/xds) and outlier_detection_experimental
+// (which registers only with google.golang.org/grpc/xds) are measured in
+// the separate module in ./xds, so that neither enters this module's
+// build or go.sum.
+var alternatives = []benchcmp.Pair{
+	{Wayfinder: benchcmp.Policy{Name: p2c.Name}, Alternative: benchcmp.Policy{Name: "least_request_experimental"}},
+	// Both hash the same header; ring_hash has no other key outside xDS.
+	{Wayfinder: benchcmp.Policy{Label: hash.Name + "_header", Name: hash.Name, Config: `{"header":"` + benchcmp.HashHeader + `"}`},
+		Alternative: benchcmp.Policy{Name: "ring_hash_experimental", Config: `{"requestHashHeader":"` + benchcmp.HashHeader + `"}`}},
+}
+
+// all is every policy of policies and alternatives once.
+func all() []benchcmp.Policy {
+	out := append([]benchcmp.Policy(nil), policies...)
+	for _, pr := range alternatives {
+		if pr.Wayfinder.Label != "" {
+			out = append(out, pr.Wayfinder)
+		}
+		out = append(out, pr.Alternative)
 	}
 	return out
 }
@@ -64,133 +73,19 @@ func instances(n int) []registry.Instance {
 var large = flag.Bool("large", false, "BenchmarkPick also with 10,000 endpoints (setup takes minutes)")
 
 func BenchmarkPick(b *testing.B) {
-	keys := make([]gbalancer.PickInfo, 1024)
-	for i := range keys {
-		keys[i] = gbalancer.PickInfo{Ctx: hash.WithKey(context.Background(), fmt.Sprintf("user-%d", i))}
-	}
 	sizes := []int{3, 10, 100, 1000}
 	if *large {
 		sizes = append(sizes, 10000)
 	}
-	for _, n := range sizes {
-		eps := resolver.Endpoints(instances(n))
-		for _, pol := range policies {
-			h, err := fakecc.Build(pol.name, pol.cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := h.UpdateReady(eps); err != nil {
-				b.Fatal(err)
-			}
-			p, _ := h.CC.Picker()
-			r, err := p.Pick(keys[0])
-			if err != nil {
-				b.Fatalf("%s with %d endpoints: Pick() = %v", pol.name, n, err)
-			}
-			if r.Done != nil {
-				// A call left in flight would make P2C avoid its endpoint
-				// for the whole run, computing its decay at every look.
-				r.Done(gbalancer.DoneInfo{})
-			}
-			pick := func(i int) {
-				r, err := p.Pick(keys[i&1023])
-				if err != nil {
-					b.Fatal(err)
-				}
-				if r.Done != nil {
-					r.Done(gbalancer.DoneInfo{})
-				}
-			}
-			b.Run(fmt.Sprintf("n=%d/%s/serial", n, pol.name), func(b *testing.B) {
-				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
-					pick(i)
-					i++
-				}
-			})
-			b.Run(fmt.Sprintf("n=%d/%s/parallel", n, pol.name), func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					i := 0
-					for pb.Next() {
-						pick(i)
-						i++
-					}
-				})
-			})
-			h.Close()
-		}
-	}
+	benchcmp.Pick(b, all(), sizes)
 }
 
-// BenchmarkThroughput makes real unary calls over loopback to 10 servers
-// through each policy, 16 in flight. Throughput over loopback on a shared
-// machine drifts by more than the policies differ, so each policy is
-// measured in slices alternating with grpc's round_robin on the same
-// servers: ns/op is the policy's alone, and x_round_robin is its calls
-// per second divided by round_robin's over the same interleaved slices.
-// round_robin against itself shows how much of a ratio is noise.
-func BenchmarkThroughput(b *testing.B) {
-	bs := lbtest.StartBackends(b, 10)
-	dial := func(b *testing.B, policy string) hellopb.HelloServiceClient {
-		env := lbtest.NewEnv(b)
-		for _, be := range bs {
-			env.Register(lbtest.Instance(be))
-		}
-		_, client := env.Dial(`{"` + policy + `":{}}`)
-		lbtest.WaitServing(b, client, bs...)
-		return client
-	}
-	base := dial(b, "round_robin")
-	for _, pol := range policies {
-		b.Run(pol.name, func(b *testing.B) {
-			client := dial(b, pol.name)
-			const slices = 8
-			per := max(b.N/slices, 1)
-			var tPol, tBase time.Duration
-			b.ResetTimer()
-			for done, i := 0, 0; done < b.N; i++ {
-				k := min(per, b.N-done)
-				// Alternate which goes first, so neither always runs
-				// right after the other's garbage.
-				if i%2 == 0 {
-					tPol += calls(b, client, k)
-					b.StopTimer()
-					tBase += calls(b, base, k)
-					b.StartTimer()
-				} else {
-					b.StopTimer()
-					tBase += calls(b, base, k)
-					b.StartTimer()
-					tPol += calls(b, client, k)
-				}
-				done += k
-			}
-			b.StopTimer()
-			if tPol > 0 {
-				b.ReportMetric(float64(tBase)/float64(tPol), "x_round_robin")
-			}
-		})
-	}
+// BenchmarkUpdate is the cost to the policy of one instance changing in a
+// service of 5,000 (see benchcmp.Update).
+func BenchmarkUpdate(b *testing.B) {
+	benchcmp.Update(b, []benchcmp.Policy{{Name: "round_robin"}, {Name: p2c.Name}, {Name: wrr.Name}, {Name: hash.Name}}, []int{5000})
 }
 
-// calls makes n calls, 16 in flight, and returns how long they took.
-func calls(b *testing.B, client hellopb.HelloServiceClient, n int) time.Duration {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range 16 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				ctx := hash.WithKey(context.Background(), strconv.FormatInt(next.Load(), 10))
-				if _, err := lbtest.Call(ctx, client); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return time.Since(start)
-}
+func BenchmarkThroughput(b *testing.B) { benchcmp.Throughput(b, all()) }
+
+func BenchmarkVersus(b *testing.B) { benchcmp.Versus(b, alternatives) }

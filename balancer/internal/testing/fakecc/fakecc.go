@@ -45,6 +45,8 @@ type SubConn struct {
 	mu       sync.Mutex
 	health   func(gbalancer.SubConnState)
 	shutdown bool
+	isReady  bool // READY delivered to listener since the last failure
+	healthy  bool // SERVING delivered to the current health listener
 }
 
 // Connect implements balancer.SubConn; the test drives states itself.
@@ -61,6 +63,7 @@ func (s *SubConn) Shutdown() {
 func (s *SubConn) RegisterHealthListener(l func(gbalancer.SubConnState)) {
 	s.mu.Lock()
 	s.health = l
+	s.healthy = false
 	s.mu.Unlock()
 }
 
@@ -231,7 +234,22 @@ func (sc *SubConn) ready() {
 	sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Connecting})
 	sc.listener(gbalancer.SubConnState{ConnectivityState: connectivity.Ready})
 	sc.mu.Lock()
+	sc.isReady = true
+	sc.mu.Unlock()
+	sc.serving()
+}
+
+// serving sends SERVING to the health listener, if one is registered
+// and has not had it. A policy that passes READY on from a goroutine of
+// its own (outlier_detection_experimental) registers the listener after
+// ready has returned; ReadyAll then delivers it.
+func (sc *SubConn) serving() {
+	sc.mu.Lock()
 	health := sc.health
+	if sc.healthy {
+		health = nil
+	}
+	sc.healthy = health != nil
 	sc.mu.Unlock()
 	if health != nil {
 		health(gbalancer.SubConnState{ConnectivityState: connectivity.Ready})
@@ -239,15 +257,24 @@ func (sc *SubConn) ready() {
 }
 
 // ReadyAll drives every SubConn that is not yet ready or shut down to
-// READY, with a SERVING health update, as gRPC would after connecting.
+// READY, with a SERVING health update, as gRPC would after connecting,
+// and SERVING to a health listener registered after READY that has not
+// had it.
 func (h *Harness) ReadyAll() {
 	h.run(func() {
 		for _, sc := range h.CC.SubConns() {
 			sc.mu.Lock()
-			done := sc.shutdown || sc.health != nil
+			var f func()
+			switch {
+			case sc.shutdown:
+			case !sc.isReady:
+				f = sc.ready
+			case sc.health != nil && !sc.healthy:
+				f = sc.serving
+			}
 			sc.mu.Unlock()
-			if !done {
-				h.CC.schedule(sc.ready)
+			if f != nil {
+				h.CC.schedule(f)
 			}
 		}
 	})
@@ -264,6 +291,7 @@ func (h *Harness) Fail(addr string) {
 			sc.mu.Lock()
 			live := !sc.shutdown
 			sc.health = nil
+			sc.isReady, sc.healthy = false, false
 			sc.mu.Unlock()
 			if live {
 				h.CC.schedule(func() {

@@ -73,3 +73,57 @@ func TestListenersOutsideNewSubConn(t *testing.T) {
 		t.Fatalf("after UpdateReady(2 endpoints): state %v, %d READY SubConns seen; want READY, 2", state, p.ready)
 	}
 }
+
+// latePolicy registers no health listener itself: the test does, after
+// READY was delivered, as pick_first under outlier_detection_experimental
+// does from that policy's own goroutine.
+type latePolicy struct {
+	gbalancer.Balancer // nil; only the methods below are called
+	cc                 gbalancer.ClientConn
+
+	mu  sync.Mutex
+	scs []gbalancer.SubConn
+}
+
+func (p *latePolicy) UpdateClientConnState(s gbalancer.ClientConnState) error {
+	for _, ep := range s.ResolverState.Endpoints {
+		sc, err := p.cc.NewSubConn(ep.Addresses, gbalancer.NewSubConnOptions{StateListener: func(gbalancer.SubConnState) {}})
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.scs = append(p.scs, sc)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+func (p *latePolicy) Close() {}
+
+// TestReadyAllServesLateHealthListener: a health listener registered
+// after READY gets SERVING from the next ReadyAll, once.
+func TestReadyAllServesLateHealthListener(t *testing.T) {
+	p := &latePolicy{}
+	h := fakecc.BuildWith(func(cc gbalancer.ClientConn) gbalancer.Balancer { p.cc = cc; return p }, nil)
+	defer h.Close()
+	if err := h.UpdateReady([]gresolver.Endpoint{{Addresses: []gresolver.Address{{Addr: "10.0.0.1:80"}}}}); err != nil {
+		t.Fatalf("UpdateReady(1 endpoint) = %v", err)
+	}
+	var mu sync.Mutex
+	var got []connectivity.State
+	p.mu.Lock()
+	sc := p.scs[0]
+	p.mu.Unlock()
+	sc.RegisterHealthListener(func(s gbalancer.SubConnState) {
+		mu.Lock()
+		got = append(got, s.ConnectivityState)
+		mu.Unlock()
+	})
+	h.ReadyAll()
+	h.ReadyAll()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != connectivity.Ready {
+		t.Fatalf("health listener registered after READY, then ReadyAll twice: got %v, want [READY]", got)
+	}
+}
