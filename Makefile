@@ -12,20 +12,28 @@ CACHE_DIR ?= $(HOME)/.cache/wayfinder
 CONSUL_VERSION := 1.22.5
 ETCD_VERSION := 3.7.3
 KUBE_APISERVER_VERSION := 1.37.2
+GRPC_HEALTH_PROBE_VERSION := 0.4.63
+GRPCURL_VERSION := 1.9.4
 CONSUL_KEY := $(shell cat internal/tools/consul/go.mod internal/tools/consul/go.sum internal/tools/consul/main.go | sha256sum | cut -c1-12)
 ETCD_KEY := $(shell cat internal/tools/etcd/go.mod internal/tools/etcd/go.sum internal/tools/etcd/main.go | sha256sum | cut -c1-12)
 KUBE_APISERVER_KEY := $(shell cat internal/tools/kube-apiserver/go.mod internal/tools/kube-apiserver/go.sum internal/tools/kube-apiserver/main.go | sha256sum | cut -c1-12)
 CONSUL_BIN := $(CACHE_DIR)/consul-$(CONSUL_VERSION)-$(CONSUL_KEY)/consul
 ETCD_BIN := $(CACHE_DIR)/etcd-$(ETCD_VERSION)-$(ETCD_KEY)/etcd
+GRPC_HEALTH_PROBE_KEY := $(shell cat internal/tools/grpc-health-probe/go.mod internal/tools/grpc-health-probe/go.sum internal/tools/grpc-health-probe/tools.go | sha256sum | cut -c1-12)
+GRPCURL_KEY := $(shell cat internal/tools/grpcurl/go.mod internal/tools/grpcurl/go.sum internal/tools/grpcurl/tools.go | sha256sum | cut -c1-12)
 KUBE_APISERVER_BIN := $(CACHE_DIR)/kube-apiserver-$(KUBE_APISERVER_VERSION)-$(KUBE_APISERVER_KEY)/kube-apiserver
+GRPC_HEALTH_PROBE_BIN := $(CACHE_DIR)/grpc-health-probe-$(GRPC_HEALTH_PROBE_VERSION)-$(GRPC_HEALTH_PROBE_KEY)/grpc-health-probe
+GRPCURL_BIN := $(CACHE_DIR)/grpcurl-$(GRPCURL_VERSION)-$(GRPCURL_KEY)/grpcurl
 export WAYFINDER_CONSUL_BIN := $(CONSUL_BIN)
 export WAYFINDER_ETCD_BIN := $(ETCD_BIN)
 export WAYFINDER_KUBE_APISERVER_BIN := $(KUBE_APISERVER_BIN)
+export WAYFINDER_GRPC_HEALTH_PROBE_BIN := $(GRPC_HEALTH_PROBE_BIN)
+export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet servers consul etcd kube-apiserver browser generate fmt bench faults
+.PHONY: demo test vet servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -63,7 +71,9 @@ vet:
 	$(GO) vet ./...
 	@for m in $(NESTED_MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
-servers: consul etcd kube-apiserver
+# The servers the tests start, and the third-party gRPC clients they run
+# against Wayfinder's server (grpc-health-probe, grpcurl).
+servers: consul etcd kube-apiserver grpc-health-probe grpcurl
 
 # The debug page is tested in a real headless Chromium, from Debian.
 browser:
@@ -74,6 +84,8 @@ browser:
 consul: $(CONSUL_BIN)
 etcd: $(ETCD_BIN)
 kube-apiserver: $(KUBE_APISERVER_BIN)
+grpc-health-probe: $(GRPC_HEALTH_PROBE_BIN)
+grpcurl: $(GRPCURL_BIN)
 
 $(CONSUL_BIN):
 	@echo "building Consul $(CONSUL_VERSION) for the tests (15-25 min cold, cached afterwards in $(CACHE_DIR))"
@@ -89,6 +101,18 @@ $(KUBE_APISERVER_BIN):
 	@echo "building kube-apiserver $(KUBE_APISERVER_VERSION) for the tests (about 11 min cold on 2 cores, cached afterwards in $(CACHE_DIR))"
 	@mkdir -p $(dir $@)
 	cd internal/tools/kube-apiserver && $(GO) build -buildvcs=false -trimpath -o $@.tmp . && mv $@.tmp $@
+
+# The third-party clients' main packages cannot be imported, so their
+# tools modules only pin them (tools.go) and are built by import path.
+$(GRPC_HEALTH_PROBE_BIN):
+	@echo "building grpc-health-probe $(GRPC_HEALTH_PROBE_VERSION) for the tests (cached afterwards in $(CACHE_DIR))"
+	@mkdir -p $(dir $@)
+	cd internal/tools/grpc-health-probe && $(GO) build -buildvcs=false -trimpath -o $@.tmp github.com/grpc-ecosystem/grpc-health-probe && mv $@.tmp $@
+
+$(GRPCURL_BIN):
+	@echo "building grpcurl $(GRPCURL_VERSION) for the tests (cached afterwards in $(CACHE_DIR))"
+	@mkdir -p $(dir $@)
+	cd internal/tools/grpcurl && $(GO) build -buildvcs=false -trimpath -ldflags "-X main.version=v$(GRPCURL_VERSION)" -o $@.tmp github.com/fullstorydev/grpcurl/cmd/grpcurl && mv $@.tmp $@
 
 # Regenerates the HelloService code. protoc comes from Debian's
 # protobuf-compiler; the plugins are installed at pinned versions.
