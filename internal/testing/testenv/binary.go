@@ -3,8 +3,10 @@
 //
 // Consul and etcd are built from source by `make servers` (which `make
 // test` runs first) and found through WAYFINDER_CONSUL_BIN and
-// WAYFINDER_ETCD_BIN. A test that cannot find its server fails: it never
-// skips, so a missing install step cannot hide behind a green run.
+// WAYFINDER_ETCD_BIN; so are the third-party gRPC clients that tests run
+// against Wayfinder's server (grpc-health-probe, grpcurl; grpctools.go).
+// A test that cannot find its binary fails: it never skips, so a missing
+// install step cannot hide behind a green run.
 package testenv
 
 import (
