@@ -51,7 +51,13 @@ type Config struct {
 	TailDeadline  time.Duration `json:"tail_deadline"`  // slow backend: each call's deadline
 	ScaleServices int           `json:"scale_services"` // scale: services one client watches
 	ScaleInsts    int           `json:"scale_instances"`
-	ModuleDir     string        `json:"-"` // the module root, for `go test -bench`
+	ScaleSetSize  int           `json:"scale_set_size,omitempty"` // scale: instances per set on a backend with a SetWriter (Kubernetes: per EndpointSlice)
+	ModuleDir     string        `json:"-"`                        // the module root, for `go test -bench`
+
+	// More builds backends other than memory, consul and etcd, by name,
+	// for the life of the run's TB: the Kubernetes backend, whose
+	// command lives in the backend's own module.
+	More map[string]func(tb testing.TB) *Backend `json:"-"`
 
 	Log io.Writer `json:"-"` // progress; nil discards
 }
@@ -76,6 +82,7 @@ func DefaultConfig() Config {
 		TailDeadline:  time.Second,
 		ScaleServices: 1000,
 		ScaleInsts:    5000,
+		ScaleSetSize:  100, // the EndpointSlice controller's default
 	}
 }
 
@@ -142,6 +149,7 @@ type scenario struct {
 	name       string
 	perBackend bool // run on every backend; otherwise once, reported as backend "memory" or "-"
 	backend    string
+	sets       bool // also run on every chosen backend with a SetWriter
 	run        func(tb testing.TB, be *Backend, cfg Config) ([]Sample, error)
 }
 
@@ -152,7 +160,7 @@ var scenarios = []scenario{
 	{name: "rolling_restart", perBackend: true, run: rolling},
 	{name: "outage", perBackend: true, run: outage},
 	{name: "slow_backend", backend: "memory", run: slowBackend},
-	{name: "scale", backend: "memory", run: scale},
+	{name: "scale", backend: "memory", sets: true, run: scale},
 }
 
 // Scenarios returns the scenario names in the order Run runs them.
@@ -186,7 +194,12 @@ func Run(parent testing.TB, cfg Config) *Report {
 		case "etcd":
 			be = NewEtcd(parent)
 		default:
-			parent.Fatalf("bench: unknown backend %q; known: memory, consul, etcd", name)
+			mk, ok := cfg.More[name]
+			if !ok {
+				known := append([]string{"memory", "consul", "etcd"}, slices.Sorted(maps.Keys(cfg.More))...)
+				parent.Fatalf("bench: unknown backend %q; known: %s", name, strings.Join(known, ", "))
+			}
+			be = mk(parent)
 		}
 		backends[name] = be
 		rep.Machine.Backends[name] = be.Version
@@ -209,7 +222,16 @@ func Run(parent testing.TB, cfg Config) *Report {
 				targets = append(targets, target{name, backends[name]})
 			}
 		} else {
-			targets = []target{{sc.backend, mem}}
+			// A scenario for sets runs on memory unless only backends
+			// with sets were chosen.
+			if !sc.sets || !onlySets(cfg.Backends, backends) {
+				targets = []target{{sc.backend, mem}}
+			}
+			for _, name := range cfg.Backends {
+				if sc.sets && backends[name].sets != nil {
+					targets = append(targets, target{name, backends[name]})
+				}
+			}
 		}
 		for _, tg := range targets {
 			var runs [][]Sample
@@ -239,6 +261,16 @@ func Run(parent testing.TB, cfg Config) *Report {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep
+}
+
+// onlySets reports whether every chosen backend has a SetWriter.
+func onlySets(names []string, backends map[string]*Backend) bool {
+	for _, n := range names {
+		if backends[n].sets == nil {
+			return false
+		}
+	}
+	return len(names) > 0
 }
 
 // merge turns runs of samples into results, one per variant, in the
