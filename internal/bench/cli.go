@@ -24,6 +24,11 @@ func Main(name string, cfg Config) int {
 	md := flag.String("md", "docs/benchmarks.md", "Markdown report to write")
 	from := flag.String("from", "", "render the report from this report.json instead of measuring")
 	merge := flag.Bool("merge", false, "keep the other scenarios' results from the existing -out/report.json (with -scenarios)")
+	var notes []string
+	flag.Func("note", "a note to add to the report, rendered under the machine (repeatable)", func(s string) error {
+		notes = append(notes, s)
+		return nil
+	})
 	flag.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of each scenario; figures are medians")
 	flag.StringVar(&backends, "backends", strings.Join(cfg.Backends, ","), "backends: "+strings.Join(append([]string{"memory", "consul", "etcd"}, slices.Sorted(maps.Keys(cfg.More))...), ", "))
 	flag.StringVar(&scenarios, "scenarios", strings.Join(cfg.Scenarios, ","), "scenarios to run (default all): "+strings.Join(Scenarios(), ", "))
@@ -87,6 +92,7 @@ func Main(name string, cfg Config) int {
 		return 1
 	}
 	measured := rep.Seconds
+	rep.Notes = append(rep.Notes, notes...)
 	if *merge {
 		old, err := ReadReport(filepath.Join(*out, "report.json"))
 		if err != nil {
