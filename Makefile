@@ -33,7 +33,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench faults
+.PHONY: demo test vet servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench bench-kubernetes faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -55,9 +55,17 @@ test: servers browser vet
 # About 20 minutes before the comparisons with grpc-go's built-ins were
 # added, longer now; shorten it with BENCH_FLAGS, e.g.
 #   make bench BENCH_FLAGS="-runs 1 -outage 5s -tail 5s -idle-window 5s"
+# The Kubernetes backend is measured by its own command, in its own
+# module (wfbench must not import client-go): make bench-kubernetes runs
+# propagation, idle_load and scale on a real kube-apiserver over etcd and
+# merges the results into the same report (-merge), keeping the other
+# backends'; it takes BENCH_FLAGS too. About 10 minutes.
 BENCH_FLAGS ?=
 bench: servers
 	$(GO) run ./internal/bench/cmd/wfbench $(BENCH_FLAGS)
+
+bench-kubernetes: etcd kube-apiserver
+	cd registry/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
 
 # The fault suite, verbosely, with the long variants. Soak for a chosen
 # time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.

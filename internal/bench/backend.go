@@ -39,6 +39,59 @@ type Backend struct {
 	consulAddr func(tb testing.TB, c *Counter) string
 	stop       func(tb testing.TB) // takes the whole registry down
 	start      func(tb testing.TB) // brings it back and waits until it answers
+	dialOpts   []grpc.DialOption
+	sets       SetWriter
+}
+
+// BackendConfig describes a backend built outside this package, such as
+// the Kubernetes one, which lives in a Go module of its own so that the
+// harness's module never imports client-go.
+type BackendConfig struct {
+	Name    string
+	Version string
+	// Open returns a new client of the registry with its own
+	// connection; if c is not nil, it counts in c (Counter.Add) every
+	// request the client sends to the registry.
+	Open func(tb testing.TB, c *Counter) (registry.Registry, error)
+	// Stop takes the whole registry down; Start brings it back and
+	// returns once it answers. Either may be nil if the backend runs
+	// no scenario that needs them (rolling_restart does not; outage
+	// does).
+	Stop, Start func(tb testing.TB)
+	// DialOptions are added to every ClientConn the scenarios dial, for
+	// example a dialer that maps the addresses the registry accepts to
+	// the loopback servers behind them.
+	DialOptions []grpc.DialOption
+	// Sets, if not nil, writes a service's instances in sets, as the
+	// registry's own producers do (Kubernetes: EndpointSlices). The
+	// scale scenario then runs on this backend too, writing its large
+	// service in sets of Config.ScaleSetSize and changing one set at a
+	// time.
+	Sets SetWriter
+}
+
+// SetWriter writes the instances of a service as named sets, each
+// replaced as a whole.
+type SetWriter interface {
+	// PutSet creates or replaces set name of service svc, holding
+	// exactly insts (all with the same port).
+	PutSet(ctx context.Context, svc, name string, insts []registry.Instance) error
+}
+
+// NewBackend returns a backend built from cfg.
+func NewBackend(cfg BackendConfig) *Backend {
+	unsupported := func(what string) func(testing.TB) {
+		return func(tb testing.TB) { tb.Fatalf("bench: backend %s cannot %s", cfg.Name, what) }
+	}
+	b := &Backend{Name: cfg.Name, Version: cfg.Version, open: cfg.Open, stop: cfg.Stop, start: cfg.Start,
+		dialOpts: cfg.DialOptions, sets: cfg.Sets}
+	if b.stop == nil {
+		b.stop = unsupported("stop")
+	}
+	if b.start == nil {
+		b.start = unsupported("start")
+	}
+	return b
 }
 
 // Open returns a new client of the registry with its own connection,
@@ -74,6 +127,9 @@ func NewCounter() *Counter {
 	c.on.Store(true)
 	return c
 }
+
+// Add counts one request of kind. It may be called on a nil Counter.
+func (c *Counter) Add(kind string) { c.add(kind) }
 
 func (c *Counter) add(kind string) {
 	if c == nil || !c.on.Load() {

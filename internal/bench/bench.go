@@ -20,6 +20,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -51,7 +52,13 @@ type Config struct {
 	TailDeadline  time.Duration `json:"tail_deadline"`  // slow backend: each call's deadline
 	ScaleServices int           `json:"scale_services"` // scale: services one client watches
 	ScaleInsts    int           `json:"scale_instances"`
-	ModuleDir     string        `json:"-"` // the module root, for `go test -bench`
+	ScaleSetSize  int           `json:"scale_set_size,omitempty"` // scale: instances per set on a backend with a SetWriter (Kubernetes: per EndpointSlice)
+	ModuleDir     string        `json:"-"`                        // the module root, for `go test -bench`
+
+	// More builds backends other than memory, consul and etcd, by name,
+	// for the life of the run's TB: the Kubernetes backend, whose
+	// command lives in the backend's own module.
+	More map[string]func(tb testing.TB) *Backend `json:"-"`
 
 	Log io.Writer `json:"-"` // progress; nil discards
 }
@@ -76,6 +83,7 @@ func DefaultConfig() Config {
 		TailDeadline:  time.Second,
 		ScaleServices: 1000,
 		ScaleInsts:    5000,
+		ScaleSetSize:  100, // the EndpointSlice controller's default
 	}
 }
 
@@ -142,6 +150,7 @@ type scenario struct {
 	name       string
 	perBackend bool // run on every backend; otherwise once, reported as backend "memory" or "-"
 	backend    string
+	sets       bool // also run on every chosen backend with a SetWriter
 	run        func(tb testing.TB, be *Backend, cfg Config) ([]Sample, error)
 }
 
@@ -152,7 +161,7 @@ var scenarios = []scenario{
 	{name: "rolling_restart", perBackend: true, run: rolling},
 	{name: "outage", perBackend: true, run: outage},
 	{name: "slow_backend", backend: "memory", run: slowBackend},
-	{name: "scale", backend: "memory", run: scale},
+	{name: "scale", backend: "memory", sets: true, run: scale},
 }
 
 // Scenarios returns the scenario names in the order Run runs them.
@@ -186,7 +195,12 @@ func Run(parent testing.TB, cfg Config) *Report {
 		case "etcd":
 			be = NewEtcd(parent)
 		default:
-			parent.Fatalf("bench: unknown backend %q; known: memory, consul, etcd", name)
+			mk, ok := cfg.More[name]
+			if !ok {
+				known := append([]string{"memory", "consul", "etcd"}, slices.Sorted(maps.Keys(cfg.More))...)
+				parent.Fatalf("bench: unknown backend %q; known: %s", name, strings.Join(known, ", "))
+			}
+			be = mk(parent)
 		}
 		backends[name] = be
 		rep.Machine.Backends[name] = be.Version
@@ -209,7 +223,16 @@ func Run(parent testing.TB, cfg Config) *Report {
 				targets = append(targets, target{name, backends[name]})
 			}
 		} else {
-			targets = []target{{sc.backend, mem}}
+			// A scenario for sets runs on memory unless only backends
+			// with sets were chosen.
+			if !sc.sets || !onlySets(cfg.Backends, backends) {
+				targets = []target{{sc.backend, mem}}
+			}
+			for _, name := range cfg.Backends {
+				if sc.sets && backends[name].sets != nil {
+					targets = append(targets, target{name, backends[name]})
+				}
+			}
 		}
 		for _, tg := range targets {
 			var runs [][]Sample
@@ -239,6 +262,34 @@ func Run(parent testing.TB, cfg Config) *Report {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep
+}
+
+// scenarioSizes copies the Config fields that size each scenario from
+// src to dst, for Merge.
+var scenarioSizes = map[string]func(dst *Config, src Config){
+	"propagation": func(d *Config, s Config) { d.Changes = s.Changes },
+	"idle_load": func(d *Config, s Config) {
+		d.IdleConns, d.IdleServices, d.IdleWindow = s.IdleConns, s.IdleServices, s.IdleWindow
+	},
+	"picker":          func(d *Config, s Config) { d.PickerBench, d.PickerTime = s.PickerBench, s.PickerTime },
+	"rolling_restart": func(d *Config, s Config) { d.Rolls, d.RollServers = s.Rolls, s.RollServers },
+	"outage":          func(d *Config, s Config) { d.Outage = s.Outage },
+	"slow_backend": func(d *Config, s Config) {
+		d.TailDuration, d.TailBackends, d.TailStall, d.TailDeadline = s.TailDuration, s.TailBackends, s.TailStall, s.TailDeadline
+	},
+	"scale": func(d *Config, s Config) {
+		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts
+	},
+}
+
+// onlySets reports whether every chosen backend has a SetWriter.
+func onlySets(names []string, backends map[string]*Backend) bool {
+	for _, n := range names {
+		if backends[n].sets == nil {
+			return false
+		}
+	}
+	return len(names) > 0
 }
 
 // merge turns runs of samples into results, one per variant, in the
@@ -369,6 +420,31 @@ func (r *Report) Merge(old *Report) {
 	if !kept {
 		return
 	}
+	// The report renders the sizes in Config: those of the old run for
+	// the scenarios this run did not measure, and this run's for those
+	// it did.
+	cfg := old.Config
+	rerunScenarios := map[string]bool{}
+	for k := range ran {
+		sc, _, _ := strings.Cut(k, "/")
+		rerunScenarios[sc] = true
+	}
+	var differ []string
+	for _, sc := range slices.Sorted(maps.Keys(rerunScenarios)) {
+		if copySizes := scenarioSizes[sc]; copySizes != nil {
+			before := cfg
+			copySizes(&cfg, r.Config)
+			if !reflect.DeepEqual(before, cfg) {
+				differ = append(differ, sc)
+			}
+		}
+	}
+	if rerunScenarios["scale"] && r.Config.ScaleSetSize != 0 {
+		cfg.ScaleSetSize = r.Config.ScaleSetSize // sizes sets only, which memory has not
+	}
+	cfg.Runs, cfg.More, cfg.Log, cfg.ModuleDir = r.Config.Runs, r.Config.More, r.Config.Log, r.Config.ModuleDir
+	cfg.Backends, cfg.Scenarios = r.Config.Backends, r.Config.Scenarios
+	r.Config = cfg
 	// The report renders the configured backends and scenarios: those of
 	// both runs.
 	backends := slices.Clone(old.Config.Backends)
@@ -397,8 +473,15 @@ func (r *Report) Merge(old *Report) {
 	}
 	rerun := slices.Sorted(maps.Keys(ran))
 	// Newest first: the older notes say where the kept results come from.
-	r.Notes = append([]string{fmt.Sprintf("%s re-measured at %s (%.0f s) and merged into the report of %s; the other results come from that report and the runs its notes name.",
-		strings.Join(rerun, ", "), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Seconds, old.Started.UTC().Format("2006-01-02 15:04 UTC"))}, r.Notes...)
+	note := fmt.Sprintf("%s re-measured at %s (%.0f s) and merged into the report of %s; the other results come from that report and the runs its notes name.",
+		strings.Join(rerun, ", "), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Seconds, old.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	if r.Config.Runs != old.Config.Runs {
+		note += fmt.Sprintf(" The re-measured results are medians over %d runs, the others over %d; the text gives the re-measured run's count.", r.Config.Runs, old.Config.Runs)
+	}
+	if len(differ) > 0 {
+		note += fmt.Sprintf(" The sizes of %s differ between the two runs; the text gives the re-measured run's, and report.json's runs the figures.", strings.Join(differ, ", "))
+	}
+	r.Notes = append([]string{note}, r.Notes...)
 	for _, n := range old.Notes {
 		if !slices.Contains(r.Notes, n) {
 			r.Notes = append(r.Notes, n)

@@ -289,7 +289,7 @@ func TestStats(t *testing.T) {
 
 func TestMerge(t *testing.T) {
 	old := &Report{Started: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Seconds: 1700,
-		Config:  Config{Backends: []string{"memory", "consul", "etcd"}},
+		Config:  Config{Backends: []string{"memory", "consul", "etcd"}, PickerTime: "200ms", TailDuration: 10 * time.Second},
 		Machine: Machine{Backends: map[string]string{"consul": "Consul v1"}},
 		Results: []Result{
 			{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 1}},
@@ -300,11 +300,14 @@ func TestMerge(t *testing.T) {
 		Notes:    []string{"hand-written note"},
 	}
 	rep := &Report{Started: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC),
-		Config:  Config{Backends: []string{"memory"}, Scenarios: []string{"picker"}},
+		Config:  Config{Backends: []string{"memory"}, Scenarios: []string{"picker"}, PickerTime: "1s", TailDuration: 30 * time.Second},
 		Results: []Result{{Scenario: "picker", Backend: "-", Variant: "round_robin", Metrics: map[string]float64{"x": 3}}}}
 	rep.Merge(old)
 	if !slices.Equal(rep.Config.Backends, []string{"memory", "consul", "etcd"}) || rep.Config.Scenarios != nil {
 		t.Errorf("merged config: backends %v, scenarios %v; want both runs' backends and all scenarios", rep.Config.Backends, rep.Config.Scenarios)
+	}
+	if rep.Config.PickerTime != "1s" || rep.Config.TailDuration != 10*time.Second {
+		t.Errorf("merged config: picker time %q, tail duration %v; want the new run's for picker (1s) and the old run's for the rest (10s)", rep.Config.PickerTime, rep.Config.TailDuration)
 	}
 	if got := rep.Machine.Backends["consul"]; got != "Consul v1" {
 		t.Errorf("merged machine: consul version %q, want the old run's", got)
@@ -321,7 +324,7 @@ func TestMerge(t *testing.T) {
 	if len(rep.Results) != 3 || len(rep.Failures) != 1 {
 		t.Errorf("merged %d results and %d failures, want 3 and 1", len(rep.Results), len(rep.Failures))
 	}
-	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker/-") || !strings.Contains(rep.Notes[0], "2026-11-01") || rep.Notes[1] != "hand-written note" {
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker/-") || !strings.Contains(rep.Notes[0], "2026-11-01") || !strings.Contains(rep.Notes[0], "sizes of picker differ") || rep.Notes[1] != "hand-written note" {
 		t.Errorf("notes = %q, want the provenance note then the old hand-written one", rep.Notes)
 	}
 }

@@ -84,20 +84,21 @@ func serverOf(msg string) string {
 }
 
 // dial returns a ClientConn for svc through a Wayfinder resolver over d
-// with the given policy, closed with tb.
-func dial(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, policy string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+// with the given policy and options (a Backend's DialOptions), closed
+// with tb.
+func dial(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, policy string, opts ...grpc.DialOption) (*grpc.ClientConn, hellopb.HelloServiceClient) {
 	tb.Helper()
-	return dialConfig(tb, d, cache, svc, fmt.Sprintf(`{%q:{}}`, policy))
+	return dialConfig(tb, d, cache, svc, fmt.Sprintf(`{%q:{}}`, policy), opts...)
 }
 
 // dialConfig is dial with a loadBalancingConfig entry, such as
 // `{"ring_hash_experimental":{"requestHashHeader":"x"}}`.
-func dialConfig(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, lbConfig string) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+func dialConfig(tb testing.TB, d registry.Discovery, cache *resolver.Cache, svc, lbConfig string, opts ...grpc.DialOption) (*grpc.ClientConn, hellopb.HelloServiceClient) {
 	tb.Helper()
-	cc, err := grpc.NewClient("wayfinder:///"+svc,
+	cc, err := grpc.NewClient("wayfinder:///"+svc, append([]grpc.DialOption{
 		grpc.WithResolvers(resolver.NewBuilder(d, resolver.WithCache(cache))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[`+lbConfig+`]}`))
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[` + lbConfig + `]}`)}, opts...)...)
 	if err != nil {
 		tb.Fatalf("bench: NewClient: %v", err)
 	}

@@ -70,7 +70,7 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 			cache = newCache(tb) // the seed shared nothing
 			fallthrough
 		default:
-			_, c = dial(tb, d, cache, svcs[i%len(svcs)], "round_robin")
+			_, c = dial(tb, d, cache, svcs[i%len(svcs)], "round_robin", be.dialOpts...)
 		}
 		clients = append(clients, c)
 	}

@@ -48,7 +48,7 @@ func outage(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 		names = append(names, id)
 	}
 	cache := newCache(tb)
-	_, client := dial(tb, be.Open(tb, nil), cache, svc, "round_robin")
+	_, client := dial(tb, be.Open(tb, nil), cache, svc, "round_robin", be.dialOpts...)
 	if err := waitServing(ctx, client, 30*time.Second, names...); err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		if poll > 0 {
 			disc = pollingDiscovery{Discovery: disc, every: poll}
 		}
-		_, client = dial(tb, disc, newCache(tb), svc, "round_robin")
+		_, client = dial(tb, disc, newCache(tb), svc, "round_robin", be.dialOpts...)
 	}
 	if err := waitServing(ctx, client, 20*time.Second, "stable"); err != nil {
 		return Sample{}, err

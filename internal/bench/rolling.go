@@ -63,7 +63,7 @@ func rollOne(tb testing.TB, be *Backend, cfg Config, naive bool) (Sample, error)
 		}
 		live = append(live, s)
 	}
-	_, client := dial(tb, be.Open(tb, nil), newCache(tb), svc, "round_robin")
+	_, client := dial(tb, be.Open(tb, nil), newCache(tb), svc, "round_robin", be.dialOpts...)
 	if _, err := call(ctx, client, 30*time.Second, grpc.WaitForReady(true)); err != nil {
 		return Sample{}, fmt.Errorf("warm-up call: %w", err)
 	}

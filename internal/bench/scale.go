@@ -33,7 +33,19 @@ import (
 //     allocations per update (on the memory backend these include the
 //     in-process registry). What an update costs the policy, up to the
 //     picker, is the picker scenario's BenchmarkUpdate.
+//
+// On a backend with a SetWriter (Kubernetes) only the second size runs,
+// with the service written in sets of cfg.ScaleSetSize (5,000 endpoints
+// in 50 EndpointSlices of 100) and each change rewriting one set with one
+// instance more, then without it, a different set each time.
 func scale(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
+	if be.sets != nil {
+		big, err := scaleInstances(tb, be, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("instances: %w", err)
+		}
+		return []Sample{big}, nil
+	}
 	many, err := scaleServices(tb, be, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("services: %w", err)
@@ -172,10 +184,39 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	inst := func(i int) registry.Instance {
 		return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: svc, Address: fmt.Sprintf("127.0.0.%d:%d", 1+i/50000, 10000+i%50000)}
 	}
+	size := cfg.ScaleSetSize
+	if be.sets != nil {
+		// A set has one port, as an EndpointSlice does: the instances
+		// differ by address.
+		inst = func(i int) registry.Instance {
+			return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: svc, Address: fmt.Sprintf("127.%d.%d.%d:50051", 1+i/62500, i/250%250, 1+i%250)}
+		}
+		if size <= 0 {
+			return Sample{}, fmt.Errorf("scale set size %d: want > 0", size)
+		}
+	}
+	nsets := (n + size - 1) / max(size, 1)
+	setName := func(k int) string { return fmt.Sprintf("%s-%03d", svc, k) }
+	setOf := func(k int, extra ...registry.Instance) []registry.Instance {
+		var out []registry.Instance
+		for i := k * size; i < min(n, (k+1)*size); i++ {
+			out = append(out, inst(i))
+		}
+		return append(out, extra...)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
-	for w := range 8 { // registration is not what is measured: spread it
+	for w := range 8 { // writing is not what is measured: spread it
 		wg.Go(func() {
+			if be.sets != nil {
+				for k := w; k < nsets; k += 8 {
+					if err := be.sets.PutSet(ctx, svc, setName(k), setOf(k)); err != nil {
+						errs <- err
+						return
+					}
+				}
+				return
+			}
 			for i := w; i < n; i += 8 {
 				if err := register(ctx, reg, inst(i), 10*time.Second); err != nil {
 					errs <- err
@@ -208,9 +249,19 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	var ms0 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	cpu0 := cpuTime()
-	for range 10 {
+	if be.sets != nil {
+		extra.Address = fmt.Sprintf("127.%d.%d.%d:50051", 1+n/62500, n/250%250, 1+n%250)
+	}
+	for it := range 10 {
+		k := (it*7 + nsets/2) % nsets // a different set each time
 		t0 := time.Now()
-		if err := reg.Register(ctx, extra); err != nil {
+		var err error
+		if be.sets != nil {
+			err = be.sets.PutSet(ctx, svc, setName(k), setOf(k, extra))
+		} else {
+			err = reg.Register(ctx, extra)
+		}
+		if err != nil {
 			return Sample{}, err
 		}
 		at, err := cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n+1 })
@@ -219,7 +270,12 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 		}
 		add = append(add, at.Sub(t0))
 		t0 = time.Now()
-		if err := reg.Deregister(ctx, extra); err != nil {
+		if be.sets != nil {
+			err = be.sets.PutSet(ctx, svc, setName(k), setOf(k))
+		} else {
+			err = reg.Deregister(ctx, extra)
+		}
+		if err != nil {
 			return Sample{}, err
 		}
 		at, err = cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n })
@@ -243,7 +299,12 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	}
 	putPercentiles(m, "register", add)
 	putPercentiles(m, "deregister", del)
-	return Sample{Variant: fmt.Sprintf("%d_instances", n), Metrics: m}, nil
+	variant := fmt.Sprintf("%d_instances", n)
+	if be.sets != nil {
+		m["sets"] = float64(nsets)
+		variant = fmt.Sprintf("%d_instances_%d_sets", n, nsets)
+	}
+	return Sample{Variant: variant, Metrics: m}, nil
 }
 
 // cpuTime is the process's user and system CPU time so far.
