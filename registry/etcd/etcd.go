@@ -618,8 +618,12 @@ func (r *Registry) isClosed() bool { return r.ctx.Err() != nil }
 
 // Close stops the background loops and watchers and closes the client if
 // the Registry built it. It does not deregister: registrations expire with
-// the lease TTL unless Deregister withdrew them first.
+// the lease TTL unless Deregister withdrew them first. Close on a nil
+// *Registry does nothing.
 func (r *Registry) Close() error {
+	if r == nil {
+		return nil
+	}
 	var err error
 	r.closed.Do(func() {
 		r.watchers.CloseAll()
