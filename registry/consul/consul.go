@@ -61,7 +61,8 @@ type Registry struct {
 	// with a connection cap (see New).
 	agent *api.Client
 
-	probe *prober // wakes failing watches when the agent returns
+	probe *prober   // wakes failing watches when the agent returns
+	live  *liveness // the bound of WithUnavailableAfter on watch queries
 
 	counters          counters
 	unregisterMetrics func()
@@ -173,6 +174,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		reqSlack: 10 * time.Second,
 		regs:     map[string]*registration{},
 		probe:    newProber(),
+		live:     newLiveness(cfg.liveness),
 	}
 	r.unregisterMetrics = r.registerMetrics(cfg.meter)
 	// A client-wide timeout shorter than a blocking request would cut
@@ -219,6 +221,7 @@ func (r *Registry) Close() error {
 	}
 	r.watchers.CloseAll()
 	r.probe.close()
+	r.live.close()
 	r.unregisterMetrics()
 	for _, hc := range r.ownHTTP {
 		hc.CloseIdleConnections()

@@ -163,7 +163,15 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		if !lim.wait(ctx) {
 			return
 		}
-		insts, next, err := r.query(ctx, w.service, dc, index)
+		type answer struct {
+			insts []registry.Instance
+			next  uint64
+		}
+		ans, err := guard(ctx, r, func(qctx context.Context) (answer, error) {
+			insts, next, err := r.query(qctx, w.service, dc, index)
+			return answer{insts, next}, err
+		})
+		insts, next := ans.insts, ans.next
 		if ctx.Err() != nil {
 			return
 		}
