@@ -320,6 +320,12 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 	if meta == nil {
 		return nil, 0, errors.New("no query metadata in answer")
 	}
+	if meta.LastIndex == 0 {
+		// Consul answers a health query with an index of at least 1. An
+		// answer without one cannot be followed: blocking on it returns
+		// at once, forever.
+		return nil, 0, fmt.Errorf("%w: answer without a usable X-Consul-Index (missing or 0)", errProtocol)
+	}
 	out := make([]registry.Instance, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {

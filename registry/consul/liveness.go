@@ -2,8 +2,11 @@ package consul
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,9 +14,38 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// errSilent ends a query that the agent has not answered within the
-// liveness bound (WithUnavailableAfter).
-var errSilent = errors.New("no answer from the agent")
+var (
+	// errSilent ends a query that the agent has not answered within the
+	// liveness bound (WithUnavailableAfter).
+	errSilent = errors.New("no answer from the agent")
+	// errProtocol is an answer that breaks Consul's protocol, such as one
+	// without X-Consul-Index.
+	errProtocol = errors.New("protocol error")
+)
+
+// errKind classifies a failed read for logging: an outage is logged at
+// Warn again when its kind changes.
+func errKind(err error) string {
+	var se api.StatusError
+	var syn *json.SyntaxError
+	var ute *json.UnmarshalTypeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &se):
+		return "http " + strconv.Itoa(se.Code)
+	case errors.Is(err, errSilent):
+		return "silent"
+	case errors.Is(err, errProtocol):
+		return "protocol"
+	case errors.As(err, &syn):
+		return "invalid json"
+	case errors.As(err, &ute):
+		return "wrong shape"
+	case errors.As(err, &ne):
+		return "network"
+	}
+	return "other"
+}
 
 // liveness keeps the bound of WithUnavailableAfter for every query a
 // watch makes. A blocking query is silent by design, so silence on it

@@ -159,6 +159,13 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 	lim := newBucket(cfg.rate, 2)
 	var index uint64
 	failures := 0
+	lastKind := ""
+	// check is the probe's test of recovery while this loop waits out a
+	// backoff: the loop's own read, not blocking, its answer dropped.
+	check := func(ctx context.Context) error {
+		_, _, err := r.query(ctx, w.service, dc, 0)
+		return err
+	}
 	for {
 		if !lim.wait(ctx) {
 			return
@@ -180,14 +187,18 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			r.counters.queryErrors.Add(1)
 			failures++
 			werr := wrapErr(fmt.Sprintf("watch %q%s", w.service, dcSuffix(dc)), err)
-			if failures == 1 || failures%20 == 0 {
-				r.log.Warn("consul: watch failing; retrying", "service", w.service, "dc", dc, "failures", failures, "err", werr)
+			// Warn at the start of an outage, when its kind changes (a
+			// 500, then invalid JSON), and every 20th failure.
+			kind := errKind(err)
+			if failures == 1 || failures%20 == 0 || kind != lastKind {
+				r.log.Warn("consul: watch failing; retrying", "service", w.service, "dc", dc, "failures", failures, "kind", kind, "err", werr)
 			}
+			lastKind = kind
 			w.publishErr(dc, werr)
 			// The next read must not block: after an error, the set is
 			// reported as soon as it can be read, changed or not.
 			index = 0
-			if !r.waitRetry(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax)) {
+			if !r.waitRetryCheck(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax), check) {
 				return
 			}
 			continue
@@ -195,7 +206,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		if failures > 0 {
 			r.log.Info("consul: watch recovered", "service", w.service, "dc", dc, "after_failures", failures)
 		}
-		failures = 0
+		failures, lastKind = 0, ""
 		if next < index {
 			r.counters.indexResets.Add(1)
 		}
