@@ -299,11 +299,17 @@ func dcSuffix(dc string) string {
 // read; otherwise it blocks until Consul's index passes index or the wait
 // ends. It returns the new X-Consul-Index.
 func (r *Registry) query(ctx context.Context, service, dc string, index uint64) ([]registry.Instance, uint64, error) {
+	return r.queryMode(ctx, service, dc, index, false)
+}
+
+// queryMode is query, made in Consistent mode (from the leader, past the
+// agent cache) if consistent is set.
+func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, error) {
 	q := &api.QueryOptions{
 		Datacenter:        dc,
-		AllowStale:        r.cfg.consistency == Stale,
-		RequireConsistent: r.cfg.consistency == Consistent,
-		UseCache:          r.cfg.cached,
+		AllowStale:        r.cfg.consistency == Stale && !consistent,
+		RequireConsistent: r.cfg.consistency == Consistent || consistent,
+		UseCache:          r.cfg.cached && !consistent,
 		Near:              r.cfg.near,
 	}
 	timeout := r.reqSlack * 3

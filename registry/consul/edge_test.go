@@ -38,13 +38,16 @@ type fakeConsul struct {
 	*httptest.Server
 	mu     sync.Mutex
 	script func(n int, dc string) answer
-	reqs   []fakeReq
+	// consistent, if set, answers ?consistent reads instead of script.
+	consistent func() answer
+	reqs       []fakeReq
 }
 
 type fakeReq struct {
-	dc    string
-	index string
-	wait  string
+	dc         string
+	index      string
+	wait       string
+	consistent bool
 }
 
 func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
@@ -63,9 +66,15 @@ func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
 		q := r.URL.Query()
 		f.mu.Lock()
 		n := len(f.reqs)
-		f.reqs = append(f.reqs, fakeReq{dc: q.Get("dc"), index: q.Get("index"), wait: q.Get("wait")})
+		f.reqs = append(f.reqs, fakeReq{dc: q.Get("dc"), index: q.Get("index"), wait: q.Get("wait"), consistent: q.Has("consistent")})
+		consistent := f.consistent
 		f.mu.Unlock()
-		a := f.script(n, q.Get("dc"))
+		var a answer
+		if consistent != nil && q.Has("consistent") {
+			a = consistent()
+		} else {
+			a = f.script(n, q.Get("dc"))
+		}
 		if a.hold > 0 && q.Get("index") != "" {
 			select {
 			case <-time.After(a.hold):
@@ -145,6 +154,61 @@ func TestIndexGoesBackwards(t *testing.T) {
 		if reqs[i].index != w {
 			t.Errorf("request %d index = %q, want %q (all: %+v)", i, reqs[i].index, w, reqs)
 		}
+	}
+}
+
+// TestNoGoingBackAfterRestart: a restarted Consul server answers
+// default-mode reads from the state it restored from its last snapshot
+// until it has applied the rest of its log, at a lower X-Consul-Index:
+// the fault suite saw a client go back to [i0003 i0004 i0005], an
+// instance deregistered seconds before included (issue 15 item 3). After
+// an error, or an index that went backwards, the watch confirms with a
+// consistent read (which Consul refuses until the new leader has caught
+// up) before it publishes, so it never goes back in time.
+func TestNoGoingBackAfterRestart(t *testing.T) {
+	for _, how := range []string{"after an error", "index backwards"} {
+		t.Run(how, func(t *testing.T) {
+			var mu sync.Mutex
+			caughtUp := false
+			f := newFake(t, func(n int, _ string) answer {
+				switch {
+				case n == 0:
+					return answer{ids: []string{"a", "b"}, index: 100}
+				case n == 1 && how == "after an error":
+					return answer{status: 500, index: 100}
+				}
+				// The restored, older state, at a lower index.
+				return answer{ids: []string{"old", "a"}, index: 50, hold: 50 * time.Millisecond}
+			})
+			f.mu.Lock()
+			f.consistent = func() answer {
+				mu.Lock()
+				defer mu.Unlock()
+				if !caughtUp {
+					caughtUp = true
+					return answer{status: 500, body: "Not ready to serve consistent reads", index: 50}
+				}
+				return answer{ids: []string{"a", "b", "c"}, index: 101, hold: time.Hour}
+			}
+			f.mu.Unlock()
+			w := mustWatch(t, fakeReg(t, f), "svc")
+			ctx := ctxT(t, 10*time.Second)
+			for {
+				got, err := w.Next(ctx)
+				if ctx.Err() != nil {
+					t.Fatalf("Next() never showed [a b c]: %v", err)
+				}
+				if err != nil {
+					continue
+				}
+				if sameIDs(got, "a", "old") {
+					t.Fatalf("Next() = %v: the restored, older state was published", ids(got))
+				}
+				if sameIDs(got, "a", "b", "c") {
+					break
+				}
+			}
+		})
 	}
 }
 

@@ -160,6 +160,16 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 	var index uint64
 	failures := 0
 	lastKind := ""
+	// confirm: the next read is made in Consistent mode, and only its
+	// answer is published. A restarted Consul server answers default-mode
+	// reads from the state it restored from its last snapshot until it has
+	// applied the rest of its log, at a lower X-Consul-Index: publishing
+	// that would send clients back in time. A consistent read is refused
+	// until the new leader has caught up. It is used after an error and
+	// after an index that went backwards; not in Stale mode, whose users
+	// chose possibly old answers.
+	confirm := false
+	canConfirm := cfg.consistency != Stale
 	// check is the probe's test of recovery while this loop waits out a
 	// backoff: the loop's own read, not blocking, its answer dropped.
 	check := func(ctx context.Context) error {
@@ -175,7 +185,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			next  uint64
 		}
 		ans, err := guard(ctx, r, func(qctx context.Context) (answer, error) {
-			insts, next, err := r.query(qctx, w.service, dc, index)
+			insts, next, err := r.queryMode(qctx, w.service, dc, index, confirm)
 			return answer{insts, next}, err
 		})
 		insts, next := ans.insts, ans.next
@@ -198,6 +208,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			// The next read must not block: after an error, the set is
 			// reported as soon as it can be read, changed or not.
 			index = 0
+			confirm = canConfirm
 			if !r.waitRetryCheck(ctx, backoff(failures, cfg.backoffBase, cfg.backoffMax), check) {
 				return
 			}
@@ -209,7 +220,14 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		failures, lastKind = 0, ""
 		if next < index {
 			r.counters.indexResets.Add(1)
+			if canConfirm && !confirm {
+				// Not published: read again, consistently, from 0.
+				r.log.Info("consul: index went backwards; confirming with a consistent read", "service", w.service, "dc", dc, "index", index, "got", next)
+				index, confirm = 0, true
+				continue
+			}
 		}
+		confirm = false
 		index = nextIndex(index, next)
 		w.publishSet(dc, insts, next)
 	}
