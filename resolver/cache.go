@@ -42,10 +42,12 @@ type Cache struct {
 	guardFrac float64 // see WithMassRemovalGuard
 	guardMin  int
 	guardHold time.Duration
-	meter     metric.MeterProvider
-	mux       *registry.URLMux // opens registries named by targets
-	now       func() time.Time
-	metrics   *cacheMetrics
+	// guardWindow: see WithMassRemovalWindow.
+	guardWindow time.Duration
+	meter       metric.MeterProvider
+	mux         *registry.URLMux // opens registries named by targets
+	now         func() time.Time
+	metrics     *cacheMetrics
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
@@ -82,15 +84,16 @@ func NewCache(opts ...CacheOption) *Cache {
 	c := &Cache{
 		linger: DefaultLinger,
 
-		guardFrac: DefaultGuardFraction,
-		guardMin:  DefaultGuardMin,
-		guardHold: DefaultGuardHold,
-		logger:    slog.New(slog.DiscardHandler),
-		mux:       registry.DefaultURLMux(),
-		now:       time.Now,
-		watches:   map[watchKey]*watch{},
-		regs:      map[string]*openRegistry{},
-		urlB:      map[string]*Builder{},
+		guardFrac:   DefaultGuardFraction,
+		guardMin:    DefaultGuardMin,
+		guardHold:   DefaultGuardHold,
+		guardWindow: DefaultGuardWindow,
+		logger:      slog.New(slog.DiscardHandler),
+		mux:         registry.DefaultURLMux(),
+		now:         time.Now,
+		watches:     map[watchKey]*watch{},
+		regs:        map[string]*openRegistry{},
+		urlB:        map[string]*Builder{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -194,7 +197,11 @@ type watch struct {
 	holdBase  []registry.Instance // the set clients had when the hold began
 	holdTimer *time.Timer
 	held      int64 // mass removals held
-	stopped   bool
+	// guardRef is the largest set clients had within the guard's window,
+	// and guardRefAt when it was last current (see guardLocked).
+	guardRef   []registry.Instance
+	guardRefAt time.Time
+	stopped    bool
 }
 
 // ErrCacheClosed is returned when building a resolver on a closed Cache.

@@ -7,51 +7,78 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
-// Mass-removal guard defaults: one update that removes more than half of
-// a service of at least 2 instances is held for up to 10 s.
+// Mass-removal guard defaults: updates that, within 10 s, leave less
+// than half of a service of at least 2 instances, or that empty a
+// service, are held for up to 10 s.
 const (
 	DefaultGuardFraction = 0.5
 	DefaultGuardMin      = 2
 	DefaultGuardHold     = 10 * time.Second
+	DefaultGuardWindow   = 10 * time.Second
 )
 
 // WithMassRemovalGuard configures the guard against mass removals, the
 // failure behind go-micro#2821, where a registry hiccup (an agent
 // restart, an auth storm, expired leases) made thousands of instances
 // vanish at once and every client emptied its pool, and behind a
-// restarted Consul agent that answers with every restored check critical
-// until the next heartbeat. When one update would shrink a service of at
-// least min instances by more than fraction, the cache keeps the lost
-// instances (while passing on additions and changes) for up to hold; if
-// they come back by then nothing was disrupted, and if they do not, the
-// update is applied in full. Removals one at a time, smaller losses,
-// rolling restarts (which replace instances without shrinking the
-// service) and services smaller than min are never held. hold 0 disables
-// the guard.
+// restarted Consul agent whose passing view loses instances until their
+// next heartbeat. When updates would shrink a service of at least min
+// instances by more than fraction, measured against the largest set
+// clients had within the window (WithMassRemovalWindow, so that a
+// cascade of smaller steps counts as one loss), or would leave a service
+// with no instance at all, the cache keeps the lost instances (while
+// passing on additions and changes) for up to hold; if they come back by
+// then nothing was disrupted, and if they do not, the update is applied
+// in full. So a deliberate removal reaches clients at once when it
+// leaves at least (1 - fraction) of the window's largest set, and within
+// hold otherwise, the last instance of a service included. Rolling
+// restarts (which replace instances without shrinking the service) are
+// never held. hold 0 disables the guard.
 func WithMassRemovalGuard(fraction float64, min int, hold time.Duration) CacheOption {
 	return func(c *Cache) { c.guardFrac, c.guardMin, c.guardHold = fraction, min, hold }
+}
+
+// WithMassRemovalWindow sets how far back the mass-removal guard looks
+// for the set it measures a loss against (DefaultGuardWindow): the
+// largest set clients had within d. 0 judges each update on its own, as
+// the guard did before it had a window. It should not exceed the hold.
+func WithMassRemovalWindow(d time.Duration) CacheOption {
+	return func(c *Cache) { c.guardWindow = d }
 }
 
 // guardLocked decides what to publish for an upstream set: the set
 // itself, or, while a mass removal is held, the set plus the instances
 // it lost. Callers hold w.mu.
 //
-// The test is on capacity, in one update: an update that leaves fewer
-// than (1 - fraction) of the instances clients have is held. That is how
-// a registry that forgot its state answers (all at once), while
-// deliberate removals one by one, and rolling restarts, which replace
-// instances without shrinking the service, pass straight through.
+// The test is on capacity, over the window: an update that leaves fewer
+// than (1 - fraction) of the largest set clients had within the window
+// is held, and so is one that leaves none. That is how a registry that
+// forgot its state answers: all at once, or (Consul's passing view after
+// an agent restart) in a cascade of smaller steps a few seconds apart.
+// Rolling restarts, which replace instances without shrinking the
+// service, pass straight through.
 func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry.Instance {
 	c := w.cache
 	if c.guardHold <= 0 || !w.st.ok {
 		w.clearHoldLocked()
+		w.guardRef = nil
 		return insts
 	}
 	base := w.st.instances
+	// The reference: the largest set clients had within the window. It
+	// is refreshed whenever what clients have now is at least as large,
+	// so guardRefAt is when it was last current.
+	if w.guardRef == nil || len(base) >= len(w.guardRef) || now.Sub(w.guardRefAt) > c.guardWindow {
+		w.guardRef, w.guardRefAt = base, now
+	}
+	if len(w.guardRef) > len(base) {
+		base = w.guardRef
+	}
 	if !w.holdSince.IsZero() {
 		base = w.holdBase
 	}
-	if len(base) < c.guardMin || float64(len(insts)) >= (1-c.guardFrac)*float64(len(base)) {
+	emptied := len(insts) == 0 && len(base) > 0
+	if !emptied && (len(base) < c.guardMin || float64(len(insts)) >= (1-c.guardFrac)*float64(len(base))) {
 		w.clearHoldLocked()
 		return insts
 	}
@@ -96,6 +123,7 @@ func (w *watch) releaseHold() {
 		return
 	}
 	w.clearHoldLocked()
+	w.guardRef = nil // the loss is accepted: measure the next one from here
 	w.cache.logger.Warn("wayfinder resolver: mass removal held to its limit; applying it", "service", w.service)
 	w.setLocked(w.upstream, w.cache.now())
 }

@@ -42,9 +42,9 @@ func insts(ids ...int) []registry.Instance {
 	return out
 }
 
-func guarded(t *testing.T, hold time.Duration) (chan []registry.Instance, *resolver.Cache, *fakeCC) {
+func guarded(t *testing.T, hold time.Duration, opts ...resolver.CacheOption) (chan []registry.Instance, *resolver.Cache, *fakeCC) {
 	up := scripted{sets: make(chan []registry.Instance)}
-	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, hold))
+	cache := newCache(t, append([]resolver.CacheOption{resolver.WithMassRemovalGuard(0.5, 2, hold)}, opts...)...)
 	cc := newFakeCC()
 	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache)), "wayfinder:///hello", cc)
 	t.Cleanup(r.Close)
@@ -105,8 +105,11 @@ func TestMassRemovalAppliedAfterHold(t *testing.T) {
 	}
 }
 
-// TestGradualAndRollingChangesNotHeld: removals one at a time, small
-// losses and instance replacements pass straight through.
+// TestGradualAndRollingChangesNotHeld: instance replacements, and
+// removals that leave at least half of the window's largest set, pass
+// straight through; with no window (WithMassRemovalWindow(0)) each
+// update is judged on its own, and removals one at a time pass down to
+// the last instance.
 func TestGradualAndRollingChangesNotHeld(t *testing.T) {
 	sets, cache, cc := guarded(t, time.Minute)
 	sets <- insts(10, 11, 12, 13, 14, 15) // every instance replaced at once
@@ -116,35 +119,98 @@ func TestGradualAndRollingChangesNotHeld(t *testing.T) {
 		inst, _ := resolver.InstanceFromEndpoint(cc.states[len(cc.states)-1].Endpoints[0])
 		return inst.ID == "i10"
 	})
-	for _, s := range [][]registry.Instance{insts(10, 11, 12), insts(10, 11), insts(10), insts()} {
+	for _, s := range [][]registry.Instance{insts(10, 11, 12, 13), insts(10, 11, 12)} {
 		sets <- s
 		cc.wait(t, fmt.Sprintf("%d instances", len(s)), func(int, int) bool { return lastLen(cc) == len(s) })
 	}
 	if h := cache.Watches()[0].Held; h != 0 {
-		t.Fatalf("gradual and rolling changes were held %d time(s), want 0", h)
+		t.Fatalf("replacements and removals down to half were held %d time(s), want 0", h)
+	}
+
+	sets, cache, cc = guarded(t, time.Minute, resolver.WithMassRemovalWindow(0))
+	for _, s := range [][]registry.Instance{insts(0, 1, 2), insts(0, 1), insts(0)} {
+		sets <- s
+		cc.wait(t, fmt.Sprintf("%d instances", len(s)), func(int, int) bool { return lastLen(cc) == len(s) })
+	}
+	if h := cache.Watches()[0].Held; h != 0 {
+		t.Fatalf("with no window, removals one at a time were held %d time(s), want 0", h)
 	}
 }
 
 // TestGuardWithRealRegistry: deregistering instances one by one through
-// a real registry is never held, so deliberate scale-downs are prompt.
+// a real registry: the first removal of three reaches clients at once;
+// the second, which leaves less than half of the window's three, within
+// the hold, the guard's documented bound for a deliberate removal.
 func TestGuardWithRealRegistry(t *testing.T) {
+	const hold = 300 * time.Millisecond
 	reg := memory.New()
 	for _, in := range insts(0, 1, 2) {
 		if err := reg.Register(t.Context(), in); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, time.Minute))
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, hold))
 	cc := newFakeCC()
 	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
 	defer r.Close()
 	cc.wait(t, "pushed 3", func(int, int) bool { return lastLen(cc) == 3 })
-	for n, in := range insts(0, 1) {
-		if err := reg.Deregister(t.Context(), in); err != nil {
-			t.Fatal(err)
-		}
-		// Each removal is its own update: let it through before the next.
-		wait.For(t, 10*time.Second, "the removal", func() bool { return len(cache.Watches()[0].Instances) == 2-n })
+	if err := reg.Deregister(t.Context(), insts(0)[0]); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 10*time.Second, "the first removal", func() bool { return len(cache.Watches()[0].Instances) == 2 })
+	if h := cache.Watches()[0].Held; h != 0 {
+		t.Fatalf("the first removal was held")
+	}
+	start := time.Now()
+	if err := reg.Deregister(t.Context(), insts(1)[0]); err != nil {
+		t.Fatal(err)
 	}
 	cc.wait(t, "1 instance", func(int, int) bool { return lastLen(cc) == 1 })
+	if took := time.Since(start); took < hold || took > hold+5*time.Second {
+		t.Errorf("the second removal reached clients after %v, want within the %v hold (plus slack), not before", took, hold)
+	}
+}
+
+// TestCascadeWithinWindowHeld: a service shrinks by steps of at most half
+// each, all within the window, as Consul's passing view does after an
+// agent restart ([r2 r4 r5] → [r2 r4] → [r2] in issue 15). Judged one
+// update at a time every step passed; judged against the largest set of
+// the window, the step that leaves less than half is held, and the
+// instances come back without clients ever losing them.
+func TestCascadeWithinWindowHeld(t *testing.T) {
+	sets, cache, cc := guarded(t, time.Minute)
+	for _, s := range [][]registry.Instance{insts(0, 1, 2, 3), insts(0, 1, 2), insts(0, 1), insts(0)} {
+		sets <- s
+	}
+	wait.For(t, 10*time.Second, "a hold", func() bool { return cache.Watches()[0].Holding })
+	sets <- insts(0, 1, 2, 3, 4, 5)
+	wait.For(t, 10*time.Second, "the hold to clear", func() bool { return !cache.Watches()[0].Holding })
+	cc.wait(t, "6 again", func(int, int) bool { return lastLen(cc) == 6 })
+	if m := minPushed(cc); m < 3 {
+		t.Fatalf("clients were pushed %d endpoints during the cascade, want never below 3 (half of 6)", m)
+	}
+}
+
+// TestLastInstanceCovered: the last instance of a service vanishing is
+// held too (a one-instance service behind a restarting agent went empty
+// for 4 s in issue 15); if it stays gone, the empty set reaches clients
+// once the hold ends.
+func TestLastInstanceCovered(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	up := scripted{sets: make(chan []registry.Instance)}
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, hold))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache)), "wayfinder:///hello", cc)
+	t.Cleanup(r.Close)
+	up.sets <- insts(0)
+	cc.wait(t, "pushed 1", func(int, int) bool { return lastLen(cc) == 1 })
+	start := time.Now()
+	up.sets <- insts()
+	cc.wait(t, "the empty set", func(int, int) bool { return lastLen(cc) == 0 })
+	if took := time.Since(start); took < hold {
+		t.Fatalf("the last instance's removal reached the ClientConn after %v, before the %v hold", took, hold)
+	}
+	if w := cache.Watches()[0]; w.Held != 1 {
+		t.Fatalf("Held = %d, want 1", w.Held)
+	}
 }

@@ -354,7 +354,10 @@ func TestNoUpdateWithoutChangeAndErrorsKeepTheSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc := newFakeCC()
-	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(newCache(t))), "wayfinder:///hello", cc)
+	// The guard holds the last instance's removal for its hold; a short
+	// one keeps this test quick (TestLastInstanceCovered tests the hold).
+	cache := newCache(t, resolver.WithMassRemovalGuard(resolver.DefaultGuardFraction, resolver.DefaultGuardMin, 200*time.Millisecond))
+	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
 	defer r.Close()
 	cc.wait(t, "pushed the first set", func(s, _ int) bool { return s == 1 })
 	got, ok := resolver.InstanceFromEndpoint(cc.lastState().Endpoints[0])

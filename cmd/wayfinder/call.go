@@ -52,6 +52,9 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	if *n < 1 {
 		return usageError("-n must be at least 1")
 	}
+	if *timeout <= 0 {
+		return usageError("-timeout must be positive")
+	}
 	if gbalancer.Get(*policy) == nil {
 		return usageError(fmt.Sprintf("-policy %q: unknown policy; known: %s", *policy, strings.Join(knownPolicies(), ", ")))
 	}

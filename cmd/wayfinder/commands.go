@@ -16,7 +16,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
 	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
+	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"   // consul:// URLs, and its address checks
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
@@ -107,12 +111,26 @@ func explain(u *url.URL, err error) error {
 		return hintError{err, "hint: a registry URL is mem://, consul://host:8500 or etcd://host:2379[,host:2379];\n" +
 			"      a service target adds the service as the path: consul://127.0.0.1:8500/hello, mem:///hello"}
 	case errors.Is(err, registry.ErrUnavailable) && u != nil:
-		return hintError{err, unreachableHint(u)}
+		return hintError{err, unreachableHint(u, err)}
 	}
 	return err
 }
 
-func unreachableHint(u *url.URL) string {
+// agentAnswered reports whether err is a Consul agent's answer (an HTTP
+// error status, or a body that is not a usable result) rather than no
+// answer at all.
+func agentAnswered(err error) bool {
+	var se api.StatusError
+	var syn *json.SyntaxError
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &se) || errors.As(err, &syn) || errors.As(err, &ute) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "X-Consul-Index") || strings.Contains(s, "malformed health entry") || strings.Contains(s, "no query metadata")
+}
+
+func unreachableHint(u *url.URL, err error) string {
 	where := func(env, def string) string {
 		if u.Host != "" {
 			return u.Host
@@ -124,6 +142,10 @@ func unreachableHint(u *url.URL) string {
 	}
 	switch u.Scheme {
 	case "consul":
+		if agentAnswered(err) {
+			return "hint: the Consul agent at " + where("CONSUL_HTTP_ADDR", "localhost:8500") + " answered, but not with a usable result (above);\n" +
+				"      its log, or its servers', says why. Is that address a Consul agent's HTTP API?"
+		}
 		return "hint: no Consul agent answered at " + where("CONSUL_HTTP_ADDR", "localhost:8500") + ". Is it running?\n" +
 			"      Put its address in the URL (consul://host:8500) or in CONSUL_HTTP_ADDR."
 	case "etcd":
@@ -463,6 +485,9 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *timeout <= 0 {
+		return usageError("-timeout must be positive")
+	}
 	if *addr == "" {
 		return usageError("-addr is required")
 	}
@@ -498,11 +523,13 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	// This process does not serve -addr: with Consul, the agent checks
 	// it, so that a dead server leaves within seconds, not a TTL.
+	register := reg.Register
 	if cr, ok := reg.(*consul.Registry); ok {
-		err = cr.RegisterWithAddressCheck(rctx, inst, probe)
-	} else {
-		err = reg.Register(rctx, inst)
+		register = func(ctx context.Context, inst registry.Instance) error {
+			return cr.RegisterWithAddressCheck(ctx, inst, probe)
+		}
 	}
+	err = registerUntil(rctx, register, inst, out, *timeout)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && rctx.Err() != nil && !errors.Is(err, registry.ErrUnavailable) {
@@ -526,6 +553,38 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s deregistered %s\n", clock(), inst.ID)
 	return nil
+}
+
+// registerUntil calls Register until it succeeds, fails for a reason
+// that retrying cannot fix, or ctx ends: a registry that is down now
+// (a Consul agent restarting refuses connections, and Consul's Register
+// returns at once) may be up before the -timeout deadline. It says once
+// that it is waiting.
+func registerUntil(ctx context.Context, register func(context.Context, registry.Instance) error, inst registry.Instance, out io.Writer, timeout time.Duration) error {
+	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second}
+	for {
+		err := register(ctx, inst)
+		if err == nil || !errors.Is(err, registry.ErrUnavailable) || ctx.Err() != nil || deniedErr(err) {
+			return err
+		}
+		if bo.Failures() == 0 {
+			fmt.Fprintf(out, "%s the registry is unavailable (%v); retrying for up to %v (-timeout)\n", clock(), err, timeout)
+		}
+		if !backoff.Sleep(ctx, bo.Next()) {
+			return err
+		}
+	}
+}
+
+// deniedErr reports a credentials error, which retrying with the same
+// configuration cannot fix.
+func deniedErr(err error) bool {
+	for _, target := range []error{consul.ErrPermissionDenied, rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrUserNotFound} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {

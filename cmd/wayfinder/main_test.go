@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,6 +221,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"deregister", "-id", "x", "mem:///hello"}, 1, "nothing deregistered"},
 		{[]string{"call", "-policy", "nosuch", "mem:///hello", "SayHello"}, 2, "known: pick_first, round_robin, wayfinder_"},
 		{[]string{"call", "mem:///hello", "SayHello"}, 1, `service "hello" has no instances at mem://`},
+		{[]string{"call", "-timeout", "0s", "mem:///hello", "SayHello"}, 2, "-timeout must be positive"},
+		{[]string{"register", "-timeout", "0s", "-addr", "127.0.0.1:1", "mem:///hello"}, 2, "-timeout must be positive"},
 	}
 	for _, tc := range tests {
 		_, errOut, code := wf(t, tc.args...)
@@ -519,5 +523,78 @@ func TestIndexSuffix(t *testing.T) {
 	}
 	if got := indexSuffix(nil); got != "" {
 		t.Errorf("indexSuffix(nil) = %q, want \"\"", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a command writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRegisterRetriesUntilTimeout: register -timeout waits for a down
+// agent, as its help says, saying so once, and registers when the agent
+// comes back within the deadline.
+func TestRegisterRetriesUntilTimeout(t *testing.T) {
+	a := testenv.StartConsul(t)
+	a.Stop()
+	var out, errOut lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"register", "-once", "-timeout", "60s", "-id", "late", "-addr", startHello(t, "late"),
+			"consul://" + a.HTTPAddr() + "/hello"}, &out, &errOut)
+	}()
+	wait.For(t, 10*time.Second, "register to say it is retrying", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("register with the agent down exited at once: %d %q %q", code, out.String(), errOut.String())
+		default:
+		}
+		return strings.Contains(out.String(), "retrying")
+	})
+	a.Start(t)
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(out.String(), "registered late") {
+			t.Fatalf("register once the agent was back = %d %q %q", code, out.String(), errOut.String())
+		}
+		if n := strings.Count(out.String(), "retrying"); n != 1 {
+			t.Errorf("register said it was retrying %d times, want once:\n%s", n, out.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("register did not finish within its 60s -timeout; out %q", out.String())
+	}
+}
+
+// TestHintWhenAgentAnswers: an agent that answers with an error or with
+// garbage is not "no agent answered"; the hint says it answered.
+func TestHintWhenAgentAnswers(t *testing.T) {
+	for name, h := range map[string]http.HandlerFunc{
+		"500": func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "rpc error", 500) },
+		"bad json": func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Consul-Index", "5")
+			fmt.Fprint(w, "<html>")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			_, errOut, code := wf(t, "instances", "consul://"+srv.Listener.Addr().String()+"/hello")
+			if code != 1 || strings.Contains(errOut, "no Consul agent answered") || !strings.Contains(errOut, "answered, but") {
+				t.Errorf("instances against an agent answering %s = exit %d, %q; want a hint that it answered", name, code, errOut)
+			}
+		})
 	}
 }

@@ -54,6 +54,26 @@ type Config struct {
 	Listen string
 }
 
+// awaitRegistered polls the registry until it lists want instances of
+// the service or d passes, and returns the last count and error.
+func awaitRegistered(ctx context.Context, reg registry.Registry, want int, d time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+		insts, err := reg.Lookup(lctx, service)
+		lcancel()
+		if err == nil && len(insts) >= want {
+			return len(insts), nil
+		}
+		select {
+		case <-ctx.Done():
+			return len(insts), err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // DefaultConfig returns the demo's defaults: 3 servers on mem://, a fault
 // every 2 s for 12 s, 200 calls per second from 4 workers.
 func DefaultConfig() Config {
@@ -131,6 +151,16 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 			return false, err
 		}
 		servers = append(servers, s)
+	}
+	// A server's Start returns after its first registration attempt,
+	// failed or not (it keeps retrying): ask the registry before saying
+	// the servers are registered.
+	if n, err := awaitRegistered(ctx, reg, c.Servers, 10*time.Second); n < c.Servers {
+		why := ""
+		if err != nil {
+			why = ": " + err.Error()
+		}
+		return false, fmt.Errorf("%d servers started, but the registry at %s registered %d of %d within 10s%s", c.Servers, c.Registry, n, c.Servers, why)
 	}
 
 	cache := c.Cache

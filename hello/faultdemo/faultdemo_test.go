@@ -87,3 +87,17 @@ func TestDemoFixedPorts(t *testing.T) {
 		t.Errorf("Run(-listen nohostport) = %v, want an error about -listen", err)
 	}
 }
+
+// TestDemoUnreachableRegistry: with no registry answering, the demo says
+// the servers could not be registered, and never that they were.
+func TestDemoUnreachableRegistry(t *testing.T) {
+	var out bytes.Buffer
+	reg := fmt.Sprintf("consul://127.0.0.1:%d", testenv.FreePort(t))
+	ok, err := Run(t.Context(), Config{Registry: reg, Duration: time.Second, Servers: 3, FaultInterval: time.Second, Rate: 10, Workers: 1}, &out)
+	if ok || err == nil || !strings.Contains(err.Error(), "registered 0 of 3") {
+		t.Errorf("Run(-registry %s) = %v, %v; want an error saying 0 of 3 servers are registered", reg, ok, err)
+	}
+	if strings.Contains(out.String(), "registered in") {
+		t.Errorf("the demo claims servers were registered:\n%s", out.String())
+	}
+}

@@ -23,6 +23,12 @@ func (h harness) Outage(*testing.T) func() {
 	return h.proxy.Restore
 }
 
+// Stall freezes the shared agent with SIGSTOP (registrytest.Staller).
+func (h harness) Stall(t *testing.T) func() {
+	shared.Pause(t)
+	return func() { shared.Resume(t) }
+}
+
 func TestConformance(t *testing.T) {
 	registrytest.RunConformanceTests(t, harness{registrytest.NewProxy(t, shared.HTTPAddr())})
 }

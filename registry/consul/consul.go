@@ -61,7 +61,8 @@ type Registry struct {
 	// with a connection cap (see New).
 	agent *api.Client
 
-	probe *prober // wakes failing watches when the agent returns
+	probe *prober   // wakes failing watches when the agent returns
+	live  *liveness // the bound of WithUnavailableAfter on watch queries
 
 	counters          counters
 	unregisterMetrics func()
@@ -177,6 +178,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		regs:     map[string]*registration{},
 		probe:    newProber(),
 		problems: fieldreport.New("consul", cfg.logger),
+		live:     newLiveness(cfg.liveness),
 	}
 	r.unregisterMetrics = r.registerMetrics(cfg.meter)
 	// A client-wide timeout shorter than a blocking request would cut
@@ -223,6 +225,7 @@ func (r *Registry) Close() error {
 	}
 	r.watchers.CloseAll()
 	r.probe.close()
+	r.live.close()
 	r.unregisterMetrics()
 	for _, hc := range r.ownHTTP {
 		hc.CloseIdleConnections()
@@ -300,11 +303,17 @@ func dcSuffix(dc string) string {
 // read; otherwise it blocks until Consul's index passes index or the wait
 // ends. It returns the new X-Consul-Index.
 func (r *Registry) query(ctx context.Context, service, dc string, index uint64) ([]registry.Instance, uint64, error) {
+	return r.queryMode(ctx, service, dc, index, false)
+}
+
+// queryMode is query, made in Consistent mode (from the leader, past the
+// agent cache) if consistent is set.
+func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, error) {
 	q := &api.QueryOptions{
 		Datacenter:        dc,
-		AllowStale:        r.cfg.consistency == Stale,
-		RequireConsistent: r.cfg.consistency == Consistent,
-		UseCache:          r.cfg.cached,
+		AllowStale:        r.cfg.consistency == Stale && !consistent,
+		RequireConsistent: r.cfg.consistency == Consistent || consistent,
+		UseCache:          r.cfg.cached && !consistent,
 		Near:              r.cfg.near,
 	}
 	timeout := r.reqSlack * 3
@@ -320,6 +329,12 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 	}
 	if meta == nil {
 		return nil, 0, errors.New("no query metadata in answer")
+	}
+	if meta.LastIndex == 0 {
+		// Consul answers a health query with an index of at least 1. An
+		// answer without one cannot be followed: blocking on it returns
+		// at once, forever.
+		return nil, 0, fmt.Errorf("%w: answer without a usable X-Consul-Index (missing or 0)", errProtocol)
 	}
 	out := make([]registry.Instance, 0, len(entries))
 	for _, e := range entries {

@@ -52,7 +52,10 @@
 // results compared before they are emitted, a token bucket (burst 2)
 // against queries that return at once, and jittered backoff on errors.
 // Each watch keeps its own index per datacenter. An idle watch makes one
-// request per wait.
+// request per wait. A watch whose agent answers nothing for the liveness
+// bound (WithUnavailableAfter, DefaultUnavailableAfter) abandons its query
+// and reports registry.ErrUnavailable; while blocking queries are in
+// flight, the Registry pings the agent after half the bound of silence.
 //
 // Entries other tools registered are instances: the Consul ID is the
 // instance ID, Weights.Passing the weight when Meta.wayfinder_weight is

@@ -1,8 +1,10 @@
 package consul_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 )
@@ -25,24 +31,34 @@ type answer struct {
 	ids    []string
 	index  uint64
 	hold   time.Duration // delay before answering a blocking query
+	noIdx  bool          // send no X-Consul-Index header
 }
 
 type fakeConsul struct {
 	*httptest.Server
 	mu     sync.Mutex
 	script func(n int, dc string) answer
-	reqs   []fakeReq
+	// consistent, if set, answers ?consistent reads instead of script.
+	consistent func() answer
+	reqs       []fakeReq
 }
 
 type fakeReq struct {
-	dc    string
-	index string
-	wait  string
+	dc         string
+	index      string
+	wait       string
+	consistent bool
 }
 
 func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
 	f := &fakeConsul{script: script}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/status/leader" {
+			// The agent is up: the probe's leader check succeeds.
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `"127.0.0.1:8300"`)
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, "/v1/health/service/") {
 			http.Error(w, "not in the script", 404)
 			return
@@ -50,9 +66,15 @@ func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
 		q := r.URL.Query()
 		f.mu.Lock()
 		n := len(f.reqs)
-		f.reqs = append(f.reqs, fakeReq{dc: q.Get("dc"), index: q.Get("index"), wait: q.Get("wait")})
+		f.reqs = append(f.reqs, fakeReq{dc: q.Get("dc"), index: q.Get("index"), wait: q.Get("wait"), consistent: q.Has("consistent")})
+		consistent := f.consistent
 		f.mu.Unlock()
-		a := f.script(n, q.Get("dc"))
+		var a answer
+		if consistent != nil && q.Has("consistent") {
+			a = consistent()
+		} else {
+			a = f.script(n, q.Get("dc"))
+		}
 		if a.hold > 0 && q.Get("index") != "" {
 			select {
 			case <-time.After(a.hold):
@@ -60,7 +82,9 @@ func newFake(t *testing.T, script func(n int, dc string) answer) *fakeConsul {
 				return
 			}
 		}
-		w.Header().Set("X-Consul-Index", strconv.FormatUint(a.index, 10))
+		if !a.noIdx {
+			w.Header().Set("X-Consul-Index", strconv.FormatUint(a.index, 10))
+		}
 		if a.status != 0 && a.status != 200 {
 			http.Error(w, "scripted failure", a.status)
 			return
@@ -133,19 +157,235 @@ func TestIndexGoesBackwards(t *testing.T) {
 	}
 }
 
-func TestIndexZeroNeverBlocksBelowOne(t *testing.T) {
-	f := newFake(t, func(n int, _ string) answer {
-		if n == 0 {
-			return answer{ids: []string{"a"}, index: 0} // a Consul bug, seen in the wild
-		}
-		return answer{ids: []string{"a"}, index: 0, hold: time.Hour}
-	})
-	w := mustWatch(t, fakeReg(t, f), "svc")
-	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return sameIDs(in, "a") })
-	reqs := waitReqs(t, f, 2)
-	if reqs[1].index != "1" {
-		t.Errorf("after index 0, next request index = %q, want 1", reqs[1].index)
+// TestNoGoingBackAfterRestart: a restarted Consul server answers
+// default-mode reads from the state it restored from its last snapshot
+// until it has applied the rest of its log, at a lower X-Consul-Index:
+// the fault suite saw a client go back to [i0003 i0004 i0005], an
+// instance deregistered seconds before included (issue 15 item 3). After
+// an error, or an index that went backwards, the watch confirms with a
+// consistent read (which Consul refuses until the new leader has caught
+// up) before it publishes, so it never goes back in time.
+func TestNoGoingBackAfterRestart(t *testing.T) {
+	for _, how := range []string{"after an error", "index backwards"} {
+		t.Run(how, func(t *testing.T) {
+			var mu sync.Mutex
+			caughtUp := false
+			f := newFake(t, func(n int, _ string) answer {
+				switch {
+				case n == 0:
+					return answer{ids: []string{"a", "b"}, index: 100}
+				case n == 1 && how == "after an error":
+					return answer{status: 500, index: 100}
+				}
+				// The restored, older state, at a lower index.
+				return answer{ids: []string{"old", "a"}, index: 50, hold: 50 * time.Millisecond}
+			})
+			f.mu.Lock()
+			f.consistent = func() answer {
+				mu.Lock()
+				defer mu.Unlock()
+				if !caughtUp {
+					caughtUp = true
+					return answer{status: 500, body: "Not ready to serve consistent reads", index: 50}
+				}
+				return answer{ids: []string{"a", "b", "c"}, index: 101, hold: time.Hour}
+			}
+			f.mu.Unlock()
+			w := mustWatch(t, fakeReg(t, f), "svc")
+			ctx := ctxT(t, 10*time.Second)
+			for {
+				got, err := w.Next(ctx)
+				if ctx.Err() != nil {
+					t.Fatalf("Next() never showed [a b c]: %v", err)
+				}
+				if err != nil {
+					continue
+				}
+				if sameIDs(got, "a", "old") {
+					t.Fatalf("Next() = %v: the restored, older state was published", ids(got))
+				}
+				if sameIDs(got, "a", "b", "c") {
+					break
+				}
+			}
+		})
 	}
+}
+
+// TestIndexMissingOrZero: an answer without a usable X-Consul-Index (no
+// header, or 0) is a protocol error: reported, logged, retried with
+// backoff, never accepted and never a loop at the rate limit. (Consul
+// itself never answers a health query with an index below 1.)
+func TestIndexMissingOrZero(t *testing.T) {
+	for _, mode := range []string{"missing", "zero"} {
+		t.Run(mode, func(t *testing.T) {
+			var mu sync.Mutex
+			good := false
+			f := newFake(t, func(n int, _ string) answer {
+				mu.Lock()
+				defer mu.Unlock()
+				if good {
+					return answer{ids: []string{"a", "b"}, index: 9, hold: time.Hour}
+				}
+				return answer{ids: []string{"a"}, index: 0, noIdx: mode == "missing"}
+			})
+			logs := &logBuffer{}
+			reader := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+			defer mp.Shutdown(context.Background())
+			r := newReg(t, f.Listener.Addr().String(), consul.WithBackoff(200*time.Millisecond, 2*time.Second), consul.WithLogger(logs.logger()), consul.WithMeterProvider(mp))
+			w := mustWatch(t, r, "svc")
+			ctx := ctxT(t, 10*time.Second)
+			got, err := w.Next(ctx)
+			if !errors.Is(err, registry.ErrUnavailable) || got != nil || !strings.Contains(err.Error(), "X-Consul-Index") {
+				t.Fatalf("first Next() with %s X-Consul-Index = %v, %v; want no set and ErrUnavailable naming X-Consul-Index", mode, ids(got), err)
+			}
+			const period = 3 * time.Second
+			before, reqs := cctest.MetricSums(t, reader)["wayfinder.discovery.queries"], len(f.requests())
+			nctx := ctxT(t, period)
+			if got, err := w.Next(nctx); nctx.Err() == nil {
+				t.Fatalf("Next() during the same protocol error = %v, %v; want to block (one error per outage)", ids(got), err)
+			}
+			// Backoff from 200ms doubling: about 4 reads by the watch in
+			// 3s, where the rate limit alone would allow 30. The shared
+			// probe adds at most one read per 250ms for the Registry.
+			n := cctest.MetricSums(t, reader)["wayfinder.discovery.queries"] - before
+			t.Logf("%s: %v reads by the watch, %d requests in all, in %v", mode, n, len(f.requests())-reqs, period)
+			if n > 6 {
+				t.Errorf("the watch made %v reads in %v after a protocol error, want at most 6: a hot loop", n, period)
+			}
+			if c := logs.count("level=WARN", "X-Consul-Index"); c != 1 {
+				t.Errorf("%d Warn lines naming X-Consul-Index, want 1:\n%s", c, logs.String())
+			}
+			mu.Lock()
+			good = true
+			mu.Unlock()
+			if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a", "b") {
+				t.Fatalf("Next() once the index is good = %v, %v; want [a b]", ids(got), err)
+			}
+		})
+	}
+}
+
+// TestRecoveryUnder2s: once the agent answers well again, the watch
+// shows it within 2s, however long its backoff has grown. The agent's
+// leader check succeeds throughout (only the health endpoint fails), so
+// waking on the leader check alone does not serve.
+func TestRecoveryUnder2s(t *testing.T) {
+	var mu sync.Mutex
+	failing := false
+	f := newFake(t, func(n int, _ string) answer {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case n == 0:
+			return answer{ids: []string{"a"}, index: 10}
+		case failing:
+			return answer{status: 500, index: 10}
+		}
+		return answer{ids: []string{"a", "b"}, index: 11, hold: time.Hour}
+	})
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	// The default backoff: 100ms doubling to 15s.
+	w := mustWatch(t, newReg(t, f.Listener.Addr().String(), consul.WithMeterProvider(mp)), "svc")
+	ctx := ctxT(t, 30*time.Second)
+	if got, err := w.Next(ctx); err != nil || !sameIDs(got, "a") {
+		t.Fatalf("first Next() = %v, %v; want [a]", ids(got), err)
+	}
+	if _, err := w.Next(ctx); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("Next() after a 500 = %v; want ErrUnavailable", err)
+	}
+	// Seven failed reads by the watch (the probe's are not counted): its
+	// backoff is now several seconds long.
+	wait.For(t, 20*time.Second, "7 failed reads by the watch", func() bool {
+		return cctest.MetricSums(t, reader)["wayfinder.discovery.query_errors"] >= 7
+	})
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	back := time.Now()
+	got, err := w.Next(ctx)
+	if err != nil || !sameIDs(got, "a", "b") {
+		t.Fatalf("Next() after recovery = %v, %v; want [a b]", ids(got), err)
+	}
+	took := time.Since(back)
+	t.Logf("recovered %v after good answers resumed", took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("recovered %v after good answers resumed, want ≤ 2s", took)
+	}
+}
+
+// TestErrorKindChangeLogged: an outage whose error changes kind (500,
+// then invalid JSON, then the wrong shape) logs each kind once at Warn,
+// not only the first.
+func TestErrorKindChangeLogged(t *testing.T) {
+	f := newFake(t, func(n int, _ string) answer {
+		switch {
+		case n == 0:
+			return answer{ids: []string{"a"}, index: 10}
+		case n <= 5:
+			return answer{status: 500, index: 10}
+		case n <= 10:
+			return answer{body: `<html>proxy error</html>`, index: 10}
+		case n <= 15:
+			return answer{body: `{"a":1}`, index: 10}
+		}
+		return answer{ids: []string{"a", "b"}, index: 12, hold: time.Hour}
+	})
+	logs := &logBuffer{}
+	w := mustWatch(t, fakeReg(t, f, consul.WithLogger(logs.logger())), "svc")
+	nextUntil(t, w, 10*time.Second, "a and b", func(in []registry.Instance) bool { return sameIDs(in, "a", "b") })
+	warns := logs.count("level=WARN", "watch failing")
+	for _, want := range []string{"500", "invalid character", "cannot unmarshal"} {
+		if logs.count("level=WARN", want) != 1 {
+			t.Errorf("Warn lines mentioning %q: %d, want 1", want, logs.count("level=WARN", want))
+		}
+	}
+	if warns != 3 {
+		t.Errorf("%d Warn lines for one outage of three kinds, want 3:\n%s", warns, logs.String())
+	}
+}
+
+// logBuffer collects text log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// count returns the number of lines containing every one of subs.
+func (l *logBuffer) count(subs ...string) int {
+	n := 0
+	for line := range strings.SplitSeq(l.String(), "\n") {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all && line != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // TestReturnsAtOnceForever: a query that never blocks is held to the

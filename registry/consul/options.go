@@ -23,6 +23,10 @@ const (
 	// DefaultResync is how often a registration without a TTL check asks
 	// the agent whether it still knows the service.
 	DefaultResync = 10 * time.Second
+	// DefaultUnavailableAfter is how long a watch may go without an
+	// answer from the agent before Next reports ErrUnavailable
+	// (WithUnavailableAfter).
+	DefaultUnavailableAfter = 10 * time.Second
 )
 
 // Consistency selects the consistency mode of reads.
@@ -69,6 +73,7 @@ type config struct {
 	rate           float64
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	liveness       time.Duration
 
 	// Registration.
 	ttl             time.Duration
@@ -93,6 +98,7 @@ func defaults() config {
 		backoffMax:      15 * time.Second,
 		deregisterAfter: DefaultDeregisterAfter,
 		resync:          DefaultResync,
+		liveness:        DefaultUnavailableAfter,
 		logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -117,6 +123,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("consul: backoff %v..%v is invalid", c.backoffBase, c.backoffMax)
 	case c.resync <= 0:
 		return fmt.Errorf("consul: resync interval %v must be positive", c.resync)
+	case c.liveness < 100*time.Millisecond:
+		return fmt.Errorf("consul: unavailable-after bound %v is below 100ms", c.liveness)
 	}
 	for _, dc := range c.dcs {
 		if dc == "" {
@@ -193,6 +201,19 @@ func WithWait(d time.Duration) Option { return func(c *config) { c.wait = d } }
 // with a burst of 2, so that a query that keeps returning at once cannot
 // spin.
 func WithRateLimit(perSecond float64) Option { return func(c *config) { c.rate = perSecond } }
+
+// WithUnavailableAfter bounds how long a watch may go without an answer
+// from the agent (DefaultUnavailableAfter). A blocking query is silent
+// by design for up to its wait, so while one is in flight the Registry
+// asks the agent for its leader (/v1/status/leader) after d/2 without an
+// answer, one request shared by every watch of the Registry. Past d
+// without an answer, the watch abandons its blocking query, Next returns
+// an error wrapping registry.ErrUnavailable, and the watch retries with
+// backoff, waking as soon as the agent answers, and re-sends the set.
+// Without the bound a frozen agent, whose kernel still accepts
+// connections, would hold a blocking query until its HTTP timeout (over
+// 5 minutes with the default wait). d must be at least 100ms.
+func WithUnavailableAfter(d time.Duration) Option { return func(c *config) { c.liveness = d } }
 
 // WithBackoff sets the jittered exponential backoff after errors.
 func WithBackoff(base, max time.Duration) Option {

@@ -28,19 +28,31 @@ type prober struct {
 	running bool
 	closed  bool
 	up      chan struct{} // closed when the agent answers after a failed probe
+	checks  map[uint64]func(context.Context) error
+	nextID  uint64
 	wg      sync.WaitGroup
 	stop    chan struct{}
 }
 
 func newProber() *prober {
-	return &prober{up: make(chan struct{}), stop: make(chan struct{})}
+	return &prober{up: make(chan struct{}), stop: make(chan struct{}), checks: map[uint64]func(context.Context) error{}}
 }
 
 // waitRetry sleeps for d, or until the agent comes back, or until ctx is
 // done; it reports whether ctx is still live. It keeps the probe running
 // while it waits.
 func (r *Registry) waitRetry(ctx context.Context, d time.Duration) bool {
-	return r.wait(ctx, d, true)
+	return r.wait(ctx, d, true, nil)
+}
+
+// waitRetryCheck is waitRetry for a caller that can say whether it would
+// succeed now: while it waits, the probe also runs check (one waiting
+// caller's, per probe), and wakes every waiting caller when it succeeds.
+// A watch whose agent answers the leader check throughout but failed its
+// own read (a 500, a bad answer) so recovers within a probe interval, not
+// at the end of a backoff that may have grown to seconds.
+func (r *Registry) waitRetryCheck(ctx context.Context, d time.Duration, check func(context.Context) error) bool {
+	return r.wait(ctx, d, true, check)
 }
 
 // sleepOrRecovered is waitRetry for a caller that is not failing (a
@@ -48,13 +60,23 @@ func (r *Registry) waitRetry(ctx context.Context, d time.Duration) bool {
 // failing watches sees the agent return, so that a restarted agent gets
 // its registrations back at once, but it does not start the probe.
 func (r *Registry) sleepOrRecovered(ctx context.Context, d time.Duration) bool {
-	return r.wait(ctx, d, false)
+	return r.wait(ctx, d, false, nil)
 }
 
-func (r *Registry) wait(ctx context.Context, d time.Duration, failing bool) bool {
+func (r *Registry) wait(ctx context.Context, d time.Duration, failing bool, check func(context.Context) error) bool {
 	p := r.probe
 	p.mu.Lock()
 	up := p.up
+	if check != nil {
+		id := p.nextID
+		p.nextID++
+		p.checks[id] = check
+		defer func() {
+			p.mu.Lock()
+			delete(p.checks, id)
+			p.mu.Unlock()
+		}()
+	}
 	if failing {
 		p.waiting++
 		if !p.running && !p.closed {
@@ -98,18 +120,32 @@ func (r *Registry) probeLoop() {
 			p.mu.Unlock()
 			return
 		}
+		var check func(context.Context) error
+		for _, c := range p.checks { // any one; map order varies
+			check = c
+			break
+		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := r.client.Status().LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(ctx))
-		cancel()
+		wake := false
 		switch {
 		case err != nil:
 			down = true
 		case down:
-			// Back after a failure: wake every waiting watch. A probe that
-			// never failed wakes nobody, so errors that are not the
-			// agent's absence (a denied token) keep their backoff.
+			// Back after a failure: wake every waiting watch. A leader
+			// check that never failed wakes nobody by itself, so errors
+			// that are not the agent's absence (a denied token) keep
+			// their backoff.
 			down = false
+			wake = true
+		}
+		if err == nil && check != nil && check(ctx) == nil {
+			// A waiting caller's own read works again.
+			wake = true
+		}
+		cancel()
+		if wake {
 			p.mu.Lock()
 			close(p.up)
 			p.up = make(chan struct{})

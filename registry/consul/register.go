@@ -243,6 +243,13 @@ func (g *registration) run(ctx context.Context) {
 		interval = cfg.ttl / 3
 	}
 	needRegister := true
+	// beatNow: heartbeat at once after a registration. Consul persists a
+	// TTL check's state (to restore it after an agent restart) when the
+	// check is updated, not with the registration's initial status, and
+	// restores a check with no persisted state as critical: without this
+	// beat, a restarted agent reported every instance that had not yet had
+	// a heartbeat critical until its next one, up to TTL/3 later.
+	beatNow, afterRegister := false, false
 	failures := 0
 	reported := false
 	report := func(err error) {
@@ -258,6 +265,7 @@ func (g *registration) run(ctx context.Context) {
 			err = g.register(ctx)
 			if err == nil {
 				needRegister = false
+				beatNow = cfg.ttl > 0
 				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil; s.Registrations++ })
 				if failures > 0 || g.snapshot().Registrations > 1 {
 					r.log.Info("consul: re-registered", "instance", g.inst.Key())
@@ -265,7 +273,9 @@ func (g *registration) run(ctx context.Context) {
 			}
 		} else {
 			err = g.beat(ctx)
-			if isNotFound(err) {
+			// Right after registering, a lost registration is a failure
+			// (with backoff), not a reason to register again at once.
+			if isNotFound(err) && !afterRegister {
 				// The agent forgot the service (restart, or someone
 				// removed it): register again at once.
 				r.log.Warn("consul: agent lost the registration; registering again", "instance", g.inst.Key())
@@ -300,6 +310,10 @@ func (g *registration) run(ctx context.Context) {
 		}
 		report(nil)
 		failures = 0
+		if afterRegister = beatNow; beatNow {
+			beatNow = false
+			continue
+		}
 		// Up to 20% early, so that instances registered together do
 		// not heartbeat together.
 		if !r.sleepOrRecovered(ctx, interval-rand.N(interval/5+1)) {

@@ -170,3 +170,17 @@ func TestOpenByURLWithLogger(t *testing.T) {
 		t.Errorf("the opener's logger did not receive the registration; it got:\n%s", buf.String())
 	}
 }
+
+// TestOpenReturnsTrueNil: a failing open returns a nil interface, and
+// Close is safe twice on whatever opened.
+func TestOpenReturnsTrueNil(t *testing.T) {
+	registrytest.CheckOpen(t,
+		[]string{"consul://127.0.0.1:1", "consul://", "consul://127.0.0.1:1?check=grpc&dc=a,b"},
+		[]string{
+			"consul://127.0.0.1:8500?ttl=0s",
+			"consul://127.0.0.1:8500?wait=abc",
+			"consul://127.0.0.1:8500?wait=11m",
+			"consul://127.0.0.1:8500?dc=",
+			"consul://127.0.0.1:8500?nope=1",
+		})
+}

@@ -160,11 +160,36 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 	lim := newBucket(cfg.rate, 2)
 	var index uint64
 	failures := 0
+	lastKind := ""
+	// confirm: the next read is made in Consistent mode, and only its
+	// answer is published. A restarted Consul server answers default-mode
+	// reads from the state it restored from its last snapshot until it has
+	// applied the rest of its log, at a lower X-Consul-Index: publishing
+	// that would send clients back in time. A consistent read is refused
+	// until the new leader has caught up. It is used after an error and
+	// after an index that went backwards; not in Stale mode, whose users
+	// chose possibly old answers.
+	confirm := false
+	canConfirm := cfg.consistency != Stale
+	// check is the probe's test of recovery while this loop waits out a
+	// backoff: the loop's own read, not blocking, its answer dropped.
+	check := func(ctx context.Context) error {
+		_, _, err := r.query(ctx, w.service, dc, 0)
+		return err
+	}
 	for {
 		if !lim.wait(ctx) {
 			return
 		}
-		insts, next, err := r.query(ctx, w.service, dc, index)
+		type answer struct {
+			insts []registry.Instance
+			next  uint64
+		}
+		ans, err := guard(ctx, r, func(qctx context.Context) (answer, error) {
+			insts, next, err := r.queryMode(qctx, w.service, dc, index, confirm)
+			return answer{insts, next}, err
+		})
+		insts, next := ans.insts, ans.next
 		if ctx.Err() != nil {
 			return
 		}
@@ -173,14 +198,19 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			r.counters.queryErrors.Add(1)
 			failures++
 			werr := wrapErr(fmt.Sprintf("watch %q%s", w.service, dcSuffix(dc)), err)
-			if failures == 1 || failures%20 == 0 {
-				r.log.Warn("consul: watch failing; retrying", "service", w.service, "dc", dc, "failures", failures, "err", werr)
+			// Warn at the start of an outage, when its kind changes (a
+			// 500, then invalid JSON), and every 20th failure.
+			kind := errKind(err)
+			if failures == 1 || failures%20 == 0 || kind != lastKind {
+				r.log.Warn("consul: watch failing; retrying", "service", w.service, "dc", dc, "failures", failures, "kind", kind, "err", werr)
 			}
+			lastKind = kind
 			w.publishErr(dc, werr)
 			// The next read must not block: after an error, the set is
 			// reported as soon as it can be read, changed or not.
 			index = 0
-			if !r.waitRetry(ctx, backoff.Delay(failures, cfg.backoffBase, cfg.backoffMax)) {
+			confirm = canConfirm
+			if !r.waitRetryCheck(ctx, backoff.Delay(failures, cfg.backoffBase, cfg.backoffMax), check) {
 				return
 			}
 			continue
@@ -188,10 +218,17 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		if failures > 0 {
 			r.log.Info("consul: watch recovered", "service", w.service, "dc", dc, "after_failures", failures)
 		}
-		failures = 0
+		failures, lastKind = 0, ""
 		if next < index {
 			r.counters.indexResets.Add(1)
+			if canConfirm && !confirm {
+				// Not published: read again, consistently, from 0.
+				r.log.Info("consul: index went backwards; confirming with a consistent read", "service", w.service, "dc", dc, "index", index, "got", next)
+				index, confirm = 0, true
+				continue
+			}
 		}
+		confirm = false
 		index = nextIndex(index, next)
 		w.publishSet(dc, insts, next)
 	}

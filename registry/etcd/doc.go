@@ -34,7 +34,10 @@
 // a member cut off from its cluster ends the watch instead of hanging. A
 // compacted revision leads to a new listing; other failures resume the
 // watch, or report registry.ErrUnavailable and list again when the
-// connection is back. A value that does not decode, or that names another
+// connection is back. A watch that hears nothing from etcd for the
+// liveness bound (WithUnavailableAfter, DefaultUnavailableAfter) reports
+// registry.ErrUnavailable whatever the connection's state, and lists again.
+// A value that does not decode, or that names another
 // service or ID than its key, is skipped and logged with its key; it never
 // hides the other instances.
 //

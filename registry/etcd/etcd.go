@@ -39,6 +39,9 @@ const (
 	DefaultTTL      = 10 * time.Second
 	DefaultTimeout  = 5 * time.Second
 	DefaultEndpoint = "127.0.0.1:2379"
+	// DefaultUnavailableAfter is how long a watch may go without hearing
+	// from etcd before Next reports ErrUnavailable (WithUnavailableAfter).
+	DefaultUnavailableAfter = 10 * time.Second
 )
 
 // Environment variables read by New and by URLs without hosts. They are
@@ -125,14 +128,16 @@ type options struct {
 	dialOptions []grpc.DialOption
 	meter       metric.MeterProvider
 	format      Format
+	liveness    time.Duration // WithUnavailableAfter
 }
 
 func defaultOptions() options {
 	return options{
-		prefix:  DefaultPrefix,
-		ttl:     DefaultTTL,
-		timeout: DefaultTimeout,
-		logger:  slog.New(slog.DiscardHandler),
+		prefix:   DefaultPrefix,
+		ttl:      DefaultTTL,
+		timeout:  DefaultTimeout,
+		logger:   slog.New(slog.DiscardHandler),
+		liveness: DefaultUnavailableAfter,
 	}
 }
 
@@ -151,6 +156,16 @@ func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl }
 // WithTimeout bounds each request the background loops make, and calls
 // whose context has no deadline.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithUnavailableAfter bounds how long a watch may go without hearing
+// from etcd (DefaultUnavailableAfter): past d without an event, a watch
+// confirmation or an answer to a progress request, Next returns an error
+// wrapping registry.ErrUnavailable, whatever the state of the gRPC
+// connection, and the watch lists and watches again until etcd answers,
+// then re-sends the set. An idle watch asks etcd for progress after d/2
+// of silence; watches of one Registry share one stream, so one answer
+// serves them all. d must be at least 100ms.
+func WithUnavailableAfter(d time.Duration) Option { return func(o *options) { o.liveness = d } }
 
 // WithLogger sets the logger for background events: lease loss,
 // re-registration, undecodable values. The default discards.
@@ -190,6 +205,9 @@ func (o *options) validate() error {
 	}
 	if o.timeout <= 0 {
 		return fmt.Errorf("etcd: timeout %v must be positive", o.timeout)
+	}
+	if o.liveness < 100*time.Millisecond {
+		return fmt.Errorf("etcd: unavailable-after bound %v is below 100ms", o.liveness)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
@@ -519,6 +537,11 @@ type Registry struct {
 	connCh   chan struct{} // closed and replaced when connDown changes
 	kick     chan struct{} // 1-slot: wakes the keeper
 	stats    stats
+
+	// The liveness probe (watch.go): when it last had an answer, in
+	// Unix nanoseconds, and whether one is running.
+	lastHeard atomic.Int64
+	probing   atomic.Bool
 }
 
 type stats struct {
@@ -670,8 +693,12 @@ func (r *Registry) isClosed() bool { return r.ctx.Err() != nil }
 
 // Close stops the background loops and watchers and closes the client if
 // the Registry built it. It does not deregister: registrations expire with
-// the lease TTL unless Deregister withdrew them first.
+// the lease TTL unless Deregister withdrew them first. Close on a nil
+// *Registry does nothing.
 func (r *Registry) Close() error {
+	if r == nil {
+		return nil
+	}
 	var err error
 	r.closed.Do(func() {
 		r.watchers.CloseAll()

@@ -49,6 +49,12 @@ func (h harness) Outage(*testing.T) func() {
 	return h.proxy.Restore
 }
 
+// Stall freezes the member with SIGSTOP (registrytest.Staller).
+func (h harness) Stall(t *testing.T) func() {
+	h.srv.Pause(t)
+	return func() { h.srv.Resume(t) }
+}
+
 func TestConformance(t *testing.T) {
 	srv := testenv.StartEtcd(t)
 	registrytest.RunConformanceTests(t, harness{srv, registrytest.NewProxy(t, srv.Endpoint())})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
+	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
 
 func TestURLs(t *testing.T) {
@@ -154,4 +155,46 @@ func FuzzParseURL(f *testing.F) {
 			t.Fatalf("OpenURL(%q).TTL() = %v", u, ttl)
 		}
 	})
+}
+
+// TestOpenReturnsTrueNil: a failing open returns a nil interface through
+// registry.Open and a nil *Registry from the exported functions, and
+// Close is safe twice on whatever opened.
+func TestOpenReturnsTrueNil(t *testing.T) {
+	t.Setenv(etcd.EnvEndpoints, "")
+	bad := []string{
+		"etcd://,,,",
+		"etcd://:2379",
+		"etcd://127.0.0.1:2379?ttl=0s",
+		"etcd://127.0.0.1:2379?prefix=x//y",
+		"etcd://127.0.0.1:2379?prefix=/x/",
+		"etcd://127.0.0.1:2379?timeout=abc",
+	}
+	good := []string{"etcd://127.0.0.1:1", "etcd://", "etcd://127.0.0.1:1?prefix=/x&ttl=3s"}
+	registrytest.CheckOpen(t, good, bad)
+	for _, raw := range bad {
+		if r, err := etcd.Open(raw); err == nil || r != nil {
+			t.Errorf("etcd.Open(%q) = %v, %v; want nil and an error", raw, r, err)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		if r, err := etcd.OpenURL(u); err == nil || r != nil {
+			t.Errorf("etcd.OpenURL(%q) = %v, %v; want nil and an error", raw, r, err)
+		}
+	}
+	if r, err := etcd.New([]string{"127.0.0.1:1"}, etcd.WithTTL(0)); err == nil || r != nil {
+		t.Errorf("etcd.New(WithTTL(0)) = %v, %v; want nil and an error", r, err)
+	}
+	r, err := etcd.New([]string{"127.0.0.1:1"}, etcd.WithAuth("root", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r.Close()
+	var none *etcd.Registry
+	if err := none.Close(); err != nil { // a typed nil a caller kept anyway
+		t.Errorf("(*Registry)(nil).Close() = %v, want nil", err)
+	}
 }

@@ -21,6 +21,7 @@ import (
 var (
 	errWatchClosed = errors.New("watch channel closed")
 	errConnLost    = errors.New("connection to etcd failing")
+	errSilent      = errors.New("no answer from etcd")
 )
 
 // Lookup implements registry.Discovery.
@@ -165,7 +166,8 @@ func (w *watcher) run(ctx context.Context) {
 			continue
 		}
 		if list {
-			lctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+			// The liveness bound holds for the list too.
+			lctx, cancel := context.WithTimeout(ctx, min(r.opts.timeout, r.opts.liveness))
 			resp, err := cli.Get(lctx, w.prefix, clientv3.WithPrefix())
 			cancel()
 			if err != nil {
@@ -188,7 +190,7 @@ func (w *watcher) run(ctx context.Context) {
 			r.stats.compacted.Add(1)
 			r.log.Info("etcd: watch compacted; listing again", "service", w.service, "rev", rev)
 			bo.Reset()
-		case established && !errors.Is(err, errConnLost):
+		case established && !errors.Is(err, errConnLost) && !errors.Is(err, errSilent):
 			// A blip (a member restarting, a leader change): resume.
 			r.log.Info("etcd: watch ended; watching again", "service", w.service, "rev", rev, "err", err)
 			bo.Reset()
@@ -227,9 +229,21 @@ func (w *watcher) pause(ctx context.Context, d time.Duration) {
 // follow applies watch events after *rev to set and publishes it, until
 // the watch ends. It reports whether the watch was established (etcd
 // confirmed it) and the error that ended it.
+//
+// The liveness bound (WithUnavailableAfter) is kept here: anything the
+// watch receives (its confirmation, events) and any answer to the
+// Registry's liveness probe count as hearing from etcd. After half the
+// bound of silence, follow has the Registry probe etcd; after the whole
+// bound it ends with errSilent, whatever the connection's state, so that
+// Next reports the outage even while gRPC still sees the connection as
+// Ready (a frozen member) or Connecting (a stalled network).
 func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[string]registry.Instance, rev *int64) (bool, error) {
 	r := w.r
+	bound := r.opts.liveness
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	heard := time.Now()
+	tick := time.NewTicker(bound / 4)
+	defer tick.Stop()
 	// clientv3's Watch blocks until etcd confirms the watch, which never
 	// happens while the connection is down, so it runs aside while this
 	// goroutine keeps an eye on the connection.
@@ -250,10 +264,22 @@ func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[stri
 	for {
 		select {
 		case wch = <-startc:
+		case <-tick.C:
+			if h := r.heard(); h.After(heard) {
+				heard = h
+			}
+			silent := time.Since(heard)
+			if silent >= bound {
+				return established, fmt.Errorf("%w for %v (bound %v)", errSilent, silent.Round(time.Millisecond), bound)
+			}
+			if silent >= bound/2 {
+				r.probeLiveness(cli)
+			}
 		case resp, ok := <-wch:
 			if !ok {
 				return established, errWatchClosed
 			}
+			heard = time.Now()
 			if err := resp.Err(); err != nil {
 				return established, err
 			}
@@ -319,4 +345,34 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 		}
 	}
 	return slices.Sorted(maps.Keys(seen)), nil
+}
+
+// heard returns when the liveness probe last had an answer from etcd.
+func (r *Registry) heard() time.Time {
+	if n := r.lastHeard.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// probeLiveness starts a probe unless one is running: a linearizable
+// read of one key (the prefix itself, a single-key range), which needs
+// a leader and a quorum, as a watch's progress does. Its answer counts
+// as hearing from etcd for every watch of the Registry, so an idle
+// Registry costs one read per half bound, not one per watch. (etcd
+// answers progress requests only for watches at or below its current
+// revision, and an idle watch is one revision ahead, so progress
+// requests cannot serve here.)
+func (r *Registry) probeLiveness(cli *clientv3.Client) {
+	if !r.probing.CompareAndSwap(false, true) {
+		return
+	}
+	r.wg.Go(func() {
+		defer r.probing.Store(false)
+		ctx, cancel := context.WithTimeout(r.ctx, r.opts.liveness/2)
+		defer cancel()
+		if _, err := cli.Get(ctx, r.opts.prefix, clientv3.WithCountOnly()); err == nil {
+			r.lastHeard.Store(time.Now().UnixNano())
+		}
+	})
 }

@@ -183,3 +183,29 @@ func testChangeDuringOutage(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// A registry that goes silent, its connections open (a frozen process),
+// is an outage too: Next reports it within the backend's liveness bound,
+// and the set comes back when the registry answers again.
+func testSilentRegistry(t *testing.T, s *suite) {
+	st := s.h.(Staller) // RunConformanceTests runs this case only for a Staller
+	r, out := s.open(t), s.h.NewOutsideRegistry(t)
+	svc := ServiceName(t)
+	a := MakeInstance(svc, 1)
+	s.mustRegister(t, out, a)
+	w := s.watching(t, r, svc, a)
+	restore := st.Stall(t)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			restore()
+		}
+	})
+	start := time.Now()
+	err := s.nextError(t, w, a)
+	t.Logf("silent registry reported after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	restore()
+	stopped = true
+	s.nextUntil(t, w, "the set once the registry answers again", func(in []registry.Instance) bool { return sameIDs(in, a) })
+	s.mustDeregister(t, out, a)
+}

@@ -44,6 +44,16 @@ type Harness interface {
 	Outage(t *testing.T) (restore func())
 }
 
+// Staller is an optional interface for a Harness that can make the
+// registry silent: Stall freezes it (a SIGSTOPped server or agent) so that
+// connections stay open but nothing answers, until restore. A watch must
+// still report the outage, within the backend's liveness bound, whatever
+// its connection's state; the suite's timeout must exceed that bound.
+// Without Stall the case is skipped.
+type Staller interface {
+	Stall(t *testing.T) (restore func())
+}
+
 // Option configures RunConformanceTests.
 type Option func(*suite)
 
@@ -89,6 +99,14 @@ func RunConformanceTests(t *testing.T, h Harness, opts ...Option) {
 		{"FirstNextDuringOutageFails", testFirstNextDuringOutage},
 		{"CloseDuringBlockedNextInOutage", testCloseDuringOutage},
 		{"ChangeDuringOutageSeenAfter", testChangeDuringOutage},
+	}
+	if _, ok := h.(Staller); ok {
+		// Only a harness that can freeze its registry can show this;
+		// the others do not run it rather than skip it.
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, *suite)
+		}{"SilentRegistryReported", testSilentRegistry})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })

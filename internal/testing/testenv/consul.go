@@ -75,9 +75,10 @@ type ConsulAgent struct {
 	logFile string
 	client  *http.Client
 
-	mu   sync.Mutex // guards cmd and done
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	mu     sync.Mutex // guards cmd, done and paused
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when cmd has exited
+	paused bool
 }
 
 // StartConsul starts a dev agent on free loopback ports and waits until
@@ -294,6 +295,34 @@ func (a *ConsulAgent) Restart(t testing.TB) {
 	a.Start(t)
 }
 
+// Pause freezes the agent with SIGSTOP: its sockets stay open and the
+// kernel still accepts connections, but it answers nothing, like a hung
+// process. A blocking query in flight hangs until its HTTP timeout.
+func (a *ConsulAgent) Pause(t testing.TB) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil || a.paused {
+		return
+	}
+	if err := signalStop(a.cmd); err != nil {
+		t.Fatalf("testenv: pause %s: %v", a.Name, err)
+	}
+	a.paused = true
+}
+
+// Resume undoes Pause with SIGCONT.
+func (a *ConsulAgent) Resume(t testing.TB) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil || !a.paused {
+		return
+	}
+	signalCont(a.cmd)
+	a.paused = false
+}
+
 // Running reports whether the process is running.
 func (a *ConsulAgent) Running() bool {
 	a.mu.Lock()
@@ -303,13 +332,16 @@ func (a *ConsulAgent) Running() bool {
 
 func (a *ConsulAgent) signal(sig syscall.Signal, grace time.Duration) {
 	a.mu.Lock()
-	cmd, done := a.cmd, a.done
-	a.cmd, a.done = nil, nil
+	cmd, done, paused := a.cmd, a.done, a.paused
+	a.cmd, a.done, a.paused = nil, nil, false
 	a.mu.Unlock()
 	if cmd == nil {
 		return
 	}
 	cmd.Process.Signal(sig)
+	if paused {
+		signalCont(cmd) // a stopped process cannot act on SIGTERM
+	}
 	if grace > 0 {
 		select {
 		case <-done:
