@@ -1,0 +1,198 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+)
+
+// urlParams are the query parameters an etcd URL accepts.
+var urlParams = []string{"prefix", "timeout", "tls", "ttl"}
+
+func init() {
+	driver.RegisterScheme(Scheme, &URLOpener{})
+}
+
+// URLOpener opens etcd:// URLs. Its fields configure every Registry it
+// opens, on top of the URL's parameters and the environment; the zero
+// value, which registry.DefaultURLMux holds, configures nothing more. A
+// program that wants its logger in Registries opened by URL registers its
+// own URLOpener into a registry.URLMux.
+type URLOpener struct {
+	// Logger receives the Registries' logs (WithLogger).
+	Logger *slog.Logger
+	// MeterProvider records their metrics (WithMeterProvider).
+	MeterProvider metric.MeterProvider
+	// Options are applied last.
+	Options []Option
+}
+
+var _ registry.Opener = (*URLOpener)(nil)
+
+// OpenRegistryURL implements registry.Opener.
+func (o *URLOpener) OpenRegistryURL(_ context.Context, u *url.URL) (registry.Registry, error) {
+	r, err := OpenURL(u, o.options()...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ValidateURL implements registry.Opener.
+func (o *URLOpener) ValidateURL(u *url.URL) error {
+	_, _, err := parseURL(u)
+	return err
+}
+
+// WithLogger implements driver.LoggerOpener: a copy of o with Logger l.
+func (o *URLOpener) WithLogger(l *slog.Logger) registry.Opener {
+	c := *o
+	c.Logger = l
+	return &c
+}
+
+func (o *URLOpener) options() []Option {
+	var opts []Option
+	if o.Logger != nil {
+		opts = append(opts, WithLogger(o.Logger))
+	}
+	if o.MeterProvider != nil {
+		opts = append(opts, WithMeterProvider(o.MeterProvider))
+	}
+	return append(opts, o.Options...)
+}
+
+// Open opens a Registry from a URL such as
+// "etcd://10.0.0.1:2379,10.0.0.2:2379?prefix=/svc". Options override the
+// URL's parameters.
+func Open(rawURL string, opts ...Option) (*Registry, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the raw URL may hold secrets; do not echo it
+		}
+		return nil, fmt.Errorf("%w: %v", registry.ErrInvalidURL, err)
+	}
+	return OpenURL(u, opts...)
+}
+
+// OpenURL is Open for a parsed URL.
+func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
+	endpoints, o, err := parseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newFromOptions(endpoints, o)
+}
+
+// parseURL checks an etcd registry URL and returns its endpoints (nil for
+// an empty host) and the options its parameters set.
+func parseURL(u *url.URL) ([]string, options, error) {
+	o := defaultOptions()
+	if err := driver.ValidateURL(u, Scheme, urlParams...); err != nil {
+		return nil, o, err
+	}
+	if u.RawQuery != "" && strings.Contains(u.RawQuery, ";") {
+		return nil, o, fmt.Errorf("%w: etcd: ';' in query; separate parameters with '&'", registry.ErrInvalidURL)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, o, fmt.Errorf("%w: etcd: query: %v", registry.ErrInvalidURL, err)
+	}
+	var endpoints []string
+	if u.Host != "" {
+		for ep := range strings.SplitSeq(u.Host, ",") {
+			if err := checkHostPort(ep); err != nil {
+				return nil, o, fmt.Errorf("%w: etcd: host %q: %v", registry.ErrInvalidURL, ep, err)
+			}
+			endpoints = append(endpoints, ep)
+		}
+	}
+	bad := func(k string, err error) error {
+		return fmt.Errorf("%w: etcd: parameter %s=%q: %v", registry.ErrInvalidURL, k, q.Get(k), err)
+	}
+	if q.Has("prefix") {
+		o.prefix = q.Get("prefix")
+	}
+	for _, k := range []string{"ttl", "timeout"} {
+		if !q.Has(k) {
+			continue
+		}
+		d, err := time.ParseDuration(q.Get(k))
+		if err != nil {
+			return nil, o, bad(k, err)
+		}
+		if k == "ttl" {
+			o.ttl = d
+		} else {
+			o.timeout = d
+		}
+	}
+	if q.Has("tls") {
+		b, err := strconv.ParseBool(q.Get("tls"))
+		if err != nil {
+			return nil, o, bad("tls", err)
+		}
+		o.useTLS = b
+	}
+	if err := o.validate(); err != nil {
+		return nil, o, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+	}
+	return endpoints, o, nil
+}
+
+func checkHostPort(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("empty host")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("port %q is not in 1..65535", port)
+	}
+	return nil
+}
+
+// checkEndpoint accepts host:port, http://host:port and https://host:port.
+func checkEndpoint(ep string) error {
+	hp := ep
+	if i := strings.Index(ep, "://"); i >= 0 {
+		switch ep[:i] {
+		case "http", "https":
+			hp = strings.TrimSuffix(ep[i+3:], "/")
+		default:
+			return fmt.Errorf("etcd: endpoint %q: want host:port, http://host:port or https://host:port", ep)
+		}
+	}
+	if err := checkHostPort(hp); err != nil {
+		return fmt.Errorf("etcd: endpoint %q: %v", ep, err)
+	}
+	return nil
+}
+
+func anyHTTPS(endpoints []string) bool {
+	for _, ep := range endpoints {
+		if strings.HasPrefix(ep, "https://") {
+			return true
+		}
+	}
+	return false
+}
