@@ -194,7 +194,8 @@ type watch struct {
 	upstream  []registry.Instance // the latest set read, before the guard
 	index     string              // the registry's index of upstream (registry.IndexedWatcher); "" if unknown
 	holdSince time.Time           // when a mass removal started being held; zero if none
-	holdBase  []registry.Instance // the set clients had when the hold began
+	holdBase  []registry.Instance // the set a held loss is measured against: the window's largest when the hold began
+	holdKeep  []registry.Instance // the set clients had when the hold began: what a hold keeps
 	holdTimer *time.Timer
 	held      int64 // mass removals held
 	// guardRef is the largest set clients had within the guard's window,

@@ -26,7 +26,8 @@ const (
 // instances by more than fraction, measured against the largest set
 // clients had within the window (WithMassRemovalWindow, so that a
 // cascade of smaller steps counts as one loss), or would leave a service
-// with no instance at all, the cache keeps the lost instances (while
+// with no instance at all, the cache keeps the lost instances that
+// clients still had (never one an earlier update already removed) (while
 // passing on additions and changes) for up to hold; if they come back by
 // then nothing was disrupted, and if they do not, the update is applied
 // in full. So a deliberate removal reaches clients at once when it
@@ -83,7 +84,11 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 		return insts
 	}
 	if w.holdSince.IsZero() {
-		w.holdSince, w.holdBase = now, base
+		// Keep what clients have, never more: an instance they were
+		// already told is gone (an earlier step of the window, such as
+		// a ghost leaving a restarted agent's passing view) must not
+		// come back with the hold.
+		w.holdSince, w.holdBase, w.holdKeep = now, base, w.st.instances
 		w.held++
 		c.metrics.held(w.attrs)
 		c.logger.Warn("wayfinder resolver: holding a mass removal", "service", w.service,
@@ -99,7 +104,7 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 		in[i.ID] = true
 	}
 	out := append([]registry.Instance(nil), insts...)
-	for _, b := range base {
+	for _, b := range w.holdKeep {
 		if !in[b.ID] {
 			out = append(out, b)
 		}
@@ -112,7 +117,7 @@ func (w *watch) clearHoldLocked() {
 		w.holdTimer.Stop()
 		w.holdTimer = nil
 	}
-	w.holdSince, w.holdBase = time.Time{}, nil
+	w.holdSince, w.holdBase, w.holdKeep = time.Time{}, nil, nil
 }
 
 // releaseHold applies the latest upstream set once the hold expires.

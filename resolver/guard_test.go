@@ -191,6 +191,27 @@ func TestCascadeWithinWindowHeld(t *testing.T) {
 	}
 }
 
+// TestHoldNeverResurrects: a hold keeps what clients have, never an
+// instance they were already told is gone. A server stopped while its
+// Consul agent was down came back from the restarted agent as a ghost
+// and left the passing set first ([a1 a2 ghost] → [a1 a2]); a step later
+// a live server's restored check was still critical ([a1]), the guard
+// held that loss against the window's largest set and put the ghost
+// back into clients' sets with it, so they dialled a dead port again.
+func TestHoldNeverResurrects(t *testing.T) {
+	sets, cache, cc := guarded(t, time.Minute)
+	sets <- insts(0, 1, 2, 3) // leaves 4 of 6: passes
+	cc.wait(t, "4 pushed", func(int, int) bool { return lastLen(cc) == 4 })
+	sets <- insts(0, 1) // 2 of the window's 6: held
+	wait.For(t, 10*time.Second, "a hold", func() bool { return cache.Watches()[0].Holding })
+	if w := cache.Watches()[0]; len(w.Instances) != 4 {
+		t.Fatalf("while holding, clients have %v, want the 4 they had (i0..i3), not i4 and i5 again", w.Instances)
+	}
+	if n := lastLen(cc); n != 4 {
+		t.Fatalf("while holding, clients were pushed %d endpoints, want the 4 they had", n)
+	}
+}
+
 // TestLastInstanceCovered: the last instance of a service vanishing is
 // held too (a one-instance service behind a restarting agent went empty
 // for 4 s in issue 15); if it stays gone, the empty set reaches clients

@@ -41,8 +41,8 @@ const service = "hello"
 type Config struct {
 	Registry      string          // registry URL, such as "mem://"
 	Duration      time.Duration   // how long to run
-	Servers       int             // servers running at any time (≥ 2)
-	FaultInterval time.Duration   // time between fault rounds
+	Servers       int             // servers running at any time (≥ 2 with faults, ≥ 1 without)
+	FaultInterval time.Duration   // time between fault rounds; 0 runs none, for faults made from outside (an agent restart)
 	Rate          int             // client calls per second
 	Workers       int             // concurrent callers
 	Cache         *resolver.Cache // the client's watch cache; nil means resolver.DefaultCache
@@ -90,11 +90,12 @@ type stats struct {
 }
 
 // Run runs the demo, printing to out, and reports whether it passed: no
-// failed call and at least two fault rounds. A bad configuration or an
-// unusable registry is an error.
+// failed call and at least two fault rounds (when FaultInterval is not
+// 0). A bad configuration or an unusable registry is an error.
 func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
-	if c.Servers < 2 || c.Rate < 1 || c.Workers < 1 || c.Duration <= 0 || c.FaultInterval <= 0 {
-		return false, errors.New("need -servers ≥ 2, -rate ≥ 1, -workers ≥ 1 and positive durations")
+	noFaults := c.FaultInterval == 0
+	if c.Servers < 2 && !(noFaults && c.Servers == 1) || c.Rate < 1 || c.Workers < 1 || c.Duration <= 0 || c.FaultInterval < 0 {
+		return false, errors.New("need -servers ≥ 2 (≥ 1 with -fault-interval 0), -rate ≥ 1, -workers ≥ 1, a positive -duration and a -fault-interval ≥ 0")
 	}
 	u, err := url.Parse(c.Registry)
 	if err != nil {
@@ -175,8 +176,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	}
 	defer cc.Close()
 	client := hellopb.NewHelloServiceClient(cc)
-	fmt.Fprintf(out, "demo: %d servers of %q registered in %s; client dials %s (no retry policy); a fault every %v for %v\n",
-		c.Servers, service, c.Registry, target, c.FaultInterval, c.Duration)
+	faultsDesc := fmt.Sprintf("a fault every %v", c.FaultInterval)
+	if noFaults {
+		faultsDesc = "no faults"
+	}
+	fmt.Fprintf(out, "demo: %d servers of %q registered in %s; client dials %s (no retry policy); %s for %v\n",
+		c.Servers, service, c.Registry, target, faultsDesc, c.Duration)
 
 	st := &stats{perSrv: map[string]int{}}
 	runCtx, cancel := context.WithTimeout(ctx, c.Duration)
@@ -197,8 +202,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 
 	rounds := 0
 	start := time.Now()
-	fault := time.NewTicker(c.FaultInterval)
-	defer fault.Stop()
+	var faults <-chan time.Time // nil: no fault rounds
+	if !noFaults {
+		fault := time.NewTicker(c.FaultInterval)
+		defer fault.Stop()
+		faults = fault.C
+	}
 	report := time.NewTicker(time.Second)
 	defer report.Stop()
 	var lastCalls int64
@@ -211,7 +220,7 @@ loop:
 			calls := st.calls.Load()
 			printSummary(out, runCtx, reg, st, time.Since(start), calls-lastCalls)
 			lastCalls = calls
-		case <-fault.C:
+		case <-faults:
 			old := servers[0]
 			oldDesc := old.Instance().ID + " at " + old.Instance().Address
 			t0 := time.Now()
@@ -240,7 +249,7 @@ loop:
 	}
 	wg.Wait()
 	calls, failures := st.calls.Load(), st.failures.Load()
-	pass := failures == 0 && rounds >= 2 && calls > 0
+	pass := failures == 0 && (rounds >= 2 || noFaults) && calls > 0
 	verdict := "PASS"
 	if !pass {
 		verdict = "FAIL"
@@ -250,7 +259,7 @@ loop:
 	if st.lastErr != nil {
 		fmt.Fprintf(out, "last error: %v\n", st.lastErr)
 	}
-	if rounds < 2 {
+	if rounds < 2 && !noFaults {
 		fmt.Fprintf(out, "fewer than 2 fault rounds: raise -duration or lower -fault-interval\n")
 	}
 	return pass, nil
@@ -335,7 +344,7 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Registry, "registry", c.Registry, "registry URL: mem://, consul://127.0.0.1:8500, etcd://127.0.0.1:2379")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to run")
 	fs.IntVar(&c.Servers, "servers", c.Servers, "number of servers")
-	fs.DurationVar(&c.FaultInterval, "fault-interval", c.FaultInterval, "time between fault rounds (stop one server, start a new one on a new port)")
+	fs.DurationVar(&c.FaultInterval, "fault-interval", c.FaultInterval, "time between fault rounds (stop one server, start a new one on a new port); 0 runs none")
 	fs.IntVar(&c.Rate, "rate", c.Rate, "client calls per second")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent client callers")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "servers' host:port; port 0 picks a new random port per server, port P uses P..P+servers-1")
