@@ -76,7 +76,7 @@ func (r *Registry) Status(inst registry.Instance) registry.RegistrationStatus {
 	}
 	st := registry.RegistrationStatus{Err: r.lastErr, Registrations: e.writes, Healthy: true, Changed: r.stateCh}
 	switch {
-	case e.synced && r.lease != 0:
+	case e.synced:
 		st.State, st.Err = registry.StateRegistered, nil
 	case r.lastErr != nil:
 		st.State = registry.StateRetrying
