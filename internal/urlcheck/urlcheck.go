@@ -4,8 +4,12 @@
 package urlcheck
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
+	"strings"
 )
 
 // Check returns an error wrapping invalid (registry.ErrInvalidURL)
@@ -22,6 +26,24 @@ func Check(u *url.URL, invalid error) error {
 		return fmt.Errorf("%w: %q has path %q; a registry URL names no service (targets do: scheme://host/service)", invalid, u.Redacted(), u.Path)
 	case u.Fragment != "":
 		return fmt.Errorf("%w: %q has a fragment", invalid, u.Redacted())
+	}
+	return nil
+}
+
+// HostPort returns an error unless hp is host:port with a non-empty host
+// and a port in 1..65535: the form of a URL's host (or each of its
+// comma-separated hosts) when it names servers to dial.
+func HostPort(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("empty host")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 || strings.HasPrefix(port, "+") {
+		return fmt.Errorf("port %q is not in 1..65535", port)
 	}
 	return nil
 }

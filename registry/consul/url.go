@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -150,8 +151,11 @@ func parseURL(u *url.URL) (string, []Option, error) {
 	var opts []Option
 	addr := u.Host
 	if addr != "" {
-		if strings.ContainsAny(addr, "/?#@ ") {
-			return "", nil, fmt.Errorf("%w: consul: bad host %q", registry.ErrInvalidURL, addr)
+		// One agent, as host:port: the api client would take "h" as
+		// port 80 and ",,," as a host name, and fail only at the first
+		// call.
+		if err := urlcheck.HostPort(addr); err != nil {
+			return "", nil, fmt.Errorf("%w: consul: host %q: %v; want the agent's host:port, such as 127.0.0.1:8500", registry.ErrInvalidURL, addr, err)
 		}
 	}
 	if q.Has("dc") {

@@ -28,6 +28,8 @@ func TestURLs(t *testing.T) {
 		"consul://127.0.0.1:8500?check=ttl,grpc&ttl=9s&interval=2s",
 		"consul://127.0.0.1:8500?check=grpc",
 		"consul://127.0.0.1:8500?tls=false",
+		"consul://[::1]:8500",
+		"consul://localhost:8500",
 	}
 	for _, raw := range good {
 		if err := registry.ValidateURL(raw); err != nil {
@@ -58,6 +60,12 @@ func TestURLs(t *testing.T) {
 		"consul://h:8500/orders":            "has path",
 		"consul://h:8500#frag":              "fragment",
 		"consulx://h:8500":                  "unknown scheme",
+		"consul://,,,":                      "want the agent's host:port",
+		"consul://:8500":                    "empty host",
+		"consul://h":                        "missing port",
+		"consul://h:0":                      "not in 1..65535",
+		"consul://h:99999":                  "not in 1..65535",
+		"consul://a:8500,b:8500":            "want the agent's host:port",
 	}
 	for raw, want := range bad {
 		err := registry.ValidateURL(raw)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -117,7 +117,7 @@ func parseURL(u *url.URL) ([]string, options, error) {
 	var endpoints []string
 	if u.Host != "" {
 		for ep := range strings.SplitSeq(u.Host, ",") {
-			if err := checkHostPort(ep); err != nil {
+			if err := urlcheck.HostPort(ep); err != nil {
 				return nil, o, fmt.Errorf("%w: etcd: host %q: %v", registry.ErrInvalidURL, ep, err)
 			}
 			endpoints = append(endpoints, ep)
@@ -156,21 +156,6 @@ func parseURL(u *url.URL) ([]string, options, error) {
 	return endpoints, o, nil
 }
 
-func checkHostPort(hp string) error {
-	host, port, err := net.SplitHostPort(hp)
-	if err != nil {
-		return err
-	}
-	if host == "" {
-		return errors.New("empty host")
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || p == 0 || strings.HasPrefix(port, "+") {
-		return fmt.Errorf("port %q is not in 1..65535", port)
-	}
-	return nil
-}
-
 // checkEndpoint accepts host:port, http://host:port and https://host:port.
 func checkEndpoint(ep string) error {
 	hp := ep
@@ -182,7 +167,7 @@ func checkEndpoint(ep string) error {
 			return fmt.Errorf("etcd: endpoint %q: want host:port, http://host:port or https://host:port", ep)
 		}
 	}
-	if err := checkHostPort(hp); err != nil {
+	if err := urlcheck.HostPort(hp); err != nil {
 		return fmt.Errorf("etcd: endpoint %q: %v", ep, err)
 	}
 	return nil
