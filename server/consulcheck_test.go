@@ -146,34 +146,42 @@ func TestConsulCriticalWhenNotServing(t *testing.T) {
 	t.Logf("NOT_SERVING server left the passing set after %v (bound %v)", time.Since(start).Round(10*time.Millisecond), bound)
 }
 
-// TestConsulServerGRPCCheckCanBeTurnedOff: WithoutServerGRPCCheck leaves
-// only the TTL heartbeat, for agents that cannot reach the server.
+// TestConsulServerGRPCCheckCanBeTurnedOff: WithoutServerGRPCCheck, or a
+// URL that asks for the TTL check alone (?check=ttl), leaves only the TTL
+// heartbeat, for agents that cannot reach the server.
 func TestConsulServerGRPCCheckCanBeTurnedOff(t *testing.T) {
 	agent := testenv.StartConsul(t)
-	reg, err := consul.New(agent.HTTPAddr(), consul.WithoutServerGRPCCheck())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	s, err := server.New(reg, "nocheck", server.WithID("n1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
-	checks, err := reg.Client().Agent().Checks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kinds []string
-	for id, c := range checks {
-		if strings.HasPrefix(id, "nocheck:n1:") {
-			kinds = append(kinds, c.Type)
-		}
-	}
-	if strings.Join(kinds, ",") != "ttl" {
-		t.Errorf("checks of n1 with WithoutServerGRPCCheck = %v, want only ttl", kinds)
+	for name, open := range map[string]func() (*consul.Registry, error){
+		"option":    func() (*consul.Registry, error) { return consul.New(agent.HTTPAddr(), consul.WithoutServerGRPCCheck()) },
+		"check=ttl": func() (*consul.Registry, error) { return consul.Open("consul://" + agent.HTTPAddr() + "?check=ttl") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			reg, err := open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { reg.Close() })
+			s, err := server.New(reg, "nocheck", server.WithID(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			defer s.Stop(context.Background())
+			checks, err := reg.Client().Agent().Checks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kinds []string
+			for id, c := range checks {
+				if strings.HasPrefix(id, "nocheck:"+name+":") {
+					kinds = append(kinds, c.Type)
+				}
+			}
+			if strings.Join(kinds, ",") != "ttl" {
+				t.Errorf("checks of %s = %v, want only ttl", name, kinds)
+			}
+		})
 	}
 }

@@ -241,6 +241,10 @@ func parseURL(u *url.URL) (string, []Option, error) {
 		if ttl {
 			opts = append(opts, WithTTLCheck(DefaultTTL))
 		}
+		if ttl && !grpc {
+			// The TTL check alone: not the server's default gRPC check.
+			opts = append(opts, WithoutServerGRPCCheck())
+		}
 		if grpc {
 			opts = append(opts, WithGRPCCheck(DefaultGRPCCheckInterval, 0))
 		}

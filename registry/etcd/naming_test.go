@@ -180,13 +180,26 @@ func TestNamingResolverDialsWayfinder(t *testing.T) {
 }
 
 // TestFormatV1StillReadAndWritten: values of the format before naming
-// support are still decoded, and WithFormat(FormatV1) writes them for
-// fleets whose older readers are not upgraded yet.
+// support are still decoded, and WithFormat(FormatV1) (or ?format=v1)
+// writes them for fleets whose older readers are not upgraded yet.
 func TestFormatV1StillReadAndWritten(t *testing.T) {
 	srv := testenv.StartEtcd(t)
 	cli := testenv.NewEtcdClient(t, nil, srv.Endpoint())
+	byURL, err := etcd.Open("etcd://" + srv.Endpoint() + "?format=v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { byURL.Close() })
+	for name, old := range map[string]*etcd.Registry{
+		"option": newRegistry(t, []string{srv.Endpoint()}, etcd.WithFormat(etcd.FormatV1)),
+		"url":    byURL,
+	} {
+		t.Run(name, func(t *testing.T) { formatV1(t, srv, cli, old) })
+	}
+}
+
+func formatV1(t *testing.T, srv *testenv.EtcdMember, cli *clientv3.Client, old *etcd.Registry) {
 	svc := svcName(t)
-	old := newRegistry(t, []string{srv.Endpoint()}, etcd.WithFormat(etcd.FormatV1))
 	in := inst(svc, 1)
 	in.Weight, in.Zone = 4, "z1"
 	if err := old.Register(ctxFor(t, 10*time.Second), in); err != nil {

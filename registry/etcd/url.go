@@ -18,7 +18,7 @@ import (
 )
 
 // urlParams are the query parameters an etcd URL accepts.
-var urlParams = []string{"prefix", "timeout", "tls", "ttl"}
+var urlParams = []string{"format", "prefix", "timeout", "tls", "ttl"}
 
 func init() {
 	driver.RegisterScheme(Scheme, &URLOpener{})
@@ -128,6 +128,16 @@ func parseURL(u *url.URL) ([]string, options, error) {
 	}
 	if q.Has("prefix") {
 		o.prefix = q.Get("prefix")
+	}
+	if q.Has("format") {
+		switch f := q.Get("format"); f {
+		case FormatNaming.String():
+			o.format = FormatNaming
+		case FormatV1.String():
+			o.format = FormatV1
+		default:
+			return nil, o, bad("format", errors.New("want naming or v1"))
+		}
 	}
 	for _, k := range []string{"ttl", "timeout"} {
 		if !q.Has(k) {

@@ -24,6 +24,7 @@ func TestURLs(t *testing.T) {
 		"etcd://",
 		"etcd://h:1?tls=true",
 		"etcd://h:1?tls=0",
+		"etcd://h:1?format=v1", "etcd://h:1?format=naming",
 		// etcd naming targets: relative prefixes and the roots.
 		"etcd://h:1?prefix=naming/team-a", "etcd://h:1?prefix=/", "etcd://h:1?prefix=",
 	}
@@ -39,7 +40,7 @@ func TestURLs(t *testing.T) {
 		r.Close()
 	}
 	bad := map[string]string{
-		"etcd://127.0.0.1:2379?prfix=/x":            "known parameters: prefix, timeout, tls, ttl",
+		"etcd://127.0.0.1:2379?prfix=/x":            "known parameters: format, prefix, timeout, tls, ttl",
 		"etcd://127.0.0.1:2379?prefix=x//y":         "empty segments",
 		"etcd://127.0.0.1:2379?prefix=/x/":          "trailing slash",
 		"etcd://127.0.0.1:2379?prefix=/a&prefix=/b": "given 2 times",
@@ -47,6 +48,8 @@ func TestURLs(t *testing.T) {
 		"etcd://127.0.0.1:2379?ttl=100ms":           "TTL",
 		"etcd://127.0.0.1:2379?timeout=-1s":         "timeout",
 		"etcd://127.0.0.1:2379?tls=maybe":           "tls",
+		"etcd://127.0.0.1:2379?format=v2":           "want naming or v1",
+		"etcd://127.0.0.1:2379?format=":             "want naming or v1",
 		"etcd://127.0.0.1:2379/hello":               "path",
 		"etcd://root:pw@127.0.0.1:2379":             "credentials",
 		"etcd://127.0.0.1":                          "127.0.0.1",
