@@ -182,6 +182,9 @@ code{background:#f6f6f6;padding:0 .2em}
 <table><tr><th>ID</th><th>Address</th><th>Version</th><th>Zone</th><th>Weight</th><th>Tags</th><th>Metadata</th></tr>
 {{range .Instances}}<tr class="instance"><td>{{.ID}}</td><td>{{.Address}}</td><td>{{.Version}}</td><td>{{.Zone}}</td><td>{{.EffectiveWeight}}</td><td>{{join .Tags ", "}}</td><td>{{meta .Metadata}}</td></tr>
 {{else}}<tr><td colspan="7">no instances</td></tr>{{end}}</table>
+{{if .FieldProblems}}<p>Fields the backend could not read (the instance is kept, with the field's default):</p>
+<table class="field-problems"><tr><th>ID</th><th>Field</th><th>Value</th><th>Reason</th></tr>
+{{range .FieldProblems}}<tr class="field-problem"><td>{{.ID}}</td><td><code>{{.Field}}</code></td><td><code>{{.Value}}</code></td><td>{{.Reason}}</td></tr>{{end}}</table>{{end}}
 </section>
 {{else}}<p>No service is being watched.</p>{{end}}
 <h2>ClientConns ({{len .ClientConns}})</h2>

@@ -176,6 +176,9 @@ type watch struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	release func() // releases a registry opened for this watch; may be nil
+	// problems is the Discovery, if it keeps the optional fields it
+	// could not read (registry.FieldProblemReporter), for Watches.
+	problems registry.FieldProblemReporter
 
 	attrs metric.MeasurementOption // the watch's metric attributes, built once
 
@@ -228,6 +231,7 @@ func (c *Cache) acquire(key watchKey, sub subscription, open func() (registry.Di
 		ctx, cancel := context.WithCancel(context.Background())
 		w = &watch{cache: c, key: key, service: key.service, cancel: cancel, done: make(chan struct{}),
 			release: release, subs: map[*driver.Watcher]subscription{}, started: c.now(), attrs: attrs(key)}
+		w.problems, _ = d.(registry.FieldProblemReporter)
 		c.watches[key] = w
 		go w.run(ctx, d)
 	}

@@ -178,6 +178,11 @@ type WatchInfo struct {
 	// guard holds a mass removal, Index is the removal's and Instances
 	// the set before it.
 	Index string `json:"index"`
+	// FieldProblems are the optional fields of the current instances
+	// that the backend could not read and replaced with their defaults
+	// (a foreign tool's value under a key Wayfinder uses), when the
+	// Discovery reports them (registry.FieldProblemReporter).
+	FieldProblems []registry.FieldProblem `json:"field_problems,omitempty"`
 }
 
 // Watches describes the cache's running watches, sorted by registry and
@@ -210,6 +215,19 @@ func (c *Cache) Watches() []WatchInfo {
 			wi.Staleness = now.Sub(since)
 		}
 		w.mu.Unlock()
+		if w.problems != nil {
+			// Outside w.mu: the backend takes its own lock. Problems of
+			// instances gone since are dropped, as the interface asks.
+			ids := make(map[string]bool, len(wi.Instances))
+			for _, i := range wi.Instances {
+				ids[i.ID] = true
+			}
+			for _, p := range w.problems.FieldProblems(w.service) {
+				if ids[p.ID] {
+					wi.FieldProblems = append(wi.FieldProblems, p)
+				}
+			}
+		}
 		out = append(out, wi)
 	}
 	slices.SortFunc(out, func(a, b WatchInfo) int {
