@@ -658,3 +658,61 @@ func TestDrainInAPod(t *testing.T) {
 		t.Fatalf("Stop() still waiting 20s after the Pod's endpoint left the view")
 	}
 }
+
+// TestServicePortRenamed: the Service's port changes name, and the
+// controller rewrites its slices one at a time with the new name; no
+// endpoint ever leaves the set, neither those of the rewritten slices
+// nor those of the slices still under the old name.
+func TestServicePortRenamed(t *testing.T) {
+	a := newAdmin(t)
+	const svc = "renamed"
+	a.createService(t, svc)
+	names := []string{"renamed-a", "renamed-b", "renamed-c"}
+	put := func(i int, port string) {
+		s := slice(names[i], discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: fmt.Sprintf("10.244.7.%d", i+1)})
+		s.Ports[0].Name = ptr(port)
+		a.putSlice(t, svc, s)
+	}
+	for i := range names {
+		put(i, "grpc")
+	}
+	all := []string{"10.244.7.1:50051", "10.244.7.2:50051", "10.244.7.3:50051"}
+	r := newReg(t, testenv.KubeAdminToken)
+	w, err := r.Watch(ctxT(t, 5*time.Second), svc)
+	if err != nil {
+		t.Fatalf("Watch(%q) = %v", svc, err)
+	}
+	defer w.Close()
+	nextUntil(t, w, 30*time.Second, all, nil)
+
+	cur, err := a.core.Services("default").Get(ctxT(t, 10*time.Second), svc, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Ports[0].Name = "rpc"
+	if _, err := a.core.Services("default").Update(ctxT(t, 10*time.Second), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range names {
+		put(i, "rpc")
+		// A marker slice written after each rewrite: once the watch has
+		// it, it has seen the rewrite too, and every set on the way
+		// must have held all three endpoints.
+		marker := fmt.Sprintf("10.244.8.%d", i+1)
+		m := slice("renamed-marker", discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: marker})
+		m.Ports[0].Name = ptr("rpc")
+		a.putSlice(t, svc, m)
+		nextUntil(t, w, 30*time.Second, append(slices.Clone(all), marker+":50051"), func(got []registry.Instance) {
+			have := addrs(got)
+			for _, want := range all {
+				if !slices.Contains(have, want) {
+					t.Fatalf("after renaming the port and rewriting %s, Next() = %v: lost %s", names[i], have, want)
+				}
+			}
+		})
+	}
+	got, err := r.Lookup(ctxT(t, 5*time.Second), svc)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("Lookup(%q) after the rename = %v, %v; want all three and the marker", svc, addrs(got), err)
+	}
+}

@@ -305,10 +305,10 @@ func (r *Registry) putSlice(ctx context.Context, ref serviceRef, port string, in
 		return stamp, err
 	}
 	one := map[string]sliceView{cur.Name: view(cur)}
-	if got, _ := mergeAt(inst.Service, port, one, time.Time{}, nil); len(got) == 1 && got[0].Equal(inst) {
+	if got, _ := mergeAt(inst.Service, port, "", one, time.Time{}, nil); len(got) == 1 && got[0].Equal(inst) {
 		// The same instance: keep its stamp.
 		stamp = got[0].Registered
-		if live, _ := mergeAt(inst.Service, port, one, now, nil); len(live) == 1 && !renewal {
+		if live, _ := mergeAt(inst.Service, port, "", one, now, nil); len(live) == 1 && !renewal {
 			return stamp, nil
 		}
 		if want, err = buildSlice(ref, port, inst, stamp, now, ttl); err != nil {

@@ -93,7 +93,7 @@ type candidate struct {
 // counts once, with its best conditions. slices maps slice names to
 // slices; the result is sorted by ID.
 func merge(service string, port string, all map[string]*discoveryv1.EndpointSlice) []registry.Instance {
-	insts, _ := mergeAt(service, port, views(all), time.Now(), nil)
+	insts, _ := mergeAt(service, port, "", views(all), time.Now(), nil)
 	return insts
 }
 
@@ -128,13 +128,20 @@ func views(all map[string]*discoveryv1.EndpointSlice) map[string]sliceView {
 // registration has expired; it also returns when the next live one
 // expires (zero if none will). alias gives IDs to endpoints the backend
 // did not write, by address: the IDs a Pod registered itself under.
-func mergeAt(service string, port string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time) {
+//
+// prev, if not empty, is the port's name before the Service renamed it:
+// a slice that still carries it has not been rewritten by the
+// controller yet, and its endpoints are still the Service's.
+func mergeAt(service, port, prev string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time) {
 	var next time.Time
 	byAddr := map[string]candidate{}
 	foreign := map[string]bool{} // addresses in slices the backend did not write
 	for _, name := range sortedKeys(all) {
 		s, managed := all[name].s, all[name].managed
 		p, ok := slicePort(s, port)
+		if !ok && prev != "" {
+			p, ok = slicePort(s, prev)
+		}
 		if !ok {
 			continue
 		}

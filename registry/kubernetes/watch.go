@@ -34,7 +34,7 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, err)
 	}
-	insts, _ := mergeAt(service, port, views(all), time.Now(), r.aliasesOf(service))
+	insts, _ := mergeAt(service, port, "", views(all), time.Now(), r.aliasesOf(service))
 	return driver.Normalize(insts), nil
 }
 
@@ -110,17 +110,18 @@ type watcher struct {
 	ref     serviceRef
 	feed    *driver.Watcher
 
-	slices map[string]sliceView
-	port   string
-	rv     string
-	expiry *time.Timer   // the next expiry of a managed endpoint; nil if none
-	nudge  chan struct{} // 1 slot: the Registry's aliases changed
+	slices   map[string]sliceView
+	port     string
+	prevPort string // the port's name before a rename, while slices may still carry it
+	rv       string
+	expiry   *time.Timer   // the next expiry of a managed endpoint; nil if none
+	nudge    chan struct{} // 1 slot: the Registry's aliases changed
 }
 
 // publish feeds the merged set, and arms the timer for the next expiry
 // of a managed endpoint, if any.
 func (w *watcher) publish() {
-	insts, next := mergeAt(w.service, w.port, w.slices, time.Now(), w.r.aliasesOf(w.service))
+	insts, next := mergeAt(w.service, w.port, w.prevPort, w.slices, time.Now(), w.r.aliasesOf(w.service))
 	w.feed.Set(insts, w.rv)
 	if w.expiry != nil {
 		w.expiry.Stop()
@@ -187,6 +188,9 @@ func (w *watcher) run(ctx context.Context) {
 			w.fail(err)
 			backoff.Sleep(ctx, bo.Next())
 			list = true
+		case res == watchRelist:
+			w.r.opts.logger.Info("kubernetes: the Service's port changed name; listing again", "service", w.service, "was", w.port)
+			w.prevPort, list = w.port, true
 		case res == watchGone:
 			testHookGone()
 			w.r.opts.logger.Info("kubernetes: resourceVersion too old; listing again", "service", w.service, "rv", w.rv)
@@ -216,6 +220,7 @@ const (
 	watchTimeout watchEnd = iota // the server's timeout: resume
 	watchEarly                   // before it, without an error
 	watchGone                    // 410 Gone
+	watchRelist                  // the Service's port changed name: list again
 )
 
 // follow watches the slices from w.rv, applying each event, until the
@@ -270,6 +275,13 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 					w.slices[s.Name] = view(s)
 				}
 				w.rv = s.ResourceVersion
+				if ev.Type != watch.Deleted && w.portRenamed(ctx, s) {
+					// The controller rewrote the slice for a Service
+					// whose port changed name: its endpoints must not
+					// vanish for the old name. The list re-reads the
+					// Service and publishes under the new one.
+					return watchRelist, nil
+				}
 				w.publish()
 			case watch.Bookmark:
 				if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
@@ -284,4 +296,24 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 			}
 		}
 	}
+}
+
+// portRenamed reports whether s has endpoints but no port of the chosen
+// name because the Service's port now has another name (a rename, which
+// the EndpointSlice controller carries into every slice). A slice that
+// lacks the port while the Service still names it is left to the merge,
+// which skips it. An error reading the Service is reported as a rename,
+// so that the list, which reports it and keeps the set, runs.
+func (w *watcher) portRenamed(ctx context.Context, s *discoveryv1.EndpointSlice) bool {
+	if len(s.Endpoints) == 0 {
+		return false
+	}
+	if _, ok := slicePort(s, w.port); ok {
+		return false
+	}
+	if _, ok := slicePort(s, w.prevPort); ok && w.prevPort != "" {
+		return false // not rewritten yet
+	}
+	name, err := w.r.portName(ctx, w.ref)
+	return err != nil || name != w.port
 }
