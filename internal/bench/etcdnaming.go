@@ -22,6 +22,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // namingVariant is the variant name of etcd's own naming resolver, the
@@ -239,19 +240,76 @@ func newWatchProbe(ctx context.Context, be *Backend) (*watchProbe, error) {
 	return p, err
 }
 
-// put adds the watches opened since the probe started, in all and per
-// service, to m.
-func (p *watchProbe) put(ctx context.Context, m map[string]float64, services int) error {
+// watchCount is a steady read of the server's gauges.
+type watchCount struct{ watchers, streams float64 }
+
+// read returns the gauges once they are steady; on a nil probe, zero.
+func (p *watchProbe) read(ctx context.Context) (watchCount, error) {
 	if p == nil {
-		return nil
+		return watchCount{}, nil
 	}
 	w, s, err := steadyWatchGauges(ctx, p.url)
+	return watchCount{w, s}, err
+}
+
+// put adds to m the watches open at c that were not when the probe
+// started, in all and per service.
+func (p *watchProbe) put(m map[string]float64, c watchCount, services int) {
+	if p == nil {
+		return
+	}
+	m["server_watchers"] = c.watchers - p.watchers0
+	m["server_watchers_per_service"] = (c.watchers - p.watchers0) / float64(services)
+	m["server_watch_streams"] = c.streams - p.streams0
+}
+
+// resolversAlone adds to m, on etcd and for Wayfinder's resolver and
+// etcd's naming resolver, the heap (after GC) and goroutines that n
+// resolvers for svcs (in turn) add on fake ClientConns once each has its
+// first state and the server has their watches: the resolvers' share of
+// a ClientConn's cost, as scale.go measures Wayfinder's resolvers alone.
+// Wayfinder's get a Cache of their own, so their watches are new too.
+func resolversAlone(ctx context.Context, be *Backend, variant string, disc registry.Discovery, naming *namingBuilder, svcs []string, n int, m map[string]float64) error {
+	if be.etcd == nil || (variant != "wayfinder" && variant != namingVariant) {
+		return nil
+	}
+	var b gresolver.Builder
+	target := func(svc string) string { return "wayfinder:///" + svc }
+	if naming != nil {
+		b, target = naming, naming.target
+	} else {
+		cache := resolver.NewCache(resolver.WithLinger(0))
+		defer cache.Close() // after the resolvers
+		b = resolver.NewBuilder(disc, resolver.WithCache(cache))
+	}
+	probe, err := newWatchProbe(ctx, be)
 	if err != nil {
 		return err
 	}
-	m["server_watchers"] = w - p.watchers0
-	m["server_watchers_per_service"] = (w - p.watchers0) / float64(services)
-	m["server_watch_streams"] = s - p.streams0
+	h0, g0 := heapAndGoroutines()
+	var ccs []*recordingCC
+	for i := range n {
+		cc := newRecordingCC()
+		r, err := b.Build(gresolver.Target{URL: *mustURL(target(svcs[i%len(svcs)]))}, cc, gresolver.BuildOptions{})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		ccs = append(ccs, cc)
+	}
+	for _, cc := range ccs {
+		if _, err := cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == 1 }); err != nil {
+			return err
+		}
+	}
+	c, err := probe.read(ctx)
+	if err != nil {
+		return err
+	}
+	h1, g1 := heapAndGoroutines()
+	m["resolver_heap_kib_per_conn"] = float64(int64(h1)-int64(h0)) / 1024 / float64(n)
+	m["resolver_goroutines_per_conn"] = float64(g1-g0) / float64(n)
+	m["resolver_server_watchers"] = c.watchers - probe.watchers0
 	return nil
 }
 
@@ -278,4 +336,16 @@ func steadyWatchGauges(ctx context.Context, url string) (watchers, streams float
 		}
 		sleep(ctx, 100*time.Millisecond)
 	}
+}
+
+// variantNotes returns the notes that a sample of variant carries: for
+// etcd's naming resolver, the version of its module that was measured.
+func variantNotes(variant string) []string {
+	if variant != namingVariant {
+		return nil
+	}
+	if v := namingVersion(); v != "" {
+		return []string{namingModule + " " + v}
+	}
+	return nil
 }
