@@ -183,6 +183,7 @@ func TestRunEtcd(t *testing.T) {
 		t.Errorf("etcd version = %q, want the server's", v)
 	}
 	checkEtcdNaming(t, rep, cfg)
+	checkEtcdNamingReport(t, rep)
 }
 
 // TestRunConsul runs the idle-load scenario on a real Consul server, with

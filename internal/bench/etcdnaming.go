@@ -349,3 +349,119 @@ func variantNotes(variant string) []string {
 	}
 	return nil
 }
+
+// namingRatios are the figures of etcd's naming resolver and Wayfinder
+// compared in section 9 and its chart: scenario, metric, label, unit.
+var namingRatios = []struct {
+	group, scenario, metric, label, short, unit string
+}{
+	{"propagation", "propagation", "register_p50_ms", "register → picker, p50", "register p50", "ms"},
+	{"propagation", "propagation", "register_p99_ms", "register → picker, p99", "register p99", "ms"},
+	{"propagation", "propagation", "deregister_p50_ms", "deregister → picker, p50", "deregister p50", "ms"},
+	{"propagation", "propagation", "deregister_p99_ms", "deregister → picker, p99", "deregister p99", "ms"},
+	{"propagation", "propagation", "all_p50_ms", "all changes, p50", "all p50", "ms"},
+	{"propagation", "propagation", "all_p99_ms", "all changes, p99", "all p99", "ms"},
+	{"registry", "idle_load", "server_watchers_per_service", "watches on etcd per service", "watches per service", ""},
+	{"registry", "idle_load", "server_watch_streams", "Watch streams on etcd", "Watch streams", ""},
+	{"registry", "idle_load", "requests_per_service_min", "requests at rest per service per minute", "requests at rest", ""},
+	{"registry", "idle_load", "setup_requests", "requests to connect the ClientConns", "set-up requests", ""},
+	{"client", "idle_load", "heap_kib_per_conn", "heap per connected ClientConn", "heap/ClientConn", "KiB"},
+	{"client", "idle_load", "goroutines_per_conn", "goroutines per connected ClientConn", "goroutines/ClientConn", ""},
+	{"client", "idle_load", "resolver_heap_kib_per_conn", "heap per resolver alone", "heap/resolver", "KiB"},
+	{"client", "idle_load", "resolver_goroutines_per_conn", "goroutines per resolver alone", "goroutines/resolver", ""},
+}
+
+// etcdNamingChart draws etcd's naming resolver's figures as multiples
+// of Wayfinder's from the same run; ok is false if neither was measured.
+func (r *Report) etcdNamingChart() (string, bool) {
+	var groups []barGroup
+	for _, g := range []struct{ key, label string }{
+		{"propagation", "picker"},
+		{"registry", "etcd"},
+		{"client", "client"},
+	} {
+		var bars []bar
+		for _, q := range namingRatios {
+			if q.group != g.key {
+				continue
+			}
+			a, okA := r.get(q.scenario, "etcd", namingVariant, q.metric)
+			x, okX := r.get(q.scenario, "etcd", "wayfinder", q.metric)
+			if !okA || !okX || a <= 0 || x <= 0 {
+				continue // a ratio of nothing seen, or of noise below zero, says nothing
+			}
+			bars = append(bars, bar{Label: q.short, Value: a / x, Text: fmt.Sprintf("%.2f× (%s / %s%s)", a/x, fmtNum(a), fmtNum(x), unitSuffix(q.unit))})
+		}
+		if len(bars) > 0 {
+			groups = append(groups, barGroup{Label: g.label, Bars: bars})
+		}
+	}
+	if len(groups) == 0 {
+		return "", false
+	}
+	return barChart("etcd's naming resolver as a multiple of Wayfinder's, same etcd, same run",
+		"etcd naming ÷ Wayfinder (dashed line = 1; above it costs more or takes longer)", true, 1, groups), true
+}
+
+func unitSuffix(u string) string {
+	if u == "" {
+		return ""
+	}
+	return " " + u
+}
+
+// etcdNamingSection renders section 9: etcd's own naming resolver
+// against Wayfinder's, on the same etcd member in the same run.
+func (r *Report) etcdNamingSection(w func(string, ...any), img func(name, alt string)) {
+	w("## 9. Against etcd's own naming resolver\n\n")
+	res, ok := r.Find("idle_load", "etcd", namingVariant)
+	prop, okP := r.Find("propagation", "etcd", namingVariant)
+	if !ok && !okP {
+		w("Not measured in this report's runs: run `make bench`, or `wfbench -backends etcd -scenarios propagation,idle_load -merge`.\n\n")
+		return
+	}
+	version := namingModule
+	for _, n := range append(res.Notes, prop.Notes...) {
+		if strings.HasPrefix(n, namingModule+" ") {
+			version = n
+			break
+		}
+	}
+	w("**The alternative.** `go.etcd.io/etcd/client/v3/naming/resolver` (%s), the gRPC resolver that etcd ships and documents: what an etcd user would pick instead of Wayfinder's resolver. For each ClientConn it lists the key prefix `<target>/` once and then follows it with an etcd watch of its own (the watches of one client share its gRPC Watch stream, but each is a watcher on the server), and hands gRPC the whole set after every batch of events. It shares nothing across ClientConns and has no retry of its own: from its source, once its watch ends with an error (a revision compacted away, for example), its goroutine returns and the ClientConn keeps its last addresses with no further updates; that is not measured here (the outage scenario runs Wayfinder only).\n\n", version)
+	w("**How it was configured.** As etcd documents it: one `clientv3.Client` for the process (the member's endpoint, a 5 s dial timeout, nothing else), `resolver.NewBuilder(cli)` passed to every ClientConn with `grpc.WithResolvers`, and `round_robin`, as Wayfinder's ClientConns have. Wayfinder's etcd driver writes etcd's naming value (`etcd.FormatNaming`, the default) at `<prefix>/<service>/<id>`, so etcd's resolver reads the same registrations, written by the same Wayfinder registrar: the target of service `<svc>` is `etcd:///` + prefix + `/<svc>`, with the default prefix `etcd:////wayfinder/services/<svc>`, which watches `/wayfinder/services/<svc>/` (etcd's resolver drops the path's first slash). The same etcd member, servers and changes as Wayfinder's variant, in the same run (sections 1 and 2); its requests are counted by the same client interceptors as Wayfinder's etcd client's. Watches are counted on the server: the change in `%s` (and `%s`) on the member's `/metrics`, read once steady, from before the ClientConns are dialled to after they are connected. Memory is the heap after GC and the goroutines that the %d ClientConns add once connected (gRPC's own share included, the same for both), and the same for %d resolvers alone on fake ClientConns (Wayfinder's with a Cache of their own), each with its first state, as section 8 measures Wayfinder's.\n\n",
+		watcherGauge, streamGauge, r.Config.IdleConns, r.Config.IdleConns)
+	img("etcd_naming.svg", "etcd naming resolver against Wayfinder chart")
+	w("| %d ClientConns, %d services, etcd | Wayfinder | etcd naming resolver | etcd naming ÷ Wayfinder |\n|---|---|---|---|\n", r.Config.IdleConns, r.Config.IdleServices)
+	for _, q := range namingRatios {
+		x, okX := r.get(q.scenario, "etcd", "wayfinder", q.metric)
+		a, okA := r.get(q.scenario, "etcd", namingVariant, q.metric)
+		if !okX && !okA {
+			continue
+		}
+		ratio := "—"
+		if okX && okA && x > 0 {
+			ratio = fmt.Sprintf("%.2f×", a/x)
+		}
+		val := func(v float64, ok bool) string {
+			if !ok {
+				return "—"
+			}
+			return fmtNum(v) + unitSuffix(q.unit)
+		}
+		w("| %s | %s | %s | %s |\n", q.label, val(x, okX), val(a, okA), ratio)
+	}
+	w("\n")
+	if ok {
+		n, _ := r.get("idle_load", "etcd", "wayfinder", "requests")
+		win := res.Metrics["window_s"]
+		w("At rest for %s s, Wayfinder sent %s requests and etcd's resolver %s (a figure of 0 per minute is none seen in the window: a ratio of it says nothing); etcd's resolver pushed %s states to gRPC in the window. Wayfinder holds %s watches on etcd for %s services; etcd's resolver holds %s, one per ClientConn.\n\n",
+			fmtNum(win), fmtNum(n), fmtNum(res.Metrics["requests"]), fmtNum(res.Metrics["pushes_in_window"]),
+			fmtNum(r.metricOr("idle_load", "etcd", "wayfinder", "server_watchers")), fmtNum(res.Metrics["services"]), fmtNum(res.Metrics["server_watchers"]))
+	}
+}
+
+// metricOr returns a median metric, or 0 if it was not measured.
+func (r *Report) metricOr(scenario, backend, variant, metric string) float64 {
+	v, _ := r.get(scenario, backend, variant, metric)
+	return v
+}

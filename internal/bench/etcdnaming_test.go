@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +94,33 @@ func checkEtcdNaming(t *testing.T, rep *Report, cfg Config) {
 		if got := metric(t, rep, "idle_load", "etcd", v, "goroutines_per_conn"); !(got > 0) {
 			t.Errorf("idle_load %s: %v goroutines per ClientConn, want some (connected ClientConns run gRPC's)", v, got)
 		}
+	}
+}
+
+// checkEtcdNamingReport checks that the report renders section 9, with
+// its chart, from rep.
+func checkEtcdNamingReport(t *testing.T, rep *Report) {
+	t.Helper()
+	dir := t.TempDir()
+	md := filepath.Join(dir, "benchmarks.md")
+	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	page, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## 9. Against etcd's own naming resolver", "| watches on etcd per service |", "benchmarks/etcd_naming.svg", "etcd's naming resolver ("} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", "etcd_naming.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ XMLName xml.Name }
+	if err := xml.Unmarshal(svg, &doc); err != nil || doc.XMLName.Local != "svg" {
+		t.Errorf("etcd_naming.svg is not an SVG document: %v", err)
 	}
 }
