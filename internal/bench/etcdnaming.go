@@ -439,22 +439,26 @@ func (r *Report) etcdNamingSection(w func(string, ...any), img func(name, alt st
 			continue
 		}
 		ratio := "—"
-		if okX && okA && x > 0 {
+		if okX && okA && x > 0 && a > 0 {
 			ratio = fmt.Sprintf("%.2f×", a/x)
 		}
-		val := func(v float64, ok bool) string {
+		val := func(variant string, v float64, ok bool) string {
 			if !ok {
 				return "—"
 			}
+			if q.metric == "requests_per_service_min" && v == 0 {
+				// None seen: an upper bound, not a figure to divide by.
+				return "< " + fmtNum(r.metricOr(q.scenario, "etcd", variant, "requests_per_service_min_upper")) + " (0 seen)"
+			}
 			return fmtNum(v) + unitSuffix(q.unit)
 		}
-		w("| %s | %s | %s | %s |\n", q.label, val(x, okX), val(a, okA), ratio)
+		w("| %s | %s | %s | %s |\n", q.label, val("wayfinder", x, okX), val(namingVariant, a, okA), ratio)
 	}
 	w("\n")
 	if ok {
 		n, _ := r.get("idle_load", "etcd", "wayfinder", "requests")
 		win := res.Metrics["window_s"]
-		w("At rest for %s s, Wayfinder sent %s requests and etcd's resolver %s (a figure of 0 per minute is none seen in the window: a ratio of it says nothing); etcd's resolver pushed %s states to gRPC in the window. Wayfinder holds %s watches on etcd for %s services; etcd's resolver holds %s, one per ClientConn.\n\n",
+		w("At rest for %s s, Wayfinder sent %s requests and etcd's resolver %s; etcd's resolver pushed %s states to gRPC in the window. Wayfinder's requests at rest are its liveness probe: one count-only Range per process (not per service or ClientConn) once its watches have heard nothing from etcd for half of `WithUnavailableAfter`'s bound (10 s by default), so that a silent or frozen member is reported as unavailable even while gRPC still sees the connection as ready; etcd's resolver, configured as above, sends nothing at rest and has no such bound. Wayfinder holds %s watches on etcd for %s services; etcd's resolver holds %s, one per ClientConn, and etcd sends each change once per watch.\n\n",
 			fmtNum(win), fmtNum(n), fmtNum(res.Metrics["requests"]), fmtNum(res.Metrics["pushes_in_window"]),
 			fmtNum(r.metricOr("idle_load", "etcd", "wayfinder", "server_watchers")), fmtNum(res.Metrics["services"]), fmtNum(res.Metrics["server_watchers"]))
 	}
