@@ -41,6 +41,10 @@ type Backend struct {
 	start      func(tb testing.TB) // brings it back and waits until it answers
 	dialOpts   []grpc.DialOption
 	sets       SetWriter
+
+	// etcd, for etcd only, is the member: etcd's own naming resolver
+	// (etcdnaming.go) dials it, and its metrics count the watches.
+	etcd *testenv.EtcdMember
 }
 
 // BackendConfig describes a backend built outside this package, such as
@@ -279,6 +283,7 @@ func NewEtcd(tb testing.TB) *Backend {
 		},
 		stop:  func(tb testing.TB) { m.Stop(tb) },
 		start: func(tb testing.TB) { m.Restart(tb) },
+		etcd:  m,
 	}
 }
 

@@ -172,15 +172,18 @@ func TestRunMemory(t *testing.T) {
 }
 
 // TestRunEtcd runs the scenarios that touch the registry most against a
-// real etcd member, including stopping and restarting it.
+// real etcd member, including stopping and restarting it, and etcd's own
+// naming resolver beside Wayfinder's.
 func TestRunEtcd(t *testing.T) {
 	cfg := tiny("etcd")
-	cfg.Scenarios = []string{"propagation", "rolling_restart", "outage"}
+	cfg.Scenarios = []string{"propagation", "idle_load", "rolling_restart", "outage"}
 	rep := Run(t, cfg)
 	checkInvariants(t, rep, "etcd", cfg)
 	if v := rep.Machine.Backends["etcd"]; !strings.Contains(v, "3.") {
 		t.Errorf("etcd version = %q, want the server's", v)
 	}
+	checkEtcdNaming(t, rep, cfg)
+	checkEtcdNamingReport(t, rep)
 }
 
 // TestRunConsul runs the idle-load scenario on a real Consul server, with

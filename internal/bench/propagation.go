@@ -17,8 +17,8 @@ import (
 // reaching it (the first of four misses in a row, with two endpoints).
 // The add side includes the new connection's set-up. The watch, the
 // 500 ms polling baseline and, on Consul, the blocking-query resolver
-// that shares nothing (blockingBuilder) run in the same run on the same
-// registry.
+// that shares nothing (blockingBuilder), on etcd, etcd's own naming
+// resolver (namingBuilder), run in the same run on the same registry.
 func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	var out []Sample
 	variants := []struct {
@@ -35,6 +35,13 @@ func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 			poll  time.Duration
 			phase time.Duration
 		}{"blocking", 0, 200 * time.Millisecond})
+	}
+	if be.etcd != nil {
+		variants = append(variants, struct {
+			name  string
+			poll  time.Duration
+			phase time.Duration
+		}{namingVariant, 0, 200 * time.Millisecond})
 	}
 	for _, v := range variants {
 		s, err := propagationOne(tb, be, cfg, v.name, v.poll, v.phase)
@@ -61,6 +68,12 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 			return Sample{}, err
 		}
 		_, client = dialBlocking(tb, b, svc)
+	} else if variant == namingVariant {
+		b, err := newNamingBuilder(tb, be, reg, nil)
+		if err != nil {
+			return Sample{}, err
+		}
+		_, client = dialNaming(tb, b, svc)
 	} else {
 		var disc registry.Discovery = be.Open(tb, nil)
 		if poll > 0 {
@@ -100,7 +113,7 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 	putPercentiles(m, "deregister", del)
 	putPercentiles(m, "all", append(add, del...))
 	m["changes"] = float64(len(add) + len(del))
-	return Sample{Variant: variant, Metrics: m}, nil
+	return Sample{Variant: variant, Metrics: m, Notes: variantNotes(variant)}, nil
 }
 
 // until calls until streak calls in a row satisfy ok and returns the

@@ -34,6 +34,8 @@ func (r *Report) Charts() map[string]string {
 			{"poll500ms", "all_p99_ms", "poll 500 ms p99"},
 			{"blocking", "all_p50_ms", "blocking query/conn p50"},
 			{"blocking", "all_p99_ms", "blocking query/conn p99"},
+			{namingVariant, "all_p50_ms", "etcd naming p50"},
+			{namingVariant, "all_p99_ms", "etcd naming p99"},
 		} {
 			if x, ok := r.get("propagation", be, v.variant, v.metric); ok {
 				bars = append(bars, bar{Label: v.label, Value: x, Text: fmtNum(x) + " ms"})
@@ -56,17 +58,22 @@ func (r *Report) Charts() map[string]string {
 		if x, ok := r.get("idle_load", be, "poll500ms", "requests_per_service_min"); ok {
 			bars = append(bars, bar{Label: "poll 500 ms", Value: x})
 		}
-		if x, ok := r.get("idle_load", be, "blocking", "requests_per_service_min_upper"); ok {
-			n, _ := r.get("idle_load", be, "blocking", "requests")
-			txt := fmtNum(x)
-			if n == 0 {
-				txt = "< " + fmtNum(x) + " (none seen)"
+		for _, v := range []struct{ variant, label string }{{"blocking", "blocking query/conn"}, {namingVariant, "etcd naming (watch/conn)"}} {
+			if x, ok := r.get("idle_load", be, v.variant, "requests_per_service_min_upper"); ok {
+				n, _ := r.get("idle_load", be, v.variant, "requests")
+				txt := fmtNum(x)
+				if n == 0 {
+					txt = "< " + fmtNum(x) + " (none seen)"
+				}
+				bars = append(bars, bar{Label: v.label, Value: x, Text: txt})
 			}
-			bars = append(bars, bar{Label: "blocking query/conn", Value: x, Text: txt})
 		}
 		return bars
 	}); len(g) > 0 {
 		charts["idle_load.svg"] = barChart("Idle registry load: 100 ClientConns, 10 services", "requests per watched service per minute", true, 0, g)
+	}
+	if svg, ok := r.etcdNamingChart(); ok {
+		charts["etcd_naming.svg"] = svg
 	}
 	if rs := r.variants("picker", "-"); len(rs) > 0 {
 		var g []barGroup
@@ -247,6 +254,9 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 			if a, ok := r.get("propagation", be, "blocking", "all_p99_ms"); ok {
 				alt = fmt.Sprintf("%s ms, blocking query per ClientConn (%s× Wayfinder's)", fmtNum(a), fmtNum(a/x))
 			}
+			if a, ok := r.get("propagation", be, namingVariant, "all_p99_ms"); ok {
+				alt = fmt.Sprintf("%s ms, etcd's naming resolver (%s× Wayfinder's)", fmtNum(a), fmtNum(a/x))
+			}
 			tgt, met := "none set", ""
 			if hasTarget {
 				tgt, met = "≤ "+fmtNum(target)+" ms", check(x <= target)
@@ -274,6 +284,15 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 					txt = "< " + txt + " (0 seen)"
 				}
 				alt = fmt.Sprintf("%s; %s open queries per service (blocking query per ClientConn)", txt, fmtNum(bw))
+			}
+			if a, ok := r.get("idle_load", be, namingVariant, "requests_per_service_min_upper"); ok {
+				bn, _ := r.get("idle_load", be, namingVariant, "requests")
+				bw, _ := r.get("idle_load", be, namingVariant, "server_watchers_per_service")
+				txt := fmtNum(a) + "/min"
+				if bn == 0 {
+					txt = "< " + txt + " (0 seen)"
+				}
+				alt = fmt.Sprintf("%s; %s watches per service on etcd (etcd's naming resolver, a watch per ClientConn)", txt, fmtNum(bw))
 			}
 			w("| idle requests per service | %s | %s; %s upstream watch(es) per service | %s/min | %s | %s | ≥ 500× less, 1 watch per service | %s |\n",
 				be, meas, fmtNum(ws), fmtNum(p), ratio, alt, check(p/x >= 500 && ws == 1))
@@ -307,11 +326,11 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 1. Propagation latency\n\n")
-	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). On Consul a second baseline, *blocking*, is what the popular Consul resolvers for grpc-go do: a resolver of its own (internal/bench/blocking.go) that runs one blocking query on `/v1/health/service/<name>?passing` per ClientConn, with the same 5 min wait as Wayfinder's driver, and hands gRPC every answer, changed or not; it shares nothing and dedupes nothing (section 2 shows what that costs at rest), spaced like the watch. %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
+	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). On Consul a second baseline, *blocking*, is what the popular Consul resolvers for grpc-go do: a resolver of its own (internal/bench/blocking.go) that runs one blocking query on `/v1/health/service/<name>?passing` per ClientConn, with the same 5 min wait as Wayfinder's driver, and hands gRPC every answer, changed or not; it shares nothing and dedupes nothing (section 2 shows what that costs at rest), spaced like the watch. On etcd a second baseline, *etcd_naming*, is etcd's own resolver, `go.etcd.io/etcd/client/v3/naming/resolver`, reading the same registrations with an etcd watch per ClientConn, spaced like the watch (section 9). %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
 	img("propagation.svg", "propagation latency chart")
 	w("| backend | variant | register p50 / p90 / p99 / max (ms) | deregister p50 / p90 / p99 / max (ms) | all p99 (ms) |\n|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
-		for _, v := range []string{"wayfinder", "poll500ms", "blocking"} {
+		for _, v := range []string{"wayfinder", "poll500ms", "blocking", namingVariant} {
 			res, ok := r.Find("propagation", be, v)
 			if !ok {
 				continue
@@ -326,11 +345,11 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 2. Idle registry load\n\n")
-	w("%d ClientConns in one process watch %d services (one instance each) and stay idle for %v after all of them are connected. Requests are counted at the registry's door: by a counting reverse proxy on loopback in front of Consul (one per HTTP request), by client interceptors on the etcd client (one per unary call and per message sent on a stream), by a wrapper of the Kubernetes client's HTTP transport (one per HTTP request to the API server: a list, a watch, a Service read), and as Lookup/Watch calls for memory. Wayfinder shares one upstream watch per service through `resolver.Cache`; the baseline gives every ClientConn its own 500 ms poller, as the seed did. On Consul, *blocking* gives every ClientConn its own blocking-query loop (section 1): each holds one HTTP request open for its wait, so its upstream watches are the ClientConns, not the services; at rest with a 5 min wait it sends little in a short window, and its cost shows in the set-up requests, the open requests, and in every change, which each of its ClientConns' queries answers on its own (the pushes column counts its UpdateState calls in the window). When Wayfinder or the blocking baseline sends nothing in the window, the figure is an upper bound computed as if one request had been seen.\n\n", r.Config.IdleConns, r.Config.IdleServices, r.Config.IdleWindow)
+	w("%d ClientConns in one process watch %d services (one instance each) and stay idle for %v after all of them are connected. Requests are counted at the registry's door: by a counting reverse proxy on loopback in front of Consul (one per HTTP request), by client interceptors on the etcd client (one per unary call and per message sent on a stream), by a wrapper of the Kubernetes client's HTTP transport (one per HTTP request to the API server: a list, a watch, a Service read), and as Lookup/Watch calls for memory. Wayfinder shares one upstream watch per service through `resolver.Cache`; the baseline gives every ClientConn its own 500 ms poller, as the seed did. On Consul, *blocking* gives every ClientConn its own blocking-query loop (section 1): each holds one HTTP request open for its wait, so its upstream watches are the ClientConns, not the services; at rest with a 5 min wait it sends little in a short window, and its cost shows in the set-up requests, the open requests, and in every change, which each of its ClientConns' queries answers on its own (the pushes column counts its UpdateState calls in the window). On etcd, *etcd_naming* is etcd's own resolver (section 9): an etcd watch per ClientConn, counted on the server (`etcd_debugging_mvcc_watcher_total`), as Wayfinder's are on etcd. When Wayfinder or a baseline sends nothing in the window, the figure is an upper bound computed as if one request had been seen.\n\n", r.Config.IdleConns, r.Config.IdleServices, r.Config.IdleWindow)
 	img("idle_load.svg", "idle load chart")
-	w("| backend | variant | requests in window | per service per minute | set-up requests | upstream watches (Cache.Stats; open blocking queries) |\n|---|---|---|---|---|---|\n")
+	w("| backend | variant | requests in window | per service per minute | set-up requests | upstream watches (Cache.Stats; open blocking queries; watches on the etcd server) |\n|---|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
-		for _, v := range []string{"wayfinder", "poll500ms", "blocking"} {
+		for _, v := range []string{"wayfinder", "poll500ms", "blocking", namingVariant} {
 			res, ok := r.Find("idle_load", be, v)
 			if !ok {
 				continue
@@ -341,6 +360,11 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 				uw = fmt.Sprintf("%s for %s services (%s Watch calls)", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["upstream_watch_calls"]))
 				if v == "blocking" {
 					uw = fmt.Sprintf("%s open blocking queries for %s services; %s pushes to gRPC in the window", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["pushes_in_window"]))
+				}
+				if v == namingVariant {
+					uw = fmt.Sprintf("%s watches on the etcd server for %s services; %s pushes to gRPC in the window", fmtNum(x), fmtNum(mm["services"]), fmtNum(mm["pushes_in_window"]))
+				} else if sw, ok := mm["server_watchers"]; ok && v == "wayfinder" {
+					uw += fmt.Sprintf("; %s watches on the etcd server", fmtNum(sw))
 				}
 			}
 			w("| %s | %s | %s | %s | %s | %s |\n", be, v, fmtNum(mm["requests"]), fmtNum(mm["requests_per_service_min"]), fmtNum(mm["setup_requests"]), uw)
@@ -490,6 +514,8 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		}
 		w("\n")
 	}
+	r.etcdNamingSection(w, img)
+
 	w("## Method and caveats\n\n")
 	w("- Loops are bounded in count and time; only 127.0.0.1 is used. Servers are the real Consul and etcd binaries built by `make servers`; Consul runs as a single server with a data directory (not `-dev`), so that its state survives the outage, and etcd as a single member. The Kubernetes backend runs on a real kube-apiserver (built by `make servers`) over a real etcd, with no controller-manager: the API server rejects loopback addresses in EndpointSlices, so instances are written at addresses in 10.244.0.0/16 and the ClientConns dial through a dialer that maps each to its loopback server and refuses every other address.\n")
 	w("- Benchmarks report figures and ratios; no unit test asserts a timing. `go test ./internal/bench` runs every scenario at tiny sizes and checks only properties that must hold anywhere: no failed call in the drain order, convergence after an outage, one upstream watch per service.\n")
