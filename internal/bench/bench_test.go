@@ -153,7 +153,8 @@ func TestRunMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg"} {
+	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg",
+		"- ring_hash_experimental: `{\"ring_hash_experimental\":{\"requestHashHeader\":\"x-bench-key\"}}`; outside xDS"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("benchmarks.md lacks %q", want)
 		}

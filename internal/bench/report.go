@@ -419,7 +419,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 7. Slow-backend tail\n\n")
-	w("%d servers; for each group of policies in turn, after a 1 s warm-up, one of them answers every call after %v, for %v. The group's ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline and a random hash key (in the `x-bench-key` header and through `hash.WithKey`). A failed call counts at the deadline in the latency figures. Groups: round_robin, wayfinder_p2c_ewma and least_request_experimental; wayfinder_consistent_hash (hashing the header) and ring_hash_experimental, both of which send the stalled backend's keys to it by design. weighted_round_robin and outlier_detection_experimental are not built in this module (section 4), so not in this scenario.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
+	w("%d servers; for each group of policies in turn, after a 1 s warm-up, one of them answers every call after %v, for %v. The group's ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline and a random hash key (in the `x-bench-key` header and through `hash.WithKey`). A failed call counts at the deadline in the latency figures. Groups: round_robin, wayfinder_p2c_ewma and least_request_experimental; wayfinder_consistent_hash (hashing the header) and ring_hash_experimental, both of which send the stalled backend's keys to it by design. weighted_round_robin and outlier_detection_experimental are not built in this module (section 4), so not in this scenario. Each policy's configuration is listed under the table.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
 	img("slow_backend.svg", "slow backend chart")
 	w("| policy | calls | failed | success | p50 / p99 / p99.9 / max (ms) |\n|---|---|---|---|---|\n")
 	for _, res := range r.variants("slow_backend", "memory") {
@@ -427,6 +427,20 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		w("| %s | %s | %s | %.3f %% | %s / %s / %s / %s |\n", res.Variant, fmtNum(mm["calls"]), fmtNum(mm["failed"]), mm["success_pct"], fmtNum(mm["p50_ms"]), fmtNum(mm["p99_ms"]), fmtNum(mm["p999_ms"]), fmtNum(mm["max_ms"]))
 	}
 	w("\n")
+	listed := false
+	for _, res := range r.variants("slow_backend", "memory") {
+		if len(res.Notes) == 0 {
+			continue
+		}
+		if !listed {
+			w("Each policy's loadBalancingConfig, and why so:\n\n")
+			listed = true
+		}
+		w("- %s: %s\n", res.Variant, strings.Join(res.Notes, "; "))
+	}
+	if listed {
+		w("\n")
+	}
 
 	w("## 8. Scale\n\n")
 	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn, with the process's CPU time and allocations per update (on the memory backend they include the in-process registry's share); the rest of the way, from the resolver's update to the policy's new picker, is *Update to the picker* below.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
