@@ -1,10 +1,18 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,24 +40,39 @@ type TailPolicy struct{ Variant, Name, Config, Why string }
 
 // tailGroups are measured one group after another; the policies of a
 // group call the same servers at the same time, each Wayfinder policy
-// beside grpc-go's built-in of the same purpose. weighted_round_robin and
-// outlier_detection_experimental are not among them: this module does
-// not build them (see Alternatives).
+// beside grpc-go's built-in of the same purpose. The pairs whose
+// built-ins this module does not build (weighted_round_robin,
+// outlier_detection_experimental: see Alternatives) are measured by
+// xdsTail.
 var tailGroups = [][]TailPolicy{
 	{{"round_robin", "round_robin", "{}", ""}, {"wayfinder_p2c_ewma", "wayfinder_p2c_ewma", "{}", ""}, {"least_request_experimental", "least_request_experimental", "{}", ""}},
 	{{"wayfinder_consistent_hash_header", "wayfinder_consistent_hash", `{"header":"` + hashHeader + `"}`, ""},
 		{"ring_hash_experimental", "ring_hash_experimental", `{"requestHashHeader":"` + hashHeader + `"}`, "outside xDS it has no other hash key"}},
 }
 
-// slowBackend runs the tail of tailGroups on be.
+// slowBackend runs the tail of tailGroups on be and then, if
+// cfg.TailXDS, that of the pairs of the xds module (xdsTail).
 func slowBackend(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
-	return Tail(tb, be, cfg, tailGroups)
+	out, err := Tail(tb, be, cfg, tailGroups)
+	if err != nil || !cfg.TailXDS {
+		return out, err
+	}
+	more, err := xdsTail(tb, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range more {
+		if slices.ContainsFunc(out, func(x Sample) bool { return x.Variant == s.Variant }) {
+			return nil, fmt.Errorf("slow_backend: %s measures %s too; variants must be unique", xdsModule, s.Variant)
+		}
+	}
+	return append(out, more...), nil
 }
 
 // Tail is the slow-backend measurement, for this package's scenario and
-// for commands in other modules: it runs cfg.TailBackends real servers
-// registered in be; for each group of policies in turn,
-// after a warm-up, one of them answers every call after cfg.TailStall,
+// for commands in other modules (xdsTail runs one): it runs
+// cfg.TailBackends real servers registered in be; for each group of
+// policies in turn, after a warm-up, one of them answers every call after cfg.TailStall,
 // for cfg.TailDuration. The group's ClientConns call them at the same
 // time, each call with a cfg.TailDeadline deadline and a random hash
 // key, from the same number of closed-loop workers. It reports each
@@ -162,4 +185,67 @@ func slowGroup(tb testing.TB, be *Backend, cfg Config, svc string, servers []*he
 		out = append(out, Sample{Variant: p.Variant, Metrics: m, Notes: notes})
 	}
 	return out, nil
+}
+
+// xdsTailCommand is the command of xdsModule that runs Tail over the
+// pairs whose built-ins only that module builds, and prints the samples
+// as JSON on stdout.
+const xdsTailCommand = "./cmd/xdstail"
+
+// xdsTail builds xdsTailCommand in xdsModule and runs it at cfg's sizes:
+// the same Tail, in a process of its own, on its own memory registry
+// and servers, right after this process's groups. It returns the
+// command's samples.
+func xdsTail(tb testing.TB, cfg Config) ([]Sample, error) {
+	dir := cfg.ModuleDir
+	if dir == "" {
+		var err error
+		if dir, err = moduleRoot(); err != nil {
+			return nil, err
+		}
+	}
+	tmp, err := os.MkdirTemp("", "wfbench-xdstail-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "xdstail")
+	// The first build of the module (grpc/xds, about 500 packages)
+	// takes minutes; the run itself about 2 × (TailDuration + 2 s).
+	bctx, cancel := context.WithTimeout(tb.Context(), 30*time.Minute)
+	defer cancel()
+	if err := runGo(bctx, filepath.Join(dir, filepath.FromSlash(xdsModule)), "build", "-o", bin, xdsTailCommand); err != nil {
+		return nil, fmt.Errorf("%s: %w", xdsModule, err)
+	}
+	rctx, cancel := context.WithTimeout(tb.Context(), 5*time.Minute+4*cfg.TailDuration)
+	defer cancel()
+	cmd := exec.CommandContext(rctx, bin, "-servers", strconv.Itoa(cfg.TailBackends), "-stall", cfg.TailStall.String(),
+		"-tail", cfg.TailDuration.String(), "-deadline", cfg.TailDeadline.String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %v\n%s", xdsModule, xdsTailCommand, err, stderr.Bytes())
+	}
+	var out []Sample
+	if err := json.Unmarshal(b, &out); err != nil || len(out) == 0 {
+		return nil, fmt.Errorf("%s: %s printed no samples (%v): %q", xdsModule, xdsTailCommand, err, b)
+	}
+	return out, nil
+}
+
+// runGo runs the go command of this toolchain in dir.
+func runGo(ctx context.Context, dir string, args ...string) error {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	cmd := exec.CommandContext(ctx, gobin, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out.Bytes())
+	}
+	return nil
 }
