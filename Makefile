@@ -49,7 +49,7 @@ test: servers browser vet
 
 # The benchmark harness: real Consul, etcd and gRPC servers on loopback;
 # writes docs/benchmarks.md and docs/benchmarks/ (JSON and SVG charts).
-# The picker scenario also runs the separate module
+# The picker and slow_backend scenarios also run the separate module
 # balancer/internal/benchcmp/xds (grpc's weighted_round_robin and
 # outlier_detection_experimental), whose first build takes minutes.
 # About 20 minutes before the comparisons with grpc-go's built-ins were

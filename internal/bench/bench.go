@@ -50,6 +50,7 @@ type Config struct {
 	TailBackends  int           `json:"tail_backends"`  // slow backend: backends, one of which stalls
 	TailStall     time.Duration `json:"tail_stall"`     // slow backend: the stall
 	TailDeadline  time.Duration `json:"tail_deadline"`  // slow backend: each call's deadline
+	TailXDS       bool          `json:"tail_xds"`       // slow backend: also the pairs of balancer/internal/benchcmp/xds, in that module
 	ScaleServices int           `json:"scale_services"` // scale: services one client watches
 	ScaleInsts    int           `json:"scale_instances"`
 	ScaleSetSize  int           `json:"scale_set_size,omitempty"` // scale: instances per set on a backend with a SetWriter (Kubernetes: per EndpointSlice)
@@ -81,6 +82,7 @@ func DefaultConfig() Config {
 		TailBackends:  11,
 		TailStall:     2 * time.Second,
 		TailDeadline:  time.Second,
+		TailXDS:       true,
 		ScaleServices: 1000,
 		ScaleInsts:    5000,
 		ScaleSetSize:  100, // the EndpointSlice controller's default
@@ -276,6 +278,7 @@ var scenarioSizes = map[string]func(dst *Config, src Config){
 	"outage":          func(d *Config, s Config) { d.Outage = s.Outage },
 	"slow_backend": func(d *Config, s Config) {
 		d.TailDuration, d.TailBackends, d.TailStall, d.TailDeadline = s.TailDuration, s.TailBackends, s.TailStall, s.TailDeadline
+		d.TailXDS = s.TailXDS
 	},
 	"scale": func(d *Config, s Config) {
 		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts

@@ -42,6 +42,7 @@ func Main(name string, cfg Config) int {
 	flag.IntVar(&cfg.RollServers, "roll-servers", cfg.RollServers, "rolling restart: servers")
 	flag.DurationVar(&cfg.Outage, "outage", cfg.Outage, "outage: how long the registry is down")
 	flag.DurationVar(&cfg.TailDuration, "tail", cfg.TailDuration, "slow backend: how long one backend stalls")
+	flag.BoolVar(&cfg.TailXDS, "tail-xds", cfg.TailXDS, "slow backend: also measure the pairs of balancer/internal/benchcmp/xds (go build there)")
 	flag.IntVar(&cfg.ScaleServices, "scale-services", cfg.ScaleServices, "scale: services watched by one process")
 	flag.IntVar(&cfg.ScaleInsts, "scale-instances", cfg.ScaleInsts, "scale: instances of one service")
 	flag.IntVar(&cfg.ScaleSetSize, "scale-set-size", cfg.ScaleSetSize, "scale: instances per set (EndpointSlice) on a backend with sets")

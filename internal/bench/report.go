@@ -322,6 +322,14 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		}
 		w("| success, 1 of %d backends stalled | memory | %.3f %% (P2C-EWMA) | %.3f %% (round_robin) | | %s | ≥ 99.9 %% | %s |\n", r.Config.TailBackends, x, p, alt, check(x >= 99.9))
 	}
+	if x, ok := r.get("slow_backend", "memory", "wayfinder_outlier_ejection", "success_pct"); ok {
+		p, _ := r.get("slow_backend", "memory", "round_robin_outlier_group", "success_pct")
+		alt := "—"
+		if a, ok := r.get("slow_backend", "memory", "outlier_detection_experimental", "success_pct"); ok {
+			alt = fmt.Sprintf("%.3f %% (outlier_detection_experimental, section 7)", a)
+		}
+		w("| success, 1 of %d backends stalled, outlier ejection over round_robin | memory | %.3f %% | %.3f %% (round_robin) | | %s | none set | |\n", r.Config.TailBackends, x, p, alt)
+	}
 	r.pickerSummary(w)
 	w("\n")
 
@@ -443,7 +451,12 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	w("\n")
 
 	w("## 7. Slow-backend tail\n\n")
-	w("%d servers; for each group of policies in turn, after a 1 s warm-up, one of them answers every call after %v, for %v. The group's ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline and a random hash key (in the `x-bench-key` header and through `hash.WithKey`). A failed call counts at the deadline in the latency figures. Groups: round_robin, wayfinder_p2c_ewma and least_request_experimental; wayfinder_consistent_hash (hashing the header) and ring_hash_experimental, both of which send the stalled backend's keys to it by design. weighted_round_robin and outlier_detection_experimental are not built in this module (section 4), so not in this scenario.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
+	w("%d servers; for each group of policies in turn, after a 1 s warm-up, one of them answers every call after %v, for %v. The group's ClientConns, one per policy, call at the same time from 8 closed-loop workers each, every call with a %v deadline and a random hash key (in the `x-bench-key` header and through `hash.WithKey`). A failed call counts at the deadline in the latency figures. Groups: round_robin, wayfinder_p2c_ewma and least_request_experimental; wayfinder_consistent_hash (hashing the header) and ring_hash_experimental, both of which send the stalled backend's keys to it by design. Each group's policies are configured as listed under the table.\n\n", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDuration, r.Config.TailDeadline)
+	if _, ok := r.Find("slow_backend", "memory", "outlier_detection_experimental"); ok {
+		w("Then, in the same run, the pairs whose built-ins only the module `%s` builds (section 4): round_robin (as round_robin_wrr_group), wayfinder_weighted_round_robin and weighted_round_robin; round_robin (as round_robin_outlier_group), wayfinder_outlier_ejection and outlier_detection_experimental. wfbench builds that module's command `cmd/xdstail` and runs it at the same sizes, right after the groups above: the same measurement (`bench.Tail`) on the same servers' code, in a process and on an in-process registry of its own. Each group has a round_robin of its own, measured beside it, as the groups run one after another.\n\n", xdsModule)
+	} else {
+		w("The pairs of the module `%s` (weighted_round_robin, outlier_detection_experimental) were not measured in this report's runs (`wfbench -tail-xds=false`).\n\n", xdsModule)
+	}
 	img("slow_backend.svg", "slow backend chart")
 	w("| policy | calls | failed | success | p50 / p99 / p99.9 / max (ms) |\n|---|---|---|---|---|\n")
 	for _, res := range r.variants("slow_backend", "memory") {
@@ -451,6 +464,20 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 		w("| %s | %s | %s | %.3f %% | %s / %s / %s / %s |\n", res.Variant, fmtNum(mm["calls"]), fmtNum(mm["failed"]), mm["success_pct"], fmtNum(mm["p50_ms"]), fmtNum(mm["p99_ms"]), fmtNum(mm["p999_ms"]), fmtNum(mm["max_ms"]))
 	}
 	w("\n")
+	listed := false
+	for _, res := range r.variants("slow_backend", "memory") {
+		if len(res.Notes) == 0 {
+			continue
+		}
+		if !listed {
+			w("Each policy's loadBalancingConfig, and why so:\n\n")
+			listed = true
+		}
+		w("- %s: %s\n", res.Variant, strings.Join(res.Notes, "; "))
+	}
+	if listed {
+		w("\n")
+	}
 
 	w("## 8. Scale\n\n")
 	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn, with the process's CPU time and allocations per update (on the memory backend they include the in-process registry's share); the rest of the way, from the resolver's update to the policy's new picker, is *Update to the picker* below.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
@@ -679,7 +706,7 @@ func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt 
 			if t, ok := r.get("slow_backend", "memory", a.Alternative, "success_pct"); ok {
 				fw, _ := r.get("slow_backend", "memory", a.Wayfinder, "failed")
 				fa, _ := r.get("slow_backend", "memory", a.Alternative, "failed")
-				w("| 1 of %d backends stalled: success (failed calls) | %.3f %% (%s) | %.3f %% (%s) | %s× the failures |\n", r.Config.TailBackends, s, fmtNum(fw), t, fmtNum(fa), fmtNum(fw/max(fa, 1)))
+				w("| 1 of %d backends stalled, configured as in section 7: success (failed calls) | %.3f %% (%s) | %.3f %% (%s) | %s× the failures |\n", r.Config.TailBackends, s, fmtNum(fw), t, fmtNum(fa), fmtNum(fw/max(fa, 1)))
 			}
 		}
 		w("\n")

@@ -3,9 +3,20 @@
 // weighted_round_robin (the ORCA protos of github.com/cncf/xds) and
 // outlier_detection_experimental (registered only by importing
 // google.golang.org/grpc/xds, about 500 packages). It is a module of its
-// own, so that neither enters the library's build or go.sum; it has no
-// code, only benchmarks, and runs the same bodies as
-// balancer/internal/benchcmp:
+// own, so that neither enters the library's build or go.sum. Its
+// benchmarks run the same bodies as balancer/internal/benchcmp:
 //
 //	cd balancer/internal/benchcmp/xds && go test -run '^$' -bench . -benchmem
+//
+// and its command cmd/xdstail runs the slow-backend tail of the
+// benchmark harness (bench.Tail of internal/bench) for the same pairs,
+// printing JSON that wfbench's slow_backend scenario adds to its report:
+//
+//	cd balancer/internal/benchcmp/xds && go run ./cmd/xdstail -tail 5s
+//
+// The module is not part of make test; check it with
+//
+//	cd balancer/internal/benchcmp/xds && go vet ./... && go test ./...
+//
+// whose test runs the command at tiny sizes.
 package xds
