@@ -395,8 +395,8 @@ func TestConsul(t *testing.T) {
 		// the time they take. Consul restores each TTL check as it was
 		// last beaten, and every registration is beaten at once, so the
 		// passing view keeps the instances (docs/consul.md). A partial
-		// view fails the check, held or not: it is a set the registry
-		// never held.
+		// view that reached a client would fail the check, held or not:
+		// it is a set the registry never held.
 		faults = append(faults,
 			fault{name: "agent restart", do: func(t *testing.T) { a.Restart(t) }},
 			fault{name: "agent down 1s", do: func(t *testing.T) { a.Stop(); time.Sleep(time.Second); a.Start(t) }})
