@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/url"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,7 @@ type openRegistry struct {
 // state is what a watch knows of its service.
 type state struct {
 	instances []registry.Instance // the last good set; valid if ok
+	kept      []string            // IDs in instances the guard keeps (KeptInstances); nil if none
 	ok        bool                // a set has been read
 	err       error               // the error since the last good read, if any
 }
@@ -165,8 +168,52 @@ type subscription struct {
 	subsetKey  string
 }
 
-func (s subscription) set(insts []registry.Instance) {
-	s.feed.Set(Subset(insts, s.subsetSize, s.subsetKey), "")
+// set feeds the subscription's subset of st. The resolver's feed carries
+// no registry index (nothing reads one there); its index says which
+// instances of the set the guard kept (see keptNote).
+func (s subscription) set(st state) {
+	insts := Subset(st.instances, s.subsetSize, s.subsetKey)
+	s.feed.Set(insts, keptNote(insts, st.kept))
+}
+
+// keptNote lists the positions in insts of the instances whose IDs are in
+// kept, as "3,5"; "" if none. Positions, not IDs, so that no ID needs
+// escaping. Both are sorted by ID (a published set is, Subset keeps its
+// order, and the guard lists kept in the order of a published set), so
+// one merge finds them, and the feed does not reorder insts.
+func keptNote(insts []registry.Instance, kept []string) string {
+	var b []byte
+	for i, k := 0, 0; i < len(insts) && k < len(kept); {
+		switch c := strings.Compare(insts[i].ID, kept[k]); {
+		case c < 0:
+			i++
+		case c > 0:
+			k++
+		default:
+			if len(b) > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(i), 10)
+			i++
+			k++
+		}
+	}
+	return string(b)
+}
+
+// keptFromNote returns the IDs of the instances of insts that note, made
+// by keptNote for the same set, names; nil if none.
+func keptFromNote(insts []registry.Instance, note string) []string {
+	if note == "" {
+		return nil
+	}
+	var kept []string
+	for f := range strings.SplitSeq(note, ",") {
+		if i, err := strconv.Atoi(f); err == nil && i >= 0 && i < len(insts) {
+			kept = append(kept, insts[i].ID)
+		}
+	}
+	return kept
 }
 
 type watch struct {
@@ -244,7 +291,7 @@ func (c *Cache) acquire(key watchKey, sub subscription, open func() (registry.Di
 	}
 	w.subs[sub.feed] = sub
 	if w.st.ok {
-		sub.set(w.st.instances) // answer at once from the cache
+		sub.set(w.st) // answer at once from the cache
 	}
 	if w.st.err != nil {
 		sub.feed.Fail(w.st.err) // after the last good set, as it happened
@@ -401,21 +448,25 @@ func (w *watch) publish(insts []registry.Instance, index string) {
 	w.lastGood = now
 	w.upstream = insts
 	w.index = index
-	w.setLocked(w.guardLocked(insts, now), now)
+	out, kept := w.guardLocked(insts, now)
+	w.setLocked(out, kept, now)
 }
 
-// setLocked publishes insts if they differ from what subscribers have.
-// Callers hold w.mu.
-func (w *watch) setLocked(insts []registry.Instance, now time.Time) {
+// setLocked publishes insts, of which the guard keeps the IDs in kept, if
+// they differ from what subscribers have. An unchanged set is not
+// published even if kept changed (a kept instance the registry lists
+// again); resolvers built later are told the new kept. Callers hold w.mu.
+func (w *watch) setLocked(insts []registry.Instance, kept []string, now time.Time) {
 	if w.st.ok && w.st.err == nil && driver.EqualSets(w.st.instances, insts) {
+		w.st.kept = kept
 		return
 	}
-	w.st = state{instances: insts, ok: true}
+	w.st = state{instances: insts, kept: kept, ok: true}
 	w.updates++
 	w.lastChange = now
 	w.cache.metrics.update(w.attrs)
 	for _, sub := range w.subs {
-		sub.set(insts)
+		sub.set(w.st)
 	}
 }
 

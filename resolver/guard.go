@@ -34,7 +34,8 @@ const (
 // leaves at least (1 - fraction) of the window's largest set, and within
 // hold otherwise, the last instance of a service included. Rolling
 // restarts (which replace instances without shrinking the service) are
-// never held. hold 0 disables the guard.
+// never held. A held state names the instances it keeps: see
+// KeptInstances. hold 0 disables the guard.
 func WithMassRemovalGuard(fraction float64, min int, hold time.Duration) CacheOption {
 	return func(c *Cache) { c.guardFrac, c.guardMin, c.guardHold = fraction, min, hold }
 }
@@ -49,7 +50,8 @@ func WithMassRemovalWindow(d time.Duration) CacheOption {
 
 // guardLocked decides what to publish for an upstream set: the set
 // itself, or, while a mass removal is held, the set plus the instances
-// it lost. Callers hold w.mu.
+// it lost, whose IDs it returns as kept (nil when nothing is kept).
+// Callers hold w.mu.
 //
 // The test is on capacity, over the window: an update that leaves fewer
 // than (1 - fraction) of the largest set clients had within the window
@@ -58,12 +60,12 @@ func WithMassRemovalWindow(d time.Duration) CacheOption {
 // an agent restart) in a cascade of smaller steps a few seconds apart.
 // Rolling restarts, which replace instances without shrinking the
 // service, pass straight through.
-func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry.Instance {
+func (w *watch) guardLocked(insts []registry.Instance, now time.Time) (out []registry.Instance, kept []string) {
 	c := w.cache
 	if c.guardHold <= 0 || !w.st.ok {
 		w.clearHoldLocked()
 		w.guardRef = nil
-		return insts
+		return insts, nil
 	}
 	base := w.st.instances
 	// The reference: the largest set clients had within the window. It
@@ -81,7 +83,7 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 	emptied := len(insts) == 0 && len(base) > 0
 	if !emptied && (len(base) < c.guardMin || float64(len(insts)) >= (1-c.guardFrac)*float64(len(base))) {
 		w.clearHoldLocked()
-		return insts
+		return insts, nil
 	}
 	if w.holdSince.IsZero() {
 		// Keep what clients have, never more: an instance they were
@@ -97,19 +99,20 @@ func (w *watch) guardLocked(insts []registry.Instance, now time.Time) []registry
 	}
 	if now.Sub(w.holdSince) >= c.guardHold {
 		w.clearHoldLocked()
-		return insts
+		return insts, nil
 	}
 	in := make(map[string]bool, len(insts))
 	for _, i := range insts {
 		in[i.ID] = true
 	}
-	out := append([]registry.Instance(nil), insts...)
-	for _, b := range w.holdKeep {
+	out = append([]registry.Instance(nil), insts...)
+	for _, b := range w.holdKeep { // sorted by ID: kept is too
 		if !in[b.ID] {
 			out = append(out, b)
+			kept = append(kept, b.ID)
 		}
 	}
-	return driver.Normalize(out)
+	return driver.Normalize(out), kept
 }
 
 func (w *watch) clearHoldLocked() {
@@ -130,5 +133,5 @@ func (w *watch) releaseHold() {
 	w.clearHoldLocked()
 	w.guardRef = nil // the loss is accepted: measure the next one from here
 	w.cache.logger.Warn("wayfinder resolver: mass removal held to its limit; applying it", "service", w.service)
-	w.setLocked(w.upstream, w.cache.now())
+	w.setLocked(w.upstream, nil, w.cache.now())
 }

@@ -3,8 +3,11 @@ package resolver_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	gresolver "google.golang.org/grpc/resolver"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -233,5 +236,83 @@ func TestLastInstanceCovered(t *testing.T) {
 	}
 	if w := cache.Watches()[0]; w.Held != 1 {
 		t.Fatalf("Held = %d, want 1", w.Held)
+	}
+}
+
+// keptIDs returns the IDs in a state's endpoints and the ones it says the
+// guard keeps.
+func keptIDs(s gresolver.State) (set, kept []string) {
+	for _, ep := range s.Endpoints {
+		inst, _ := resolver.InstanceFromEndpoint(ep)
+		set = append(set, inst.ID)
+	}
+	return set, resolver.KeptInstances(s)
+}
+
+// TestHeldStateSaysWhatItKeeps: a state the guard holds names the
+// instances it keeps although the registry no longer lists them, so that
+// a client (the fault suite's checker, a debugging policy) can tell the
+// registry's set from the guard's additions; the registry's own sets say
+// nothing. A resolver built during the hold is told at once, and one
+// with a subset is told only of the kept instances in its subset.
+func TestHeldStateSaysWhatItKeeps(t *testing.T) {
+	sets, cache, cc := guarded(t, time.Minute)
+	if _, kept := keptIDs(cc.lastState()); kept != nil {
+		t.Fatalf("KeptInstances(first state) = %v, want nil", kept)
+	}
+	sets <- insts(0, 7) // 5 of 6 gone at once, and a new one: held
+	cc.wait(t, "the addition", func(int, int) bool { return lastLen(cc) == 7 })
+	set, kept := keptIDs(cc.lastState())
+	if want := []string{"i1", "i2", "i3", "i4", "i5"}; !slices.Equal(kept, want) {
+		t.Fatalf("held state %v: KeptInstances = %v, want %v", set, kept, want)
+	}
+
+	late := newFakeCC() // built during the hold: answered from the cache
+	r := build(t, resolver.NewBuilder(scripted{sets}, resolver.WithCache(cache)), "wayfinder:///hello", late)
+	defer r.Close()
+	late.wait(t, "the cached state", func(n, _ int) bool { return n > 0 })
+	if _, got := keptIDs(late.lastState()); !slices.Equal(got, kept) {
+		t.Errorf("resolver built during the hold: KeptInstances = %v, want %v", got, kept)
+	}
+
+	sets <- insts(0, 1, 2, 3, 4, 5, 7, 8) // they come back, with another
+	cc.wait(t, "8 instances", func(int, int) bool { return lastLen(cc) == 8 })
+	if set, kept := keptIDs(cc.lastState()); kept != nil {
+		t.Errorf("after the hold: state %v: KeptInstances = %v, want nil", set, kept)
+	}
+}
+
+// TestHeldSubsetSaysWhatItKeeps: with WithSubset, a held state names
+// only the kept instances in the resolver's subset.
+func TestHeldSubsetSaysWhatItKeeps(t *testing.T) {
+	up := scripted{sets: make(chan []registry.Instance)}
+	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, time.Minute))
+	cc := newFakeCC()
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache), resolver.WithSubset(3, "client-a")), "wayfinder:///hello", cc)
+	defer r.Close()
+	all := insts(0, 1, 2, 3, 4, 5)
+	up.sets <- all
+	cc.wait(t, "pushed 3", func(int, int) bool { return lastLen(cc) == 3 })
+	before, _ := keptIDs(cc.lastState())
+	up.sets <- insts(9) // all gone, one new: held
+	var set, kept []string
+	cc.wait(t, "a held state", func(int, int) bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		set, kept = keptIDs(cc.states[len(cc.states)-1])
+		return len(kept) > 0
+	})
+	for _, id := range kept {
+		if !slices.Contains(set, id) {
+			t.Errorf("KeptInstances = %v names %s, which is not in the state %v", kept, id, set)
+		}
+		if !slices.Contains(before, id) {
+			t.Errorf("KeptInstances = %v names %s, which the resolver's subset %v did not have", kept, id, before)
+		}
+	}
+	for _, id := range set {
+		if id != "i9" && !slices.Contains(kept, id) {
+			t.Errorf("state %v holds %s, which the registry no longer lists, but KeptInstances = %v omits it", set, id, kept)
+		}
 	}
 }

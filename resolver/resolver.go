@@ -158,7 +158,7 @@ func (r *ccResolver) loop(ctx context.Context) {
 		}
 		prev := pushed
 		pushed = insts
-		r.push(insts)
+		r.push(insts, keptFromNote(insts, r.feed.Index()))
 		if prev != nil {
 			// After the push returns, the balancer has the set and has
 			// built its picker: the change has propagated.
@@ -178,8 +178,9 @@ func (r *ccResolver) watchAttrs() []metric.RecordOption {
 	return r.attrs
 }
 
-func (r *ccResolver) push(insts []registry.Instance) {
-	if err := r.cc.UpdateState(gresolver.State{Endpoints: Endpoints(insts)}); err != nil {
+// push hands insts to gRPC; kept names those the guard keeps.
+func (r *ccResolver) push(insts []registry.Instance, kept []string) {
+	if err := r.cc.UpdateState(grpcState(insts, kept)); err != nil {
 		// ErrBadResolverState: the policy rejected the state, usually
 		// because the service has no instances; gRPC fails RPCs with
 		// UNAVAILABLE until the set changes.

@@ -9,13 +9,34 @@
 //   - no update is emitted when nothing changed;
 //   - no error ever produces an empty set.
 //
+// The clients run with the resolver's default mass-removal guard, which
+// deliberately shows clients a set the registry never held: when the
+// registry's set shrinks by more than half (the suite drains its service
+// to zero), the guard publishes the registry's set plus the instances
+// clients still had, for up to its hold. Such a state names what it keeps
+// (resolver.KeptInstances), the Recorder records it, and the checker
+// judges a held update by what the guard promises:
+//
+//   - the rest of the set, without the kept instances, is a state the
+//     registry held, and not an older one than the client saw before:
+//     that part obeys "no going back" as any update does;
+//   - every kept instance is in the client's previous set: the guard keeps
+//     what the client had and never brings back one it was told is gone;
+//   - the hold ends, with an update that keeps nothing, within the
+//     guard's hold plus HoldSlack of the first held update;
+//   - "no update without a change" is about the set: a held update equal
+//     to the previous set is a repeat, held or not, since the resolver
+//     never sends a state whose only news is that it is (or is no
+//     longer) held.
+//
 // The tests run in `make test`; `make faults` runs them verbosely, and
 // WAYFINDER_FAULTS_SOAK=10m makes each scenario repeat its faults for
 // that long.
 //
 // A Recorder is a load-balancing policy that wraps grpc-go's round_robin
 // and records what gRPC hands the policy: each resolver state (as the set
-// of instance IDs) and each resolver error, in order.
+// of instance IDs, with the ones the guard keeps) and each resolver
+// error, in order.
 package faults
 
 import (
@@ -40,12 +61,19 @@ import (
 type Event struct {
 	Update bool
 	Set    []string // sorted instance IDs, for an update
-	Err    string   // for an error
-	At     time.Time
+	// Kept is, for an update the mass-removal guard holds, the IDs in
+	// Set that it keeps although the registry no longer lists them
+	// (resolver.KeptInstances); nil otherwise.
+	Kept []string
+	Err  string // for an error
+	At   time.Time
 }
 
 func (e Event) String() string {
-	if e.Update {
+	switch {
+	case e.Update && e.Kept != nil:
+		return "held" + fmt.Sprint(e.Set) + "kept" + fmt.Sprint(e.Kept)
+	case e.Update:
 		return "update" + fmt.Sprint(e.Set)
 	}
 	return "error(" + e.Err + ")"
@@ -188,7 +216,7 @@ func (b *recBalancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 		set = append(set, inst.ID)
 	}
 	slices.Sort(set)
-	b.r.add(Event{Update: true, Set: set})
+	b.r.add(Event{Update: true, Set: set, Kept: resolver.KeptInstances(s.ResolverState)})
 	s.BalancerConfig = nil // round_robin takes none
 	return b.Balancer.UpdateClientConnState(s)
 }
@@ -237,6 +265,11 @@ func (t *Truth) Final() []string {
 	return t.sets[len(t.sets)-1]
 }
 
+// HoldSlack is how much longer than the guard's hold Check lets a held
+// run last: the hold starts before the first held update a client sees,
+// and its end takes a moment to reach the client.
+const HoldSlack = 2 * time.Second
+
 // Check checks a history against the truth and returns every violation:
 //
 //   - an update whose set the registry never held (this covers an empty
@@ -248,7 +281,14 @@ func (t *Truth) Final() []string {
 //   - an empty update right after an error, unless the registry really
 //     held an empty set then;
 //   - a last update other than the final truth (no convergence).
-func Check(events []Event, truth [][]string) error {
+//
+// A held update (Kept set), which the guard may send while hold > 0, is
+// judged as the package documentation says: its set without the kept
+// instances takes the place of the set in the first two rules, its kept
+// instances must be in the client's previous set, and an update that
+// keeps nothing must follow within hold plus HoldSlack of the run's first
+// held update. With hold 0 (no guard) a held update is a violation.
+func Check(events []Event, truth [][]string, hold time.Duration) error {
 	index := map[string]int{}
 	for i, s := range truth {
 		k := strings.Join(s, ",")
@@ -261,19 +301,45 @@ func Check(events []Event, truth [][]string) error {
 	pos := -1
 	var prev []string
 	havePrev, errSince := false, false
+	heldFrom := -1 // the first held update of the current run; -1 if none
 	for n, e := range events {
 		if !e.Update {
 			errSince = true
 			continue
 		}
-		i, ok := index[strings.Join(e.Set, ",")]
+		reg := e.Set // the registry's part of the set
+		if e.Kept != nil {
+			if hold <= 0 {
+				errs = append(errs, fmt.Errorf("event %d: update %v keeps %v, with the guard off", n, e.Set, e.Kept))
+			}
+			if heldFrom < 0 {
+				heldFrom = n
+			}
+			for _, k := range e.Kept {
+				switch {
+				case !slices.Contains(e.Set, k):
+					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which is not in it", n, e.Set, k))
+				case !havePrev || !slices.Contains(prev, k):
+					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which the client did not have (%v)", n, e.Set, k, prev))
+				}
+			}
+			reg = slices.DeleteFunc(slices.Clone(e.Set), func(id string) bool { return slices.Contains(e.Kept, id) })
+		} else if heldFrom >= 0 {
+			if d := e.At.Sub(events[heldFrom].At); d > hold+HoldSlack {
+				errs = append(errs, fmt.Errorf("event %d: the hold from event %d ended after %v, later than the guard's %v hold plus %v", n, heldFrom, d, hold, HoldSlack))
+			}
+			heldFrom = -1
+		}
+		i, ok := index[strings.Join(reg, ",")]
 		switch {
+		case !ok && e.Kept != nil:
+			errs = append(errs, fmt.Errorf("event %d: held update %v keeps %v, and the rest %v is a set the registry never held", n, e.Set, e.Kept, reg))
 		case !ok && len(e.Set) == 0 && errSince:
 			errs = append(errs, fmt.Errorf("event %d: an error produced an empty set", n))
 		case !ok:
 			errs = append(errs, fmt.Errorf("event %d: update %v is a set the registry never held", n, e.Set))
 		case i < pos:
-			errs = append(errs, fmt.Errorf("event %d: update %v goes back to state %d after state %d", n, e.Set, i, pos))
+			errs = append(errs, fmt.Errorf("event %d: update %v goes back to state %d after state %d", n, reg, i, pos))
 		}
 		if havePrev && slices.Equal(prev, e.Set) && !errSince {
 			errs = append(errs, fmt.Errorf("event %d: update %v repeats the previous one with nothing changed", n, e.Set))
@@ -282,6 +348,9 @@ func Check(events []Event, truth [][]string) error {
 			pos = max(pos, i)
 		}
 		prev, havePrev, errSince = e.Set, true, false
+	}
+	if heldFrom >= 0 {
+		errs = append(errs, fmt.Errorf("the hold from event %d never ended", heldFrom))
 	}
 	if len(truth) > 0 {
 		final := truth[len(truth)-1]

@@ -3,10 +3,22 @@ package faults
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func up(ids ...string) Event { return Event{Update: true, Set: ids} }
 func fail() Event            { return Event{Err: "registry: unavailable"} }
+
+// held is an update the guard holds, keeping kept.
+func held(kept []string, ids ...string) Event { return Event{Update: true, Set: ids, Kept: kept} }
+
+// at is e at d after a fixed start.
+func at(d time.Duration, e Event) Event {
+	e.At = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)
+	return e
+}
+
+const hold = 10 * time.Second // the guard's, as Check is told
 
 // TestCheck shows the checker catches every violation it is meant to.
 func TestCheck(t *testing.T) {
@@ -27,7 +39,7 @@ func TestCheck(t *testing.T) {
 		{"no update at all", nil, "final set"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := Check(c.events, truth)
+			err := Check(c.events, truth, hold)
 			switch {
 			case c.want == "" && err != nil:
 				t.Errorf("Check(%v) = %v, want nil", c.events, err)
@@ -38,10 +50,50 @@ func TestCheck(t *testing.T) {
 	}
 	// An error that empties the set, where the registry never was empty.
 	noEmpty := [][]string{{"a"}, {"b"}}
-	if err := Check([]Event{up("a"), fail(), up(), up("b")}, noEmpty); err == nil || !strings.Contains(err.Error(), "error produced an empty set") {
+	if err := Check([]Event{up("a"), fail(), up(), up("b")}, noEmpty, hold); err == nil || !strings.Contains(err.Error(), "error produced an empty set") {
 		t.Errorf("Check(error then empty set) = %v, want an error-produced-empty-set violation", err)
 	}
-	if err := Check(nil, [][]string{{"a"}, {"a"}}); err == nil {
+	if err := Check(nil, [][]string{{"a"}, {"a"}}, hold); err == nil {
 		t.Errorf("Check with a truth holding a set twice = nil, want an error")
+	}
+}
+
+// TestCheckHeld shows how the checker judges updates the mass-removal
+// guard holds, and that it catches each way a hold can break its promise.
+// The truth drains a service to zero and refills it, as the suite does.
+func TestCheckHeld(t *testing.T) {
+	truth := [][]string{{"a", "b", "c"}, {"b", "c"}, {"c"}, {}, {"d"}, {"d", "e"}}
+	bc := []string{"b", "c"}
+	for _, c := range []struct {
+		name   string
+		events []Event
+		hold   time.Duration
+		want   string // substring of the error; empty for none
+	}{
+		{"drain held, then released", []Event{up("a", "b", "c"), up("b", "c"), held(bc, "b", "c", "d"), up("d", "e")}, hold, ""},
+		{"held twice in a run", []Event{up("a", "b", "c"), up("b", "c"), held(bc, "b", "c", "d"), held(bc, "b", "c", "d", "e"), up("d", "e")}, hold, ""},
+		{"held after an error", []Event{up("a", "b", "c"), up("b", "c"), fail(), held(bc, "b", "c", "d"), up("d", "e")}, hold, ""},
+		{"held repeats after an error", []Event{up("b", "c"), held(bc, "b", "c", "d"), fail(), held(bc, "b", "c", "d"), up("d", "e")}, hold, ""},
+		{"released just within the slack", []Event{up("b", "c"), at(0, held(bc, "b", "c", "d")), at(hold+HoldSlack, up("d", "e"))}, hold, ""},
+
+		{"keeps one the client never had", []Event{up("a", "b", "c"), up("b", "c"), held([]string{"a", "b", "c"}, "a", "b", "c", "d"), up("d", "e")}, hold, "which the client did not have"},
+		{"keeps one first of all", []Event{held([]string{"c"}, "c", "d"), up("d", "e")}, hold, "which the client did not have"},
+		{"keeps one not in the set", []Event{up("b", "c"), held([]string{"b", "z"}, "b", "c", "d"), up("d", "e")}, hold, "which is not in it"},
+		{"the rest is not a truth state", []Event{up("a", "b", "c"), up("b", "c"), held(bc, "b", "c", "e"), up("d", "e")}, hold, "the rest [e] is a set the registry never held"},
+		{"the rest goes back", []Event{up("b", "c"), held(bc, "b", "c", "d"), held([]string{"b"}, "b", "c"), up("d", "e")}, hold, "goes back"},
+		{"held repeat with nothing changed", []Event{up("b", "c"), held(bc, "b", "c", "d"), held(bc, "b", "c", "d"), up("d", "e")}, hold, "nothing changed"},
+		{"released too late", []Event{up("b", "c"), at(0, held(bc, "b", "c", "d")), at(hold+HoldSlack+time.Second, up("d", "e"))}, hold, "ended after 13s"},
+		{"a hold that never ends", []Event{up("a", "b", "c"), up("b", "c"), held(bc, "b", "c", "d"), held(bc, "b", "c", "d", "e")}, hold, "never ended"},
+		{"held with the guard off", []Event{up("b", "c"), held(bc, "b", "c", "d"), up("d", "e")}, 0, "with the guard off"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := Check(c.events, truth, c.hold)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("Check(%v) = %v, want nil", c.events, err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("Check(%v) = %v, want an error containing %q", c.events, err, c.want)
+			}
+		})
 	}
 }
