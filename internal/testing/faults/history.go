@@ -22,6 +22,9 @@
 //     that part obeys "no going back" as any update does;
 //   - every kept instance is in the client's previous set: the guard keeps
 //     what the client had and never brings back one it was told is gone;
+//     or, for a client that skipped a state (or joined during the hold)
+//     and so never saw it at all, in a state the registry held between
+//     the client's last one and the held update's rest;
 //   - the hold ends, with an update that keeps nothing, within the
 //     guard's hold plus HoldSlack of the first held update;
 //   - "no update without a change" is about the set: a held update equal
@@ -285,7 +288,8 @@ const HoldSlack = 2 * time.Second
 // A held update (Kept set), which the guard may send while hold > 0, is
 // judged as the package documentation says: its set without the kept
 // instances takes the place of the set in the first two rules, its kept
-// instances must be in the client's previous set, and an update that
+// instances must be in the client's previous set (or, never seen by the
+// client, in a truth state between its last one and the rest's), and an update that
 // keeps nothing must follow within hold plus HoldSlack of the run's first
 // held update. With hold 0 (no guard) a held update is a violation.
 func Check(events []Event, truth [][]string, hold time.Duration) error {
@@ -301,7 +305,8 @@ func Check(events []Event, truth [][]string, hold time.Duration) error {
 	pos := -1
 	var prev []string
 	havePrev, errSince := false, false
-	heldFrom := -1 // the first held update of the current run; -1 if none
+	heldFrom := -1            // the first held update of the current run; -1 if none
+	seen := map[string]bool{} // every ID in the client's sets so far
 	for n, e := range events {
 		if !e.Update {
 			errSince = true
@@ -315,15 +320,23 @@ func Check(events []Event, truth [][]string, hold time.Duration) error {
 			if heldFrom < 0 {
 				heldFrom = n
 			}
+			reg = slices.DeleteFunc(slices.Clone(e.Set), func(id string) bool { return slices.Contains(e.Kept, id) })
+			i, regOK := index[strings.Join(reg, ",")]
 			for _, k := range e.Kept {
 				switch {
 				case !slices.Contains(e.Set, k):
 					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which is not in it", n, e.Set, k))
-				case !havePrev || !slices.Contains(prev, k):
-					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which the client did not have (%v)", n, e.Set, k, prev))
+				case havePrev && slices.Contains(prev, k):
+				case seen[k]:
+					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which the client did not have (%v): it was told it is gone", n, e.Set, k, prev))
+				case regOK && !heldBetween(truth, k, max(pos, 0), i):
+					// The guard keeps what its watch had, which a client
+					// that skipped a state (or joined during the hold)
+					// may never have seen: that is an instance of a
+					// state between the client's and this one.
+					errs = append(errs, fmt.Errorf("event %d: held update %v keeps %s, which the client did not have (%v) and no state since held", n, e.Set, k, prev))
 				}
 			}
-			reg = slices.DeleteFunc(slices.Clone(e.Set), func(id string) bool { return slices.Contains(e.Kept, id) })
 		} else if heldFrom >= 0 {
 			if d := e.At.Sub(events[heldFrom].At); d > hold+HoldSlack {
 				errs = append(errs, fmt.Errorf("event %d: the hold from event %d ended after %v, later than the guard's %v hold plus %v", n, heldFrom, d, hold, HoldSlack))
@@ -348,6 +361,9 @@ func Check(events []Event, truth [][]string, hold time.Duration) error {
 			pos = max(pos, i)
 		}
 		prev, havePrev, errSince = e.Set, true, false
+		for _, id := range e.Set {
+			seen[id] = true
+		}
 	}
 	if heldFrom >= 0 {
 		errs = append(errs, fmt.Errorf("the hold from event %d never ended", heldFrom))
@@ -359,4 +375,15 @@ func Check(events []Event, truth [][]string, hold time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// heldBetween reports whether a truth state from index from up to, not
+// including, to holds id.
+func heldBetween(truth [][]string, id string, from, to int) bool {
+	for j := from; j < to && j < len(truth); j++ {
+		if slices.Contains(truth[j], id) {
+			return true
+		}
+	}
+	return false
 }

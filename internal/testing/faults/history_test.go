@@ -76,8 +76,9 @@ func TestCheckHeld(t *testing.T) {
 		{"held repeats after an error", []Event{up("b", "c"), held(bc, "b", "c", "d"), fail(), held(bc, "b", "c", "d"), up("d", "e")}, hold, ""},
 		{"released just within the slack", []Event{up("b", "c"), at(0, held(bc, "b", "c", "d")), at(hold+HoldSlack, up("d", "e"))}, hold, ""},
 
-		{"keeps one the client never had", []Event{up("a", "b", "c"), up("b", "c"), held([]string{"a", "b", "c"}, "a", "b", "c", "d"), up("d", "e")}, hold, "which the client did not have"},
-		{"keeps one first of all", []Event{held([]string{"c"}, "c", "d"), up("d", "e")}, hold, "which the client did not have"},
+		{"keeps one the client was told is gone", []Event{up("a", "b", "c"), up("b", "c"), held([]string{"a", "b", "c"}, "a", "b", "c", "d"), up("d", "e")}, hold, "it was told it is gone"},
+		{"a client that joins during the hold", []Event{held([]string{"c"}, "c", "d"), up("d", "e")}, hold, ""},
+		{"keeps one no state since held", []Event{up("c"), held([]string{"a", "c"}, "a", "c", "d"), up("d", "e")}, hold, "no state since held"},
 		{"keeps one not in the set", []Event{up("b", "c"), held([]string{"b", "z"}, "b", "c", "d"), up("d", "e")}, hold, "which is not in it"},
 		{"the rest is not a truth state", []Event{up("a", "b", "c"), up("b", "c"), held(bc, "b", "c", "e"), up("d", "e")}, hold, "the rest [e] is a set the registry never held"},
 		{"the rest goes back", []Event{up("b", "c"), held(bc, "b", "c", "d"), held([]string{"b"}, "b", "c"), up("d", "e")}, hold, "goes back"},
@@ -95,5 +96,20 @@ func TestCheckHeld(t *testing.T) {
 				t.Errorf("Check(%v) = %v, want an error containing %q", c.events, err, c.want)
 			}
 		})
+	}
+}
+
+// TestCheckHeldLaggingClient: the guard keeps what its shared watch had,
+// and a ClientConn that skipped that state (its resolver only takes the
+// latest set) gets a held update keeping an instance it never saw: that
+// is fine if a state between the client's and the held one had it.
+func TestCheckHeldLaggingClient(t *testing.T) {
+	truth := [][]string{{"a"}, {"a", "b"}, {}, {"c"}}
+	if err := Check([]Event{up("a"), held([]string{"a", "b"}, "a", "b"), up("c")}, truth, hold); err != nil {
+		t.Errorf("a lagging client's held update: %v, want nil", err)
+	}
+	gone := [][]string{{"a", "b"}, {"a"}, {}, {"c"}}
+	if err := Check([]Event{up("a", "b"), up("a"), held([]string{"a", "b"}, "a", "b"), up("c")}, gone, hold); err == nil || !strings.Contains(err.Error(), "told it is gone") {
+		t.Errorf("a held update keeping b, which the client saw leave: %v, want \"told it is gone\"", err)
 	}
 }
