@@ -176,7 +176,7 @@ type WatchInfo struct {
 	// etcd's revision, the memory store's change counter. It is empty
 	// before the first read and for watchers that report none. While the
 	// guard holds a mass removal, Index is the removal's and Instances
-	// the set before it.
+	// the held set: the registry's, plus the instances the guard keeps.
 	Index string `json:"index"`
 	// FieldProblems are the optional fields of the current instances
 	// that the backend could not read and replaced with their defaults
