@@ -31,6 +31,7 @@ func tiny(backends ...string) Config {
 	cfg.Outage = time.Second
 	cfg.TailDuration, cfg.TailBackends = time.Second, 4
 	cfg.ScaleServices, cfg.ScaleInsts = 20, 200
+	cfg.ScaleChanges = 3
 	return cfg
 }
 
