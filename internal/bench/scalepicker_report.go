@@ -38,7 +38,7 @@ func (r *Report) scalePickerMarkdown(w func(string, ...any)) {
 		"*Changes*: %s times, Register of one more instance (a server of its own) until the resolver's state with it, and until the first picker published after its SubConn became READY, which includes it; "+
 		"then Deregister until the state without it, and until the first picker published after its SubConn was shut down, which excludes it. "+
 		"Each of those pickers is checked by picking from it (round_robin cycles, so one pick per endpoint sees them all; P2C draws at random: up to 64 picks per endpoint find the new instance, and 16 per endpoint must not return the removed one), and on the first change real calls check it too: calls reach the new instance, then a streak of calls (3 per endpoint, at most 10,000) does not. "+
-		"No calls are in flight during the changes, so a change's p99 is the slowest of %s in a run. "+
+		"Changes are 50–150 ms apart and no calls are in flight during them; a change's p99 is the slowest of %s in a run. "+
 		"CPU time and allocations are the process's, from just before the Register or Deregister until that picker, without the checks: the resolver, the policy and gRPC, the registry client (on memory the registry itself) and the new instance's server end of its connection. "+
 		"On Consul the %s instances are written straight into the catalog, on a node of their own without checks (registered through the agent, each would be heartbeaten from this process: %s TTL updates a second); the extra instance is registered by Wayfinder's Consul Registrar. "+
 		"Ratios are P2C's figure over round_robin's in the same run: of p50 for latencies, of bytes for allocations.\n\n",
@@ -85,7 +85,11 @@ func (r *Report) scalePickerMarkdown(w func(string, ...any)) {
 			notes = append(notes, fmt.Sprintf("opening the %s listeners took %s ms and %s KiB of heap", fmtNum(a["instances"]), fmtNum(x), fmtNum(a["listeners_heap_kib"])))
 		}
 		if x := a["register_all_ms"]; x > 0 {
-			notes = append(notes, fmt.Sprintf("registering the instances (8 writers) %s ms", fmtNum(x)))
+			how := "8 writers"
+			if t.backend == "consul" {
+				how = "catalog transactions of 64, one at a time"
+			}
+			notes = append(notes, fmt.Sprintf("registering the instances (%s) %s", how, fmtMs(x)))
 		}
 		if len(notes) > 0 {
 			w("On %s, %s.\n\n", t.backend, strings.Join(notes, "; "))
