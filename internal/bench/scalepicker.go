@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -24,21 +26,23 @@ import (
 
 // scalePolicies are the policies scalePicker runs, one after the other:
 // grpc's round_robin, and Wayfinder's P2C, which the report compares
-// with it everywhere else. find(n) and gone(n) are how many picks look
-// for an endpoint in a picker of about n, and check that one is not in
-// it. round_robin's picker cycles through its ready endpoints, so n+1
-// picks see every one. P2C draws two endpoints at random and takes the
-// less loaded, so one pick returns a given endpoint with a probability
-// of the order of 1/n, less if it is more loaded than most: up to
-// 64(n+1) picks look for it, and 16(n+1) that do not find it stand for
-// its absence.
+// with it everywhere else.
+//
+// How a picker is checked differs. round_robin's picker cycles through
+// its ready endpoints, so n picks from a picker of n see every one, and
+// show whether an endpoint is in it. P2C's draws two endpoints at random
+// and takes the less loaded, so whether picks find an endpoint depends
+// on the loads: a new endpoint starts at its peers' mean cost, and
+// loses every draw against peers that are cheaper. So P2C's inclusion
+// is checked in the policy's own view (balancer/inspect: the endpoints
+// its last picker was built from, with their states); its exclusion
+// both there and by 16(n+1) picks that must not return the endpoint.
 var scalePolicies = []struct {
-	name       string
-	find, gone func(n int) int
-	cycles     bool // n picks see each of n ready endpoints
+	name   string
+	cycles bool // n picks see each of n ready endpoints
 }{
-	{"round_robin", func(n int) int { return n + 1 }, func(n int) int { return n + 1 }, true},
-	{p2c.Name, func(n int) int { return 64 * (n + 1) }, func(n int) int { return 16 * (n + 1) }, false},
+	{"round_robin", true},
+	{p2c.Name, false},
 }
 
 // scalePicker measures one service with cfg.ScaleInsts instances that
@@ -69,7 +73,7 @@ var scalePolicies = []struct {
 //     after its SubConn became healthy and READY; then Deregister until
 //     the resolver's state without it, and until the first picker
 //     published after its SubConn was shut down. Each of those pickers
-//     is checked by picking from it (scalePolicies' find and gone); on the
+//     is checked (scalePolicies says how); on the
 //     first change real calls check it too: calls reach the instance,
 //     then a streak of calls does not. The process's CPU time and
 //     allocations per change are counted from just before Register or
@@ -109,7 +113,7 @@ func scalePicker(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	registered := time.Since(t0)
 	var out []Sample
 	for _, pol := range scalePolicies {
-		m, err := scalePickerOne(tb, be, cfg, disc, reg, srv, moving, svc, pol.name, pol.find(n), pol.gone(n), pol.cycles)
+		m, err := scalePickerOne(tb, be, cfg, disc, reg, srv, moving, svc, pol.name, pol.cycles)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", pol.name, err)
 		}
@@ -122,7 +126,7 @@ func scalePicker(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 }
 
 func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discovery, reg registry.Registry, srv *manyServer, moving *helloServer,
-	svc, policy string, findPicks, gonePicks int, cycles bool) (map[string]float64, error) {
+	svc, policy string, cycles bool) (map[string]float64, error) {
 	ctx := tb.Context()
 	n := cfg.ScaleInsts
 	p := newProbe(moving.addr, n)
@@ -159,6 +163,8 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 		if _, distinct, err := pickCheck(fullPicker.picker, n, "", false); err != nil || distinct != n {
 			return nil, fmt.Errorf("the first picker after all %d were ready picks %d distinct SubConns in %d picks (%v)", n, distinct, n, err)
 		}
+	} else if v, err := inspected(svc); err != nil || v.ready != n {
+		return nil, fmt.Errorf("the policy's view after all %d were ready: %d READY (%v)", n, v.ready, err)
 	}
 	h1, g1 := heapAndGoroutines()
 
@@ -195,8 +201,13 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 		inAt, inPicker := sc.in.at, sc.in.picker
 		p.mu.Unlock()
 		addRes, addPick = append(addRes, res.at.Sub(t0)), append(addPick, inAt.Sub(t0))
-		if found, _, err := pickCheck(inPicker, findPicks, moving.addr, true); err != nil || !found {
-			return nil, fmt.Errorf("change %d: the picker published after the new instance was ready does not pick it in %d picks (%v)", c, findPicks, err)
+		if cycles {
+			if found, _, err := pickCheck(inPicker, n+1, moving.addr, true); err != nil || !found {
+				return nil, fmt.Errorf("change %d: the picker published after the new instance was ready does not pick it in %d picks (%v)", c, n+1, err)
+			}
+		} else if v, err := inspected(svc); err != nil || v.state[moving.addr] != "READY" || v.ready != n+1 {
+			return nil, fmt.Errorf("change %d: after the picker published after the new instance was ready, the policy's view has it %q and %d READY of %d, want READY and %d (%v)",
+				c, v.state[moving.addr], v.ready, len(v.state), n+1, err)
 		}
 		if c == 0 {
 			if err := reaches(ctx, client, moving, 20*time.Second, 50*(n+1)); err != nil {
@@ -225,7 +236,15 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 		outAt, outPicker := sc.out.at, sc.out.picker
 		p.mu.Unlock()
 		delRes, delPick = append(delRes, res.at.Sub(t0)), append(delPick, outAt.Sub(t0))
-		if found, _, err := pickCheck(outPicker, gonePicks, moving.addr, true); err != nil || found {
+		picks := n + 1
+		if !cycles {
+			picks = 16 * (n + 1)
+			if v, err := inspected(svc); err != nil || v.state[moving.addr] != "" || v.ready != n {
+				return nil, fmt.Errorf("change %d: after the picker published after the removed instance's SubConn was shut down, the policy's view has it %q and %d READY, want it gone and %d (%v)",
+					c, v.state[moving.addr], v.ready, n, err)
+			}
+		}
+		if found, _, err := pickCheck(outPicker, picks, moving.addr, true); err != nil || found {
 			return nil, fmt.Errorf("change %d: the picker published after the removed instance's SubConn was shut down still picks it (%v)", c, err)
 		}
 		if c == 0 {
@@ -254,6 +273,36 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 	putPercentiles(m, "deregister_resolver", delRes)
 	putPercentiles(m, "deregister_picker", delPick)
 	return m, nil
+}
+
+// policyView is a Wayfinder balancer's view in package inspect: the
+// endpoints its last picker was built from, by address, with their
+// connectivity states.
+type policyView struct {
+	state map[string]string
+	ready int
+}
+
+// inspected returns the view of the one live Wayfinder balancer at the
+// top of a ClientConn for svc.
+func inspected(svc string) (policyView, error) {
+	var found []inspect.Balancer
+	for _, b := range inspect.Balancers() {
+		if b.Parent == 0 && strings.HasSuffix(b.Target, "/"+svc) {
+			found = append(found, b)
+		}
+	}
+	if len(found) != 1 {
+		return policyView{}, fmt.Errorf("%d live Wayfinder balancers for %s, want 1", len(found), svc)
+	}
+	v := policyView{state: map[string]string{}}
+	for _, e := range found[0].Endpoints {
+		v.state[e.Addr] = e.State
+		if e.State == "READY" {
+			v.ready++
+		}
+	}
+	return v, nil
 }
 
 // changePause is the pause before each change: 100 ms on average.
