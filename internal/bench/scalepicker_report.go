@@ -34,7 +34,7 @@ func (r *Report) scalePickerMarkdown(w func(string, ...any)) {
 	w("%s instances that serve: one gRPC server (HelloService and health) serving on %s listeners on 127.0.0.1, in the same process as the client, each listener registered as an instance of one service. "+
 		"One real ClientConn through Wayfinder's resolver (a Cache), with round_robin, then with wayfinder_p2c_ewma (one after the other: each ClientConn has %s client conns, and the servers as many), "+
 		"under a policy of the harness that passes everything through to the policy and records what it is given and what it publishes: the resolver's states, each SubConn's READY after its health listener, each SubConn's shutdown, and each picker with the time gRPC got it. "+
-		"*First full state*: from dialling (NewClient, Connect) to the resolver's first state, to every SubConn READY, and to the first picker published after the last of them; the heap (after GC) and goroutines this added hold both ends of every connection. "+
+		"*First full state*: from dialling (NewClient, Connect) to the resolver's first state, to every SubConn READY, and to the first picker published after the last of them; the heap (after GC) and goroutines this added are the ClientConn's (its resolver, policy and SubConns) and both ends of every connection. "+
 		"*Changes*: %s times, Register of one more instance (a server of its own) until the resolver's state with it, and until the first picker published after its SubConn became READY, which includes it; "+
 		"then Deregister until the state without it, and until the first picker published after its SubConn was shut down, which excludes it. "+
 		"Each of those pickers is checked by picking from it (round_robin's picker cycles, so one pick per endpoint sees them all; P2C's draws two at random and takes the less loaded, so whether picks find a new endpoint depends on the loads: its own view in balancer/inspect, the endpoints its last picker was built from, must have the new instance READY, then not at all, and 16 picks per endpoint must not return the removed one), and on the first change real calls check it too: calls reach the new instance, then a streak of calls (3 per endpoint, at most 10,000) does not. "+
@@ -67,10 +67,10 @@ func (r *Report) scalePickerMarkdown(w func(string, ...any)) {
 		row("first full state: every SubConn READY", one("first_ready_ms"), "first_ready_ms")
 		row(fmt.Sprintf("first full state: the first picker with all %s", fmtNum(a["instances"])), one("first_picker_ms"), "first_picker_ms")
 		row("process CPU to the first full state", one("connect_cpu_ms"), "connect_cpu_ms")
-		row("heap of the connections, both ends (per instance)", func(m map[string]float64) string {
+		row("heap added: the ClientConn and both ends of its connections (per instance)", func(m map[string]float64) string {
 			return fmt.Sprintf("%s MiB (%s KiB)", fmtNum(m["heap_mib"]), fmtNum(m["heap_kib_per_instance"]))
 		}, "heap_mib")
-		row("goroutines per instance, both ends", func(m map[string]float64) string { return fmtNum(m["goroutines_per_instance"]) }, "")
+		row("goroutines added per instance, both ends", func(m map[string]float64) string { return fmtNum(m["goroutines_per_instance"]) }, "")
 		row("register → resolver state, p50 / p99", pct("register_resolver"), "register_resolver_p50_ms")
 		row("register → **the picker includes it**, p50 / p99", pct("register_picker"), "register_picker_p50_ms")
 		row("deregister → resolver state, p50 / p99", pct("deregister_resolver"), "deregister_resolver_p50_ms")
