@@ -54,6 +54,7 @@ type Config struct {
 	ScaleServices int           `json:"scale_services"` // scale: services one client watches
 	ScaleInsts    int           `json:"scale_instances"`
 	ScaleSetSize  int           `json:"scale_set_size,omitempty"` // scale: instances per set on a backend with a SetWriter (Kubernetes: per EndpointSlice)
+	ScaleChanges  int           `json:"scale_changes,omitempty"`  // scale_picker: register+deregister pairs per policy
 	ModuleDir     string        `json:"-"`                        // the module root, for `go test -bench`
 
 	// More builds backends other than memory, consul and etcd, by name,
@@ -86,6 +87,7 @@ func DefaultConfig() Config {
 		ScaleServices: 1000,
 		ScaleInsts:    5000,
 		ScaleSetSize:  100, // the EndpointSlice controller's default
+		ScaleChanges:  20,
 	}
 }
 
@@ -164,6 +166,7 @@ var scenarios = []scenario{
 	{name: "outage", perBackend: true, run: outage},
 	{name: "slow_backend", backend: "memory", run: slowBackend},
 	{name: "scale", backend: "memory", sets: true, run: scale},
+	{name: "scale_picker", perBackend: true, run: scalePicker},
 }
 
 // Scenarios returns the scenario names in the order Run runs them.
@@ -283,6 +286,7 @@ var scenarioSizes = map[string]func(dst *Config, src Config){
 	"scale": func(d *Config, s Config) {
 		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts
 	},
+	"scale_picker": func(d *Config, s Config) { d.ScaleInsts, d.ScaleChanges = s.ScaleInsts, s.ScaleChanges },
 }
 
 // onlySets reports whether every chosen backend has a SetWriter.

@@ -32,6 +32,7 @@ func tiny(backends ...string) Config {
 	cfg.TailDuration, cfg.TailBackends = time.Second, 4
 	cfg.TailXDS = false // the xds module's own test runs its tail: cd balancer/internal/benchcmp/xds && go test ./...
 	cfg.ScaleServices, cfg.ScaleInsts = 20, 200
+	cfg.ScaleChanges = 3
 	return cfg
 }
 

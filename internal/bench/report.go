@@ -480,7 +480,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 
 	w("## 8. Scale\n\n")
-	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances*: one service with %d instances; the time from Register/Deregister until the resolver hands gRPC the new set of endpoints. Those instances' addresses do not listen (thousands of servers do not fit this machine), so that figure stops at the resolver's ClientConn, with the process's CPU time and allocations per update (on the memory backend they include the in-process registry's share); the rest of the way, from the resolver's update to the policy's new picker, is *Update to the picker* below.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts)
+	w("On the memory backend. *Services*: one process watches %d services, one instance each; heap (after GC) and goroutines per watched service for Wayfinder's resolvers alone (on a fake ClientConn) and for real, connected ClientConns (which include gRPC's own transport goroutines and buffers); then the time from Register/Deregister of a second instance in one service until calls reach (leave) it. *Instances, to the resolver*: one service with %d instances whose addresses do not listen, watched by a resolver on a fake ClientConn; the time from Register/Deregister until the resolver hands it the new set of endpoints, with the process's CPU time and allocations per update (on the memory backend they include the in-process registry's share): the resolver's share of *One service with %d instances, to the picker* below, which measures the whole way with instances that serve.\n\n", r.Config.ScaleServices, r.Config.ScaleInsts, r.Config.ScaleInsts)
 	scaleRes := r.variants("scale", "memory")
 	for _, be := range r.Config.Backends {
 		if be != "memory" {
@@ -506,7 +506,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 			w("| register → calls reach it, p50 / p99 | %s / %s ms |\n| deregister → calls leave it, p50 / p99 | %s / %s ms |\n\n",
 				fmtNum(mm["register_p50_ms"]), fmtNum(mm["register_p99_ms"]), fmtNum(mm["deregister_p50_ms"]), fmtNum(mm["deregister_p99_ms"]))
 		} else {
-			w("| one service, %s instances | |\n|---|---|\n", fmtNum(mm["instances"]))
+			w("| one service, %s instances, to the resolver | |\n|---|---|\n", fmtNum(mm["instances"]))
 			w("| first full state | %s ms |\n| watch heap | %s KiB |\n| watch goroutines | %s |\n", fmtNum(mm["first_state_ms"]), fmtNum(mm["watch_heap_kib"]), fmtNum(mm["watch_goroutines"]))
 			w("| register → resolver state, p50 / p99 | %s / %s ms |\n| deregister → resolver state, p50 / p99 | %s / %s ms |\n",
 				fmtNum(mm["register_p50_ms"]), fmtNum(mm["register_p99_ms"]), fmtNum(mm["deregister_p50_ms"]), fmtNum(mm["deregister_p99_ms"]))
@@ -516,6 +516,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 			w("\n")
 		}
 	}
+	r.scalePickerMarkdown(w)
 	var upd []Result
 	for _, res := range r.variants("picker", "-") {
 		for k := range res.Metrics {
@@ -545,7 +546,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 
 	w("## Method and caveats\n\n")
 	w("- Loops are bounded in count and time; only 127.0.0.1 is used. Servers are the real Consul and etcd binaries built by `make servers`; Consul runs as a single server with a data directory (not `-dev`), so that its state survives the outage, and etcd as a single member. The Kubernetes backend runs on a real kube-apiserver (built by `make servers`) over a real etcd, with no controller-manager: the API server rejects loopback addresses in EndpointSlices, so instances are written at addresses in 10.244.0.0/16 and the ClientConns dial through a dialer that maps each to its loopback server and refuses every other address.\n")
-	w("- Benchmarks report figures and ratios; no unit test asserts a timing. `go test ./internal/bench` runs every scenario at tiny sizes and checks only properties that must hold anywhere: no failed call in the drain order, convergence after an outage, one upstream watch per service.\n")
+	w("- Benchmarks report figures and ratios; no unit test asserts a timing. `go test ./internal/bench` runs every scenario at tiny sizes and checks only properties that must hold anywhere: no failed call in the drain order, convergence after an outage, one upstream watch per service, every scale_picker change reaching the picker.\n")
 	w("- The fault suite (`make faults`, internal/testing/faults) checks the histories of ClientConns under registry restarts, leader kills, outages and churn.\n")
 	return b.String()
 }
