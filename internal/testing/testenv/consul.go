@@ -458,7 +458,9 @@ var (
 
 // FreePort returns a loopback port that was free for TCP and UDP a moment
 // ago (serf uses both) and that this process has not handed out before,
-// so the many ports of a cluster never collide with each other.
+// so the many ports of a cluster never collide with each other, nor has
+// any other live test process (reservePort), so a server stopped for a
+// restart finds its ports still free.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	lo, hi := portRange()
@@ -485,7 +487,7 @@ func FreePort(t testing.TB) int {
 		dup := given[port]
 		given[port] = true
 		portsMu.Unlock()
-		if !dup {
+		if !dup && reservePort(port) {
 			return port
 		}
 	}
