@@ -96,6 +96,9 @@ const (
 	// loadBase is the number of instances of each service; the change
 	// window adds and removes one more.
 	loadBase = 2
+	// loadSettle is the pause between the children's convergence and
+	// the idle window.
+	loadSettle = 3 * time.Second
 )
 
 // loadTarget is one configuration of servers under measurement.
@@ -218,6 +221,11 @@ func serverLoadOne(tb testing.TB, cfg Config, tg *loadTarget) (Sample, error) {
 		return Sample{}, fmt.Errorf("initial sets: %w", err)
 	}
 	m["setup_s"] = time.Since(t0).Seconds()
+	// A child shows a service's set from its first read; the watch that
+	// follows is set up just after (etcd's watch creation, the Consul
+	// agent's subscription and snapshot for streaming). Keep that out of
+	// the idle window.
+	sleep(ctx, loadSettle)
 	if err := measureWindow(ctx, tg.pid, cfg.LoadIdle, "idle", m, nil); err != nil {
 		return Sample{}, err
 	}
@@ -372,8 +380,8 @@ func sampleServer(pid int) (serverUsage, error) {
 // socket (Recv-Q, Send-Q, local and peer address,
 // users:((...,pid=N,...))) followed by an indented line of TCP info.
 // Connections of the process to itself (a server-mode Consul agent's
-// own RPCs to its server, etcd's gateway) are left out: their bytes are
-// sent to no other process.
+// own RPCs to its server part) are left out: their bytes are sent to no
+// other process.
 func parseSS(out []byte, pid int) (map[string]uint64, error) {
 	type sock struct{ local, peer string }
 	sent := map[sock]uint64{}
@@ -883,12 +891,12 @@ func (r *Report) serverLoadSection(w func(string, ...any), img func(name, alt st
 	}
 	c := r.Config
 	w("## Load on the registry servers\n\n")
-	w("What clients cost the registry's **servers**. %d client processes (the harness's own binary, re-executed) each watch the same %d services, %d instances each, through one `resolver.Cache` with Wayfinder's defaults: one upstream watch per service per process, resolvers on a fake ClientConn, nothing dialled. A registrant in the harness's process registers the instances; then three windows are measured: *floor*, %v with the registrations and no client process (the server's own background: raft, serf, autopilot; and, on etcd, the registrant's lease keepalive stream); *idle*, %v with every client watching and nothing changing; *under change*, %v during which the registrant adds or removes a %s instance of one service after another, %s changes per second. After it every client process must show every service's final set.\n\n",
-		c.LoadClients, c.LoadServices, loadBase, c.LoadIdle, c.LoadIdle, c.LoadChange, ordinal(loadBase+1), fmtNum(c.LoadRate))
-	w("- **Consul, streaming** and **Consul, blocking queries**: a Consul server (a server-mode agent with a data dir, not `-dev`) and one client agent joined to it over serf LAN, both started for the configuration; the client processes and the registrant talk to the client agent's HTTP API, as applications on a node do. The client agent runs with `use_streaming_backend = true` (Consul's default since 1.10) or `= false`; its `limits.http_max_conns_per_client` is raised from 200 to %d because every client process connects from 127.0.0.1; everything else is Consul's default (the server's `rpc.enable_streaming` is on by default). With streaming the client agent subscribes to the server once per service and answers all %d processes' blocking queries from its view; without, each blocking query is a blocking RPC the agent forwards to the server, and each change wakes one per process. Each client process's Registry also asks `/v1/status/leader` after 5 s without an answer while its queries block (the liveness bound, `WithUnavailableAfter`), which the client agent forwards to the server: about %s RPCs per second in every Consul configuration. The TTL heartbeats go to the client agent, which syncs only changes of a check's status to the server.\n",
+	w("What clients cost the registry's **servers**. %d client processes (the harness's own binary, re-executed) each watch the same %d services, %d instances each, through one `resolver.Cache` with Wayfinder's defaults: one upstream watch per service per process, resolvers on a fake ClientConn, nothing dialled. A registrant in the harness's process registers the instances; then three windows are measured: *floor*, %v with the registrations and no client process (the server's own background: raft, serf, autopilot; and, on etcd, the registrant's lease keepalive stream); *idle*, %v with every client watching and nothing changing, from %v after every client process showed every service's set (so that the watches set up after the first read, etcd's watch creation and the agent's streaming subscriptions, are not in it); *under change*, %v during which the registrant adds or removes a %s instance of one service after another, one change every %v. After it every client process must show every service's final set.\n\n",
+		c.LoadClients, c.LoadServices, loadBase, c.LoadIdle, c.LoadIdle, loadSettle, c.LoadChange, ordinal(loadBase+1), time.Duration(float64(time.Second)/c.LoadRate))
+	w("- **Consul, streaming** and **Consul, blocking queries**: a Consul server (a server-mode agent with a data dir, not `-dev`) and one client agent joined to it over serf LAN, both started for the configuration; the client processes and the registrant talk to the client agent's HTTP API, as applications on a node do. The client agent runs with `use_streaming_backend = true` (Consul's default since 1.10) or `= false`; its `limits.http_max_conns_per_client` is raised from 200 to %d because every client process connects from 127.0.0.1, and its `ae_interval` from 1 min to 1 h, so that its periodic anti-entropy sync, for which the server sends every service and check of the node (about 100 KB for 20 of Wayfinder's instances), a cost of the registrations, not of the watchers, does not land in some windows and not others (the sync on each change is untouched); everything else is Consul's default (the server's `rpc.enable_streaming` is on by default). With streaming the client agent subscribes to the server once per service and answers all %d processes' blocking queries from its view; without, each blocking query is a blocking RPC the agent forwards to the server, and each change wakes one per process. Each client process's Registry also asks `/v1/status/leader` after 5 s without an answer while its queries block (the liveness bound, `WithUnavailableAfter`), which the client agent forwards to the server: about %s RPCs per second in every Consul configuration. The TTL heartbeats go to the client agent, which sends the server a check's changes of status at once and of output (Wayfinder's is constant) at most every 5 min.\n",
 		4*c.LoadClients*c.LoadServices+256, c.LoadClients, fmtNum(float64(c.LoadClients)/5))
-	w("- **etcd**: one member; the client processes and the registrant connect to it directly (etcd has no agent). Each client process's watches share its one client connection.\n")
-	w("- **Measured**: the server process only (the Consul server, not the client agent; the etcd member). CPU is utime + stime from `/proc/<pid>/stat` (10 ms ticks) at the window's start and end. Bytes sent are the `bytes_sent` of every established TCP socket of the process (`ss -tinpH state established`, matched by pid) at the window's start and end: a socket opened during the window counts from 0; the bytes of one closed during it are lost, and the table counts such sockets (0 means none was lost). UDP (serf's gossip probes) is not counted. On loopback nothing else shares these sockets. Every figure is scaled to one minute.\n\n")
+	w("- **etcd**: one member; the client processes and the registrant connect to it directly (etcd has no agent). Each client process's watches share its one client connection, on which, at rest, its Registry reads one key (count only) after 5 s without hearing from etcd (the liveness bound) and gRPC pings every 10 s.\n")
+	w("- **Measured**: the server process only (the Consul server, not the client agent; the etcd member). CPU is utime + stime from `/proc/<pid>/stat` (10 ms ticks) at the window's start and end. Bytes sent are the `bytes_sent` of every established TCP socket of the process (`ss -tinpH state established`, matched by pid) at the window's start and end: a socket opened during the window counts from 0; the bytes of one closed during it are lost, and the table counts such sockets (0 means none was lost); one opened and closed between the two samples is not seen at all (serf's TCP push-pull with the client agent, every 30 s). The process's connections to itself (a server-mode Consul agent's own RPCs to its server part) are left out. UDP (serf's gossip probes) is not counted. Every figure is scaled to one minute. Only the server is measured: the Consul client agent's CPU and the clients' own are not in these figures.\n\n")
 	img("server_load_bytes.svg", "server bytes sent chart")
 	img("server_load_cpu.svg", "server CPU chart")
 	w("| configuration | window | server CPU, s per minute (%% of one core) | server sent, KiB per minute | sockets closed |\n|---|---|---|---|---|\n")

@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,6 +44,32 @@ func TestRunServerLoad(t *testing.T) {
 	}
 	if s, b := metric(t, rep, "server_load", "-", "consul_blocking_query", "streaming_queries"), metric(t, rep, "server_load", "-", "consul_blocking_query", "blocking_queries"); s != 0 || b == 0 {
 		t.Errorf("server_load consul_blocking_query: %v streaming and %v blocking-query answers, want only blocking-query", s, b)
+	}
+
+	dir := t.TempDir()
+	md := filepath.Join(dir, "benchmarks.md")
+	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	page, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Load on the registry servers", "| Consul, streaming | under change |", "| etcd | idle |", "benchmarks/server_load_bytes.svg"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("benchmarks.md lacks %q", want)
+		}
+	}
+	for _, name := range []string{"server_load_bytes.svg", "server_load_cpu.svg"} {
+		svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", name))
+		if err != nil {
+			t.Errorf("chart %s: %v", name, err)
+			continue
+		}
+		var doc struct{ XMLName xml.Name }
+		if err := xml.Unmarshal(svg, &doc); err != nil || doc.XMLName.Local != "svg" {
+			t.Errorf("chart %s is not an SVG document: %v", name, err)
+		}
 	}
 }
 
