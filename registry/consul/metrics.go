@@ -95,10 +95,10 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 	})
 }
 
-// QueryBackends counts a Registry's blocking health queries (a watch's
-// reads with an index, and every read with WithAgentCache) by the agent
-// backend that answered them, as the agent names it in its
-// X-Consul-Query-Backend header.
+// QueryBackends counts the health queries of a Registry's watches that
+// the agent may stream (those with an index and, with WithAgentCache,
+// every one) by the agent backend that answered them, as the agent names
+// it in its X-Consul-Query-Backend header.
 type QueryBackends struct {
 	// Streaming: answered from the agent's materialized view, which one
 	// subscription per service (shared by all the agent's clients) keeps
@@ -112,10 +112,11 @@ type QueryBackends struct {
 	Unreported int64
 }
 
-// QueryBackends returns how r's blocking queries have been answered so
+// QueryBackends returns how r's watches' queries have been answered so
 // far. A watch's first read, and its first read after an error, carry
-// no index and are always blocking RPCs unless WithAgentCache is set;
-// they are not counted.
+// no index: they are plain RPCs to a server unless WithAgentCache is set
+// (and a confirming read, in the default and Consistent modes, always
+// is), and are counted only when cached. Lookup is not counted.
 func (r *Registry) QueryBackends() QueryBackends {
 	return QueryBackends{
 		Streaming:     r.counters.streaming.Load(),
