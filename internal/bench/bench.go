@@ -57,6 +57,12 @@ type Config struct {
 	ScaleChanges  int           `json:"scale_changes,omitempty"`  // scale_picker: register+deregister pairs per policy
 	ModuleDir     string        `json:"-"`                        // the module root, for `go test -bench`
 
+	LoadClients  int           `json:"load_clients,omitempty"`  // server load: client processes
+	LoadServices int           `json:"load_services,omitempty"` // server load: services each of them watches
+	LoadIdle     time.Duration `json:"load_idle,omitempty"`     // server load: the floor and idle windows
+	LoadChange   time.Duration `json:"load_change,omitempty"`   // server load: the window under change
+	LoadRate     float64       `json:"load_rate,omitempty"`     // server load: changes per second in it
+
 	// More builds backends other than memory, consul and etcd, by name,
 	// for the life of the run's TB: the Kubernetes backend, whose
 	// command lives in the backend's own module.
@@ -88,6 +94,11 @@ func DefaultConfig() Config {
 		ScaleInsts:    5000,
 		ScaleSetSize:  100, // the EndpointSlice controller's default
 		ScaleChanges:  20,
+		LoadClients:   20,
+		LoadServices:  50,
+		LoadIdle:      15 * time.Second,
+		LoadChange:    15 * time.Second,
+		LoadRate:      1,
 	}
 }
 
@@ -167,6 +178,7 @@ var scenarios = []scenario{
 	{name: "slow_backend", backend: "memory", run: slowBackend},
 	{name: "scale", backend: "memory", sets: true, run: scale},
 	{name: "scale_picker", perBackend: true, run: scalePicker},
+	{name: "server_load", backend: "-", run: serverLoad}, // on the chosen Consul and etcd, servers of its own
 }
 
 // Scenarios returns the scenario names in the order Run runs them.
@@ -287,6 +299,9 @@ var scenarioSizes = map[string]func(dst *Config, src Config){
 		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts
 	},
 	"scale_picker": func(d *Config, s Config) { d.ScaleInsts, d.ScaleChanges = s.ScaleInsts, s.ScaleChanges },
+	"server_load": func(d *Config, s Config) {
+		d.LoadClients, d.LoadServices, d.LoadIdle, d.LoadChange, d.LoadRate = s.LoadClients, s.LoadServices, s.LoadIdle, s.LoadChange, s.LoadRate
+	},
 }
 
 // onlySets reports whether every chosen backend has a SetWriter.

@@ -19,6 +19,9 @@ import (
 // and commands in nested modules that add backends through cfg.More
 // (registry/kubernetes/cmd/wfbench-k8s). It returns the exit code.
 func Main(name string, cfg Config) int {
+	if code, ok := ChildMain(); ok { // a server_load child
+		return code
+	}
 	var backends, scenarios string
 	out := flag.String("out", "docs/benchmarks", "directory for report.json and the SVG charts")
 	md := flag.String("md", "docs/benchmarks.md", "Markdown report to write")
@@ -47,6 +50,11 @@ func Main(name string, cfg Config) int {
 	flag.IntVar(&cfg.ScaleInsts, "scale-instances", cfg.ScaleInsts, "scale, scale_picker: instances of one service")
 	flag.IntVar(&cfg.ScaleChanges, "scale-changes", cfg.ScaleChanges, "scale_picker: register+deregister pairs per policy")
 	flag.IntVar(&cfg.ScaleSetSize, "scale-set-size", cfg.ScaleSetSize, "scale: instances per set (EndpointSlice) on a backend with sets")
+	flag.IntVar(&cfg.LoadClients, "load-clients", cfg.LoadClients, "server load: client processes")
+	flag.IntVar(&cfg.LoadServices, "load-services", cfg.LoadServices, "server load: services each client process watches")
+	flag.DurationVar(&cfg.LoadIdle, "load-idle", cfg.LoadIdle, "server load: floor and idle windows")
+	flag.DurationVar(&cfg.LoadChange, "load-change", cfg.LoadChange, "server load: window under change")
+	flag.Float64Var(&cfg.LoadRate, "load-rate", cfg.LoadRate, "server load: registrations and deregistrations per second under change")
 	flag.Parse()
 	cfg.Backends = splitList(backends)
 	cfg.Scenarios = splitList(scenarios)

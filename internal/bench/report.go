@@ -138,6 +138,7 @@ func (r *Report) Charts() map[string]string {
 		charts["slow_backend.svg"] = barChart(fmt.Sprintf("1 of %d backends stalls at %v: success at a %v deadline", r.Config.TailBackends, r.Config.TailStall, r.Config.TailDeadline),
 			"per cent of calls that succeeded (dashed line = 99.9 %)", false, 99.9, []barGroup{{Label: "policy", Bars: bars}})
 	}
+	r.serverLoadCharts(charts)
 	return charts
 }
 
@@ -544,6 +545,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	}
 	r.etcdNamingSection(w, img)
 
+	r.serverLoadSection(w, img)
 	w("## Method and caveats\n\n")
 	w("- Loops are bounded in count and time; only 127.0.0.1 is used. Servers are the real Consul and etcd binaries built by `make servers`; Consul runs as a single server with a data directory (not `-dev`), so that its state survives the outage, and etcd as a single member. The Kubernetes backend runs on a real kube-apiserver (built by `make servers`) over a real etcd, with no controller-manager: the API server rejects loopback addresses in EndpointSlices, so instances are written at addresses in 10.244.0.0/16 and the ClientConns dial through a dialer that maps each to its loopback server and refuses every other address.\n")
 	w("- Benchmarks report figures and ratios; no unit test asserts a timing. `go test ./internal/bench` runs every scenario at tiny sizes and checks only properties that must hold anywhere: no failed call in the drain order, convergence after an outage, one upstream watch per service, every scale_picker change reaching the picker.\n")

@@ -303,12 +303,21 @@ func dcSuffix(dc string) string {
 // read; otherwise it blocks until Consul's index passes index or the wait
 // ends. It returns the new X-Consul-Index.
 func (r *Registry) query(ctx context.Context, service, dc string, index uint64) ([]registry.Instance, uint64, error) {
-	return r.queryMode(ctx, service, dc, index, false)
+	insts, next, _, err := r.queryMode(ctx, service, dc, index, false)
+	return insts, next, err
 }
 
 // queryMode is query, made in Consistent mode (from the leader, past the
-// agent cache) if consistent is set.
-func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, error) {
+// agent cache) if consistent is set. It also returns the agent's
+// X-Consul-Query-Backend, "" if the answer had none.
+//
+// An agent with use_streaming_backend (Consul's default since 1.10; its
+// servers need rpc.enable_streaming, their default) answers the query
+// from its streaming backend if it blocks (index > 0) or uses the agent
+// cache, and has no near: the consistency mode is then not applied (the
+// agent's view follows one server's state), so a confirming read is
+// always made with index 0 and without the cache.
+func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, string, error) {
 	q := &api.QueryOptions{
 		Datacenter:        dc,
 		AllowStale:        r.cfg.consistency == Stale && !consistent,
@@ -325,21 +334,21 @@ func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint
 	defer cancel()
 	entries, meta, err := r.client.Health().ServiceMultipleTags(service, r.cfg.tags, !r.cfg.includeWarning, q.WithContext(ctx))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, "", err
 	}
 	if meta == nil {
-		return nil, 0, errors.New("no query metadata in answer")
+		return nil, 0, "", errors.New("no query metadata in answer")
 	}
 	if meta.LastIndex == 0 {
 		// Consul answers a health query with an index of at least 1. An
 		// answer without one cannot be followed: blocking on it returns
 		// at once, forever.
-		return nil, 0, fmt.Errorf("%w: answer without a usable X-Consul-Index (missing or 0)", errProtocol)
+		return nil, 0, "", fmt.Errorf("%w: answer without a usable X-Consul-Index (missing or 0)", errProtocol)
 	}
 	out := make([]registry.Instance, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {
-			return nil, 0, errors.New("malformed health entry in answer")
+			return nil, 0, "", errors.New("malformed health entry in answer")
 		}
 		if r.cfg.includeWarning {
 			if st := e.Checks.AggregatedStatus(); st != api.HealthPassing && st != api.HealthWarning {
@@ -355,7 +364,7 @@ func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint
 		out = append(out, inst)
 	}
 	sortInstances(out)
-	return out, meta.LastIndex, nil
+	return out, meta.LastIndex, meta.QueryBackend, nil
 }
 
 // sortInstances sorts by ID, then by address, so that of an ID two nodes

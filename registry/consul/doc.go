@@ -57,6 +57,12 @@
 // and reports registry.ErrUnavailable; while blocking queries are in
 // flight, the Registry pings the agent after half the bound of silence.
 //
+// An agent with use_streaming_backend (Consul's default since 1.10)
+// answers the blocking queries from its streaming backend, one
+// subscription to a server per service shared by all its clients, unless
+// WithNear is set; QueryBackends counts which backend answered (from
+// X-Consul-Query-Backend), and a Debug log line names it when it changes.
+//
 // Entries other tools registered are instances: the Consul ID is the
 // instance ID, Weights.Passing the weight when Meta.wayfinder_weight is
 // absent. A Wayfinder field that is malformed or invalid (a foreign

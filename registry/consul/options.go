@@ -39,6 +39,12 @@ const (
 	// slightly old data, and reads keep working without a leader.
 	Stale
 	// Consistent makes the leader confirm leadership on every read.
+	// An agent with use_streaming_backend (Consul's default) ignores the
+	// mode for blocking queries: it answers them from its streaming
+	// view, which follows one server's state (and still says
+	// X-Consul-Effective-Consistency: consistent). A watch's first read,
+	// and its reads after an error or an index that went backwards, are
+	// never streamed, so they stay consistent.
 	Consistent
 )
 
@@ -185,12 +191,19 @@ func WithWarning() Option { return func(c *config) { c.includeWarning = true } }
 func WithConsistency(m Consistency) Option { return func(c *config) { c.consistency = m } }
 
 // WithAgentCache serves reads from the local agent's cache (?cached),
-// which shares one upstream query among all the agent's clients.
+// which shares one upstream query among all the agent's clients. With
+// use_streaming_backend (Consul's default) every cached read, the first
+// one included, comes from the agent's streaming view instead.
 func WithAgentCache() Option { return func(c *config) { c.cached = true } }
 
 // WithNear sorts results by round-trip time from node ("_agent" for the
 // local agent). Wayfinder sorts by ID afterwards, so this matters only to
 // which instances a Consul-side limit would keep.
+//
+// WithNear turns off Consul's streaming backend for every watch of the
+// Registry: an agent answers a query with near by a blocking RPC to a
+// server, one per watch and change, even with use_streaming_backend
+// (QueryBackends counts them as BlockingQuery).
 func WithNear(node string) Option { return func(c *config) { c.near = node } }
 
 // WithWait sets the blocking-query wait (DefaultWait; at most MaxWait).

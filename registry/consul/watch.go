@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -177,17 +178,23 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		_, _, err := r.query(ctx, w.service, dc, 0)
 		return err
 	}
+	// backend is the agent's X-Consul-Query-Backend of the last blocking
+	// query, logged when it changes.
+	backend := "none yet"
 	for {
 		if !lim.wait(ctx) {
 			return
 		}
 		type answer struct {
-			insts []registry.Instance
-			next  uint64
+			insts   []registry.Instance
+			next    uint64
+			backend string
 		}
+		// Only blocking and cached queries can be streamed.
+		blocking := index > 0 || (cfg.cached && !confirm)
 		ans, err := guard(ctx, r, func(qctx context.Context) (answer, error) {
-			insts, next, err := r.queryMode(qctx, w.service, dc, index, confirm)
-			return answer{insts, next}, err
+			insts, next, backend, err := r.queryMode(qctx, w.service, dc, index, confirm)
+			return answer{insts, next, backend}, err
 		})
 		insts, next := ans.insts, ans.next
 		if ctx.Err() != nil {
@@ -219,6 +226,14 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 			r.log.Info("consul: watch recovered", "service", w.service, "dc", dc, "after_failures", failures)
 		}
 		failures, lastKind = 0, ""
+		if blocking {
+			r.counters.countBackend(ans.backend)
+			if ans.backend != backend {
+				r.log.Debug("consul: the agent answers this watch's blocking queries with its query backend",
+					"service", w.service, "dc", dc, "query_backend", cmp.Or(ans.backend, "unreported"), "was", backend)
+				backend = ans.backend
+			}
+		}
 		if next < index {
 			r.counters.indexResets.Add(1)
 			if canConfirm && !confirm {

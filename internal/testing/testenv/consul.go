@@ -62,6 +62,15 @@ type ConsulOptions struct {
 	// NoWaitLeader returns as soon as the HTTP API answers, for cluster
 	// members whose leader appears only once enough of them run.
 	NoWaitLeader bool
+	// Client runs a client agent (neither -server nor -dev) with a data
+	// dir, which joins RetryJoin: the agent applications talk to, which
+	// forwards reads to the servers. Start returns once it knows the
+	// leader. Server must be false.
+	Client bool
+	// NoStreamingBackend sets use_streaming_backend = false: the agent
+	// answers blocking health queries with blocking RPCs to the servers
+	// instead of its streaming view (Consul's default is true).
+	NoStreamingBackend bool
 }
 
 // ConsulAgent is a Consul agent process started for a test.
@@ -102,7 +111,10 @@ func StartConsulWith(t testing.TB, o ConsulOptions) *ConsulAgent {
 		logFile: filepath.Join(dir, "agent.log"),
 		client:  &http.Client{Timeout: 2 * time.Second},
 	}
-	if o.Server {
+	if o.Server && o.Client {
+		t.Fatalf("testenv: ConsulOptions: Server and Client are exclusive")
+	}
+	if o.Server || o.Client {
 		a.DataDir = filepath.Join(dir, "data")
 		if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
 			t.Fatalf("testenv: %v", err)
@@ -142,6 +154,9 @@ func (a *ConsulAgent) config() string {
 		// Fast failure detection so that a stopped leader is replaced in
 		// a few seconds, as the dev agent's timing is.
 		fmt.Fprintf(&b, "performance { raft_multiplier = 1 }\n")
+	}
+	if a.opts.NoStreamingBackend {
+		b.WriteString("use_streaming_backend = false\n")
 	}
 	if t := a.opts.TLS; t != nil {
 		fmt.Fprintf(&b, "tls {\n defaults {\n  ca_file = %q\n  cert_file = %q\n  key_file = %q\n  verify_incoming = false\n }\n}\n", t.CAFile, t.CertFile, t.KeyFile)
@@ -196,13 +211,18 @@ func (a *ConsulAgent) Start(t testing.TB) {
 		t.Fatalf("testenv: consul %s already running", a.Name)
 	}
 	args := []string{"agent", "-config-file", a.cfgFile}
-	if a.opts.Server {
+	switch {
+	case a.opts.Server:
 		args = append(args, "-server", "-data-dir", a.DataDir, "-bootstrap-expect", fmt.Sprint(or0(a.opts.BootstrapExpect, 1)))
+	case a.opts.Client:
+		args = append(args, "-data-dir", a.DataDir)
+	default:
+		args = append(args, "-dev")
+	}
+	if a.opts.Server || a.opts.Client {
 		for _, j := range a.opts.RetryJoin {
 			args = append(args, "-retry-join", j, "-retry-interval", "1s")
 		}
-	} else {
-		args = append(args, "-dev")
 	}
 	log, err := os.OpenFile(a.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -321,6 +341,16 @@ func (a *ConsulAgent) Resume(t testing.TB) {
 	}
 	signalCont(a.cmd)
 	a.paused = false
+}
+
+// Pid is the agent's process ID, or 0 if it is not running.
+func (a *ConsulAgent) Pid() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
 }
 
 // Running reports whether the process is running.

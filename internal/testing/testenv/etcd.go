@@ -303,6 +303,16 @@ func (c *EtcdCluster) Leader(t testing.TB) *EtcdMember {
 	}
 }
 
+// Pid is the member's process ID, or 0 if it is not running.
+func (m *EtcdMember) Pid() int {
+	if !m.Running() {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd.Process.Pid
+}
+
 // Running reports whether the member's process is alive (it may be paused).
 func (m *EtcdMember) Running() bool {
 	m.mu.Lock()
