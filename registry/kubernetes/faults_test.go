@@ -134,9 +134,9 @@ func TestFaults(t *testing.T) {
 		return r
 	}
 	faultCache := func() *resolver.Cache {
-		// As in internal/testing/faults: the mass-removal guard shows
-		// sets the registry never had, by design; it has its own tests.
-		c := resolver.NewCache(resolver.WithLinger(0), resolver.WithMassRemovalGuard(0, 0, 0))
+		// As in internal/testing/faults: the default mass-removal
+		// guard, whose held sets the checker judges by what they keep.
+		c := resolver.NewCache(resolver.WithLinger(0))
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
@@ -203,7 +203,7 @@ func TestFaults(t *testing.T) {
 	truth := w.truth.Sets()
 	for _, c := range clients {
 		ev := c.rec.Events()
-		if err := faults.Check(ev, truth); err != nil {
+		if err := faults.Check(ev, truth, resolver.DefaultGuardHold); err != nil {
 			t.Errorf("client %s: %v\nhistory: %v\ntruth: %v", c.name, err, ev, truth)
 		}
 	}
