@@ -90,7 +90,10 @@ func (r *Registry) Status(inst registry.Instance) Status {
 
 // Register implements registry.Registrar. It validates inst, starts the
 // instance's reconcile loop and returns the result of the first
-// attempt. The loop keeps running whatever that result: after an error
+// attempt: the registration and, with a TTL check, its first heartbeat,
+// which is what makes the agent persist the check's state, so that an
+// agent restarted at any time after Register returns restores the
+// instance passing. The loop keeps running whatever that result: after an error
 // it retries with backoff, so a server started while its agent is down
 // appears once the agent is back. Deregister or Close stops it.
 // Registering the same instance again replaces the registration.
@@ -308,12 +311,14 @@ func (g *registration) run(ctx context.Context) {
 			}
 			continue
 		}
-		report(nil)
 		failures = 0
 		if afterRegister = beatNow; beatNow {
+			// Register returns after this beat, not before: until it,
+			// an agent restart would restore the check as critical.
 			beatNow = false
 			continue
 		}
+		report(nil)
 		// Up to 20% early, so that instances registered together do
 		// not heartbeat together.
 		if !r.sleepOrRecovered(ctx, interval-rand.N(interval/5+1)) {
