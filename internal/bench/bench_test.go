@@ -141,11 +141,9 @@ func TestRunMemory(t *testing.T) {
 	metric(t, rep, "scale", "memory", "200_instances", "register_p50_ms")
 
 	// The report round-trips and its charts are well-formed XML.
-	dir := t.TempDir()
-	md := filepath.Join(dir, "benchmarks.md")
-	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
-		t.Fatalf("Write = %v", err)
-	}
+	dir := checkReport(t, rep, []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg",
+		"- ring_hash_experimental: `{\"ring_hash_experimental\":{\"requestHashHeader\":\"x-bench-key\"}}`; outside xDS"},
+		"propagation.svg", "idle_load.svg", "picker.svg", "alternatives.svg", "rolling_restart.svg", "slow_backend.svg")
 	b, err := os.ReadFile(filepath.Join(dir, "benchmarks", "report.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -157,17 +155,28 @@ func TestRunMemory(t *testing.T) {
 	if len(back.Results) != len(rep.Results) || back.Machine.Cores == 0 || back.Machine.GoVersion == "" {
 		t.Errorf("report.json: %d results (want %d), machine %+v", len(back.Results), len(rep.Results), back.Machine)
 	}
+}
+
+// checkReport writes rep into a temporary directory, which it returns,
+// and checks that benchmarks.md holds every string of wants and that
+// each named chart is an SVG document.
+func checkReport(t *testing.T, rep *Report, wants []string, charts ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	md := filepath.Join(dir, "benchmarks.md")
+	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
 	page, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg",
-		"- ring_hash_experimental: `{\"ring_hash_experimental\":{\"requestHashHeader\":\"x-bench-key\"}}`; outside xDS"} {
+	for _, want := range wants {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("benchmarks.md lacks %q", want)
 		}
 	}
-	for _, name := range []string{"propagation.svg", "idle_load.svg", "picker.svg", "alternatives.svg", "rolling_restart.svg", "slow_backend.svg"} {
+	for _, name := range charts {
 		svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", name))
 		if err != nil {
 			t.Errorf("chart %s: %v", name, err)
@@ -178,6 +187,7 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("chart %s is not an SVG document: %v", name, err)
 		}
 	}
+	return dir
 }
 
 // TestRunEtcd runs the scenarios that touch the registry most against a

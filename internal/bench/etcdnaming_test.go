@@ -1,10 +1,6 @@
 package bench
 
 import (
-	"encoding/xml"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -101,26 +97,5 @@ func checkEtcdNaming(t *testing.T, rep *Report, cfg Config) {
 // its chart, from rep.
 func checkEtcdNamingReport(t *testing.T, rep *Report) {
 	t.Helper()
-	dir := t.TempDir()
-	md := filepath.Join(dir, "benchmarks.md")
-	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
-		t.Fatalf("Write = %v", err)
-	}
-	page, err := os.ReadFile(md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"## 9. Against etcd's own naming resolver", "| watches on etcd per service |", "benchmarks/etcd_naming.svg", "etcd's naming resolver ("} {
-		if !strings.Contains(string(page), want) {
-			t.Errorf("benchmarks.md lacks %q", want)
-		}
-	}
-	svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", "etcd_naming.svg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct{ XMLName xml.Name }
-	if err := xml.Unmarshal(svg, &doc); err != nil || doc.XMLName.Local != "svg" {
-		t.Errorf("etcd_naming.svg is not an SVG document: %v", err)
-	}
+	checkReport(t, rep, []string{"## 9. Against etcd's own naming resolver", "| watches on etcd per service |", "benchmarks/etcd_naming.svg", "etcd's naming resolver ("}, "etcd_naming.svg")
 }

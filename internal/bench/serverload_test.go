@@ -1,10 +1,6 @@
 package bench
 
 import (
-	"encoding/xml"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -46,31 +42,8 @@ func TestRunServerLoad(t *testing.T) {
 		t.Errorf("server_load consul_blocking_query: %v streaming and %v blocking-query answers, want only blocking-query", s, b)
 	}
 
-	dir := t.TempDir()
-	md := filepath.Join(dir, "benchmarks.md")
-	if err := rep.Write(filepath.Join(dir, "benchmarks"), md); err != nil {
-		t.Fatalf("Write = %v", err)
-	}
-	page, err := os.ReadFile(md)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"## 10. Load on the registry servers", "| Consul, streaming | under change |", "| etcd | idle |", "benchmarks/server_load_bytes.svg"} {
-		if !strings.Contains(string(page), want) {
-			t.Errorf("benchmarks.md lacks %q", want)
-		}
-	}
-	for _, name := range []string{"server_load_bytes.svg", "server_load_cpu.svg"} {
-		svg, err := os.ReadFile(filepath.Join(dir, "benchmarks", name))
-		if err != nil {
-			t.Errorf("chart %s: %v", name, err)
-			continue
-		}
-		var doc struct{ XMLName xml.Name }
-		if err := xml.Unmarshal(svg, &doc); err != nil || doc.XMLName.Local != "svg" {
-			t.Errorf("chart %s is not an SVG document: %v", name, err)
-		}
-	}
+	checkReport(t, rep, []string{"## 10. Load on the registry servers", "| Consul, streaming | under change |", "| etcd | idle |", "benchmarks/server_load_bytes.svg"},
+		"server_load_bytes.svg", "server_load_cpu.svg")
 }
 
 func TestParseSS(t *testing.T) {
