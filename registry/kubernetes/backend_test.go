@@ -273,6 +273,9 @@ func TestRBACDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = a.rbac.Roles("default").Delete(context.Background(), "services-only", metav1.DeleteOptions{})
+	})
 	_, err = a.rbac.RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "services-only"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "services-only"},
@@ -281,6 +284,9 @@ func TestRBACDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = a.rbac.RoleBindings("default").Delete(context.Background(), "services-only", metav1.DeleteOptions{})
+	})
 	// RBAC changes reach the authorizer through its informers.
 	var lerr error
 	for ctx.Err() == nil {

@@ -111,6 +111,20 @@ func (a admin) createService(t testing.TB, name string) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create Service %s: %v", name, err)
 	}
+	// Gone with the test, its slices too: the API server lives as long as
+	// the package, and a test run again (-count) must not find the last
+	// run's slices or a Service the test changed.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sel := metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name}
+		if err := a.slices.EndpointSlices("default").DeleteCollection(ctx, metav1.DeleteOptions{}, sel); err != nil {
+			t.Errorf("delete the slices of %s: %v", name, err)
+		}
+		if err := a.core.Services("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete Service %s: %v", name, err)
+		}
+	})
 }
 
 // putSlice creates or replaces a slice of service, as the controller would.
