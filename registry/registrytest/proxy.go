@@ -1,7 +1,6 @@
 package registrytest
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -10,15 +9,18 @@ import (
 // Proxy is a TCP proxy on loopback in front of a real registry server,
 // for harnesses whose Outage is a partition: Cut closes every connection
 // through it and drops new ones, leaving the server and what it holds
-// alone, until Restore.
+// alone, until Restore. Freeze makes it a registry that accepts
+// connections and never answers, until Thaw.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex // guards cut and conns
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex // guards cut, conns, frozen and thaw
+	cut    bool
+	conns  map[net.Conn]struct{}
+	frozen bool
+	thaw   chan struct{} // closed by Thaw; waited on while frozen
+	wg     sync.WaitGroup
 }
 
 // NewProxy starts a proxy to target (host:port) on 127.0.0.1. It is
@@ -60,9 +62,43 @@ func (p *Proxy) Restore() {
 	p.mu.Unlock()
 }
 
+// Freeze holds every byte in both directions, on open connections and on
+// new ones, which are accepted and never dialled through: to its clients
+// the registry is a process that accepts connections and never answers
+// (a frozen or wedged server). Nothing is dropped: Thaw delivers what was
+// held, as a thawed process would read it.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.frozen {
+		p.frozen, p.thaw = true, make(chan struct{})
+	}
+}
+
+// Thaw ends a Freeze.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frozen {
+		p.frozen = false
+		close(p.thaw)
+	}
+}
+
+// gate waits while the proxy is frozen.
+func (p *Proxy) gate() {
+	p.mu.Lock()
+	frozen, thaw := p.frozen, p.thaw
+	p.mu.Unlock()
+	if frozen {
+		<-thaw
+	}
+}
+
 func (p *Proxy) close() {
 	p.ln.Close()
 	p.Cut()
+	p.Thaw()
 	p.wg.Wait()
 }
 
@@ -100,6 +136,7 @@ func (p *Proxy) untrack(c net.Conn) {
 
 func (p *Proxy) serve(c net.Conn) {
 	defer p.untrack(c)
+	p.gate()
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return
@@ -111,10 +148,27 @@ func (p *Proxy) serve(c net.Conn) {
 	defer p.untrack(up)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		io.Copy(up, c)
+		p.pipe(up, c)
 		up.Close()
 	})
-	io.Copy(c, up)
+	p.pipe(c, up)
 	c.Close()
 	wg.Wait()
+}
+
+// pipe copies src to dst, holding each read while the proxy is frozen.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.gate()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

@@ -54,6 +54,36 @@ type Staller interface {
 	Stall(t *testing.T) (restore func())
 }
 
+// Freezer is an interface of a Harness whose registry can be frozen for
+// the clients NewRegistry returned: it accepts their connections and never
+// answers (a Proxy's Freeze for backends on TCP, an outage switch for
+// memory), until restore. The suite then checks that Register,
+// Deregister, Lookup and Services, called with a context without a
+// deadline, each return within FrozenBound with an error wrapping
+// registry.ErrUnavailable that names Addr and says why; that a watch
+// reports the outage within the bound; and that nothing is lost once the
+// registry answers again.
+type Freezer interface {
+	Freeze(t *testing.T) (restore func())
+	// FrozenBound is the longest the backend documents for a call with
+	// no deadline of its own against a registry that does not answer.
+	FrozenBound() time.Duration
+	// Addr is how the backend's errors name the registry that
+	// NewRegistry's clients use, secrets redacted, such as
+	// "consul://127.0.0.1:41234".
+	Addr() string
+}
+
+// NewFrozenListener returns the address of a loopback listener that
+// accepts connections and never answers, for tests of what a client
+// says about a frozen registry. It is closed when t ends.
+func NewFrozenListener(t testing.TB) string {
+	t.Helper()
+	p := NewProxy(t, "127.0.0.1:0") // frozen before any dial; never dials once closed
+	p.Freeze()
+	return p.Addr()
+}
+
 // Option configures RunConformanceTests.
 type Option func(*suite)
 
