@@ -497,7 +497,12 @@ func testBinary(t *testing.T, url, env, envURL, deadURL, deadSays string) {
 		deadTarget = base + "/hello?" + query
 	}
 	for _, args := range [][]string{{"services", deadURL}, {"instances", deadTarget}, {"call", deadTarget, "SayHello"}} {
-		if _, errOut, code := c.run(args...); code != 1 || !strings.Contains(errOut, "registry: unavailable") || !strings.Contains(errOut, "hint: "+deadSays) {
+		_, errOut, code := c.run(args...)
+		// The error is registry.ErrUnavailable's text, or a
+		// registry.UnavailableError's, which says the connection was refused.
+		unavailable := strings.Contains(errOut, "registry: unavailable") ||
+			strings.Contains(errOut, "connection refused (is the registry running at that address?)")
+		if code != 1 || !unavailable || !strings.Contains(errOut, "hint: "+deadSays) {
 			t.Errorf("wayfinder %q = %d %q", args, code, errOut)
 		}
 	}

@@ -63,15 +63,47 @@
 //
 // # Errors
 //
-// Network and server failures wrap registry.ErrUnavailable and the etcd
-// client's error, so errors.Is works with both (rpctypes.ErrAuthFailed for
-// a wrong password). Register returns once the instance is written; if its
-// context ends first, it returns an error but the instance stays
-// scheduled, and the keeper writes it when etcd is back (Deregister
-// cancels that). Credential errors are returned at once. Deregister is
-// idempotent and returns when its context ends even if etcd is
-// unreachable; the delete then stays pending. After Close every method
-// returns registry.ErrClosed.
+// Every call that talks to etcd is bounded: by the caller's deadline,
+// else by the timeout (WithTimeout, ?timeout=, DefaultTimeout 5s). A
+// watch's Next reports a cluster that does not answer within the
+// liveness bound (WithUnavailableAfter, DefaultUnavailableAfter 10s;
+// its checks run every quarter of it), and its listing is bounded by the
+// smaller of the two. A failure to use etcd is a *registry.UnavailableError,
+// which wraps registry.ErrUnavailable and the etcd client's error (so
+// errors.Is works with both, rpctypes.ErrAuthFailed for a wrong
+// password). It names the cluster as "etcd://" and the endpoints'
+// addresses, and the operation, and its Cause says which failure it is:
+//
+//	CauseRefused      every endpoint refused the connection, or accepted
+//	                  it and closed it before answering; at once
+//	CauseNotRegistry  an endpoint answered, but not as etcd (HTTP/1, an
+//	                  HTTP status such as 404, a gRPC server without
+//	                  etcd's services); at once
+//	CauseNoAnswer     nothing answered within the bound (a frozen member,
+//	                  a dropped network); at the bound, which it states
+//	CauseServer       etcd answered with an error of its own (no leader,
+//	                  a denial, bad credentials)
+//
+// For example:
+//
+//	etcd://127.0.0.1:2379: lookup "hello": connection refused (is the registry running at that address?): dial tcp 127.0.0.1:2379: connect: connection refused
+//	etcd://127.0.0.1:8080: lookup "hello": answered, but not as this kind of registry does (a wrong address or port?): 127.0.0.1:8080 answered "HTTP/1.1 404 Not Found", an HTTP/1 response, not etcd's gRPC
+//	etcd://127.0.0.1:2379: lookup "hello": no answer within 5s (...): context deadline exceeded
+//
+// Refusals and answers that are not etcd's are seen by the client's
+// dialer, which New installs; a Registry over NewFromClient's client, or
+// one given its own dialer with WithDialOptions, reports those at the
+// bound, as no answer.
+//
+// Register returns once the instance is written. If it returns an error
+// first, the instance stays scheduled, and the error says so: the keeper
+// writes it when etcd answers, unless Deregister cancels it (a process
+// that starts while etcd is down still appears when etcd comes back).
+// Credential errors and answers that are not etcd's are returned at once.
+// Deregister is idempotent; if it returns an error, the delete stays
+// pending and is made when etcd answers. A caller's cancellation is
+// returned as context.Canceled, not as ErrUnavailable. After Close every
+// method returns registry.ErrClosed.
 //
 // # Concurrency
 //

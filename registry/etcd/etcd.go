@@ -93,6 +93,9 @@ func newFromOptions(endpoints []string, o options) (*Registry, error) {
 	if user != "" && pass == "" {
 		return nil, fmt.Errorf("etcd: user %q has no password; set %s or use WithAuth", user, EnvPassword)
 	}
+	// The dialer watches every connection, so that calls can fail at once
+	// when every endpoint refuses or is not etcd (reach.go).
+	rc := newReach(endpoints)
 	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: o.timeout,
@@ -106,6 +109,7 @@ func newFromOptions(endpoints []string, o options) (*Registry, error) {
 		Password:             pass,
 		Logger:               zap.NewNop(),
 		DialOptions: append([]grpc.DialOption{
+			grpc.WithContextDialer(rc.dial),
 			// gRPC's default reconnect backoff grows to 2 min; a registry
 			// client should find a recovered cluster within seconds.
 			grpc.WithConnectParams(grpc.ConnectParams{
@@ -115,6 +119,7 @@ func newFromOptions(endpoints []string, o options) (*Registry, error) {
 		}, o.dialOptions...),
 	}
 	r := newRegistry(o, true)
+	r.name, r.reach = clusterName(endpoints), rc
 	if user == "" {
 		// Without credentials clientv3.New does no I/O.
 		cli, err := clientv3.New(cfg)
@@ -150,6 +155,7 @@ func NewFromClient(cli *clientv3.Client, opts ...Option) (*Registry, error) {
 		return nil, err
 	}
 	r := newRegistry(o, false)
+	r.name = clusterName(cli.Endpoints())
 	r.setClient(cli)
 	return r, nil
 }
@@ -165,6 +171,8 @@ type Registry struct {
 	unregisterMetrics func()
 	opts              options
 	ownClient         bool
+	name              string // "etcd://" and the endpoints, for errors
+	reach             *reach // the dialer's view; nil over NewFromClient's client
 	log               *slog.Logger
 
 	ctx    context.Context // cancelled by Close; parent of every goroutine
@@ -331,15 +339,6 @@ func (r *Registry) key(service, id string) string { return r.servicePrefix(servi
 // opCtx bounds one background request.
 func (r *Registry) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.ctx, r.opts.timeout)
-}
-
-// callCtx adds the default timeout to a caller's context without a
-// deadline, so that a call never hangs on an unreachable cluster.
-func (r *Registry) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, r.opts.timeout)
 }
 
 func (r *Registry) isClosed() bool { return r.ctx.Err() != nil }

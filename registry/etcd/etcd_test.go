@@ -29,16 +29,36 @@ func TestMain(m *testing.M) {
 }
 
 // harness gives the suite clients of a real etcd through a proxy, whose
-// cut is the outage: a partition, with the member and its leases left
-// as they were.
+// cut is the outage (a partition, with the member and its leases left as
+// they were, and, to the clients, a refusal: registrytest.Refuser) and
+// whose freeze is a member that accepts connections and never answers
+// (registrytest.Freezer).
 type harness struct {
 	srv   *testenv.EtcdMember
 	proxy *registrytest.Proxy
 }
 
+// frozenBound is the harness clients' timeout and liveness bound: the
+// longest a call without a deadline, or a watch, waits for a frozen etcd.
+const frozenBound = 2 * time.Second
+
 func (h harness) NewRegistry(t *testing.T) registry.Registry {
-	return newRegistry(t, []string{h.proxy.Addr()})
+	return newRegistry(t, []string{h.proxy.Addr()}, etcd.WithTimeout(frozenBound), etcd.WithUnavailableAfter(frozenBound))
 }
+
+func (h harness) Freeze(*testing.T) func() {
+	h.proxy.Freeze()
+	return h.proxy.Thaw
+}
+
+func (h harness) Refuse(*testing.T) func() {
+	h.proxy.Cut()
+	return h.proxy.Restore
+}
+
+func (h harness) FrozenBound() time.Duration { return frozenBound }
+
+func (h harness) Addr() string { return "etcd://" + h.proxy.Addr() }
 
 func (h harness) NewOutsideRegistry(t *testing.T) registry.Registry {
 	return newRegistry(t, []string{h.srv.Endpoint()})

@@ -55,8 +55,11 @@ func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = pre
 // seconds; etcd may raise it to its minimum (about 1.5 election timeouts).
 func WithTTL(ttl time.Duration) Option { return func(o *options) { o.ttl = ttl } }
 
-// WithTimeout bounds each request the background loops make, and calls
-// whose context has no deadline.
+// WithTimeout bounds each request the background loops make, and every
+// call (Register, Deregister, Lookup, Services, a watch's listing) whose
+// context has no deadline (DefaultTimeout). A call whose endpoints all
+// refuse, or answer as something other than etcd, returns at once. See
+// "Failures" in the package doc.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithUnavailableAfter bounds how long a watch may go without hearing

@@ -153,7 +153,7 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	return r.await(ctx, "register "+inst.String(), func() bool {
 		cur := r.entries[key]
 		return cur != e || cur.gen != gen || cur.synced
-	}, nil)
+	}, nil, "the instance stays scheduled: the keeper writes it once etcd answers, unless Deregister cancels it")
 }
 
 // Deregister implements registry.Registrar. It deletes the key, whoever
@@ -182,11 +182,17 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 	r.startKeeperLocked()
 	r.mu.Unlock()
 	r.wake()
-	return r.await(ctx, "deregister "+inst.String(), nil, op.done)
+	return r.await(ctx, "deregister "+inst.String(), nil, op.done, "the delete stays pending: the keeper makes it once etcd answers")
 }
 
-// await waits until cond holds (checked under mu) or done is closed.
-func (r *Registry) await(ctx context.Context, what string, cond func() bool, done <-chan struct{}) error {
+// await waits until cond holds (checked under mu) or done is closed, for
+// the call op, within the caller's deadline, else the timeout. It returns
+// at once when every endpoint refuses or is not etcd, or when the
+// keeper's last error is one that waiting will not fix (credentials, not
+// etcd). Its error ends with pending, what becomes of the request.
+func (r *Registry) await(ctx context.Context, op string, cond func() bool, done <-chan struct{}, pending string) error {
+	c := r.startCall(ctx, op, r.opts.timeout)
+	defer c.end()
 	for {
 		r.mu.Lock()
 		ok := cond != nil && cond()
@@ -195,26 +201,40 @@ func (r *Registry) await(ctx context.Context, what string, cond func() bool, don
 		if ok {
 			return nil
 		}
-		if permanent(lastErr) {
-			// Retrying will not fix credentials; say so now rather than at
-			// the deadline. The keeper still retries, in case they change
-			// on the server.
-			return fmt.Errorf("etcd: %s: %w: %w", what, registry.ErrUnavailable, lastErr)
+		if permanent(lastErr) || classify(lastErr) == registry.CauseNotRegistry {
+			// Retrying will not fix credentials or the address; say so
+			// now rather than at the deadline. The keeper still retries,
+			// in case they change on the server.
+			return c.fail(&stillPending{lastErr, pending})
 		}
 		select {
 		case <-done:
 			return nil
 		case <-ch:
-		case <-ctx.Done():
-			if lastErr != nil {
-				return fmt.Errorf("etcd: %s: %w: %w (%w); the keeper keeps trying", what, registry.ErrUnavailable, lastErr, ctx.Err())
+		case <-c.ctx.Done():
+			if c.parent.Err() == context.Canceled {
+				return fmt.Errorf("etcd: %s: %w; %s", op, context.Canceled, pending)
 			}
-			return fmt.Errorf("etcd: %s: %w; the keeper keeps trying", what, ctx.Err())
+			err := c.ctx.Err()
+			if lastErr != nil {
+				err = lastErr
+			}
+			return c.fail(&stillPending{err, pending})
 		case <-r.ctx.Done():
-			return fmt.Errorf("etcd: %s: %w", what, registry.ErrClosed)
+			return fmt.Errorf("etcd: %s: %w", op, registry.ErrClosed)
 		}
 	}
 }
+
+// stillPending is the error of a Register or Deregister that returned
+// before etcd answered: it says what becomes of the request.
+type stillPending struct {
+	err     error
+	pending string
+}
+
+func (e *stillPending) Error() string { return e.err.Error() + "; " + e.pending }
+func (e *stillPending) Unwrap() error { return e.err }
 
 // keeper is the state owned by the keep goroutine.
 type keeper struct {

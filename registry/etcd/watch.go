@@ -29,18 +29,15 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if err := registry.ValidateService(service); err != nil {
 		return nil, err
 	}
-	ctx, cancel := r.callCtx(ctx)
-	defer cancel()
-	cli, err := r.client(ctx)
+	c := r.startCall(ctx, fmt.Sprintf("lookup %q", service), r.opts.timeout)
+	defer c.end()
+	cli, err := r.client(c.ctx)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: lookup %q: %w", service, err)
+		return nil, c.fail(err)
 	}
-	resp, err := cli.Get(ctx, r.servicePrefix(service), clientv3.WithPrefix())
+	resp, err := cli.Get(c.ctx, r.servicePrefix(service), clientv3.WithPrefix())
 	if err != nil {
-		if r.isClosed() {
-			return nil, fmt.Errorf("etcd: lookup %q: %w", service, registry.ErrClosed)
-		}
-		return nil, fmt.Errorf("etcd: lookup %q: %w: %w", service, registry.ErrUnavailable, err)
+		return nil, c.fail(err)
 	}
 	set := r.decodeAll(service, resp.Kvs)
 	return sorted(set), nil
@@ -129,6 +126,9 @@ type watcher struct {
 	feed    *driver.Watcher
 }
 
+// op names the watch in errors.
+func (w *watcher) op() string { return fmt.Sprintf("watch %q", w.service) }
+
 // publish feeds set, read at revision rev.
 func (w *watcher) publish(set map[string]registry.Instance, rev int64) {
 	w.feed.Set(sorted(set), strconv.FormatInt(rev, 10))
@@ -161,20 +161,22 @@ func (w *watcher) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			w.fail(fmt.Errorf("etcd: watch %q: %w", w.service, err))
+			w.fail(r.unavailable(w.op(), 0, err))
 			w.pause(ctx, bo.Next())
 			continue
 		}
 		if list {
-			// The liveness bound holds for the list too.
-			lctx, cancel := context.WithTimeout(ctx, min(r.opts.timeout, r.opts.liveness))
-			resp, err := cli.Get(lctx, w.prefix, clientv3.WithPrefix())
-			cancel()
+			// The liveness bound holds for the list too, and it fails at
+			// once when every endpoint refuses or is not etcd.
+			c := r.startCall(ctx, w.op(), min(r.opts.timeout, r.opts.liveness))
+			resp, err := cli.Get(c.ctx, w.prefix, clientv3.WithPrefix())
+			err = c.fail(err)
+			c.end()
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				w.fail(fmt.Errorf("etcd: watch %q: list: %w: %w", w.service, registry.ErrUnavailable, err))
+				w.fail(err)
 				w.pause(ctx, bo.Next())
 				continue
 			}
@@ -195,8 +197,11 @@ func (w *watcher) run(ctx context.Context) {
 			r.log.Info("etcd: watch ended; watching again", "service", w.service, "rev", rev, "err", err)
 			bo.Reset()
 			continue
+		case errors.Is(err, errSilent):
+			w.fail(r.unavailable(w.op(), r.opts.liveness, err))
+			w.pause(ctx, bo.Next())
 		default:
-			w.fail(fmt.Errorf("etcd: watch %q: %w: %w", w.service, registry.ErrUnavailable, err))
+			w.fail(r.unavailable(w.op(), 0, err))
 			w.pause(ctx, bo.Next())
 		}
 		r.stats.relists.Add(1)
@@ -323,19 +328,16 @@ func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
 // large registries; a key that is not <prefix>/<service>/<id> with a
 // valid service name is ignored here (Lookup reports bad values).
 func (r *Registry) Services(ctx context.Context) ([]string, error) {
-	ctx, cancel := r.callCtx(ctx)
-	defer cancel()
-	cli, err := r.client(ctx)
+	c := r.startCall(ctx, "services", r.opts.timeout)
+	defer c.end()
+	cli, err := r.client(c.ctx)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: services: %w", err)
+		return nil, c.fail(err)
 	}
 	root := r.root()
-	resp, err := cli.Get(ctx, root, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := cli.Get(c.ctx, root, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		if r.isClosed() {
-			return nil, fmt.Errorf("etcd: services: %w", registry.ErrClosed)
-		}
-		return nil, fmt.Errorf("etcd: services: %w: %w", registry.ErrUnavailable, err)
+		return nil, c.fail(err)
 	}
 	seen := map[string]bool{}
 	for _, kv := range resp.Kvs {

@@ -11,9 +11,23 @@
 //
 // # Errors
 //
-// Store.SetOutage makes a store behave like an unreachable registry, so
-// that clients' handling of registry failures can be exercised for real:
-// every call fails with an error wrapping registry.ErrUnavailable.
+// The store is in the process: no call waits for anything but the
+// store's lock, so every call is bounded without a deadline.
+//
+// Store.SetOutage (or Registry.SetOutage, for one client) makes a store
+// behave like an unreachable registry, so that clients' handling of
+// registry failures can be exercised for real: every call fails at once
+// with a *registry.UnavailableError, which wraps registry.ErrUnavailable
+// and the error given to SetOutage, and watchers report it. It names the
+// store as its URL ("mem://", "mem://name"; a NewStore store is
+// PrivateName), and its Cause is read from that error as a network
+// error's would be (driver.Classify): syscall.ECONNREFUSED simulates a
+// refused connection (CauseRefused), os.ErrDeadlineExceeded or
+// context.DeadlineExceeded a registry that accepts connections and never
+// answers (CauseNoAnswer, reported at once: the simulation does not make
+// the caller wait out a bound), anything else is CauseUnknown:
+//
+//	mem://orders: lookup "hello": no answer (...): i/o timeout
 //
 // # Concurrency
 //

@@ -61,7 +61,8 @@ func OpenURL(u *url.URL) (*Registry, error) {
 type Store struct {
 	mu       sync.Mutex
 	services map[string]*service
-	down     error // non-nil while an outage is simulated
+	down     error  // the cause given to SetOutage while an outage is simulated
+	name     string // how errors name the store; set before the store is shared
 }
 
 type service struct {
@@ -74,8 +75,23 @@ type service struct {
 	watchers map[*driver.Watcher]*Registry // and the client that opened each
 }
 
-// NewStore returns an empty store.
-func NewStore() *Store { return &Store{services: map[string]*service{}} }
+// NewStore returns an empty store, private to its caller. Errors name it
+// PrivateName.
+func NewStore() *Store { return &Store{services: map[string]*service{}, name: PrivateName} }
+
+// PrivateName is how errors name a store made by NewStore, which no URL
+// opens.
+const PrivateName = "mem:(private store)"
+
+// Name returns how errors name the store: its URL, "mem://" for the
+// default store and "mem://name" for Named("name"), or PrivateName.
+func (s *Store) Name() string { return s.name }
+
+// unavailable is the error of a call made during a simulated outage
+// whose cause is down (see SetOutage).
+func (s *Store) unavailable(op string, down error) error {
+	return &registry.UnavailableError{Registry: s.name, Op: op, Cause: driver.Classify(down), Err: down}
+}
 
 var (
 	namedMu sync.Mutex
@@ -90,6 +106,7 @@ func Named(name string) *Store {
 	s, ok := named[name]
 	if !ok {
 		s = NewStore()
+		s.name = Scheme + "://" + name
 		named[name] = s
 	}
 	return s
@@ -133,18 +150,22 @@ func (sv *service) feed() {
 }
 
 // SetOutage makes the store behave like an unreachable registry while err
-// is non-nil: every call fails with an error wrapping both
-// registry.ErrUnavailable and err, and watchers report it, once per
-// call: each call is a new failure, as a registry's that changes kind
-// would be. SetOutage(nil)
-// ends the outage. It exists so that clients' handling of registry
-// failures can be exercised with the embedded backend.
+// is non-nil: every call fails at once with a *registry.UnavailableError
+// that names the store (Name) and wraps registry.ErrUnavailable and err,
+// and watchers report it, once per call: each call is a new failure, as
+// a registry's that changes kind would be. SetOutage(nil) ends the
+// outage. It exists so that clients' handling of registry failures can be
+// exercised with the embedded backend.
+//
+// The error's Cause is read from err as driver.Classify reads a network
+// error: a refused connection (syscall.ECONNREFUSED) is CauseRefused, a
+// deadline or timeout (os.ErrDeadlineExceeded, context.DeadlineExceeded)
+// is CauseNoAnswer, a *registry.UnavailableError keeps its Cause, and
+// anything else is CauseUnknown. The store has nothing to wait for, so a
+// simulated "no answer" is reported at once, with no Bound.
 func (s *Store) SetOutage(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("%w: memory: %w", registry.ErrUnavailable, err)
-	}
 	s.down = err
 	for _, sv := range s.services {
 		if err == nil {
@@ -152,7 +173,7 @@ func (s *Store) SetOutage(err error) {
 			continue
 		}
 		for w := range sv.watchers {
-			w.NewOutage(fmt.Errorf("memory: watch %q: %w", w.Service(), err))
+			w.NewOutage(s.unavailable(fmt.Sprintf("watch %q", w.Service()), err))
 		}
 	}
 }
@@ -183,7 +204,7 @@ func New() *Registry { return NewStore().Open() }
 // Store returns the store the client uses.
 func (r *Registry) Store() *Store { return r.store }
 
-func (r *Registry) check(ctx context.Context) error {
+func (r *Registry) check(ctx context.Context, op string) error {
 	select {
 	case <-r.done:
 		return fmt.Errorf("memory: %w", registry.ErrClosed)
@@ -192,7 +213,10 @@ func (r *Registry) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return r.downLocked()
+	if down := r.downLocked(); down != nil {
+		return r.store.unavailable(op, down)
+	}
+	return nil
 }
 
 // downLocked returns the outage this client sees, the store's or its
@@ -205,17 +229,16 @@ func (r *Registry) downLocked() error {
 }
 
 // SetOutage cuts this client alone off from the store while err is
-// non-nil, as a network partition would: its calls fail with an error
-// wrapping registry.ErrUnavailable and err, and its watchers report it,
-// while other clients of the store go on working. SetOutage(nil) ends
-// it. The conformance suite uses it for its outage cases.
+// non-nil, as a network partition would: its calls fail with a
+// *registry.UnavailableError wrapping registry.ErrUnavailable and err,
+// with the Cause read from err as Store.SetOutage does, and its watchers
+// report it, while other clients of the store go on working.
+// SetOutage(nil) ends it. The conformance suite uses it for its outage
+// cases.
 func (r *Registry) SetOutage(err error) {
 	s := r.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("%w: memory: %w", registry.ErrUnavailable, err)
-	}
 	r.down = err
 	for _, sv := range s.services {
 		set, idx := sv.snapshot(), strconv.FormatUint(sv.version, 10)
@@ -223,7 +246,7 @@ func (r *Registry) SetOutage(err error) {
 			switch {
 			case owner != r:
 			case err != nil:
-				w.NewOutage(fmt.Errorf("memory: watch %q: %w", w.Service(), err))
+				w.NewOutage(s.unavailable(fmt.Sprintf("watch %q", w.Service()), err))
 			case s.down == nil:
 				w.Set(set, idx)
 			}
@@ -236,7 +259,7 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
-	return r.do(ctx, func(s *Store) error {
+	return r.do(ctx, "register "+inst.String(), func(s *Store) error {
 		sv := s.svc(inst.Service)
 		if old, ok := sv.instances[inst.ID]; ok && old.Equal(inst) {
 			return nil // keeps the original Registered stamp
@@ -251,11 +274,11 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 
 // do runs f under the store's lock, once the client is known to be open
 // and reachable.
-func (r *Registry) do(ctx context.Context, f func(s *Store) error) error {
+func (r *Registry) do(ctx context.Context, op string, f func(s *Store) error) error {
 	s := r.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := r.check(ctx); err != nil {
+	if err := r.check(ctx, op); err != nil {
 		return err
 	}
 	return f(s)
@@ -266,7 +289,7 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 	if err := registry.ValidateService(inst.Service); err != nil {
 		return err
 	}
-	return r.do(ctx, func(s *Store) error {
+	return r.do(ctx, "deregister "+inst.String(), func(s *Store) error {
 		sv := s.svc(inst.Service)
 		if _, ok := sv.instances[inst.ID]; !ok {
 			return nil
@@ -283,7 +306,7 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 		return nil, err
 	}
 	var out []registry.Instance
-	err := r.do(ctx, func(s *Store) error {
+	err := r.do(ctx, fmt.Sprintf("lookup %q", service), func(s *Store) error {
 		out = s.svc(service).snapshot()
 		return nil
 	})
@@ -325,7 +348,7 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	sv := s.svc(service)
 	sv.watchers[w] = r
 	if down := r.downLocked(); down != nil {
-		w.Fail(fmt.Errorf("memory: watch %q: %w", service, down))
+		w.Fail(s.unavailable(fmt.Sprintf("watch %q", service), down))
 	} else {
 		w.Set(sv.snapshot(), strconv.FormatUint(sv.version, 10))
 	}
@@ -347,7 +370,7 @@ func (r *Registry) Close() error {
 // Services implements registry.ServiceLister.
 func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	var out []string
-	err := r.do(ctx, func(s *Store) error {
+	err := r.do(ctx, "services", func(s *Store) error {
 		for name, sv := range s.services {
 			if len(sv.instances) > 0 {
 				out = append(out, name)

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -35,12 +39,15 @@ func (h *harness) NewRegistry(*testing.T) registry.Registry {
 
 func (h *harness) NewOutsideRegistry(*testing.T) registry.Registry { return h.store.Open() }
 
-func (h *harness) Outage(*testing.T) func() {
+func (h *harness) Outage(*testing.T) func() { return h.outage(errors.New("partitioned")) }
+
+// outage cuts off every client NewRegistry returned with cause.
+func (h *harness) outage(cause error) func() {
 	h.mu.Lock()
 	cs := slices.Clone(h.clients)
 	h.mu.Unlock()
 	for _, r := range cs {
-		r.SetOutage(errors.New("partitioned"))
+		r.SetOutage(cause)
 	}
 	return func() {
 		for _, r := range cs {
@@ -49,8 +56,52 @@ func (h *harness) Outage(*testing.T) func() {
 	}
 }
 
+// Freeze is the outage switch with a cause that reads as no answer
+// (registrytest.Freezer): the embedded store reports it at once.
+func (h *harness) Freeze(*testing.T) func() { return h.outage(os.ErrDeadlineExceeded) }
+
+// Refuse is the outage switch with a refused connection as its cause
+// (registrytest.Refuser).
+func (h *harness) Refuse(*testing.T) func() { return h.outage(syscall.ECONNREFUSED) }
+
+// FrozenBound: memory never waits, so any small bound holds.
+func (h *harness) FrozenBound() time.Duration { return 100 * time.Millisecond }
+
+func (h *harness) Addr() string { return h.store.Name() }
+
 func TestConformance(t *testing.T) {
-	registrytest.RunConformanceTests(t, &harness{store: memory.NewStore()})
+	name := fmt.Sprintf("conformance-%d", time.Now().UnixNano())
+	registrytest.RunConformanceTests(t, &harness{store: memory.Named(name)})
+}
+
+// TestOutageErrorNamesStoreAndCause: an outage's errors are
+// *registry.UnavailableError values that name the store by its URL, with
+// the cause read from what SetOutage was given.
+func TestOutageErrorNamesStoreAndCause(t *testing.T) {
+	for _, tc := range []struct {
+		store *memory.Store
+		name  string
+		cause error
+		want  registry.Cause
+	}{
+		{memory.Default(), "mem://", os.ErrDeadlineExceeded, registry.CauseNoAnswer},
+		{memory.Named("outage-names"), "mem://outage-names", syscall.ECONNREFUSED, registry.CauseRefused},
+		{memory.NewStore(), memory.PrivateName, errors.New("link down"), registry.CauseUnknown},
+	} {
+		r := tc.store.Open()
+		tc.store.SetOutage(tc.cause)
+		_, err := r.Lookup(t.Context(), "hello")
+		tc.store.SetOutage(nil)
+		r.Close()
+		var ue *registry.UnavailableError
+		if !errors.As(err, &ue) || ue.Cause != tc.want || ue.Registry != tc.name || !errors.Is(err, tc.cause) {
+			t.Errorf("Lookup during SetOutage(%v) on %s = %v; want a *registry.UnavailableError naming %q with Cause %v, wrapping the cause", tc.cause, tc.name, err, tc.name, tc.want)
+			continue
+		}
+		if want := tc.name + `: lookup "hello": `; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Lookup during SetOutage(%v) = %q; want it to start with %q", tc.cause, err, want)
+		}
+	}
 }
 
 func TestOutageIsDistinctFromEmpty(t *testing.T) {

@@ -62,7 +62,10 @@ type Staller interface {
 // deadline, each return within FrozenBound with an error wrapping
 // registry.ErrUnavailable that names Addr and says why; that a watch
 // reports the outage within the bound; and that nothing is lost once the
-// registry answers again.
+// registry answers again (what was registered before the freeze is
+// there, Register succeeds, and the watch resumes without a new Watch).
+// The suite allows one second and half the bound beyond FrozenBound.
+// These cases run only for a Freezer; see also Refuser.
 type Freezer interface {
 	Freeze(t *testing.T) (restore func())
 	// FrozenBound is the longest the backend documents for a call with
@@ -137,6 +140,22 @@ func RunConformanceTests(t *testing.T, h Harness, opts ...Option) {
 			name string
 			fn   func(*testing.T, *suite)
 		}{"SilentRegistryReported", testSilentRegistry})
+	}
+	if _, ok := h.(Freezer); ok {
+		// Run only for a Freezer until every backend implements it.
+		tests = append(tests, []struct {
+			name string
+			fn   func(*testing.T, *suite)
+		}{
+			{"FrozenRegistryBounded", testFrozenRegistry},
+			{"FrozenFirstNextFails", testFrozenFirstNext},
+		}...)
+		if _, ok := h.(Refuser); ok {
+			tests = append(tests, struct {
+				name string
+				fn   func(*testing.T, *suite)
+			}{"RefusedRegistrySaysSo", testRefusedRegistry})
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
