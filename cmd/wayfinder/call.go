@@ -43,7 +43,7 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	policy := fs.String("policy", "round_robin", "load-balancing policy")
 	n := fs.Int("n", 1, "number of calls")
 	data := fs.String("d", "{}", "request as protobuf JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
+	timeout := timeoutFlag(fs, "how long to wait for the registry's answer, and the deadline of each call")
 	useReflection := fs.Bool("reflect", false, "describe the method through server reflection even if it is compiled in")
 	pos, err := parse(fs, args, 2)
 	if err != nil {
@@ -52,8 +52,8 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	if *n < 1 {
 		return usageError("-n must be at least 1")
 	}
-	if *timeout <= 0 {
-		return usageError("-timeout must be positive")
+	if err := positive(*timeout); err != nil {
+		return err
 	}
 	if gbalancer.Get(*policy) == nil {
 		return usageError(fmt.Sprintf("-policy %q: unknown policy; known: %s", *policy, strings.Join(knownPolicies(), ", ")))
@@ -61,7 +61,9 @@ func cmdCall(ctx context.Context, args []string, out io.Writer) error {
 	// The registry is opened here too: to fail at once, with advice, when
 	// it is unreachable or the service has no instances, rather than
 	// after -timeout; and to map peer addresses back to instances.
-	reg, svc, _, err := lookupTarget(ctx, pos[0])
+	lctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, svc, _, err := lookupTarget(lctx, pos[0], *timeout)
 	if err != nil {
 		return err
 	}

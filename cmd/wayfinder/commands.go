@@ -22,10 +22,28 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/registry/consul"   // consul:// URLs, and its address checks
+	"github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs, and its address checks
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
 	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
 )
+
+// defaultTimeout is the default of every command's -timeout: how long a
+// command waits for its registry's answers.
+const defaultTimeout = 10 * time.Second
+
+// timeoutFlag adds -timeout to fs, saying what it bounds.
+func timeoutFlag(fs *flag.FlagSet, what string) *time.Duration {
+	return fs.Duration("timeout", defaultTimeout, what)
+}
+
+// positive checks a -timeout value.
+func positive(d time.Duration) error {
+	if d <= 0 {
+		return usageError("-timeout must be positive")
+	}
+	return nil
+}
 
 func flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -66,15 +84,15 @@ func parse(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
 // lookupTarget opens raw's registry and looks its service up, failing
 // with advice when the registry is unreachable or the service has no
 // instances. The caller closes the registry.
-func lookupTarget(ctx context.Context, raw string) (registry.Registry, string, []registry.Instance, error) {
-	reg, svc, u, err := openTarget(ctx, raw)
+func lookupTarget(ctx context.Context, raw string, timeout time.Duration) (registry.Registry, string, []registry.Instance, error) {
+	reg, svc, u, err := openTarget(ctx, raw, timeout)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	insts, err := reg.Lookup(ctx, svc)
 	switch {
 	case err != nil:
-		err = explain(u, err)
+		err = explain(u, err, timeout)
 	case len(insts) == 0:
 		err = noInstances(ctx, reg, u, svc)
 	}
@@ -85,22 +103,24 @@ func lookupTarget(ctx context.Context, raw string) (registry.Registry, string, [
 	return reg, svc, insts, nil
 }
 
-func openTarget(ctx context.Context, raw string) (registry.Registry, string, *url.URL, error) {
+func openTarget(ctx context.Context, raw string, timeout time.Duration) (registry.Registry, string, *url.URL, error) {
 	t, err := registry.ParseTarget(raw)
 	if err != nil {
-		return nil, "", nil, explain(nil, err)
+		return nil, "", nil, explain(nil, err, timeout)
 	}
 	reg, err := registry.OpenURL(ctx, t.Registry)
 	if err != nil {
-		return nil, "", nil, explain(t.Registry, err)
+		return nil, "", nil, explain(t.Registry, err, timeout)
 	}
 	return reg, t.Service, t.Registry, nil
 }
 
 // explain adds advice to the errors a user can act on: a registry URL
-// that is not one, and a registry that does not answer. u is the
-// registry's URL, or nil if it did not parse.
-func explain(u *url.URL, err error) error {
+// that is not one, and a registry that could not be used, by cause. u is
+// the registry's URL, or nil if it did not parse; timeout is the
+// command's -timeout, which ended a call that ends with
+// context.DeadlineExceeded.
+func explain(u *url.URL, err error, timeout time.Duration) error {
 	var h hintError
 	switch {
 	case err == nil || errors.As(err, &h):
@@ -110,10 +130,33 @@ func explain(u *url.URL, err error) error {
 	case errors.Is(err, registry.ErrInvalidURL), errors.Is(err, registry.ErrUnknownScheme):
 		return hintError{err, "hint: a registry URL is mem://, consul://host:8500 or etcd://host:2379[,host:2379];\n" +
 			"      a service target adds the service as the path: consul://127.0.0.1:8500/hello, mem:///hello"}
-	case errors.Is(err, registry.ErrUnavailable) && u != nil:
-		return hintError{err, unreachableHint(u, err)}
+	case u != nil && (errors.Is(err, registry.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)):
+		return hintError{err, unreachableHint(u, err, timeout)}
 	}
 	return err
+}
+
+// cause reads why a registry could not be used: from the backend's
+// *registry.UnavailableError, else from the error itself (a Consul
+// agent's HTTP answer, a refused connection, a deadline). bound is how
+// long the call waited when the cause is no answer and the backend said,
+// else 0.
+func cause(u *url.URL, err error, timeout time.Duration) (c registry.Cause, bound time.Duration) {
+	var ue *registry.UnavailableError
+	if errors.As(err, &ue) && ue.Cause != registry.CauseUnknown {
+		c, bound = ue.Cause, ue.Bound
+	} else if u.Scheme == "consul" && agentAnswered(err) {
+		c = registry.CauseNotRegistry
+		if se := (api.StatusError{}); errors.As(err, &se) && se.Code >= 500 {
+			c = registry.CauseServer
+		}
+	} else {
+		c = driver.Classify(err)
+	}
+	if c == registry.CauseNoAnswer && bound > timeout {
+		bound = timeout // every call runs under -timeout
+	}
+	return c, bound
 }
 
 // agentAnswered reports whether err is a Consul agent's answer (an HTTP
@@ -130,7 +173,7 @@ func agentAnswered(err error) bool {
 	return strings.Contains(s, "X-Consul-Index") || strings.Contains(s, "malformed health entry") || strings.Contains(s, "no query metadata")
 }
 
-func unreachableHint(u *url.URL, err error) string {
+func unreachableHint(u *url.URL, err error, timeout time.Duration) string {
 	where := func(env, def string) string {
 		if u.Host != "" {
 			return u.Host
@@ -140,20 +183,32 @@ func unreachableHint(u *url.URL, err error) string {
 		}
 		return def + " (the default; the URL has no host and " + env + " is unset)"
 	}
+	kind, at, api, fix := "registry", show(u), "address", ""
 	switch u.Scheme {
 	case "consul":
-		if agentAnswered(err) {
-			return "hint: the Consul agent at " + where("CONSUL_HTTP_ADDR", "localhost:8500") + " answered, but not with a usable result (above);\n" +
-				"      its log, or its servers', says why. Is that address a Consul agent's HTTP API?"
-		}
-		return "hint: no Consul agent answered at " + where("CONSUL_HTTP_ADDR", "localhost:8500") + ". Is it running?\n" +
-			"      Put its address in the URL (consul://host:8500) or in CONSUL_HTTP_ADDR."
+		kind, at, api = "Consul agent", where("CONSUL_HTTP_ADDR", "localhost:8500"), "HTTP API address (port 8500 by default)"
+		fix = "\n      Put its address in the URL (consul://host:8500) or in CONSUL_HTTP_ADDR."
 	case "etcd":
-		return "hint: no etcd answered at " + where("ETCDCTL_ENDPOINTS", "127.0.0.1:2379") + " in time. Is it running?\n" +
-			"      Put its endpoints in the URL (etcd://host:2379,host:2379) or in ETCDCTL_ENDPOINTS;\n" +
-			"      for TLS or authentication, set ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER."
+		kind, at, api = "etcd", where("ETCDCTL_ENDPOINTS", "127.0.0.1:2379"), "client address (port 2379 by default)"
+		fix = "\n      Put its endpoints in the URL (etcd://host:2379,host:2379) or in ETCDCTL_ENDPOINTS;" +
+			"\n      for TLS or authentication, set ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER."
 	}
-	return "hint: the registry at " + show(u) + " did not answer."
+	switch c, bound := cause(u, err, timeout); c {
+	case registry.CauseRefused:
+		return "hint: nothing listens at " + at + ": the connection was refused. Is the " + kind + " running there?" + fix
+	case registry.CauseNoAnswer:
+		within := "in time" // the backend's own bound or -timeout, whichever came first
+		if bound > 0 {
+			within = fmt.Sprintf("within %v", bound)
+		}
+		return fmt.Sprintf("hint: %s did not answer %s: it accepted the connection (or the attempt hangs) and said nothing;\n"+
+			"      a frozen or overloaded %s, or a firewall that drops packets. -timeout (%v) sets how long to wait.", at, within, kind, timeout)
+	case registry.CauseNotRegistry:
+		return "hint: something at " + at + " answered, but not as a " + kind + " does (above). Is that a " + kind + "'s " + api + "?"
+	case registry.CauseServer:
+		return "hint: the " + kind + " at " + at + " answered, but with an error (above); its log, or its servers', says why."
+	}
+	return "hint: could not use the " + kind + " at " + at + " (above). Is it running?" + fix
 }
 
 // show is a registry URL as a user would write it: "mem://", not "mem:".
@@ -207,14 +262,21 @@ func noInstances(ctx context.Context, reg registry.Registry, u *url.URL, svc str
 }
 
 func cmdServices(ctx context.Context, args []string, out io.Writer) error {
-	pos, err := parse(flags("services"), args, 1)
+	fs := flags("services")
+	timeout := timeoutFlag(fs, "how long to wait for the registry's answers (the whole command)")
+	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
+	if err := positive(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	u, _ := url.Parse(pos[0])
 	reg, err := registry.Open(ctx, pos[0])
 	if err != nil {
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	defer reg.Close()
 	lister, ok := reg.(registry.ServiceLister)
@@ -223,7 +285,7 @@ func cmdServices(ctx context.Context, args []string, out io.Writer) error {
 	}
 	names, err := lister.Services(ctx)
 	if err != nil {
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCES")
@@ -289,6 +351,7 @@ func dash(s string) string {
 func cmdInstances(ctx context.Context, args []string, out io.Writer) error {
 	fs := flags("instances")
 	format := fs.String("o", "table", "output format: table or json")
+	timeout := timeoutFlag(fs, "how long to wait for the registry's answers (the whole command)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -296,7 +359,12 @@ func cmdInstances(ctx context.Context, args []string, out io.Writer) error {
 	if *format != "table" && *format != "json" {
 		return usageError(fmt.Sprintf("-o %q: want table or json", *format))
 	}
-	reg, _, insts, err := lookupTarget(ctx, pos[0])
+	if err := positive(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, _, insts, err := lookupTarget(ctx, pos[0], *timeout)
 	if err != nil {
 		return err
 	}
@@ -345,21 +413,28 @@ func fieldProblems(reg registry.Registry, insts []registry.Instance) []registry.
 }
 
 func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
-	pos, err := parse(flags("watch"), args, 1)
+	fs := flags("watch")
+	timeout := timeoutFlag(fs, "how long to wait for the registry's first answer; later errors are shown and retried until Ctrl-C")
+	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	reg, svc, u, err := openTarget(ctx, pos[0])
+	if err := positive(*timeout); err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, svc, u, err := openTarget(octx, pos[0], *timeout)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	w, err := reg.Watch(ctx, svc)
+	w, err := reg.Watch(octx, svc)
 	if err != nil {
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	defer w.Close()
-	return watchLoop(ctx, w, svc, out, time.Now)
+	return explain(u, watchLoop(ctx, w, svc, out, time.Now, *timeout), *timeout)
 }
 
 // watchLoop prints each change as a diff against the previous set. Each
@@ -367,13 +442,21 @@ func cmdWatch(ctx context.Context, args []string, out io.Writer) error {
 // the previous line (for the first, since the watch began), and a set's
 // line ends with the registry's index of it when the watcher reports one
 // (registry.IndexedWatcher); an added or changed instance says how long
-// after its registration it arrived.
-func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Writer, now func() time.Time) error {
+// after its registration it arrived. With no set within first, it
+// returns the last error, or the deadline's if the registry said nothing.
+func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Writer, now func() time.Time, first time.Duration) error {
 	last := now()
+	fctx, cancel := context.WithTimeout(ctx, first) // bounds the first set
+	defer cancel()
 	var prev map[string]registry.Instance
+	var lastErr error
 	iw, _ := w.(registry.IndexedWatcher)
 	for {
-		insts, err := w.Next(ctx)
+		nctx := ctx
+		if prev == nil {
+			nctx = fctx
+		}
+		insts, err := w.Next(nctx)
 		t := now()
 		stamp := fmt.Sprintf("%s %9s", t.Format("15:04:05.000"), fmt.Sprintf("+%.3fs", t.Sub(last).Seconds()))
 		last = t
@@ -381,6 +464,13 @@ func watchLoop(ctx context.Context, w registry.Watcher, svc string, out io.Write
 			if ctx.Err() != nil || errors.Is(err, registry.ErrClosed) {
 				return nil
 			}
+			if prev == nil && fctx.Err() != nil {
+				if lastErr == nil || errors.Is(err, registry.ErrUnavailable) {
+					lastErr = err
+				}
+				return fmt.Errorf("watch %q: no set within -timeout %v: %w", svc, first, lastErr)
+			}
+			lastErr = err
 			kept := "last set kept"
 			if prev == nil {
 				kept = "no set yet"
@@ -485,8 +575,8 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *timeout <= 0 {
-		return usageError("-timeout must be positive")
+	if err := positive(*timeout); err != nil {
+		return err
 	}
 	if *addr == "" {
 		return usageError("-addr is required")
@@ -495,7 +585,9 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if !ok {
 		return usageError(fmt.Sprintf("-check %q: want tcp, grpc or none", *check))
 	}
-	reg, svc, u, err := openTarget(ctx, pos[0])
+	rctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, svc, u, err := openTarget(rctx, pos[0], *timeout)
 	if err != nil {
 		return err
 	}
@@ -520,7 +612,6 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if err := inst.Validate(); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, *timeout)
 	// This process does not serve -addr: with Consul, the agent checks
 	// it, so that a dead server leaves within seconds, not a TTL.
 	register := reg.Register
@@ -539,7 +630,7 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		reg.Deregister(dctx, inst)
 		cancel()
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	fmt.Fprintf(out, "%s registered %s\n", clock(), describe(inst))
 	if *once {
@@ -549,7 +640,7 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	dctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if err := reg.Deregister(dctx, inst); err != nil {
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	fmt.Fprintf(out, "%s deregistered %s\n", clock(), inst.ID)
 	return nil
@@ -591,6 +682,7 @@ func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 	fs := flags("deregister")
 	id := fs.String("id", "", "instance ID; required")
 	force := fs.Bool("force", false, "deregister even if the ID is not among the service's healthy instances")
+	timeout := timeoutFlag(fs, "how long to wait for the registry's answers (the whole command)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -598,7 +690,12 @@ func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 	if *id == "" {
 		return usageError("-id is required")
 	}
-	reg, svc, u, err := openTarget(ctx, pos[0])
+	if err := positive(*timeout); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, svc, u, err := openTarget(ctx, pos[0], *timeout)
 	if err != nil {
 		return err
 	}
@@ -608,7 +705,7 @@ func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 		// silently: check first.
 		insts, err := reg.Lookup(ctx, svc)
 		if err != nil {
-			return explain(u, err)
+			return explain(u, err, *timeout)
 		}
 		ids := make([]string, len(insts))
 		for i, in := range insts {
@@ -624,7 +721,7 @@ func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	if err := reg.Deregister(ctx, registry.Instance{ID: *id, Service: svc}); err != nil {
-		return explain(u, err)
+		return explain(u, err, *timeout)
 	}
 	fmt.Fprintf(out, "%s deregistered %s/%s\n", clock(), svc, *id)
 	return nil

@@ -5,8 +5,18 @@
 //	wayfinder watch      <registry-url>/<service>
 //	wayfinder register   -addr host:port [-id ID] [-version V] [-zone Z] [-weight N] [-tags a,b] [-meta k=v,...] [-once] <registry-url>/<service>
 //	wayfinder deregister -id ID [-force] <registry-url>/<service>
-//	wayfinder call       [-policy round_robin] [-n 1] [-d '{"name":"x"}'] [-timeout 10s] [-reflect] <registry-url>/<service> <method>
+//	wayfinder call       [-policy round_robin] [-n 1] [-d '{"name":"x"}'] [-reflect] <registry-url>/<service> <method>
 //	wayfinder demo       [demo flags]
+//
+// Every command that talks to a registry (all but demo) takes -timeout,
+// default 10s: how long it waits for the registry's
+// answers before it fails, saying whether the connection was refused,
+// the registry did not answer, or something answered that is not the
+// registry. For watch it bounds the first answer; later errors are shown
+// and retried until Ctrl-C. For register it bounds the registration,
+// which is retried until then, and then up to 2 s more withdraw what a
+// failed registration may have left; for call it bounds the registry's
+// answer and, separately, each call.
 //
 // Registry URLs are those of registry.Open: mem://, consul://127.0.0.1:8500,
 // etcd://127.0.0.1:2379. Secrets come from the backends' environment
@@ -99,6 +109,11 @@ Environment:
   CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY
   ETCDCTL_ENDPOINTS, ETCDCTL_USER, ETCDCTL_PASSWORD, ETCDCTL_CACERT,
   ETCDCTL_CERT, ETCDCTL_KEY
+
+Timeout: every command that talks to a registry waits for it at most
+  -timeout (default 10s), then fails saying why: connection refused, no
+  answer, or an answer that is not the registry's. watch waits that long
+  for its first answer, then shows errors and retries until Ctrl-C.
 
 Exit status: 0 success, 1 the command failed, 2 bad usage.`
 

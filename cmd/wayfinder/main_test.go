@@ -361,14 +361,14 @@ func TestBinaryConsul(t *testing.T) {
 	t.Parallel()
 	a := testenv.StartConsul(t)
 	testBinary(t, "consul://"+a.HTTPAddr(), "CONSUL_HTTP_ADDR="+a.HTTPAddr(), "consul://",
-		fmt.Sprintf("consul://127.0.0.1:%d", testenv.FreePort(t)), "no Consul agent answered at")
+		fmt.Sprintf("consul://127.0.0.1:%d", testenv.FreePort(t)), "nothing listens at")
 }
 
 func TestBinaryEtcd(t *testing.T) {
 	t.Parallel()
 	m := testenv.StartEtcd(t)
 	testBinary(t, "etcd://"+m.Endpoint(), "ETCDCTL_ENDPOINTS="+m.Endpoint(), "etcd://",
-		fmt.Sprintf("etcd://127.0.0.1:%d?timeout=1s", testenv.FreePort(t)), "no etcd answered at")
+		fmt.Sprintf("etcd://127.0.0.1:%d?timeout=1s", testenv.FreePort(t)), "nothing listens at")
 }
 
 // watchLine is an event line of watch: local time, delay, service.
