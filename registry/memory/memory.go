@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -90,6 +91,17 @@ func (s *Store) Name() string { return s.name }
 // unavailable is the error of a call made during a simulated outage
 // whose cause is down (see SetOutage).
 func (s *Store) unavailable(op string, down error) error {
+	var given *registry.UnavailableError
+	if errors.As(down, &given) {
+		// A whole error to simulate: keep its cause and bound, and
+		// say what was attempted, without naming the store twice.
+		e := *given
+		e.Op = op
+		if e.Registry == "" {
+			e.Registry = s.name
+		}
+		return &e
+	}
 	return &registry.UnavailableError{Registry: s.name, Op: op, Cause: driver.Classify(down), Err: down}
 }
 
@@ -160,8 +172,9 @@ func (sv *service) feed() {
 // The error's Cause is read from err as driver.Classify reads a network
 // error: a refused connection (syscall.ECONNREFUSED) is CauseRefused, a
 // deadline or timeout (os.ErrDeadlineExceeded, context.DeadlineExceeded)
-// is CauseNoAnswer, a *registry.UnavailableError keeps its Cause, and
-// anything else is CauseUnknown. The store has nothing to wait for, so a
+// is CauseNoAnswer, and anything else is CauseUnknown. A
+// *registry.UnavailableError is reported as it is, with the call's Op
+// (and the store's name if it names none). The store has nothing to wait for, so a
 // simulated "no answer" is reported at once, with no Bound.
 func (s *Store) SetOutage(err error) {
 	s.mu.Lock()
