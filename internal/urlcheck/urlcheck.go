@@ -56,7 +56,10 @@ func unquote(msg string) string {
 // host and path, with no user information at all (not even a user name,
 // which url.URL.Redacted keeps, and which some put a token in), no query
 // (an unknown parameter may be a secret put there by mistake) and no
-// fragment. An opaque URL ("consul:user:pw@h") shows only its scheme.
+// fragment. An opaque URL ("consul:user:pw@h") shows only its scheme, and
+// so does one with an '@' after its host: a password with a '/', '?' or
+// '#' ("user:1234/x@h") ends the host early, and its start reads as a
+// port.
 func Redact(u *url.URL) string {
 	if u == nil {
 		return ""
@@ -64,12 +67,21 @@ func Redact(u *url.URL) string {
 	if u.Opaque != "" {
 		return u.Scheme + ":…"
 	}
+	if misplacedAt(u) {
+		return u.Scheme + "://…"
+	}
 	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
 	s := r.String()
 	if u.Host == "" && u.Scheme != "" && !strings.HasPrefix(s, u.Scheme+"://") {
 		s = u.Scheme + "://" + strings.TrimPrefix(s, u.Scheme+":")
 	}
 	return s
+}
+
+// misplacedAt reports an '@' after the host, where no registry URL or
+// target has one.
+func misplacedAt(u *url.URL) bool {
+	return strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@")
 }
 
 // Check returns an error wrapping invalid (registry.ErrInvalidURL)
@@ -81,7 +93,7 @@ func Check(u *url.URL, invalid error) error {
 		return fmt.Errorf("%w: %q has no scheme; want scheme://host, such as mem:// or consul://127.0.0.1:8500", invalid, Redact(u))
 	case u.Opaque != "":
 		return fmt.Errorf("%w: %q: want scheme://host, with two slashes", invalid, Redact(u))
-	case u.User != nil:
+	case u.User != nil || strings.Contains(u.Path, "@") || strings.Contains(u.Fragment, "@"):
 		return fmt.Errorf("%w: %q carries credentials; pass secrets through options or environment variables, never in a URL that may be logged", invalid, Redact(u))
 	case u.Path != "" && u.Path != "/":
 		return fmt.Errorf("%w: %q has path %q; a registry URL names no service (targets do: scheme://host/service)", invalid, Redact(&url.URL{Scheme: u.Scheme, Host: u.Host}), u.Path)

@@ -168,6 +168,9 @@ func TestParseURLAndRedact(t *testing.T) {
 		"mem:///hello?x=1":                               "mem:///hello",
 		"kubernetes://?namespace=prod":                   "kubernetes://",
 		"consul:user:pw@h":                               "consul:…",
+		"consul://user:1234/x@127.0.0.1:8500":            "consul://…",
+		"consul://user:1234?x@127.0.0.1:8500":            "consul://…",
+		"consul://user:1234#x@127.0.0.1:8500":            "consul://…",
 	} {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -177,4 +180,47 @@ func TestParseURLAndRedact(t *testing.T) {
 			t.Errorf("Redact(%q) = %q, want %q", raw, got, want)
 		}
 	}
+}
+
+// FuzzReadURL: whatever the URL, reading it never panics, every error
+// wraps registry.ErrInvalidURL, a URL with user information is never
+// accepted, and its user information never shows in the error.
+func FuzzReadURL(f *testing.F) {
+	for _, s := range []string{
+		"x://h:1?s=v&b=true&d=1m&n=3&l=a,b", "x://h:1?b", "x://h:1?s=a;b=c", "x://u:p4ssw0rd@h:1", "x://h:1?%zz",
+		"x://h:1?l=a,,b&l=c", "x:opaque", "x://h:1#f", "x://h:1/p?s=", "x://[::1]:1?e=",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := driver.ParseURL("x", raw)
+		if err != nil {
+			if !errors.Is(err, registry.ErrInvalidURL) {
+				t.Fatalf("ParseURL(%q) = %v, want ErrInvalidURL", raw, err)
+			}
+			return
+		}
+		q, err := driver.ReadURL(u, "x", "s", "e", "b", "d", "n", "l")
+		if err == nil {
+			q.String("s", "a thing")
+			q.StringOrEmpty("e", "a path")
+			q.Bool("b")
+			q.Duration("d")
+			q.Int("n", 1, 10)
+			q.List("l", "item")
+			err = q.Err()
+		}
+		if err == nil {
+			if u.User != nil {
+				t.Fatalf("ReadURL(%q) accepted user information", raw)
+			}
+			return
+		}
+		if !errors.Is(err, registry.ErrInvalidURL) {
+			t.Fatalf("ReadURL(%q) = %v, want ErrInvalidURL", raw, err)
+		}
+		if ui := u.User.String(); ui != "" && strings.Contains(err.Error(), ui+"@") && !strings.Contains(driver.Redact(u), ui+"@") {
+			t.Fatalf("ReadURL(%q) = %v: shows the user information", raw, err)
+		}
+	})
 }
