@@ -20,6 +20,15 @@
 // register; a URLMux of the program's own holds backends configured
 // otherwise (each backend's URLOpener struct has fields such as Logger).
 //
+// Every backend reads its query by the same rules, kept in one reader in
+// registry/driver: parameters are separated by '&' (a ';' is an error),
+// each has a value (a bare ?tls or an empty ?ttl= is an error naming the
+// parameter and its accepted form), booleans are true or false, durations
+// are positive Go durations (30s), and an unknown or repeated parameter
+// is an error. Errors wrap ErrInvalidURL and show the URL without user
+// information, query or fragment ("consul://127.0.0.1:8500"), so that a
+// password put in a URL by mistake is never printed.
+//
 // # Errors
 //
 // Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrInvalidInstance,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 )
 
 // Target is a parsed service target: a registry URL plus a service name,
@@ -17,29 +19,30 @@ type Target struct {
 // ParseTarget splits a target URL into its registry URL and service. It
 // accepts "mem:///hello" (empty host) as well as "consul://host:8500/hello".
 func ParseTarget(raw string) (Target, error) {
-	u, err := url.Parse(raw)
+	u, err := urlcheck.Parse(raw)
 	if err != nil {
-		return Target{}, fmt.Errorf("%w: target: %v", ErrInvalidURL, redact(err))
+		return Target{}, fmt.Errorf("%w: target: %v", ErrInvalidURL, err)
 	}
 	return TargetFromURL(u)
 }
 
 // TargetFromURL is ParseTarget for an already parsed URL, such as the
-// one gRPC hands a resolver. It does not modify u.
+// one gRPC hands a resolver. It does not modify u. Its errors show the
+// target without user information, query or fragment.
 func TargetFromURL(u *url.URL) (Target, error) {
 	if u.Scheme == "" || u.Opaque != "" {
-		return Target{}, fmt.Errorf("%w: target %q: want scheme://[host]/service, such as mem:///hello", ErrInvalidURL, u.Redacted())
+		return Target{}, fmt.Errorf("%w: target %q: want scheme://[host]/service, such as mem:///hello", ErrInvalidURL, urlcheck.Redact(u))
 	}
 	path := u.Path
 	if u.RawPath != "" {
-		return Target{}, fmt.Errorf("%w: target %q: escaped characters in the service name", ErrInvalidURL, u.Redacted())
+		return Target{}, fmt.Errorf("%w: target %q: escaped characters in the service name", ErrInvalidURL, urlcheck.Redact(u))
 	}
 	svc := strings.TrimPrefix(path, "/")
 	if svc == "" {
-		return Target{}, fmt.Errorf("%w: target %q names no service; want %s://%s/<service>", ErrInvalidURL, u.Redacted(), u.Scheme, u.Host)
+		return Target{}, fmt.Errorf("%w: target %q names no service; want %s://%s/<service>", ErrInvalidURL, urlcheck.Redact(u), u.Scheme, u.Host)
 	}
 	if err := ValidateService(svc); err != nil {
-		return Target{}, fmt.Errorf("%w: target %q: %w", ErrInvalidURL, u.Redacted(), err)
+		return Target{}, fmt.Errorf("%w: target %q: %w", ErrInvalidURL, urlcheck.Redact(u), err)
 	}
 	reg := *u
 	reg.Path, reg.RawPath = "", ""

@@ -154,21 +154,13 @@ func OpenURL(ctx context.Context, u *url.URL) (Registry, error) {
 // anything.
 func ValidateURL(rawURL string) error { return defaultMux.ValidateURL(rawURL) }
 
+// parse is url.Parse with an error that never quotes the URL.
 func parse(rawURL string) (*url.URL, error) {
-	u, err := url.Parse(rawURL)
+	u, err := urlcheck.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidURL, redact(err))
+		return nil, fmt.Errorf("%w: %v", ErrInvalidURL, err)
 	}
 	return u, nil
 }
 
 func checkURL(u *url.URL) error { return urlcheck.Check(u, ErrInvalidURL) }
-
-// redact drops the URL that url.Parse quotes in its errors, since it may
-// carry credentials.
-func redact(err error) error {
-	if ue, ok := err.(*url.Error); ok {
-		return ue.Err
-	}
-	return err
-}

@@ -104,7 +104,7 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 		r.watch, err = b.cache.acquire(key, sub, func() (registry.Discovery, func(), error) { return b.cache.openURL(t.Registry) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("wayfinder resolver: %s: %w", target.URL.Redacted(), err)
+		return nil, fmt.Errorf("wayfinder resolver: %s: %w", driver.Redact(&target.URL), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -116,11 +116,11 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 func injectedService(target gresolver.Target) (string, error) {
 	u := target.URL
 	if u.Host != "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("wayfinder resolver: target %q: %w: want %s:///<service>, with no host or parameters", u.Redacted(), registry.ErrInvalidURL, u.Scheme)
+		return "", fmt.Errorf("wayfinder resolver: target %q: %w: want %s:///<service>, with no host or parameters", driver.Redact(&u), registry.ErrInvalidURL, u.Scheme)
 	}
 	svc := strings.TrimPrefix(u.Path, "/")
 	if err := registry.ValidateService(svc); err != nil {
-		return "", fmt.Errorf("wayfinder resolver: target %q: %w", u.Redacted(), err)
+		return "", fmt.Errorf("wayfinder resolver: target %q: %w", driver.Redact(&u), err)
 	}
 	return svc, nil
 }
@@ -220,7 +220,7 @@ func (c *Cache) NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientC
 		return nil, fmt.Errorf("wayfinder: %w", err)
 	}
 	if err := c.mux.ValidateURL(t.Registry.String()); err != nil {
-		return nil, fmt.Errorf("wayfinder: target %q: %w", t.Registry.Redacted(), err)
+		return nil, fmt.Errorf("wayfinder: target %q: %w", driver.Redact(t.Registry), err)
 	}
 	return grpc.NewClient(target, append([]grpc.DialOption{grpc.WithResolvers(c.urlBuilder(t.Registry.Scheme))}, opts...)...)
 }

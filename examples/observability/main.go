@@ -89,10 +89,12 @@ func run(ctx context.Context, lis net.Listener, c faultdemo.Config, log *slog.Lo
 	defer cache.Close()
 	c.Cache = cache
 
-	u, err := url.Parse(c.Registry)
-	if err != nil {
+	// ValidateURL first: url.Parse's error quotes the whole URL, which
+	// may carry a password; ValidateURL's never does.
+	if err := registry.ValidateURL(c.Registry); err != nil {
 		return fmt.Errorf("-registry: %w", err)
 	}
+	u, _ := url.Parse(c.Registry) // ValidateURL parsed it
 	cc, err := cache.NewClient(registry.Target{Registry: u, Service: "hello"}.String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(lbConfig))
 	if err != nil {

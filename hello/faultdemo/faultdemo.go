@@ -97,10 +97,12 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	if c.Servers < 2 && !(noFaults && c.Servers == 1) || c.Rate < 1 || c.Workers < 1 || c.Duration <= 0 || c.FaultInterval < 0 {
 		return false, errors.New("need -servers ≥ 2 (≥ 1 with -fault-interval 0), -rate ≥ 1, -workers ≥ 1, a positive -duration and a -fault-interval ≥ 0")
 	}
-	u, err := url.Parse(c.Registry)
-	if err != nil {
+	// ValidateURL first: url.Parse's error quotes the whole URL, which
+	// may carry a password; ValidateURL's never does.
+	if err := registry.ValidateURL(c.Registry); err != nil {
 		return false, fmt.Errorf("-registry: %w", err)
 	}
+	u, _ := url.Parse(c.Registry) // ValidateURL parsed it
 	reg, err := registry.OpenURL(ctx, u)
 	if err != nil {
 		return false, fmt.Errorf("-registry: %w", err)

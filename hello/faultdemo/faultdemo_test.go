@@ -34,10 +34,13 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoRejectsBadRegistry(t *testing.T) {
-	for _, reg := range []string{"nosuch://x", "mem://?x=1", "mem://u:p@h"} {
+	for _, reg := range []string{"nosuch://x", "mem://?x=1", "mem://u:p@h", "mem://u:s3cr3t-PW@h:bad"} {
 		var out bytes.Buffer
-		if _, err := Run(t.Context(), Config{Registry: reg, Duration: time.Second, Servers: 3, FaultInterval: time.Second, Rate: 10, Workers: 1}, &out); err == nil {
+		_, err := Run(t.Context(), Config{Registry: reg, Duration: time.Second, Servers: 3, FaultInterval: time.Second, Rate: 10, Workers: 1}, &out)
+		if err == nil {
 			t.Errorf("Run(-registry %q) = nil error, want one", reg)
+		} else if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(out.String(), "s3cr3t") {
+			t.Errorf("Run(-registry %q) = %v; the error or the output shows the password", reg, err)
 		}
 	}
 }

@@ -19,8 +19,11 @@
 // (comma-separated, all required), warning (include warning instances),
 // stale, consistent, cached (agent cache), near, wait (blocking wait,
 // default 5m), tls (https), check (ttl, grpc or ttl,grpc), ttl (TTL check
-// period), interval (gRPC check interval). Any other parameter is an
-// error listing these. Secrets never go in the URL: the ACL token and
+// period), interval (gRPC check interval). The query follows the rules
+// every backend shares (see the URLs section of registry/driver):
+// booleans are written out (stale=true, not a bare ?stale), durations
+// are Go durations (30s), and ';', an empty value, a repeated or an
+// unknown parameter is an error that names it. Secrets never go in the URL: the ACL token and
 // TLS files come from options or from Consul's environment variables
 // (CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
 // CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_HTTP_SSL), and are never

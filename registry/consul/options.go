@@ -190,7 +190,7 @@ func WithWarning() Option { return func(c *config) { c.includeWarning = true } }
 // WithConsistency sets the consistency mode of reads.
 func WithConsistency(m Consistency) Option { return func(c *config) { c.consistency = m } }
 
-// WithAgentCache serves reads from the local agent's cache (?cached),
+// WithAgentCache serves reads from the local agent's cache (?cached=true),
 // which shares one upstream query among all the agent's clients. With
 // use_streaming_backend (Consul's default) every cached read, the first
 // one included, comes from the agent's streaming view instead.

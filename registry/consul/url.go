@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
-	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -57,7 +54,7 @@ func (o *URLOpener) ValidateURL(u *url.URL) error {
 		opt(&c)
 	}
 	if err := c.validate(); err != nil {
-		return fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+		return fmt.Errorf("%w: %s: %w", registry.ErrInvalidURL, driver.Redact(u), err)
 	}
 	return nil
 }
@@ -84,9 +81,9 @@ func (o *URLOpener) options() []Option {
 // "consul://127.0.0.1:8500?dc=dc1,dc2"; opts apply after the URL's
 // parameters. It does not touch the network.
 func Open(rawURL string, opts ...Option) (*Registry, error) {
-	u, err := url.Parse(rawURL)
+	u, err := driver.ParseURL(Scheme, rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: consul: %v", registry.ErrInvalidURL, err)
+		return nil, err
 	}
 	return OpenURL(u, opts...)
 }
@@ -99,7 +96,7 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 	}
 	r, err := New(addr, append(uopts, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+		return nil, fmt.Errorf("%w: %s: %w", registry.ErrInvalidURL, driver.Redact(u), err)
 	}
 	return r, nil
 }
@@ -108,125 +105,88 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 // them.
 var knownParams = []string{"dc", "tag", "warning", "stale", "consistent", "cached", "near", "wait", "tls", "check", "ttl", "interval"}
 
-// parseURL turns consul://host:port?params into an address and options.
-// Secrets are never read from the URL.
+// parseURL turns consul://host:port?params into an address and options,
+// reading the query by registry/driver's rules. Secrets are never read
+// from the URL.
 func parseURL(u *url.URL) (string, []Option, error) {
-	if err := driver.ValidateURL(u, Scheme, knownParams...); err != nil {
+	q, err := driver.ReadURL(u, Scheme, knownParams...)
+	if err != nil {
 		return "", nil, err
 	}
-	q := u.Query()
-	bad := func(k, why string) error {
-		return fmt.Errorf("%w: consul: parameter %s=%q: %s", registry.ErrInvalidURL, k, q.Get(k), why)
+	if err := checkHost(u); err != nil {
+		return "", nil, err
 	}
-	boolParam := func(k string) (bool, error) {
-		if !q.Has(k) {
-			return false, nil
-		}
-		if q.Get(k) == "" {
-			return true, nil // "?stale" alone means true, as in Consul's API
-		}
-		b, err := strconv.ParseBool(q.Get(k))
-		if err != nil {
-			return false, bad(k, "want true or false")
-		}
-		return b, nil
+	opts := append(readOptions(q), checkOptions(q)...)
+	if err := q.Err(); err != nil {
+		return "", nil, err
 	}
-	durParam := func(k string) (time.Duration, error) {
-		d, err := time.ParseDuration(q.Get(k))
-		if err != nil || d <= 0 {
-			return 0, bad(k, "want a positive duration such as 30s")
-		}
-		return d, nil
-	}
-	list := func(k string) ([]string, error) {
-		parts := strings.Split(q.Get(k), ",")
-		for _, p := range parts {
-			if p == "" {
-				return nil, bad(k, "empty element in comma-separated list")
-			}
-		}
-		return parts, nil
-	}
+	return u.Host, opts, nil
+}
 
-	var opts []Option
-	addr := u.Host
-	if addr != "" {
-		// One agent, as host:port: the api client would take "h" as
-		// port 80 and ",,," as a host name, and fail only at the first
-		// call.
-		if err := urlcheck.HostPort(addr); err != nil {
-			return "", nil, fmt.Errorf("%w: consul: host %q: %v; want the agent's host:port, such as 127.0.0.1:8500", registry.ErrInvalidURL, addr, err)
-		}
+// checkHost accepts an empty host (CONSUL_HTTP_ADDR, else the api's
+// default) or one agent as host:port: the api client would take "h" as
+// port 80 and ",,," as a host name, and fail only at the first call.
+func checkHost(u *url.URL) error {
+	if u.Host == "" {
+		return nil
 	}
-	if q.Has("dc") {
-		dcs, err := list("dc")
-		if err != nil {
-			return "", nil, err
-		}
+	if err := urlcheck.HostPort(u.Host); err != nil {
+		return fmt.Errorf("%w: %s: host %q: %v; want the agent's host:port, such as 127.0.0.1:8500", registry.ErrInvalidURL, driver.Redact(u), u.Host, err)
+	}
+	return nil
+}
+
+// readOptions reads the parameters of reads: which datacenters and tags,
+// which health states, how consistent, near what, how long a blocking
+// query waits, and https.
+func readOptions(q *driver.Query) []Option {
+	var opts []Option
+	if dcs := q.List("dc", "datacenter"); dcs != nil {
 		opts = append(opts, WithDatacenters(dcs...))
 	}
-	if q.Has("tag") {
-		tags, err := list("tag")
-		if err != nil {
-			return "", nil, err
-		}
+	if tags := q.List("tag", "tag"); tags != nil {
 		opts = append(opts, WithTags(tags...))
 	}
-	warning, err := boolParam("warning")
-	if err != nil {
-		return "", nil, err
-	}
-	if warning {
+	if q.Bool("warning") {
 		opts = append(opts, WithWarning())
 	}
-	stale, err := boolParam("stale")
-	if err != nil {
-		return "", nil, err
+	if c, ok := consistency(q); ok {
+		opts = append(opts, WithConsistency(c))
 	}
-	consistent, err := boolParam("consistent")
-	if err != nil {
-		return "", nil, err
-	}
-	switch {
-	case stale && consistent:
-		return "", nil, fmt.Errorf("%w: consul: stale and consistent exclude each other", registry.ErrInvalidURL)
-	case stale:
-		opts = append(opts, WithConsistency(Stale))
-	case consistent:
-		opts = append(opts, WithConsistency(Consistent))
-	}
-	cached, err := boolParam("cached")
-	if err != nil {
-		return "", nil, err
-	}
-	if cached {
+	if q.Bool("cached") {
 		opts = append(opts, WithAgentCache())
 	}
-	if q.Has("near") {
-		if q.Get("near") == "" {
-			return "", nil, bad("near", "want a node name or _agent")
-		}
-		opts = append(opts, WithNear(q.Get("near")))
+	if near := q.String("near", "a node name or _agent"); near != "" {
+		opts = append(opts, WithNear(near))
 	}
-	if q.Has("wait") {
-		d, err := durParam("wait")
-		if err != nil {
-			return "", nil, err
-		}
+	if d := q.Duration("wait"); d > 0 {
 		opts = append(opts, WithWait(d))
 	}
-	useTLS, err := boolParam("tls")
-	if err != nil {
-		return "", nil, err
-	}
-	if useTLS {
+	if q.Bool("tls") {
 		opts = append(opts, withHTTPS())
 	}
-	if q.Has("check") {
-		kinds, err := list("check")
-		if err != nil {
-			return "", nil, err
-		}
+	return opts
+}
+
+// consistency reads stale and consistent, which exclude each other.
+func consistency(q *driver.Query) (Consistency, bool) {
+	stale, consistent := q.Bool("stale"), q.Bool("consistent")
+	switch {
+	case stale && consistent:
+		q.Errorf("stale and consistent exclude each other")
+	case stale:
+		return Stale, true
+	case consistent:
+		return Consistent, true
+	}
+	return Default, false
+}
+
+// checkOptions reads the parameters of registration: which health checks
+// (check=ttl, grpc or ttl,grpc), the TTL and the gRPC check's interval.
+func checkOptions(q *driver.Query) []Option {
+	var opts []Option
+	if kinds := q.List("check", "check kind (ttl or grpc)"); kinds != nil {
 		var ttl, grpc bool
 		for _, k := range kinds {
 			switch k {
@@ -235,7 +195,7 @@ func parseURL(u *url.URL) (string, []Option, error) {
 			case "grpc":
 				grpc = true
 			default:
-				return "", nil, bad("check", "want ttl, grpc or ttl,grpc")
+				q.Fail("check", "ttl, grpc or ttl,grpc")
 			}
 		}
 		if ttl {
@@ -249,21 +209,13 @@ func parseURL(u *url.URL) (string, []Option, error) {
 			opts = append(opts, WithGRPCCheck(DefaultGRPCCheckInterval, 0))
 		}
 	}
-	if q.Has("ttl") {
-		d, err := durParam("ttl")
-		if err != nil {
-			return "", nil, err
-		}
+	if d := q.Duration("ttl"); d > 0 {
 		opts = append(opts, WithTTLCheck(d))
 	}
-	if q.Has("interval") {
-		d, err := durParam("interval")
-		if err != nil {
-			return "", nil, err
-		}
+	if d := q.Duration("interval"); d > 0 {
 		opts = append(opts, WithGRPCCheck(d, 0))
 	}
-	return addr, opts, nil
+	return opts
 }
 
 // withHTTPS forces https. Without WithTLS the system roots, or the

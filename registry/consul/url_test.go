@@ -22,9 +22,9 @@ func TestURLs(t *testing.T) {
 		"consul://",
 		"consul://127.0.0.1:8500?dc=dc1",
 		"consul://127.0.0.1:8500?dc=dc1,dc2&tag=v2,canary&warning=true",
-		"consul://127.0.0.1:8500?stale",
+		"consul://127.0.0.1:8500?stale=true",
 		"consul://127.0.0.1:8500?stale=true&cached=true&near=_agent",
-		"consul://127.0.0.1:8500?consistent=1&wait=30s",
+		"consul://127.0.0.1:8500?consistent=true&wait=30s",
 		"consul://127.0.0.1:8500?check=ttl,grpc&ttl=9s&interval=2s",
 		"consul://127.0.0.1:8500?check=grpc",
 		"consul://127.0.0.1:8500?tls=false",
@@ -43,29 +43,37 @@ func TestURLs(t *testing.T) {
 		r.Close()
 	}
 	bad := map[string]string{
-		"consul://h:8500?token=secret":      "known parameters: dc, tag",
-		"consul://h:8500?dc=a&dc=b":         "given 2 times",
-		"consul://h:8500?dc=":               "empty element",
-		"consul://h:8500?tag=a,,b":          "empty element",
-		"consul://h:8500?stale=maybe":       "true or false",
-		"consul://h:8500?stale&consistent":  "exclude each other",
-		"consul://h:8500?cached&consistent": "cache",
-		"consul://h:8500?wait=forever":      "positive duration",
-		"consul://h:8500?wait=11m":          "out of range",
-		"consul://h:8500?wait=-1s":          "positive duration",
-		"consul://h:8500?check=http":        "ttl, grpc",
-		"consul://h:8500?ttl=10ms":          "below 1s",
-		"consul://h:8500?near=":             "node name",
-		"consul://user:pw@h:8500":           "credentials",
-		"consul://h:8500/orders":            "has path",
-		"consul://h:8500#frag":              "fragment",
-		"consulx://h:8500":                  "unknown scheme",
-		"consul://,,,":                      "want the agent's host:port",
-		"consul://:8500":                    "empty host",
-		"consul://h":                        "missing port",
-		"consul://h:0":                      "not in 1..65535",
-		"consul://h:99999":                  "not in 1..65535",
-		"consul://a:8500,b:8500":            "want the agent's host:port",
+		"consul://h:8500?token=secret":                "known parameters: dc, tag",
+		"consul://h:8500?dc=a&dc=b":                   "given 2 times",
+		"consul://h:8500?dc=":                         "parameter dc is empty",
+		"consul://h:8500?tag=a,,b":                    "empty element",
+		"consul://h:8500?stale=maybe":                 "want stale=true or stale=false",
+		"consul://h:8500?stale=1":                     "want stale=true or stale=false",
+		"consul://h:8500?stale=true&consistent=true":  "exclude each other",
+		"consul://h:8500?cached=true&consistent=true": "cache",
+		// One query reader for every backend: ';' is an error, not two
+		// settings silently dropped, and a key alone or with an empty
+		// value is an error naming it.
+		"consul://h:8500?dc=a;tag=b":   "';' in the query; separate parameters with '&'",
+		"consul://h:8500?stale":        "parameter stale has no value; want stale=true or stale=false",
+		"consul://h:8500?tls":          "parameter tls has no value; want tls=true or tls=false",
+		"consul://h:8500?ttl=":         "parameter ttl is empty",
+		"consul://h:8500?wait=forever": "positive duration",
+		"consul://h:8500?wait=11m":     "out of range",
+		"consul://h:8500?wait=-1s":     "positive duration",
+		"consul://h:8500?check=http":   "ttl, grpc",
+		"consul://h:8500?ttl=10ms":     "below 1s",
+		"consul://h:8500?near=":        "node name",
+		"consul://user:pw@h:8500":      "credentials",
+		"consul://h:8500/orders":       "has path",
+		"consul://h:8500#frag":         "fragment",
+		"consulx://h:8500":             "unknown scheme",
+		"consul://,,,":                 "want the agent's host:port",
+		"consul://:8500":               "empty host",
+		"consul://h":                   "missing port",
+		"consul://h:0":                 "not in 1..65535",
+		"consul://h:99999":             "not in 1..65535",
+		"consul://a:8500,b:8500":       "want the agent's host:port",
 	}
 	for raw, want := range bad {
 		err := registry.ValidateURL(raw)
@@ -81,6 +89,15 @@ func TestURLs(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestURLRules: consul URLs read their query by the rules every backend
+// shares.
+func TestURLRules(t *testing.T) {
+	registrytest.CheckURLRules(t, "consul://127.0.0.1:8500", map[string]string{
+		"dc": "dc1,dc2", "tag": "v2", "warning": "true", "stale": "true", "consistent": "true", "cached": "true",
+		"near": "_agent", "wait": "30s", "tls": "true", "check": "ttl,grpc", "ttl": "10s", "interval": "2s",
+	})
 }
 
 // TestOpenByURL: the scheme works end to end against the real agent,

@@ -14,9 +14,44 @@
 // watchers so that closing the Registry closes them.
 //
 // A new backend is then three things: what talks to its registry, a URL
-// opener that calls ValidateURL, and a harness for
+// opener that reads its URL with ReadURL, and a harness for
 // registrytest.RunConformanceTests, which runs the contract's success and
 // error halves against a real server.
+//
+// # URLs
+//
+// Every backend parses its URLs through this package, so that a URL
+// means the same whatever its scheme: ParseURL for a raw string (the
+// backend's Open), ReadURL for the parts every registry URL shares and
+// the query, Redact to show a URL. ReadURL's Query has one getter per
+// type (String, StringOrEmpty, Bool, Duration, Int, List); Fail and
+// Errorf record a backend's own checks, and Err returns the first error.
+// The rules:
+//
+//   - Parameters are separated by '&'. A ';' anywhere in the query is an
+//     error that says so (Go's url.ParseQuery drops such pairs, which
+//     would silently lose settings).
+//   - A parameter the backend does not know is an error naming it and
+//     listing those it knows; so is a parameter given twice. A list is
+//     one comma-separated value (dc=a,b), with no empty element.
+//   - Every parameter has a value: a key alone (?tls) is an error, and so
+//     is an empty value (?ttl=), each naming the key and the accepted
+//     form, except where a backend documents a meaning for the empty
+//     value (etcd's prefix=, the root of relative naming keys).
+//   - Booleans are true or false, nothing else (not 1, t or TRUE);
+//     durations are positive Go durations such as 30s or 1m30s; integers
+//     are decimal.
+//   - Names are case-sensitive, values are %-decoded, and a trailing '&'
+//     is harmless.
+//   - Every error wraps registry.ErrInvalidURL and shows the URL as
+//     Redact does: scheme, host and path, with no user information (not
+//     even a user name), no query and no fragment. An unknown
+//     parameter's value is never shown, and url.Parse's error, which
+//     quotes the whole URL, is never passed on as it is. A password or
+//     token in a URL therefore never reaches an error, a log line or a
+//     debug page; registrytest.CheckURLSecrets checks it for a scheme.
+//
+// registrytest.CheckURLRules checks a backend against these rules.
 //
 // # Why a feed
 //

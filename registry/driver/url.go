@@ -2,14 +2,10 @@ package driver
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"maps"
 	"net/url"
 	"slices"
-	"strings"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -46,32 +42,18 @@ func OpenWithLogger(ctx context.Context, mux *registry.URLMux, rawURL string, l 
 	return r, nil
 }
 
-// ValidateURL checks a registry URL for a backend: the parts every
-// registry URL shares (a scheme, no credentials, no path, no fragment),
-// that its scheme is scheme, and that its query has only the parameters
-// in known, each at most once. Errors wrap registry.ErrInvalidURL and
-// list the known parameters.
+// ValidateURL checks a registry URL for a backend that reads no
+// parameter's value itself (the memory backend): ReadURL, then the
+// query's Err. A backend with parameters calls ReadURL and reads them.
 func ValidateURL(u *url.URL, scheme string, known ...string) error {
-	if err := urlcheck.Check(u, registry.ErrInvalidURL); err != nil {
+	q, err := ReadURL(u, scheme, known...)
+	if err != nil {
 		return err
 	}
-	if u.Scheme != scheme {
-		return fmt.Errorf("%w: %s: scheme %q, want %q", registry.ErrInvalidURL, scheme, u.Scheme, scheme)
+	for _, k := range known {
+		q.String(k, "a value")
 	}
-	q := u.Query()
-	for _, k := range slices.Sorted(maps.Keys(q)) {
-		if !slices.Contains(known, k) {
-			list := "none"
-			if len(known) > 0 {
-				list = strings.Join(known, ", ")
-			}
-			return fmt.Errorf("%w: %s: unknown parameter %q; known parameters: %s", registry.ErrInvalidURL, scheme, k, list)
-		}
-		if len(q[k]) > 1 {
-			return fmt.Errorf("%w: %s: parameter %q given %d times", registry.ErrInvalidURL, scheme, k, len(q[k]))
-		}
-	}
-	return nil
+	return q.Err()
 }
 
 // EqualSets reports whether a and b, both sorted by ID, hold equal

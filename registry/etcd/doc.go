@@ -53,10 +53,13 @@
 //	         relative prefixes, "/" and "" serve etcd naming targets
 //	ttl      lease TTL, whole seconds, at least 1s (default 10s)
 //	timeout  bound of each background request (default 5s)
-//	tls      use TLS with the system roots when no CA is configured
+//	tls      true: use TLS with the system roots when no CA is configured
 //
-// Unknown parameters are errors that list these. Secrets never go in the
-// URL: user information is rejected. Credentials and certificates come
+// The query follows the rules every backend shares (see the URLs
+// section of registry/driver): tls=true or tls=false, durations such as
+// 10s, and ';', a parameter without a value or with an empty one (but
+// prefix=), a repeated or an unknown parameter is an error that names
+// it. Secrets never go in the URL: user information is rejected. Credentials and certificates come
 // from options (WithAuth, WithTLS), which win, or from etcdctl's variables
 // ETCDCTL_USER (user or user:password), ETCDCTL_PASSWORD, ETCDCTL_CACERT,
 // ETCDCTL_CERT and ETCDCTL_KEY.

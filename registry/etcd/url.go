@@ -2,13 +2,10 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -77,13 +74,9 @@ func (o *URLOpener) options() []Option {
 // "etcd://10.0.0.1:2379,10.0.0.2:2379?prefix=/svc". Options override the
 // URL's parameters.
 func Open(rawURL string, opts ...Option) (*Registry, error) {
-	u, err := url.Parse(rawURL)
+	u, err := driver.ParseURL(Scheme, rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the raw URL may hold secrets; do not echo it
-		}
-		return nil, fmt.Errorf("%w: %v", registry.ErrInvalidURL, err)
+		return nil, err
 	}
 	return OpenURL(u, opts...)
 }
@@ -101,69 +94,61 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 }
 
 // parseURL checks an etcd registry URL and returns its endpoints (nil for
-// an empty host) and the options its parameters set.
+// an empty host) and the options its parameters set, reading the query
+// by registry/driver's rules.
 func parseURL(u *url.URL) ([]string, options, error) {
 	o := defaultOptions()
-	if err := driver.ValidateURL(u, Scheme, urlParams...); err != nil {
+	q, err := driver.ReadURL(u, Scheme, urlParams...)
+	if err != nil {
 		return nil, o, err
 	}
-	if u.RawQuery != "" && strings.Contains(u.RawQuery, ";") {
-		return nil, o, fmt.Errorf("%w: etcd: ';' in query; separate parameters with '&'", registry.ErrInvalidURL)
-	}
-	q, err := url.ParseQuery(u.RawQuery)
+	endpoints, err := hostEndpoints(u)
 	if err != nil {
-		return nil, o, fmt.Errorf("%w: etcd: query: %v", registry.ErrInvalidURL, err)
+		return nil, o, err
 	}
-	var endpoints []string
-	if u.Host != "" {
-		for ep := range strings.SplitSeq(u.Host, ",") {
-			if err := urlcheck.HostPort(ep); err != nil {
-				return nil, o, fmt.Errorf("%w: etcd: host %q: %v", registry.ErrInvalidURL, ep, err)
-			}
-			endpoints = append(endpoints, ep)
-		}
+	if p, ok := q.StringOrEmpty("prefix", "a key prefix such as /wayfinder, or empty for relative naming keys"); ok {
+		o.prefix = p
 	}
-	bad := func(k string, err error) error {
-		return fmt.Errorf("%w: etcd: parameter %s=%q: %v", registry.ErrInvalidURL, k, q.Get(k), err)
+	switch f := q.String("format", "naming or v1"); f {
+	case "":
+	case FormatNaming.String():
+		o.format = FormatNaming
+	case FormatV1.String():
+		o.format = FormatV1
+	default:
+		q.Fail("format", "naming or v1")
 	}
-	if q.Has("prefix") {
-		o.prefix = q.Get("prefix")
+	if d := q.Duration("ttl"); d > 0 {
+		o.ttl = d
 	}
-	if q.Has("format") {
-		switch f := q.Get("format"); f {
-		case FormatNaming.String():
-			o.format = FormatNaming
-		case FormatV1.String():
-			o.format = FormatV1
-		default:
-			return nil, o, bad("format", errors.New("want naming or v1"))
-		}
-	}
-	for _, k := range []string{"ttl", "timeout"} {
-		if !q.Has(k) {
-			continue
-		}
-		d, err := time.ParseDuration(q.Get(k))
-		if err != nil {
-			return nil, o, bad(k, err)
-		}
-		if k == "ttl" {
-			o.ttl = d
-		} else {
-			o.timeout = d
-		}
+	if d := q.Duration("timeout"); d > 0 {
+		o.timeout = d
 	}
 	if q.Has("tls") {
-		b, err := strconv.ParseBool(q.Get("tls"))
-		if err != nil {
-			return nil, o, bad("tls", err)
-		}
-		o.useTLS = b
+		o.useTLS = q.Bool("tls")
+	}
+	if err := q.Err(); err != nil {
+		return nil, o, err
 	}
 	if err := o.validate(); err != nil {
-		return nil, o, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
+		return nil, o, fmt.Errorf("%w: %s: %w", registry.ErrInvalidURL, driver.Redact(u), err)
 	}
 	return endpoints, o, nil
+}
+
+// hostEndpoints returns the URL's comma-separated host:port endpoints.
+func hostEndpoints(u *url.URL) ([]string, error) {
+	if u.Host == "" {
+		return nil, nil
+	}
+	var endpoints []string
+	for ep := range strings.SplitSeq(u.Host, ",") {
+		if err := urlcheck.HostPort(ep); err != nil {
+			return nil, fmt.Errorf("%w: %s: host %q: %v", registry.ErrInvalidURL, driver.Redact(u), ep, err)
+		}
+		endpoints = append(endpoints, ep)
+	}
+	return endpoints, nil
 }
 
 // checkEndpoint accepts host:port, http://host:port and https://host:port.

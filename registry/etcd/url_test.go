@@ -23,7 +23,7 @@ func TestURLs(t *testing.T) {
 		"etcd://etcd-0.etcd:2379?prefix=/x/y&ttl=3s&timeout=2s",
 		"etcd://",
 		"etcd://h:1?tls=true",
-		"etcd://h:1?tls=0",
+		"etcd://h:1?tls=false",
 		"etcd://h:1?format=v1", "etcd://h:1?format=naming",
 		// etcd naming targets: relative prefixes and the roots.
 		"etcd://h:1?prefix=naming/team-a", "etcd://h:1?prefix=/", "etcd://h:1?prefix=",
@@ -49,7 +49,11 @@ func TestURLs(t *testing.T) {
 		"etcd://127.0.0.1:2379?timeout=-1s":         "timeout",
 		"etcd://127.0.0.1:2379?tls=maybe":           "tls",
 		"etcd://127.0.0.1:2379?format=v2":           "want naming or v1",
-		"etcd://127.0.0.1:2379?format=":             "want naming or v1",
+		"etcd://127.0.0.1:2379?format=":             "parameter format is empty; want format=<naming or v1>",
+		"etcd://127.0.0.1:2379?tls":                 "parameter tls has no value; want tls=true or tls=false",
+		"etcd://127.0.0.1:2379?tls=1":               "want tls=true or tls=false",
+		"etcd://127.0.0.1:2379?ttl=":                "parameter ttl is empty",
+		"etcd://127.0.0.1:2379?prefix":              "parameter prefix has no value",
 		"etcd://127.0.0.1:2379/hello":               "path",
 		"etcd://root:pw@127.0.0.1:2379":             "credentials",
 		"etcd://127.0.0.1":                          "127.0.0.1",
@@ -71,6 +75,15 @@ func TestURLs(t *testing.T) {
 			t.Errorf("ValidateURL(%q) = %v; the error leaks the password", raw, err)
 		}
 	}
+}
+
+// TestURLRules: etcd URLs read their query by the rules every backend
+// shares; an empty prefix has a meaning (relative naming keys).
+func TestURLRules(t *testing.T) {
+	t.Setenv(etcd.EnvEndpoints, "")
+	registrytest.CheckURLRules(t, "etcd://127.0.0.1:2379", map[string]string{
+		"format": "v1", "prefix": "/x", "timeout": "2s", "tls": "true", "ttl": "3s",
+	}, "prefix")
 }
 
 func TestOptionsOverrideURL(t *testing.T) {

@@ -21,6 +21,10 @@
 // port name or number; required when the Service has several), context
 // (a kubeconfig context), timeout (of each request but watches) and ttl
 // (how long a registration outlives its registrant; see Register).
+// The query follows the rules every backend shares (see the URLs section
+// of registry/driver): durations such as ttl=30s, and ';', a parameter
+// without a value or with an empty one (?ttl=), a repeated or an unknown
+// parameter is an error that names it.
 //
 // # What is read
 //

@@ -50,8 +50,6 @@ var (
 	ErrPort = errors.New("kubernetes: no such port")
 )
 
-var urlParams = []string{"context", "namespace", "port", "timeout", "ttl"}
-
 func init() {
 	driver.RegisterScheme(Scheme, &URLOpener{})
 }
@@ -267,50 +265,6 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 		return nil, err
 	}
 	return New(append(uo, opts...)...)
-}
-
-func parseURL(u *url.URL) ([]Option, error) {
-	if err := driver.ValidateURL(u, Scheme, urlParams...); err != nil {
-		return nil, err
-	}
-	if u.Host != "" {
-		return nil, fmt.Errorf("%w: kubernetes: %q names host %q; the API server comes from the kubeconfig or the in-cluster configuration: want kubernetes:///<service>[.<namespace>]", registry.ErrInvalidURL, u.Redacted(), u.Host)
-	}
-	q := u.Query()
-	if strings.Contains(u.RawQuery, ";") {
-		return nil, fmt.Errorf("%w: kubernetes: query has ';'", registry.ErrInvalidURL)
-	}
-	var opts []Option
-	if v := q.Get("namespace"); v != "" {
-		if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
-			return nil, fmt.Errorf("%w: kubernetes: namespace %q: %s", registry.ErrInvalidURL, v, strings.Join(errs, "; "))
-		}
-		opts = append(opts, WithNamespace(v))
-	}
-	if v := q.Get("port"); v != "" {
-		if err := checkPort(v); err != nil {
-			return nil, fmt.Errorf("%w: %w", registry.ErrInvalidURL, err)
-		}
-		opts = append(opts, WithPort(v))
-	}
-	if v := q.Get("context"); v != "" {
-		opts = append(opts, WithContext(v))
-	}
-	if v := q.Get("ttl"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second {
-			return nil, fmt.Errorf("%w: kubernetes: ttl %q: want a duration of at least 1s, such as 30s", registry.ErrInvalidURL, v)
-		}
-		opts = append(opts, WithTTL(d))
-	}
-	if v := q.Get("timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%w: kubernetes: timeout %q: want a positive duration such as 5s", registry.ErrInvalidURL, v)
-		}
-		opts = append(opts, WithTimeout(d))
-	}
-	return opts, nil
 }
 
 func checkPort(p string) error {

@@ -41,9 +41,9 @@ func (*URLOpener) ValidateURL(u *url.URL) error { return validateURL(u) }
 // Open opens a client of the store named by rawURL ("mem://" or
 // "mem://name").
 func Open(rawURL string) (*Registry, error) {
-	u, err := url.Parse(rawURL)
+	u, err := driver.ParseURL(Scheme, rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: memory: %v", registry.ErrInvalidURL, err)
+		return nil, err
 	}
 	return OpenURL(u)
 }
