@@ -1,10 +1,15 @@
 package resolver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
@@ -71,4 +76,66 @@ func discoveryName(d registry.Discovery) string {
 		return s.String()
 	}
 	return fmt.Sprintf("%T", d)
+}
+
+// Policies' own texts for having no endpoints, which say neither which
+// service nor which registry: endpointsharding's (under round_robin and
+// every policy built on it), pick_first's and wayfinder_zone_aware's.
+// They are what an RPC reads in the moment between the resolver's empty
+// set and its error, and for good under grpc's round_robin, which drops
+// a resolver error when it has no endpoints.
+var noEndpointTexts = []string{"no children to pick from", "produced zero addresses", "the resolver gave no endpoints"}
+
+// DialOptions returns the options to dial a target of b with:
+// grpc.WithResolvers(b), and interceptors that turn gRPC's own text for a
+// service with no endpoints ("no children to pick from", "produced zero
+// addresses", with any policy, grpc's round_robin included) into
+// "wayfinder: service X has no instances in <registry>". The code stays
+// UNAVAILABLE. NewClient passes them; pass them to grpc.NewClient when
+// dialling a NewBuilder builder.
+func (b *Builder) DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithResolvers(b),
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return b.explain(cc, invoker(ctx, method, req, reply, cc, opts...))
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			s, err := streamer(ctx, desc, cc, method, opts...)
+			return s, b.explain(cc, err)
+		}),
+	}
+}
+
+// explain rewrites gRPC's text for no endpoints in err, an RPC's error
+// on a ClientConn dialled with b, to name the service and registry.
+func (b *Builder) explain(cc *grpc.ClientConn, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok || (st.Code() != codes.Unavailable && st.Code() != codes.DeadlineExceeded) {
+		return err
+	}
+	msg := st.Message()
+	for _, s := range noEndpointTexts {
+		if !strings.Contains(msg, s) {
+			continue
+		}
+		u, perr := url.Parse(cc.Target())
+		if perr != nil {
+			return err
+		}
+		var service, source string
+		if b.disc != nil {
+			service, source = strings.TrimPrefix(u.Path, "/"), discoveryName(b.disc)
+		} else {
+			t, terr := registry.TargetFromURL(u)
+			if terr != nil {
+				return err
+			}
+			service, source = t.Service, registryName(t.Registry)
+		}
+		return status.Error(st.Code(), strings.Replace(msg, s, noInstancesError(service, source).Error(), 1))
+	}
+	return err
 }

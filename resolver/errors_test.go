@@ -14,8 +14,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/hash"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/route"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
@@ -160,4 +168,89 @@ func TestConsulCutIsUnavailable(t *testing.T) {
 	if err := <-waiting; err != nil {
 		t.Fatalf("wait-for-ready SayHello across the cut = %v, want success once Consul is back", err)
 	}
+}
+
+// policies are gRPC's own and every Wayfinder policy, as service configs.
+var policies = []struct{ name, config string }{
+	{"pick_first", pickFirst},
+	{"round_robin", roundRobin},
+	{"wrr", `{"loadBalancingConfig":[{"wayfinder_weighted_round_robin":{}}]}`},
+	{"p2c", `{"loadBalancingConfig":[{"wayfinder_p2c_ewma":{}}]}`},
+	{"hash", `{"loadBalancingConfig":[{"wayfinder_consistent_hash":{}}]}`},
+	{"route", `{"loadBalancingConfig":[{"wayfinder_route":{"subset":"version=v1"}}]}`},
+	{"custom", `{"loadBalancingConfig":[{"wayfinder_test_first":{}}]}`},
+	{"zone", `{"loadBalancingConfig":[{"wayfinder_zone_aware":{"localZone":"z1","child":[{"wayfinder_weighted_round_robin":{}}]}}]}`},
+	{"outlier", `{"loadBalancingConfig":[{"wayfinder_outlier_ejection":{"child":[{"round_robin":{}}]}}]}`},
+}
+
+func init() {
+	custom.Register("wayfinder_test_first", func(custom.Call, []custom.Endpoint) (int, error) { return 0, nil })
+}
+
+// TestNoInstancesNamesServiceAndRegistry: with every policy, a service
+// with no instances, from the start and after its last instance left,
+// fails fail-fast RPCs with UNAVAILABLE reading "service X has no
+// instances in <registry>", and wait-for-ready RPCs wait for an instance.
+func TestNoInstancesNamesServiceAndRegistry(t *testing.T) {
+	for _, pol := range policies {
+		t.Run(pol.name, func(t *testing.T) {
+			name := "empty-" + pol.name
+			reg := memory.Named(name).Open()
+			// No guard: the last instance's removal reaches clients at once.
+			client := newClient(t, newCache(t, resolver.WithMassRemovalGuard(0, 0, 0)), "mem://"+name+"/hello", pol.config)
+			want := `service "hello" has no instances in mem://` + name
+			wantUnavailable(t, "SayHello to a service with no instances", failFast(t, client), want)
+
+			waiting := waitForReady(t, client, 30*time.Second)
+			wantUnavailable(t, "SayHello to a service still with no instances", failFast(t, client), want)
+			select {
+			case err := <-waiting:
+				t.Fatalf("wait-for-ready SayHello with no instances = %v, want it to wait", err)
+			default:
+			}
+			a := testenv.StartHello(t, "a")
+			inst := registry.Instance{ID: "a", Service: "hello", Address: a.Addr, Version: "v1", Zone: "z1"}
+			if err := reg.Register(t.Context(), inst); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-waiting; err != nil {
+				t.Fatalf("wait-for-ready SayHello until an instance registers = %v, want success", err)
+			}
+
+			// The last instance leaves.
+			if err := reg.Deregister(t.Context(), inst); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			wait.For(t, 10*time.Second, "a fail-fast call fails once the last instance left", func() bool {
+				err = failFast(t, client)
+				return err != nil
+			})
+			wantUnavailable(t, "SayHello after the last instance left", err, want)
+		})
+	}
+}
+
+// TestNoInstancesWithBuilder: a NewBuilder builder dialled with its
+// DialOptions reads the same for grpc's round_robin, and a Wayfinder
+// policy dialled with grpc.WithResolvers alone gets there too once the
+// resolver's error follows its empty set.
+func TestNoInstancesWithBuilder(t *testing.T) {
+	reg := memory.New()
+	b := resolver.NewBuilder(reg, resolver.WithCache(newCache(t)))
+	want := `service "hello" has no instances in *memory.Registry`
+
+	cc, err := grpc.NewClient("wayfinder:///hello", append(b.DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultServiceConfig(roundRobin))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	wantUnavailable(t, "SayHello (round_robin, DialOptions) to a service with no instances", failFast(t, hellopb.NewHelloServiceClient(cc)), want)
+
+	_, client := dial(t, b, "wayfinder:///hello", grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"wayfinder_weighted_round_robin":{}}]}`))
+	wait.For(t, 10*time.Second, "the resolver's error replaces gRPC's text", func() bool {
+		return strings.Contains(failFast(t, client).Error(), want)
+	})
+	wantUnavailable(t, "SayHello (wayfinder_weighted_round_robin, WithResolvers) to a service with no instances", failFast(t, client), want)
 }

@@ -233,7 +233,7 @@ func (c *Cache) NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientC
 	if err := c.mux.ValidateURL(t.Registry.String()); err != nil {
 		return nil, fmt.Errorf("wayfinder: target %q: %w", t.Registry.Redacted(), err)
 	}
-	return grpc.NewClient(target, append([]grpc.DialOption{grpc.WithResolvers(c.urlBuilder(t.Registry.Scheme))}, opts...)...)
+	return grpc.NewClient(target, append(c.urlBuilder(t.Registry.Scheme).DialOptions(), opts...)...)
 }
 
 func (c *Cache) urlBuilder(scheme string) *Builder {
