@@ -363,12 +363,12 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance) {
 		}
 		switch {
 		case err == nil:
-			close(s.registered)
 			if since.IsZero() {
 				log.Debug("server: registered")
 			} else {
 				log.Info("server: registered after failing", "attempts", attempt, "for", time.Since(since).Round(time.Millisecond))
 			}
+			close(s.registered) // after the log line, so that a reader of Registered finds it
 			return
 		case ctx.Err() != nil:
 			return
