@@ -230,7 +230,7 @@ func (c *Clients) Conn(service string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[service]; ok {
 		return cc, nil
 	}
-	opts := append([]grpc.DialOption{grpc.WithResolvers(c.builder)}, c.opts...)
+	opts := append(c.builder.DialOptions(), c.opts...) // the resolver, and its interceptors naming service and registry when there is no instance
 	cc, err := grpc.NewClient(resolver.DefaultScheme+":///"+service, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app: dial %q: %w", service, err)

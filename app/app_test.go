@@ -292,3 +292,31 @@ func TestCredentialsOverridePlaintext(t *testing.T) {
 		t.Errorf("Conn with Plaintext false and no credentials = %v, want an error about credentials", err)
 	}
 }
+
+// TestNoInstancesNamed: with the default policy (grpc's round_robin), a
+// call to a service with no instances reads UNAVAILABLE naming the
+// service and the registry, not round_robin's "no children to pick from".
+func TestNoInstancesNamed(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.Registry, cfg.Plaintext = "mem://app-empty", true
+	reg, err := app.NewRegistry(app.RegistryParams{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	clients, err := app.NewClients(app.ClientsParams{Config: cfg, Discovery: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clients.Close()
+	cc, err := clients.Conn("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err = hellopb.NewHelloServiceClient(cc).SayHello(ctx, &hellopb.HelloRequest{Name: "x"})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `service "hello" has no instances in`) {
+		t.Fatalf("SayHello to a service with no instances = %v, want UNAVAILABLE naming the service and registry", err)
+	}
+}

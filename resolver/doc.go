@@ -42,6 +42,17 @@
 // an empty list, and RPCs then fail with UNAVAILABLE until an instance
 // registers.
 //
+// # Errors
+//
+// A registry's trouble reaches RPCs as UNAVAILABLE naming the service
+// and the registry ("wayfinder: service "hello" in etcd://...: <cause>"),
+// and a service with no instances as UNAVAILABLE reading "service X has
+// no instances in <registry>", so that wait-for-ready RPCs wait and retry
+// policies retry: the errors the resolver reports carry no gRPC status
+// of their own (see docs/architecture.md, "What an RPC reads").
+// NewClient's interceptors, also available as Builder.DialOptions, give
+// every policy's "no endpoints" text the same words.
+//
 // # Concurrency
 //
 // Every goroutine is owned: one per upstream watch, stopped by the Cache,

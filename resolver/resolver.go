@@ -87,6 +87,7 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 		if err != nil {
 			return nil, err
 		}
+		r.source = discoveryName(b.disc)
 		key := watchKey{source: sourceKey(b.disc, b), service: r.service}
 		r.feed = driver.NewWatcher("wayfinder resolver", r.service, nil, driver.SharedSets())
 		sub.feed = r.feed
@@ -97,7 +98,7 @@ func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gres
 		if err != nil {
 			return nil, err
 		}
-		r.service = t.Service
+		r.service, r.source = t.Service, registryName(t.Registry)
 		key := watchKey{source: t.Registry.String(), service: t.Service}
 		r.feed = driver.NewWatcher("wayfinder resolver", r.service, nil, driver.SharedSets())
 		sub.feed = r.feed
@@ -133,6 +134,7 @@ func injectedService(target gresolver.Target) (string, error) {
 type ccResolver struct {
 	cc      gresolver.ClientConn
 	service string
+	source  string // names the registry in RPC errors (see rpcError)
 	watch   *watch
 	feed    *driver.Watcher
 	logger  *slog.Logger
@@ -152,13 +154,22 @@ func (r *ccResolver) loop(ctx context.Context) {
 		}
 		if err != nil {
 			// Report, and keep whatever gRPC has: an error never becomes
-			// an empty address list.
-			r.cc.ReportError(fmt.Errorf("wayfinder resolver: %w", err))
+			// an empty address list. The error carries no gRPC status, so
+			// RPCs fail UNAVAILABLE naming service and registry, and
+			// wait-for-ready RPCs wait (see rpcError).
+			r.cc.ReportError(outageError(r.service, r.source, err))
 			continue
 		}
 		prev := pushed
 		pushed = insts
 		r.push(insts, keptFromNote(insts, r.feed.Index()))
+		if len(insts) == 0 {
+			// The policy now has no endpoints and fails RPCs with a text
+			// of its own ("no children to pick from"); the error gives
+			// them ours, still UNAVAILABLE, so wait-for-ready RPCs wait
+			// for an instance.
+			r.cc.ReportError(noInstancesError(r.service, r.source))
+		}
 		if prev != nil {
 			// After the push returns, the balancer has the set and has
 			// built its picker: the change has propagated.
@@ -222,7 +233,7 @@ func (c *Cache) NewClient(target string, opts ...grpc.DialOption) (*grpc.ClientC
 	if err := c.mux.ValidateURL(t.Registry.String()); err != nil {
 		return nil, fmt.Errorf("wayfinder: target %q: %w", driver.Redact(t.Registry), err)
 	}
-	return grpc.NewClient(target, append([]grpc.DialOption{grpc.WithResolvers(c.urlBuilder(t.Registry.Scheme))}, opts...)...)
+	return grpc.NewClient(target, append(c.urlBuilder(t.Registry.Scheme).DialOptions(), opts...)...)
 }
 
 func (c *Cache) urlBuilder(scheme string) *Builder {

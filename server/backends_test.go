@@ -54,6 +54,7 @@ func TestConsulHealthFollowsServer(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	waitRegistered(t, s)
 	defer s.Stop(context.Background())
 	passing := func(want int) {
 		t.Helper()

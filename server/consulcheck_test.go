@@ -49,6 +49,7 @@ func init() {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
+	<-s.Registered()
 	fmt.Println("ADDR", s.Addr())
 	select {} // until killed
 }
@@ -134,6 +135,7 @@ func TestConsulCriticalWhenNotServing(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	waitRegistered(t, s)
 	defer s.Stop(context.Background())
 	wait.For(t, 10*time.Second, "s1 passing", func() bool { return strings.Join(passingIDs(t, reg, "sick"), ",") == "s1" })
 	s.Health().SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -168,6 +170,7 @@ func TestConsulServerGRPCCheckCanBeTurnedOff(t *testing.T) {
 			if err := s.Start(t.Context()); err != nil {
 				t.Fatal(err)
 			}
+			waitRegistered(t, s)
 			defer s.Stop(context.Background())
 			checks, err := reg.Client().Agent().Checks()
 			if err != nil {

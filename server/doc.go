@@ -11,13 +11,30 @@
 //
 // # Errors
 //
-// [New] rejects an invalid service name ([registry.ErrInvalidService]);
-// [Server.Start] returns a listen failure, [ErrStarted], and an instance
-// the registry refuses ([registry.ErrInvalidInstance]), but not a
-// registry that is down: it serves and keeps registering in the
-// background, logging each failed attempt. [Server.Stop] returns a
-// failed deregistration and a serve error, joined, after doing every
-// step. Each error is handled once: returned or logged, never both.
+// [New] rejects a nil registrar and an invalid service name
+// ([registry.ErrInvalidService]); [Server.Start] returns a listen
+// failure, [ErrStarted] and invalid instance attributes
+// ([registry.ErrInvalidInstance]), never a registry's trouble: it serves
+// and registers in the background, retrying until it succeeds, and
+// [Server.Registered] says when it did. [Server.Stop] returns a failed
+// deregistration and a serve error, joined, after doing every step. Each
+// error is handled once: returned or logged, never both.
+//
+// # Cost
+//
+// Start costs the listen and a watch's setup, never a registry round
+// trip, whatever the registry does. Stop costs at most the register
+// timeout for the deregistration (skipped when no registration can have
+// reached the registry), the drain timeout (after a successful one), the
+// drain delay and the graceful timeout, each cut short by its context.
+// See docs/lifecycle.md for the figures.
+//
+// # Logging
+//
+// Without WithLogger, slog.Default() hears what an operator must act on:
+// a registration that keeps failing at Warn, the first failure and then
+// once a minute (never a line per retry), a recovery at Info, an
+// instance the registry refuses at Error. Routine events are Debug.
 //
 // # Concurrency
 //

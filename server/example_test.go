@@ -10,8 +10,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
-// A server registers once it serves and is gone from the registry once
-// Stop returns.
+// A server registers once it serves (in the background: Start does not
+// wait for the registry) and is gone from the registry once Stop returns.
 func Example() {
 	reg := memory.New()
 	defer reg.Close()
@@ -27,6 +27,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
+	<-s.Registered() // Start does not wait for the registry
 	insts, _ := reg.Lookup(ctx, "hello")
 	fmt.Println("after Start:", len(insts), "instance,", insts[0].ID, "in", insts[0].Zone)
 

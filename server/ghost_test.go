@@ -55,6 +55,7 @@ func TestConsulGhostAfterAgentOutage(t *testing.T) {
 		if err := s.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		waitRegistered(t, s)
 		t.Cleanup(func() { s.Stop(context.Background()) })
 		servers[id] = s
 	}

@@ -47,6 +47,7 @@ func rollingRestart(t *testing.T, srvReg registry.Registrar, cliDisc registry.Di
 		if err := s.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		waitRegistered(t, s)
 		return s
 	}
 	var live []*server.Server

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Defaults for the stop sequence.
@@ -38,14 +39,21 @@ const (
 // ErrStarted is returned by Start on a server that was already started.
 var ErrStarted = errors.New("server: already started")
 
+// registerReminder is how often a registration that keeps failing is
+// logged again at Warn; the failures in between go to Debug.
+const registerReminder = time.Minute
+
 // Server is a gRPC server with a registry lifecycle:
 //
 // Start: listen; serve, with the grpc.health.v1 service; set SERVING
 // under "", the registry service name and every registered gRPC
-// service's fully-qualified name (HealthNames); then register, so that no client is sent to an instance that cannot answer.
+// service's fully-qualified name (HealthNames); then register, in the
+// background, so that no client is sent to an instance that cannot
+// answer and no registry can hold up the start.
 //
-// Stop, within the stop context: set NOT_SERVING; deregister (bounded: a
-// registry that is down is logged and skipped); wait until the instance is
+// Stop, within the stop context: set NOT_SERVING; deregister (bounded by
+// the register timeout; skipped if no registration can have reached the
+// registry, and a registry that is down is reported and skipped); wait until the instance is
 // gone from this process's own watch view of its service, bounded by the
 // drain timeout, so that clients had the chance to see it leave; then
 // GracefulStop, bounded by the graceful timeout; then Stop. A registry
@@ -65,6 +73,11 @@ type Server struct {
 	regDone  chan struct{}    // closed when the registration loop ends
 	regCtx   context.CancelFunc
 	serveErr chan error
+	// reached: a registration attempt may have reached the registry
+	// (it succeeded, or its outcome is unknown), so Stop deregisters.
+	reached bool
+
+	registered chan struct{} // closed once the instance is registered
 }
 
 type options struct {
@@ -148,23 +161,34 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 // registered service to whoever can reach the port.
 func WithReflection() Option { return func(o *options) { o.reflection = true } }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets the logger. The default is slog.Default() at the time
+// of New, which hears only what an operator must act on: a registration
+// that keeps failing (Warn, the first failure and then once a minute),
+// an instance the registry refuses (Error), and a drain or graceful stop
+// that timed out (Warn). Routine events go to Debug. Pass
+// slog.New(slog.DiscardHandler) for silence.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// New returns a server for service that registers through reg. Register
-// gRPC services on GRPC() before Start. If reg is also a
-// registry.Discovery, Stop waits for the instance to leave its watch view.
+// New returns a server for service that registers through reg, which
+// must not be nil. Register gRPC services on GRPC() before Start. If reg
+// is also a registry.Discovery, Stop waits for the instance to leave its
+// watch view.
 func New(reg registry.Registrar, service string, opts ...Option) (*Server, error) {
+	if reg == nil {
+		return nil, errors.New("server: New: nil registry.Registrar")
+	}
 	o := options{
 		service:         service,
 		listen:          "127.0.0.1:0",
 		drainTimeout:    DefaultDrainTimeout,
 		gracefulTimeout: DefaultGracefulTimeout,
 		registerTimeout: DefaultRegisterTimeout,
-		logger:          slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
 	}
 	if err := registry.ValidateService(service); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -172,7 +196,7 @@ func New(reg registry.Registrar, service string, opts ...Option) (*Server, error
 	if o.id == "" {
 		o.id = service + "-" + registry.NewID()[:12]
 	}
-	s := &Server{reg: reg, opts: o, grpc: grpc.NewServer(o.grpcOpts...), health: health.NewServer()}
+	s := &Server{reg: reg, opts: o, grpc: grpc.NewServer(o.grpcOpts...), health: health.NewServer(), registered: make(chan struct{})}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if o.reflection {
 		reflection.Register(s.grpc)
@@ -233,12 +257,19 @@ func (s *Server) Addr() net.Addr {
 	return s.lis.Addr()
 }
 
-// Start listens, serves, marks the server SERVING and registers it. It
-// returns once the server is serving; if the registry is unreachable the
-// registration keeps being retried in the background (jittered backoff)
-// until it succeeds or Stop is called, so a registry outage never
-// prevents a service from starting. Invalid instance attributes and a
-// listen failure are returned as errors.
+// Start listens, serves, marks the server SERVING and starts registering
+// it in the background. It returns once the server is serving, without
+// waiting for the registry: its cost is the listen and, if reg is a
+// registry.Discovery, the setup of a watch of the service, which does
+// not block on the network (registry.Discovery.Watch). The registration
+// is a loop owned by the server that never gives up: each attempt
+// bounded by the register timeout, retried with jittered backoff (100ms
+// doubling to 10s) until it succeeds or Stop is called, so a registry
+// that is down, frozen or wrong never prevents a service from starting.
+// Registered reports when it succeeded; failures are logged (see
+// WithLogger). Invalid instance attributes and a listen failure are
+// returned as errors; an instance the registry itself refuses is logged
+// at Error and not retried. ctx bounds nothing that can block.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
@@ -271,21 +302,15 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	regCtx, cancel := context.WithCancel(context.Background())
 	s.regCtx, s.regDone = cancel, make(chan struct{})
-	first := make(chan error, 1)
-	go s.registerLoop(regCtx, inst, first)
+	go s.registerLoop(regCtx, inst)
 	s.mu.Unlock()
-
-	select {
-	case err := <-first:
-		if errors.Is(err, registry.ErrInvalidInstance) {
-			// The backend refused the instance: retrying cannot help.
-			_ = s.Stop(context.Background())
-			return fmt.Errorf("server: register: %w", err)
-		}
-	case <-ctx.Done():
-	}
 	return nil
 }
+
+// Registered returns a channel closed once the instance is registered.
+// It stays open while the registry cannot be reached, and for good if
+// the server stops first or the registry refuses the instance.
+func (s *Server) Registered() <-chan struct{} { return s.registered }
 
 func (s *Server) instance(addr net.Addr) (registry.Instance, error) {
 	adv := s.opts.advertise
@@ -313,12 +338,16 @@ func (s *Server) instance(addr net.Addr) (registry.Instance, error) {
 }
 
 // registerLoop registers the instance, retrying with jittered backoff
-// (100ms doubling to 10s) until it succeeds or ctx is done. The first
-// attempt's result goes to first.
-func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first chan<- error) {
+// (100ms doubling to 10s) until it succeeds or ctx is done. Failures are
+// logged, not returned (Start has returned already, and the retry is
+// what handles them): the first at Warn, then at Debug with a Warn
+// reminder every registerReminder, and a success after failures at Info.
+func (s *Server) registerLoop(ctx context.Context, inst registry.Instance) {
 	defer close(s.regDone)
+	log := s.opts.logger.With("instance", inst.String())
 	b := backoff.Backoff{Base: registerBackoffBase, Max: registerBackoffMax}
-	for attempt := 0; ; attempt++ {
+	var since, warned time.Time
+	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
 		var err error
 		if hr, ok := s.reg.(registry.HealthRegistrar); ok {
@@ -327,24 +356,63 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first
 			err = s.reg.Register(actx, inst)
 		}
 		cancel()
-		if attempt == 0 {
-			first <- err
+		if mayHaveReached(err) {
+			s.mu.Lock()
+			s.reached = true
+			s.mu.Unlock()
 		}
-		if err == nil {
-			s.opts.logger.Info("server: registered", "instance", inst.String())
+		switch {
+		case err == nil:
+			if since.IsZero() {
+				log.Debug("server: registered")
+			} else {
+				log.Info("server: registered after failing", "attempts", attempt, "for", time.Since(since).Round(time.Millisecond))
+			}
+			close(s.registered) // after the log line, so that a reader of Registered finds it
 			return
-		}
-		if errors.Is(err, registry.ErrInvalidInstance) || ctx.Err() != nil {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, registry.ErrInvalidInstance):
+			// The backend refused the instance: retrying cannot help.
+			log.Error("server: the registry refused the instance; not registered", "err", err)
 			return
 		}
 		d := b.Next()
-		// Logged, not returned: Start has returned already, and the retry
-		// is what handles the error.
-		s.opts.logger.Warn("server: register failed; retrying", "instance", inst.String(), "err", err, "in", d)
+		now := time.Now()
+		switch {
+		case since.IsZero():
+			since, warned = now, now
+			log.Warn("server: register failed; retrying in the background until it succeeds", "err", err, "in", d)
+		case now.Sub(warned) >= registerReminder:
+			warned = now
+			log.Warn("server: register still failing; retrying", "attempts", attempt, "for", now.Sub(since).Round(time.Second), "err", err, "in", d)
+		default:
+			log.Debug("server: register failed; retrying", "attempts", attempt, "err", err, "in", d)
+		}
 		if !backoff.Sleep(ctx, d) {
 			return
 		}
 	}
+}
+
+// mayHaveReached reports whether a registration that ended with err may
+// have been applied by the registry: it succeeded, or its outcome is
+// unknown (no answer in time, cancelled mid-flight, an error the backend
+// does not classify). An instance refused as invalid, a refused
+// connection, something that is not a registry and an error the
+// registry answered with were not applied.
+func mayHaveReached(err error) bool {
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, registry.ErrInvalidInstance) {
+		return false
+	}
+	switch driver.Classify(err) { // the backend's UnavailableError, else the network error's cause
+	case registry.CauseRefused, registry.CauseNotRegistry, registry.CauseServer:
+		return false
+	}
+	return true
 }
 
 // healthy reports the grpc.health.v1 status of the whole server (""),
@@ -378,20 +446,26 @@ func (s *Server) Stop(ctx context.Context) error {
 	// 1. Health first, so checks that follow it start failing.
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 
-	// 2. Stop retrying registration, then deregister, bounded.
+	// 2. Stop retrying registration, then deregister, bounded; but only
+	// what may be registered: nothing to withdraw, nothing to wait for.
 	s.regCtx()
 	<-s.regDone
+	s.mu.Lock()
+	reached := s.reached
+	s.mu.Unlock()
 	var errs []error
-	dctx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
-	if err := s.reg.Deregister(dctx, inst); err != nil {
-		// Returned, not logged: the caller handles it once. Stopping goes on.
-		errs = append(errs, fmt.Errorf("server: deregister: %w", err))
+	if reached {
+		dctx, cancel := context.WithTimeout(ctx, s.opts.registerTimeout)
+		if err := s.reg.Deregister(dctx, inst); err != nil {
+			// Returned, not logged: the caller handles it once. Stopping goes on.
+			errs = append(errs, fmt.Errorf("server: deregister: %w", err))
+		}
+		cancel()
 	}
-	cancel()
 
 	// 3. Wait until clients had the chance to see it leave.
 	if watcher != nil {
-		if len(errs) == 0 {
+		if reached && len(errs) == 0 {
 			wctx, cancel := context.WithTimeout(ctx, s.opts.drainTimeout)
 			if err := waitGone(wctx, watcher, inst.ID); err != nil {
 				log.Warn("server: instance still in the watch view at the drain timeout", "err", err)

@@ -22,6 +22,16 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// waitRegistered waits until s is registered: Start does not wait.
+func waitRegistered(t testing.TB, s *server.Server) {
+	t.Helper()
+	select {
+	case <-s.Registered():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("server %v not registered after 10s", s)
+	}
+}
+
 // orderRecorder wraps a real registry and checks, at each call, whether
 // the server answers health checks: it shows the lifecycle's order.
 type orderRecorder struct {
@@ -61,6 +71,7 @@ func TestLifecycleOrder(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("Start() = %v", err)
 	}
+	waitRegistered(t, s)
 	if !rec.servingAtRegister {
 		t.Errorf("Register was called before the server answered SERVING")
 	}
@@ -99,6 +110,7 @@ func TestUniqueDefaultIDs(t *testing.T) {
 		if err := s.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+		waitRegistered(t, s)
 		servers = append(servers, s)
 	}
 	if insts, _ := reg.Lookup(t.Context(), "hello"); len(insts) != 3 {
@@ -118,6 +130,7 @@ func TestStopWhileRegistryDown(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	waitRegistered(t, s)
 	store.SetOutage(errors.New("down"))
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
@@ -195,6 +208,7 @@ func TestStopErrorHandledOnce(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	waitRegistered(t, s)
 	store.SetOutage(errors.New("down"))
 	if err := s.Stop(t.Context()); !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("Stop() with the registry down = %v, want an error wrapping ErrUnavailable", err)

@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 
 	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
 	"google.golang.org/grpc/connectivity"
@@ -87,11 +88,12 @@ type Balancer struct {
 
 	parent uint64 // the inspect ID of the Parent cc belongs to; 0 if none. Do not count picks if set
 
-	mu       sync.Mutex // guards the fields below; see the package doc for lock order
-	policy   Policy
-	last     []Endpoint   // the endpoints of the last update, for inspection
-	counting bool         // the last picker counts picks
-	picks    PickCounters // by address, for endpoints in last
+	mu          sync.Mutex // guards the fields below; see the package doc for lock order
+	resolverErr error      // the resolver's last error since the last update; see UpdateState
+	policy      Policy
+	last        []Endpoint   // the endpoints of the last update, for inspection
+	counting    bool         // the last picker counts picks
+	picks       PickCounters // by address, for endpoints in last
 
 	unregister func() // removes the balancer from package inspect
 }
@@ -203,6 +205,7 @@ func New(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, p Policy) *Balanc
 // UpdateClientConnState implements balancer.Balancer.
 func (b *Balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	b.mu.Lock()
+	b.resolverErr = nil
 	err := b.policy.SetConfig(s.BalancerConfig)
 	b.mu.Unlock()
 	if err != nil {
@@ -216,8 +219,14 @@ func (b *Balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	})
 }
 
-// ResolverError implements balancer.Balancer.
-func (b *Balancer) ResolverError(err error) { b.child.ResolverError(err) }
+// ResolverError implements balancer.Balancer. With no endpoints, RPCs
+// fail with err (see UpdateState).
+func (b *Balancer) ResolverError(err error) {
+	b.mu.Lock()
+	b.resolverErr = err
+	b.mu.Unlock()
+	b.child.ResolverError(err)
+}
 
 // UpdateSubConnState implements balancer.Balancer; it is never called
 // because pick_first registers state listeners.
@@ -283,9 +292,20 @@ func policyName(p Policy) string {
 // UpdateState intercepts endpointsharding's aggregated state and replaces
 // its round-robin picker with the policy's when any child is ready.
 // Otherwise endpointsharding's picker is right as it is: it queues calls
-// while children connect and fails them when all are in failure.
+// while children connect and fails them when all are in failure; but
+// with no children at all it fails them with "no children to pick from",
+// and drops the resolver's error, which says why (Wayfinder's resolver:
+// "service X has no instances in <registry>"), so that error is used
+// instead.
 func (b *Balancer) UpdateState(state gbalancer.State) {
 	children := endpointsharding.ChildStatesFromPicker(state.Picker)
+	if len(children) == 0 {
+		b.mu.Lock()
+		if err := b.resolverErr; err != nil {
+			state = gbalancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(err)}
+		}
+		b.mu.Unlock()
+	}
 	all := make([]Endpoint, len(children))
 	nready := 0
 	for i, c := range children {
