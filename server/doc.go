@@ -14,16 +14,20 @@
 // [New] rejects a nil registrar and an invalid service name
 // ([registry.ErrInvalidService]); [Server.Start] returns a listen
 // failure, [ErrStarted] and invalid instance attributes
-// ([registry.ErrInvalidInstance]), never a registry's trouble: it serves
-// and registers in the background, retrying until it succeeds, and
+// ([registry.ErrInvalidInstance]), never a registry's trouble: it waits
+// for the first registration attempt, then serves whatever its outcome
+// and keeps registering in the background until it succeeds;
 // [Server.Registered] says when it did. [Server.Stop] returns a failed
 // deregistration and a serve error, joined, after doing every step. Each
 // error is handled once: returned or logged, never both.
 //
 // # Cost
 //
-// Start costs the listen and a watch's setup, never a registry round
-// trip, whatever the registry does. Stop costs at most the register
+// Start costs the listen, a watch's setup and the first registration
+// attempt: one round trip to a healthy registry, next to nothing against
+// a refused address or something that is not a registry, and at most the
+// register timeout (WithRegisterTimeout, default 5s) or ctx, whichever
+// ends first, against one that never answers. Stop costs at most the register
 // timeout for the deregistration (skipped when no registration can have
 // reached the registry), the drain timeout (after a successful one), the
 // drain delay and the graceful timeout, each cut short by its context.

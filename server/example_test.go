@@ -10,8 +10,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
-// A server registers once it serves (in the background: Start does not
-// wait for the registry) and is gone from the registry once Stop returns.
+// A server registers once it serves (Start waits for the first attempt;
+// Registered says when one succeeded) and is gone from the registry once
+// Stop returns.
 func Example() {
 	reg := memory.New()
 	defer reg.Close()
@@ -27,7 +28,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	<-s.Registered() // Start does not wait for the registry
+	<-s.Registered() // closed already here: the registry answered Start's attempt
 	insts, _ := reg.Lookup(ctx, "hello")
 	fmt.Println("after Start:", len(insts), "instance,", insts[0].ID, "in", insts[0].Zone)
 

@@ -257,19 +257,20 @@ func (s *Server) Addr() net.Addr {
 	return s.lis.Addr()
 }
 
-// Start listens, serves, marks the server SERVING and starts registering
-// it in the background. It returns once the server is serving, without
-// waiting for the registry: its cost is the listen and, if reg is a
-// registry.Discovery, the setup of a watch of the service, which does
-// not block on the network (registry.Discovery.Watch). The registration
-// is a loop owned by the server that never gives up: each attempt
-// bounded by the register timeout, retried with jittered backoff (100ms
-// doubling to 10s) until it succeeds or Stop is called, so a registry
-// that is down, frozen or wrong never prevents a service from starting.
-// Registered reports when it succeeded; failures are logged (see
-// WithLogger). Invalid instance attributes and a listen failure are
-// returned as errors; an instance the registry itself refuses is logged
-// at Error and not retried. ctx bounds nothing that can block.
+// Start listens, serves, marks the server SERVING and registers it. It
+// waits for the first registration attempt only, so that with a healthy
+// registry the instance is discoverable when Start returns; that attempt
+// is bounded by ctx and by the register timeout (WithRegisterTimeout,
+// DefaultRegisterTimeout), which is Start's cost against a registry that
+// never answers; a refused connection or a wrong address fails the
+// attempt at once. Whatever the attempt's outcome, Start returns nil once
+// the server serves: the registration is a loop owned by the server that
+// never gives up, retried with jittered backoff (100ms doubling to 10s)
+// until it succeeds or Stop is called, so a registry that is down,
+// frozen or wrong never prevents a service from starting. Registered
+// reports when it succeeded; failures are logged (see WithLogger).
+// Invalid instance attributes, an instance the registry refuses as
+// invalid, and a listen failure are returned as errors.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
@@ -302,8 +303,19 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	regCtx, cancel := context.WithCancel(context.Background())
 	s.regCtx, s.regDone = cancel, make(chan struct{})
-	go s.registerLoop(regCtx, inst)
+	first := make(chan error, 1)
+	go s.registerLoop(regCtx, inst, first)
 	s.mu.Unlock()
+
+	select {
+	case err := <-first:
+		if errors.Is(err, registry.ErrInvalidInstance) {
+			// The backend refused the instance: retrying cannot help.
+			_ = s.Stop(context.Background())
+			return fmt.Errorf("server: register: %w", err)
+		}
+	case <-ctx.Done():
+	}
 	return nil
 }
 
@@ -338,11 +350,11 @@ func (s *Server) instance(addr net.Addr) (registry.Instance, error) {
 }
 
 // registerLoop registers the instance, retrying with jittered backoff
-// (100ms doubling to 10s) until it succeeds or ctx is done. Failures are
-// logged, not returned (Start has returned already, and the retry is
-// what handles them): the first at Warn, then at Debug with a Warn
+// (100ms doubling to 10s) until it succeeds or ctx is done. The first
+// attempt's result goes to first, for Start. Failures are logged, not
+// returned (the retry is what handles them): the first at Warn, then at Debug with a Warn
 // reminder every registerReminder, and a success after failures at Info.
-func (s *Server) registerLoop(ctx context.Context, inst registry.Instance) {
+func (s *Server) registerLoop(ctx context.Context, inst registry.Instance, first chan<- error) {
 	defer close(s.regDone)
 	log := s.opts.logger.With("instance", inst.String())
 	b := backoff.Backoff{Base: registerBackoffBase, Max: registerBackoffMax}
@@ -356,6 +368,9 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance) {
 			err = s.reg.Register(actx, inst)
 		}
 		cancel()
+		if attempt == 1 {
+			first <- err
+		}
 		if mayHaveReached(err) {
 			s.mu.Lock()
 			s.reached = true
@@ -374,7 +389,11 @@ func (s *Server) registerLoop(ctx context.Context, inst registry.Instance) {
 			return
 		case errors.Is(err, registry.ErrInvalidInstance):
 			// The backend refused the instance: retrying cannot help.
-			log.Error("server: the registry refused the instance; not registered", "err", err)
+			// Start returns the first attempt's error; a later one is
+			// only logged.
+			if attempt > 1 {
+				log.Error("server: the registry refused the instance; not registered", "err", err)
+			}
 			return
 		}
 		d := b.Next()

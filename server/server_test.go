@@ -22,7 +22,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// waitRegistered waits until s is registered: Start does not wait.
+// waitRegistered waits until s is registered: Start waits for the first
+// attempt only, which a registry may fail.
 func waitRegistered(t testing.TB, s *server.Server) {
 	t.Helper()
 	select {
