@@ -50,6 +50,9 @@ type Registry struct {
 	client *api.Client
 	cfg    config
 	log    *slog.Logger
+	// name is the agent as errors name it, "consul://host:port"; "" for
+	// a client from NewFromClient (see agentName).
+	name string
 	// reqSlack is added to wait + wait/16 to get a blocking request's
 	// deadline: the server adds up to wait/16 of jitter, and the answer
 	// still has to cross the network.
@@ -118,10 +121,14 @@ func New(addr string, opts ...Option) (*Registry, error) {
 	if cfg.tokenFile != "" {
 		ac.TokenFile = cfg.tokenFile
 	}
+	name := agentURL(ac.Address)
 	agentAC := *ac
 	if cfg.httpClient != nil {
-		ac.HttpClient = cfg.httpClient
-		agentAC.HttpClient = cfg.httpClient
+		// A copy whose transport checks that answers are Consul's; the
+		// caller's client is left as it is.
+		hc := checked(cfg.httpClient)
+		ac.HttpClient = hc
+		agentAC.HttpClient = hc
 	} else {
 		// Registration traffic gets its own transport with a cap on
 		// connections: heartbeats of many instances must never exhaust
@@ -144,7 +151,15 @@ func New(addr string, opts ...Option) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
+	// api.NewClient made these clients (or, for a unix socket, replaced
+	// the caller's copy); they share the pointers with the api.Clients.
+	for _, hc := range []*http.Client{ac.HttpClient, agentAC.HttpClient} {
+		if _, ok := hc.Transport.(answerCheck); !ok {
+			*hc = *checked(hc)
+		}
+	}
 	r := newRegistry(client, cfg, ac.HttpClient)
+	r.name = name
 	r.agent = agentClient
 	if cfg.httpClient == nil {
 		r.ownHTTP = []*http.Client{ac.HttpClient, agentAC.HttpClient}
@@ -247,11 +262,13 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if closed {
 		return nil, r.errClosed()
 	}
+	ctx, cancel, bound := r.bounded(ctx)
+	defer cancel()
 	var all []registry.Instance
 	for _, dc := range r.datacenters() {
 		insts, _, err := r.query(ctx, service, dc, 0)
 		if err != nil {
-			return nil, wrapErr(fmt.Sprintf("lookup %q%s", service, dcSuffix(dc)), err)
+			return nil, r.unavailable(fmt.Sprintf("lookup %q%s", service, dcSuffix(dc)), bound, err)
 		}
 		all = append(all, insts...)
 	}
@@ -269,12 +286,14 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	if closed {
 		return nil, r.errClosed()
 	}
+	ctx, cancel, bound := r.bounded(ctx)
+	defer cancel()
 	set := map[string]bool{}
 	for _, dc := range r.datacenters() {
 		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == Stale, RequireConsistent: r.cfg.consistency == Consistent}
 		m, _, err := r.client.Catalog().Services(q.WithContext(ctx))
 		if err != nil {
-			return nil, wrapErr("list services"+dcSuffix(dc), err)
+			return nil, r.unavailable("list services"+dcSuffix(dc), bound, err)
 		}
 		for name := range m {
 			if name != "consul" {
@@ -325,19 +344,20 @@ func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint
 		UseCache:          r.cfg.cached && !consistent,
 		Near:              r.cfg.near,
 	}
-	timeout := r.reqSlack * 3
+	var cancel context.CancelFunc
 	if index > 0 {
 		q.WaitIndex, q.WaitTime = index, r.cfg.wait
-		timeout = r.requestTimeout(r.cfg.wait)
+		ctx, cancel = context.WithTimeout(ctx, r.requestTimeout(r.cfg.wait))
+	} else {
+		ctx, cancel, _ = r.bounded(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	entries, meta, err := r.client.Health().ServiceMultipleTags(service, r.cfg.tags, !r.cfg.includeWarning, q.WithContext(ctx))
 	if err != nil {
 		return nil, 0, "", err
 	}
 	if meta == nil {
-		return nil, 0, "", errors.New("no query metadata in answer")
+		return nil, 0, "", fmt.Errorf("%w: no query metadata in answer", errProtocol)
 	}
 	if meta.LastIndex == 0 {
 		// Consul answers a health query with an index of at least 1. An
@@ -348,7 +368,7 @@ func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint
 	out := make([]registry.Instance, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {
-			return nil, 0, "", errors.New("malformed health entry in answer")
+			return nil, 0, "", fmt.Errorf("%w: malformed health entry in answer", errProtocol)
 		}
 		if r.cfg.includeWarning {
 			if st := e.Checks.AggregatedStatus(); st != api.HealthPassing && st != api.HealthWarning {
@@ -524,46 +544,3 @@ func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
 // FieldProblemCount is the number of Wayfinder fields dropped from kept
 // instances, counted once per instance, field and value.
 func (r *Registry) FieldProblemCount() uint64 { return r.problems.Count() }
-
-// wrapErr classifies an error from the API client: 403 wraps
-// ErrPermissionDenied, and everything but a cancelled context wraps
-// registry.ErrUnavailable.
-func wrapErr(op string, err error) error {
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("consul: %s: %w", op, err)
-	}
-	var se api.StatusError
-	if errors.As(err, &se) && se.Code == http.StatusForbidden {
-		return fmt.Errorf("consul: %s: %w: %w (the ACL token is missing, unknown or lacks permission; set it with WithToken or CONSUL_HTTP_TOKEN): %s",
-			op, registry.ErrUnavailable, ErrPermissionDenied, se.Body)
-	}
-	return fmt.Errorf("consul: %s: %w: %w", op, registry.ErrUnavailable, err)
-}
-
-// isNotFound reports a 404, or the agent's wording for an unknown check
-// or service: both mean the agent lost the registration.
-func isNotFound(err error) bool {
-	var se api.StatusError
-	if errors.As(err, &se) && se.Code == http.StatusNotFound {
-		return true
-	}
-	if err == nil {
-		return false
-	}
-	s := strings.ToLower(err.Error())
-	return strings.Contains(s, "unknown check") || strings.Contains(s, "unknown service") || strings.Contains(s, "does not have associated ttl")
-}
-
-// isTooManyRequests reports a 429: the agent's per-client connection or
-// rate limit.
-func isTooManyRequests(err error) bool {
-	var se api.StatusError
-	return errors.As(err, &se) && se.Code == http.StatusTooManyRequests
-}
-
-// isPermanent reports 4xx answers other than 404 and 429: retrying the
-// same request cannot help until someone changes configuration.
-func isPermanent(err error) bool {
-	var se api.StatusError
-	return errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusNotFound && se.Code != http.StatusTooManyRequests
-}

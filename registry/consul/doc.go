@@ -45,7 +45,7 @@
 // and registers again, which also restores the service after an agent
 // restart or a 404 for an unknown check or service. Status reports the
 // loop's state. Deregister stops the heartbeat first, then removes the
-// service; it is idempotent and bounded by its context.
+// service; it is idempotent and bounded (see Bounds).
 //
 // # Discovery
 //
@@ -74,10 +74,44 @@
 // and value (a Warn log, FieldProblemCount and the
 // wayfinder.discovery.field_problems counter, FieldProblems).
 //
+// # Bounds
+//
+// Every call that talks to the agent is bounded by its context's
+// deadline, else by the Registry's timeout (WithTimeout, DefaultTimeout,
+// 5 s): Register, RegisterWithHealth, RegisterWithAddressCheck,
+// Deregister, Lookup and Services called with context.Background()
+// return within 5 s whatever the agent does, even if it accepts
+// connections and never answers. A Register that fails keeps retrying
+// in the background. The same timeout bounds each request of a
+// registration's loop (registration, heartbeat) and each read of a watch
+// that is not a blocking query. A blocking query legitimately waits up
+// to its wait plus jitter; a watch whose agent says nothing at all (not
+// even to the ping sent after half the bound) reports the outage from
+// Next within WithUnavailableAfter (DefaultUnavailableAfter, 10 s).
+//
 // # Errors
 //
-// Network and server failures wrap registry.ErrUnavailable; 403 answers
-// also wrap ErrPermissionDenied and say the ACL token is at fault.
+// Every failure to use the agent is a *registry.UnavailableError, which
+// wraps registry.ErrUnavailable, names the agent by its URL without
+// secrets ("consul://127.0.0.1:8500") and the operation, and says why
+// (its Cause):
+//
+//   - registry.CauseRefused: nothing listens at the address.
+//   - registry.CauseNoAnswer: no answer within the bound, which it gives
+//     (a frozen or overloaded agent, or a dial that hangs).
+//   - registry.CauseNotRegistry: something answered, but not as Consul
+//     does: a 404 that is not Consul's "unknown service", a web page, a
+//     success that is not JSON, JSON of another shape, a health answer
+//     without X-Consul-Index (a wrong address or port).
+//   - registry.CauseServer: Consul's own errors, such as a 500 "No
+//     cluster leader" or a 429. A 403 also wraps ErrPermissionDenied and
+//     says the ACL token is at fault.
+//
+// A cancelled context is returned as it is, not as the agent's failure.
+// The answer checks are made by the HTTP clients New builds (or the copy
+// it makes of WithHTTPClient's); a client given to NewFromClient is used
+// as it is, so only its statuses and bodies are read, and errors name
+// its agent by the failed request's host.
 // Invalid instances (including metadata Consul would refuse) fail with
 // registry.ErrInvalidInstance before any request. A watcher reports an
 // error once per failure episode and keeps the last good set: an error

@@ -27,6 +27,11 @@ const (
 	// answer from the agent before Next reports ErrUnavailable
 	// (WithUnavailableAfter).
 	DefaultUnavailableAfter = 10 * time.Second
+	// DefaultTimeout bounds every call that talks to the agent and has
+	// no deadline of its own (WithTimeout): Register and its variants,
+	// Deregister, Lookup and Services, and each request of a
+	// registration's loop and of a watch other than a blocking query.
+	DefaultTimeout = 5 * time.Second
 )
 
 // Consistency selects the consistency mode of reads.
@@ -80,6 +85,7 @@ type config struct {
 	backoffBase    time.Duration
 	backoffMax     time.Duration
 	liveness       time.Duration
+	timeout        time.Duration
 
 	// Registration.
 	ttl             time.Duration
@@ -105,6 +111,7 @@ func defaults() config {
 		deregisterAfter: DefaultDeregisterAfter,
 		resync:          DefaultResync,
 		liveness:        DefaultUnavailableAfter,
+		timeout:         DefaultTimeout,
 		logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -131,6 +138,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("consul: resync interval %v must be positive", c.resync)
 	case c.liveness < 100*time.Millisecond:
 		return fmt.Errorf("consul: unavailable-after bound %v is below 100ms", c.liveness)
+	case c.timeout <= 0:
+		return fmt.Errorf("consul: timeout %v must be positive", c.timeout)
 	}
 	for _, dc := range c.dcs {
 		if dc == "" {
@@ -227,6 +236,18 @@ func WithRateLimit(perSecond float64) Option { return func(c *config) { c.rate =
 // connections, would hold a blocking query until its HTTP timeout (over
 // 5 minutes with the default wait). d must be at least 100ms.
 func WithUnavailableAfter(d time.Duration) Option { return func(c *config) { c.liveness = d } }
+
+// WithTimeout bounds every call that talks to the agent and whose
+// context has no deadline (DefaultTimeout): Register,
+// RegisterWithHealth, RegisterWithAddressCheck, Deregister, Lookup and
+// Services return within d with an error wrapping
+// registry.ErrUnavailable when the agent does not answer. A context with
+// a deadline is its own bound, longer or shorter. The same d bounds each
+// request of a registration's loop (registration, heartbeat) and each
+// read of a watch that is not a blocking query; blocking queries are
+// bounded by the wait and WithUnavailableAfter instead. d must be
+// positive.
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
 
 // WithBackoff sets the jittered exponential backoff after errors.
 func WithBackoff(base, max time.Duration) Option {

@@ -185,17 +185,31 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, o regOp
 		old.stop() // the new loop's registration replaces the old one
 	}
 	go g.run(loopCtx)
+	wctx, wcancel, bound := r.bounded(ctx)
+	defer wcancel()
 	select {
 	case err := <-g.first:
 		return err
-	case <-ctx.Done():
-		return fmt.Errorf("consul: register %s: %w (still retrying in the background)", inst, ctx.Err())
+	case <-wctx.Done():
 	}
+	op := "register " + inst.Key()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("consul: %s: %w (still retrying in the background)", op, ctx.Err())
+	}
+	if st := g.snapshot(); st.Err != nil {
+		// An attempt failed without ending the first one (a 429).
+		return st.Err
+	}
+	return &registry.UnavailableError{Registry: r.agentName(nil), Op: op, Cause: registry.CauseNoAnswer, Bound: bound,
+		Err: fmt.Errorf("%w (still retrying in the background)", context.DeadlineExceeded)}
 }
 
 // Deregister implements registry.Registrar: it stops the heartbeat,
-// then removes the service from the agent, retrying until ctx is done.
-// An unknown instance is not an error.
+// then removes the service from the agent, retrying Consul's own errors
+// (a 500, a 429) until ctx is done or, if ctx has no deadline, for the
+// Registry's timeout (WithTimeout). An agent that refuses the
+// connection, does not answer within that bound or is not Consul fails
+// it at once. An unknown instance is not an error.
 func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error {
 	if err := registry.ValidateService(inst.Service); err != nil {
 		return err
@@ -208,6 +222,9 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 	g := r.regs[inst.Key()]
 	delete(r.regs, inst.Key())
 	r.mu.Unlock()
+	op := "deregister " + inst.Key()
+	ctx, cancel, bound := r.bounded(ctx)
+	defer cancel()
 	if g != nil {
 		// The loop's requests use its own context, cancelled here, so
 		// this wait is short; ctx still bounds it.
@@ -215,7 +232,7 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 		select {
 		case <-g.done:
 		case <-ctx.Done():
-			return fmt.Errorf("consul: deregister %s: %w", inst, ctx.Err())
+			return r.unavailable(op, bound, ctx.Err())
 		}
 	}
 	id := serviceID(inst)
@@ -225,14 +242,15 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 			r.log.Info("consul: deregistered", "instance", inst.Key())
 			return nil
 		}
-		if ctx.Err() != nil {
-			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
-		}
-		if isPermanent(err) {
-			return wrapErr("deregister "+inst.Key(), err)
+		uerr := r.unavailable(op, bound, err)
+		var ue *registry.UnavailableError
+		if ctx.Err() != nil || !errors.As(uerr, &ue) || ue.Cause != registry.CauseServer || isPermanent(err) {
+			// Only Consul's own errors may pass: a refused
+			// connection, no answer or another server will not.
+			return uerr
 		}
 		if !r.waitRetry(ctx, backoff.Delay(n, r.cfg.backoffBase, r.cfg.backoffMax)) {
-			return wrapErr("deregister "+inst.Key(), errors.Join(ctx.Err(), err))
+			return r.unavailable(op, bound, fmt.Errorf("%w (retried until %w)", err, ctx.Err()))
 		}
 	}
 }
@@ -293,7 +311,11 @@ func (g *registration) run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			err = wrapErr("register "+g.inst.Key(), err)
+			op := "register "
+			if !needRegister {
+				op = "heartbeat "
+			}
+			err = r.unavailable(op+g.inst.Key(), cfg.timeout, err)
 			failures++
 			needRegister = true // whatever failed, the agent's state is unknown now
 			// Status first, so that it is current when Register returns.
@@ -410,7 +432,9 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if err := g.r.agent.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	if err := g.r.agent.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(rctx)); err != nil {
 		return err
 	}
 	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
@@ -426,7 +450,9 @@ func (g *registration) register(ctx context.Context) error {
 // TTL check, asks the agent whether it still has the service.
 func (g *registration) beat(ctx context.Context) error {
 	if g.r.cfg.ttl == 0 {
-		_, _, err := g.r.agent.Agent().Service(g.id, (&api.QueryOptions{}).WithContext(ctx))
+		rctx, cancel := context.WithTimeout(ctx, g.r.cfg.timeout)
+		defer cancel()
+		_, _, err := g.r.agent.Agent().Service(g.id, (&api.QueryOptions{}).WithContext(rctx))
 		return err
 	}
 	herr := g.health(ctx)
@@ -434,7 +460,9 @@ func (g *registration) beat(ctx context.Context) error {
 		return ctx.Err()
 	}
 	status, output := checkStatus(herr)
-	err := g.r.agent.Agent().UpdateTTLOpts(g.id+":ttl", output, status, (&api.QueryOptions{}).WithContext(ctx))
+	rctx, cancel := context.WithTimeout(ctx, g.r.cfg.timeout)
+	defer cancel()
+	err := g.r.agent.Agent().UpdateTTLOpts(g.id+":ttl", output, status, (&api.QueryOptions{}).WithContext(rctx))
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,11 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		if err != nil {
 			r.counters.queryErrors.Add(1)
 			failures++
-			werr := wrapErr(fmt.Sprintf("watch %q%s", w.service, dcSuffix(dc)), err)
+			bound := cfg.timeout
+			if index > 0 {
+				bound = r.requestTimeout(cfg.wait)
+			}
+			werr := r.unavailable(fmt.Sprintf("watch %q%s", w.service, dcSuffix(dc)), bound, err)
 			// Warn at the start of an outage, when its kind changes (a
 			// 500, then invalid JSON), and every 20th failure.
 			kind := errKind(err)

@@ -164,6 +164,25 @@ func (h harness) Outage(*testing.T) func() {
 	return h.proxy.Restore
 }
 
+// Freeze freezes the proxy (registrytest.Freezer): the API server, as the
+// suite's clients see it, accepts connections and never answers.
+func (h harness) Freeze(*testing.T) func() {
+	h.proxy.Freeze()
+	return h.proxy.Thaw
+}
+
+// FrozenBound is the longest a call or a watch waits for a frozen API
+// server with the defaults: DefaultTimeout for calls, twice that for a
+// watch, plus the watchdog's tick (a twentieth of it).
+func (harness) FrozenBound() time.Duration {
+	return 2*kubernetes.DefaultTimeout + kubernetes.DefaultTimeout/10
+}
+
+// Addr is how errors name the API server the suite's clients use.
+func (h harness) Addr() string { return "kubernetes://" + h.proxy.Addr() }
+
+var _ registrytest.Freezer = harness{}
+
 func TestConformance(t *testing.T) {
 	addr := strings.TrimPrefix(shared.URL, "https://")
 	h := harness{newAdmin(t), registrytest.NewProxy(t, addr)}

@@ -19,8 +19,8 @@
 // Pod), never from the URL. Parameters: namespace (of names that give
 // none; default the kubeconfig context's, or the Pod's), port (a Service
 // port name or number; required when the Service has several), context
-// (a kubeconfig context), timeout (of each request but watches) and ttl
-// (how long a registration outlives its registrant; see Register).
+// (a kubeconfig context), timeout (see Bounds) and ttl (how long a
+// registration outlives its registrant; see Register).
 // The query follows the rules every backend shares (see the URLs section
 // of registry/driver): durations such as ttl=30s, and ';', a parameter
 // without a value or with an empty one (?ttl=), a repeated or an unknown
@@ -41,13 +41,33 @@
 // metadata, and its liveness: the registrant renews the slice every
 // TTL/3 and readers drop an endpoint not renewed for a TTL.
 //
+// # Bounds
+//
+// Every call that talks to the API server is bounded by its context's
+// deadline, else by the timeout (WithTimeout, DefaultTimeout, 5 s):
+// Register, Deregister and Lookup called with context.Background()
+// return within 5 s whatever the server does, even if it accepts
+// connections and never answers. The same bound applies to each renewal
+// request and each list of a watch. A watch whose server says nothing
+// for twice the timeout (10 s), not even to the GET /version the
+// Registry sends after half of that, ends; Next reports it and the watch
+// lists again. A Register that failed is not retried: call it again.
+//
 // # Errors
 //
-// Every error from the API wraps registry.ErrUnavailable, so the
-// resolver keeps the last good set; a Service that does not exist also
-// wraps ErrServiceNotFound, a denial (RBAC) ErrForbidden and a port that
-// cannot be chosen ErrPort. None is ever reported as an empty set. A
-// Service that exists without endpoints is an empty set.
+// Every error from the API server is a *registry.UnavailableError, which
+// wraps registry.ErrUnavailable, so the resolver keeps the last good
+// set. It names the server as kubernetes://host:port (the REST config's
+// host without scheme, credentials or path) and the request, and says
+// why (its Cause): CauseRefused (nothing listens), CauseNoAnswer (no
+// answer within the bound, which it gives), CauseNotRegistry (an answer
+// no API server gives: a web page, plain text, a 404 that is not a
+// Status: a wrong address or port), CauseServer (a Status error of the
+// server's own: a Service that does not exist also wraps
+// ErrServiceNotFound, a denial (RBAC) ErrForbidden). A port that cannot
+// be chosen wraps ErrPort and registry.ErrUnavailable. None is ever
+// reported as an empty set. A Service that exists without endpoints is
+// an empty set. A cancelled context is returned as it is.
 //
 // # Concurrency
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -142,7 +142,12 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // must have exactly one port.
 func WithPort(port string) Option { return func(o *options) { o.port = port } }
 
-// WithTimeout bounds each request other than watches.
+// WithTimeout bounds every call whose context has no deadline
+// (DefaultTimeout): Register, Deregister and Lookup return within d with
+// an error wrapping registry.ErrUnavailable when the API server does not
+// answer; a context with a deadline is its own bound. d also bounds each
+// request of a renewal and each list of a watch, and twice d is how long
+// a watch may hear nothing from the API server before Next reports it.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithTTL sets how long a registration outlives its registrant: Register
@@ -165,6 +170,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 type Registry struct {
 	opts      options
 	namespace string
+	name      string // the API server as errors name it (serverName)
+	live      liveness
 	slices    discoveryv1client.DiscoveryV1Interface
 	core      corev1client.CoreV1Interface
 	ctx       context.Context
@@ -241,6 +248,7 @@ func New(opts ...Option) (*Registry, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "wayfinder"
 	}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answerCheck{rt} })
 	sl, err := discoveryv1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
@@ -251,7 +259,7 @@ func New(opts ...Option) (*Registry, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
-		opts: o, namespace: ns, slices: sl, core: core,
+		opts: o, namespace: ns, name: serverName(cfg.Host), slices: sl, core: core,
 		ctx: ctx, cancel: cancel, ports: map[string]string{}, regs: map[string]*registration{},
 		aliases: map[string]map[string]string{}, active: map[string]map[*watcher]struct{}{},
 	}, nil
@@ -301,10 +309,6 @@ func (r *Registry) ref(service string) (serviceRef, error) {
 	return serviceRef{name: name, namespace: ns}, nil
 }
 
-func (r *Registry) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, r.opts.timeout)
-}
-
 // portName reads the Service and returns the name of its chosen port, as
 // EndpointSlices name it.
 func (r *Registry) portName(ctx context.Context, ref serviceRef) (string, error) {
@@ -312,7 +316,7 @@ func (r *Registry) portName(ctx context.Context, ref serviceRef) (string, error)
 	defer cancel()
 	svc, err := r.core.Services(ref.namespace).Get(ctx, ref.name, metav1.GetOptions{})
 	if err != nil {
-		return "", r.apiError(fmt.Sprintf("service %s/%s", ref.namespace, ref.name), err)
+		return "", r.apiError(ctx, fmt.Sprintf("service %s/%s", ref.namespace, ref.name), err)
 	}
 	name, err := choosePort(svc, r.opts.port)
 	if err != nil {
@@ -342,20 +346,6 @@ func choosePort(svc *corev1.Service, want string) (string, error) {
 	return "", fmt.Errorf("%w: service %s/%s has no port %q; it has %s", ErrPort, svc.Namespace, svc.Name, want, strings.Join(names, ", "))
 }
 
-// apiError turns an API error into the backend's: every one wraps
-// registry.ErrUnavailable, and denials and missing Services say so.
-func (r *Registry) apiError(what string, err error) error {
-	switch {
-	case r.isClosed():
-		return registry.ErrClosed
-	case apierrors.IsNotFound(err) && strings.HasPrefix(what, "service "):
-		return fmt.Errorf("%w: %w: %s does not exist", registry.ErrUnavailable, ErrServiceNotFound, what)
-	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return fmt.Errorf("%w: %w: %s: %v (grant get on services and list and watch on endpointslices.discovery.k8s.io; see docs/kubernetes.md)", registry.ErrUnavailable, ErrForbidden, what, err)
-	}
-	return fmt.Errorf("%w: %s: %w", registry.ErrUnavailable, what, err)
-}
-
 func (r *Registry) isClosed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -373,5 +363,6 @@ func (r *Registry) Close() error {
 	r.cancel()
 	r.wg.Wait()
 	r.watchers.CloseAll()
+	r.live.wg.Wait()
 	return nil
 }

@@ -58,14 +58,17 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	if r.isClosed() {
 		return fmt.Errorf("kubernetes: register %v: %w", inst, registry.ErrClosed)
 	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
+	op := "register " + inst.Key()
 	port, err := r.ensureService(ctx, ref, inst)
 	if err != nil {
-		return fmt.Errorf("kubernetes: register %v: %w", inst, err)
+		return withOp(op, err)
 	}
 	if r.opts.podCheck {
 		managed, err := r.kubernetesManaged(ctx, ref, inst)
 		if err != nil {
-			return fmt.Errorf("kubernetes: register %v: %w", inst, err)
+			return withOp(op, err)
 		}
 		if managed {
 			r.opts.logger.Info("kubernetes: instance is an endpoint Kubernetes manages (a Pod); Register writes nothing", "instance", inst.String())
@@ -75,7 +78,7 @@ func (r *Registry) Register(ctx context.Context, inst registry.Instance) error {
 	}
 	stamp, err := r.putSliceRetry(ctx, ref, port, inst, false)
 	if err != nil {
-		return fmt.Errorf("kubernetes: register %v: %w", inst, r.apiError("write endpointslice", err))
+		return withOp(op, r.apiError(ctx, "write endpointslice", err))
 	}
 	r.renew(ref, port, inst, stamp)
 	return nil
@@ -169,11 +172,11 @@ func (r *Registry) Deregister(ctx context.Context, inst registry.Instance) error
 		return err
 	}
 	r.stopRenewal(inst)
-	ctx, cancel := r.callCtx(ctx)
+	ctx, cancel := r.bounded(ctx)
 	defer cancel()
 	err = r.slices.EndpointSlices(ref.namespace).Delete(ctx, sliceName(inst), metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("kubernetes: deregister %v: %w", inst, r.apiError("delete endpointslice", err))
+	if err != nil && (!apierrors.IsNotFound(err) || notStatus(err)) {
+		return withOp("deregister "+inst.Key(), r.apiError(ctx, "delete endpointslice", err))
 	}
 	return nil
 }
@@ -213,7 +216,7 @@ func (r *Registry) kubernetesManaged(ctx context.Context, ref serviceRef, inst r
 	sel := selector(ref) + "," + discoveryv1.LabelManagedBy + "!=" + ManagedBy
 	l, err := r.slices.EndpointSlices(ref.namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return false, r.apiError(fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
+		return false, r.apiError(ctx, fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
 	}
 	host, port, _ := net.SplitHostPort(inst.Address)
 	for i := range l.Items {
@@ -275,7 +278,7 @@ func (r *Registry) ensureService(ctx context.Context, ref serviceRef, inst regis
 	cctx, cancel := r.callCtx(ctx)
 	defer cancel()
 	if _, err := r.core.Services(ref.namespace).Create(cctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", r.apiError(fmt.Sprintf("create service %s/%s", ref.namespace, ref.name), err)
+		return "", r.apiError(ctx, fmt.Sprintf("create service %s/%s", ref.namespace, ref.name), err)
 	}
 	return r.portName(ctx, ref)
 }

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,9 +31,11 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if r.isClosed() {
 		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, registry.ErrClosed)
 	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
 	all, _, port, err := r.list(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: lookup %q: %w", service, err)
+		return nil, withOp(fmt.Sprintf("lookup %q", service), err)
 	}
 	insts, _ := mergeAt(service, port, "", views(all), time.Now(), r.aliasesOf(service))
 	return driver.Normalize(insts), nil
@@ -49,8 +52,9 @@ func (r *Registry) list(ctx context.Context, ref serviceRef) (map[string]*discov
 	defer cancel()
 	l, err := r.slices.EndpointSlices(ref.namespace).List(lctx, metav1.ListOptions{LabelSelector: selector(ref)})
 	if err != nil {
-		return nil, "", "", r.apiError(fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
+		return nil, "", "", r.apiError(ctx, fmt.Sprintf("list endpointslices of %s/%s", ref.namespace, ref.name), err)
 	}
+	r.answered()
 	all := make(map[string]*discoveryv1.EndpointSlice, len(l.Items))
 	for i := range l.Items {
 		all[l.Items[i].Name] = &l.Items[i]
@@ -141,7 +145,7 @@ func (w *watcher) expired() <-chan time.Time {
 }
 
 func (w *watcher) fail(err error) {
-	w.feed.Fail(fmt.Errorf("kubernetes: watch %q: %w", w.service, err))
+	w.feed.Fail(withOp(fmt.Sprintf("watch %q", w.service), err))
 }
 
 // run lists, then watches from the list's resourceVersion, until ctx
@@ -233,6 +237,19 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 	// does.
 	timeout := watchTimeoutSeconds()
 	start := time.Now()
+	// The watchdog ends a watch whose server says nothing for the
+	// liveness bound (a frozen server would otherwise hold it, or the
+	// request for it, until its timeout, minutes).
+	outer := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer w.r.watchdog(ctx, cancel)()
+	silent := func() error {
+		if cause := context.Cause(ctx); errors.Is(cause, errSilent) && outer.Err() == nil {
+			return w.r.apiError(outer, what, cause)
+		}
+		return nil
+	}
 	wi, err := w.r.slices.EndpointSlices(w.ref.namespace).Watch(ctx, metav1.ListOptions{
 		LabelSelector:       selector(w.ref),
 		ResourceVersion:     w.rv,
@@ -240,15 +257,21 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 		TimeoutSeconds:      &timeout,
 	})
 	if err != nil {
+		if serr := silent(); serr != nil {
+			return watchEarly, serr
+		}
 		if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
 			return watchGone, nil
 		}
-		return watchEarly, w.r.apiError(what, err)
+		return watchEarly, w.r.apiError(outer, what, err)
 	}
 	defer wi.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if serr := silent(); serr != nil {
+				return watchEarly, serr
+			}
 			return watchTimeout, nil
 		case <-w.expired():
 			w.expiry = nil
@@ -257,12 +280,16 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 			w.publish()
 		case ev, ok := <-wi.ResultChan():
 			if !ok {
+				if serr := silent(); serr != nil {
+					return watchEarly, serr
+				}
 				full := time.Duration(timeout) * time.Second
 				if time.Since(start) < full-min(5*time.Second, full/4) {
 					return watchEarly, nil
 				}
 				return watchTimeout, nil
 			}
+			w.r.answered()
 			switch ev.Type {
 			case watch.Added, watch.Modified, watch.Deleted:
 				s, ok := ev.Object.(*discoveryv1.EndpointSlice)
@@ -292,7 +319,7 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
 					return watchGone, nil
 				}
-				return watchEarly, w.r.apiError(what, err)
+				return watchEarly, w.r.apiError(outer, what, err)
 			}
 		}
 	}
