@@ -18,7 +18,8 @@
 // Parameters: dc (comma-separated: one watch per datacenter), tag
 // (comma-separated, all required), warning (include warning instances),
 // stale, consistent, cached (agent cache), near, wait (blocking wait,
-// default 5m), tls (https), check (ttl, grpc or ttl,grpc), ttl (TTL check
+// default 5m), timeout (of every call that is not a blocking query,
+// default 5s: WithTimeout), tls (https), check (ttl, grpc or ttl,grpc), ttl (TTL check
 // period), interval (gRPC check interval). The query follows the rules
 // every backend shares (see the URLs section of registry/driver):
 // booleans are written out (stale=true, not a bare ?stale), durations

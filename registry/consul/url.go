@@ -103,7 +103,7 @@ func OpenURL(u *url.URL, opts ...Option) (*Registry, error) {
 
 // knownParams are the accepted query parameters, in the order errors list
 // them.
-var knownParams = []string{"dc", "tag", "warning", "stale", "consistent", "cached", "near", "wait", "tls", "check", "ttl", "interval"}
+var knownParams = []string{"dc", "tag", "warning", "stale", "consistent", "cached", "near", "wait", "timeout", "tls", "check", "ttl", "interval"}
 
 // parseURL turns consul://host:port?params into an address and options,
 // reading the query by registry/driver's rules. Secrets are never read
@@ -161,6 +161,9 @@ func readOptions(q *driver.Query) []Option {
 	}
 	if d := q.Duration("wait"); d > 0 {
 		opts = append(opts, WithWait(d))
+	}
+	if d := q.Duration("timeout"); d > 0 {
+		opts = append(opts, WithTimeout(d))
 	}
 	if q.Bool("tls") {
 		opts = append(opts, withHTTPS())

@@ -96,7 +96,7 @@ func TestURLs(t *testing.T) {
 func TestURLRules(t *testing.T) {
 	registrytest.CheckURLRules(t, "consul://127.0.0.1:8500", map[string]string{
 		"dc": "dc1,dc2", "tag": "v2", "warning": "true", "stale": "true", "consistent": "true", "cached": "true",
-		"near": "_agent", "wait": "30s", "tls": "true", "check": "ttl,grpc", "ttl": "10s", "interval": "2s",
+		"near": "_agent", "wait": "30s", "timeout": "2s", "tls": "true", "check": "ttl,grpc", "ttl": "10s", "interval": "2s",
 	})
 }
 
@@ -208,4 +208,19 @@ func TestOpenReturnsTrueNil(t *testing.T) {
 			"consul://127.0.0.1:8500?dc=",
 			"consul://127.0.0.1:8500?nope=1",
 		})
+}
+
+// TestURLTimeout: ?timeout= bounds a call against an agent that never
+// answers, as etcd's and Kubernetes's do (the parameter was missing).
+func TestURLTimeout(t *testing.T) {
+	r, err := consul.Open("consul://" + registrytest.NewFrozenListener(t) + "?timeout=300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	err = r.Register(context.Background(), registrytest.MakeInstance("url-timeout", 1))
+	var ue *registry.UnavailableError
+	if !errors.As(err, &ue) || ue.Cause != registry.CauseNoAnswer || ue.Bound != 300*time.Millisecond {
+		t.Fatalf("Register with ?timeout=300ms against a frozen agent = %v, want no answer within 300ms", err)
+	}
 }

@@ -20,8 +20,8 @@ import (
 // Services, called with a context without a deadline, each return
 // within FrozenBound (a refusal is no reason to wait, but the suite
 // asserts no speed) with an error wrapping registry.ErrUnavailable whose
-// Cause is registry.CauseRefused and that names Addr. It runs only for a
-// Harness that is also a Freezer, for FrozenBound and Addr.
+// Cause is registry.CauseRefused and that names Addr (the Harness's
+// Freezer half gives the bound and the name).
 type Refuser interface {
 	Refuse(t *testing.T) (restore func())
 }

@@ -42,6 +42,9 @@ type Harness interface {
 	// without changing what the registry holds, until restore is called.
 	// Backends on TCP can use a Proxy.
 	Outage(t *testing.T) (restore func())
+	// Every backend must say how it fails against a registry that
+	// accepts connections and never answers: see Freezer.
+	Freezer
 }
 
 // Staller is an optional interface for a Harness that can make the
@@ -54,8 +57,8 @@ type Staller interface {
 	Stall(t *testing.T) (restore func())
 }
 
-// Freezer is an interface of a Harness whose registry can be frozen for
-// the clients NewRegistry returned: it accepts their connections and never
+// Freezer is the part of a Harness that freezes the registry for the
+// clients NewRegistry returned: it accepts their connections and never
 // answers (a Proxy's Freeze for backends on TCP, an outage switch for
 // memory), until restore. The suite then checks that Register,
 // Deregister, Lookup and Services, called with a context without a
@@ -65,7 +68,7 @@ type Staller interface {
 // registry answers again (what was registered before the freeze is
 // there, Register succeeds, and the watch resumes without a new Watch).
 // The suite allows one second and half the bound beyond FrozenBound.
-// These cases run only for a Freezer; see also Refuser.
+// See also Refuser.
 type Freezer interface {
 	Freeze(t *testing.T) (restore func())
 	// FrozenBound is the longest the backend documents for a call with
@@ -141,21 +144,20 @@ func RunConformanceTests(t *testing.T, h Harness, opts ...Option) {
 			fn   func(*testing.T, *suite)
 		}{"SilentRegistryReported", testSilentRegistry})
 	}
-	if _, ok := h.(Freezer); ok {
-		// Run only for a Freezer until every backend implements it.
-		tests = append(tests, []struct {
+	tests = append(tests, []struct {
+		name string
+		fn   func(*testing.T, *suite)
+	}{
+		{"FrozenRegistryBounded", testFrozenRegistry},
+		{"FrozenFirstNextFails", testFrozenFirstNext},
+	}...)
+	if _, ok := h.(Refuser); ok {
+		// Only a harness that can make its registry refuse connections
+		// can show this; the others do not run it rather than skip it.
+		tests = append(tests, struct {
 			name string
 			fn   func(*testing.T, *suite)
-		}{
-			{"FrozenRegistryBounded", testFrozenRegistry},
-			{"FrozenFirstNextFails", testFrozenFirstNext},
-		}...)
-		if _, ok := h.(Refuser); ok {
-			tests = append(tests, struct {
-				name string
-				fn   func(*testing.T, *suite)
-			}{"RefusedRegistrySaysSo", testRefusedRegistry})
-		}
+		}{"RefusedRegistrySaysSo", testRefusedRegistry})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
