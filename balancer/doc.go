@@ -14,8 +14,9 @@
 // checking are grpc's, and only the choice among ready endpoints is
 // Wayfinder's. Weights, zones, versions and tags are read from the
 // registry.Instance the Wayfinder resolver puts on each endpoint (see
-// resolver.InstanceFromEndpoint); a changed weight or tag reaches the
-// picker without reconnecting.
+// package instance, which the policies share with the resolver instead of
+// importing it); a changed weight or tag reaches the picker without
+// reconnecting.
 //
 // Select a policy by name in the service config, for example:
 //

@@ -31,7 +31,8 @@
 // are pushed as the registry reports them.
 //
 // Updates use resolver.State.Endpoints, one endpoint per instance, with
-// the instance on the endpoint's attributes (see InstanceFromEndpoint).
+// the instance on the endpoint's attributes (see package instance, whose
+// FromEndpoint reads it back).
 // grpc-go's own policies use registry data too: the weight is set with
 // experimental/balancer/weight (pick_first's weighted shuffleAddressList,
 // ring_hash) and the instance ID with resolver/ringhash.SetHashKey, so

@@ -9,6 +9,7 @@ import (
 
 	gresolver "google.golang.org/grpc/resolver"
 
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
@@ -119,7 +120,7 @@ func TestGradualAndRollingChangesNotHeld(t *testing.T) {
 	cc.wait(t, "the replaced set", func(int, int) bool {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
-		inst, _ := resolver.InstanceFromEndpoint(cc.states[len(cc.states)-1].Endpoints[0])
+		inst, _ := instance.FromEndpoint(cc.states[len(cc.states)-1].Endpoints[0])
 		return inst.ID == "i10"
 	})
 	for _, s := range [][]registry.Instance{insts(10, 11, 12, 13), insts(10, 11, 12)} {
@@ -243,7 +244,7 @@ func TestLastInstanceCovered(t *testing.T) {
 // guard keeps.
 func keptIDs(s gresolver.State) (set, kept []string) {
 	for _, ep := range s.Endpoints {
-		inst, _ := resolver.InstanceFromEndpoint(ep)
+		inst, _ := instance.FromEndpoint(ep)
 		set = append(set, inst.ID)
 	}
 	return set, resolver.KeptInstances(s)

@@ -16,6 +16,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -194,7 +195,7 @@ func lastInstance(t *testing.T, cc *fakeCC, id string) (registry.Instance, bool)
 		return registry.Instance{}, false
 	}
 	for _, ep := range cc.states[len(cc.states)-1].Endpoints {
-		if inst, ok := resolver.InstanceFromEndpoint(ep); ok && inst.ID == id {
+		if inst, ok := instance.FromEndpoint(ep); ok && inst.ID == id {
 			return inst, true
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
@@ -360,7 +361,7 @@ func TestNoUpdateWithoutChangeAndErrorsKeepTheSet(t *testing.T) {
 	r := build(t, resolver.NewBuilder(reg, resolver.WithCache(cache)), "wayfinder:///hello", cc)
 	defer r.Close()
 	cc.wait(t, "pushed the first set", func(s, _ int) bool { return s == 1 })
-	got, ok := resolver.InstanceFromEndpoint(cc.lastState().Endpoints[0])
+	got, ok := instance.FromEndpoint(cc.lastState().Endpoints[0])
 	if !ok || !got.Equal(inst) {
 		t.Fatalf("InstanceFromEndpoint = %+v, %v; want %+v", got, ok, inst)
 	}
@@ -398,7 +399,7 @@ func TestNoUpdateWithoutChangeAndErrorsKeepTheSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc.wait(t, "pushed the weight change", func(s, _ int) bool { return s == 3 })
-	got, _ = resolver.InstanceFromEndpoint(cc.lastState().Endpoints[0])
+	got, _ = instance.FromEndpoint(cc.lastState().Endpoints[0])
 	if got.Weight != 9 {
 		t.Fatalf("weight after change = %d, want 9", got.Weight)
 	}

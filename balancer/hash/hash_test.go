@@ -21,9 +21,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -152,7 +152,7 @@ func harness(t *testing.T, cfg string, insts []registry.Instance) (*fakecc.Harne
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	if err := h.Update(resolver.Endpoints(insts)); err != nil {
+	if err := h.Update(instance.Endpoints(insts)); err != nil {
 		t.Fatal(err)
 	}
 	h.ReadyAll()

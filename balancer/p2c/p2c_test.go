@@ -14,7 +14,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -70,7 +70,7 @@ func TestNoReadyEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := h.Update(resolver.Endpoints(nil)); err == nil {
+	if err := h.Update(instance.Endpoints(nil)); err == nil {
 		t.Errorf("Update(no endpoints) = nil, want an error")
 	}
 	p, _ := h.CC.Picker()

@@ -13,8 +13,8 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 func instances(n int) []registry.Instance {
@@ -71,7 +71,7 @@ func TestStatsSurvive(t *testing.T) {
 	}, pol.cfg)
 	defer h.Close()
 	insts := instances(4)
-	if err := h.Update(resolver.Endpoints(insts)); err != nil {
+	if err := h.Update(instance.Endpoints(insts)); err != nil {
 		t.Fatal(err)
 	}
 	h.ReadyAll()
@@ -89,7 +89,7 @@ func TestStatsSurvive(t *testing.T) {
 	h.ReadyAll()
 	insts[1].Weight = 5
 	insts = append(insts, registry.Instance{ID: "new", Service: "s", Address: "10.0.0.99:80"})
-	if err := h.Update(resolver.Endpoints(insts)); err != nil {
+	if err := h.Update(instance.Endpoints(insts)); err != nil {
 		t.Fatal(err)
 	}
 	h.ReadyAll()
@@ -103,7 +103,7 @@ func TestStatsSurvive(t *testing.T) {
 	}
 
 	// Gone from the resolver: forgotten.
-	if err := h.Update(resolver.Endpoints(insts[:3])); err != nil {
+	if err := h.Update(instance.Endpoints(insts[:3])); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := pol.stats[slow]; ok {
@@ -122,7 +122,7 @@ func TestDecayRetries(t *testing.T) {
 	}, pol.cfg)
 	defer h.Close()
 	insts := instances(2)
-	if err := h.Update(resolver.Endpoints(insts)); err != nil {
+	if err := h.Update(instance.Endpoints(insts)); err != nil {
 		t.Fatal(err)
 	}
 	h.ReadyAll()
@@ -154,7 +154,7 @@ func newHarness(t *testing.T, clk *fakeClock) (*fakecc.Harness, *policy, []regis
 	}, pol.cfg)
 	t.Cleanup(h.Close)
 	insts := instances(4)
-	if err := h.Update(resolver.Endpoints(insts)); err != nil {
+	if err := h.Update(instance.Endpoints(insts)); err != nil {
 		t.Fatal(err)
 	}
 	h.ReadyAll()

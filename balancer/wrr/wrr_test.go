@@ -17,9 +17,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -92,7 +92,7 @@ func endpoints(weights ...int) []gresolver.Endpoint {
 	for i, w := range weights {
 		insts[i] = registry.Instance{ID: fmt.Sprint(i), Service: "s", Address: fmt.Sprintf("10.0.0.%d:80", i+1), Weight: w}
 	}
-	return resolver.Endpoints(insts)
+	return instance.Endpoints(insts)
 }
 
 func pickCounts(t *testing.T, p gbalancer.Picker, n int, sc map[gbalancer.SubConn]string) map[string]int {

@@ -16,8 +16,8 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // HashHeader is the outgoing metadata header that carries the hash key
@@ -77,7 +77,7 @@ func Pick(b *testing.B, policies []Policy, sizes []int) {
 		keys[i] = gbalancer.PickInfo{FullMethodName: "/hello.HelloService/SayHello", Ctx: keyed(fmt.Sprintf("user-%d", i))}
 	}
 	for _, n := range sizes {
-		eps := resolver.Endpoints(instances(n))
+		eps := instance.Endpoints(instances(n))
 		for _, pol := range policies {
 			h, err := fakecc.Build(pol.Name, pol.Config)
 			if err != nil {
@@ -134,7 +134,7 @@ func Pick(b *testing.B, policies []Policy, sizes []int) {
 func Update(b *testing.B, policies []Policy, sizes []int) {
 	for _, n := range sizes {
 		insts := instances(n + 1)
-		base, more := resolver.Endpoints(insts[:n]), resolver.Endpoints(insts)
+		base, more := instance.Endpoints(insts[:n]), instance.Endpoints(insts)
 		for _, pol := range policies {
 			h, err := fakecc.Build(pol.Name, pol.Config)
 			if err != nil {

@@ -39,8 +39,8 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // Endpoint is one child of the balancer as a picker sees it.
@@ -365,7 +365,7 @@ func FromChild(ep gresolver.Endpoint, st gbalancer.State) Endpoint {
 	if len(ep.Addresses) > 0 {
 		e.Addr = ep.Addresses[0].Addr
 	}
-	if inst, ok := resolver.InstanceFromEndpoint(ep); ok {
+	if inst, ok := instance.FromEndpoint(ep); ok {
 		e.Instance = inst
 		e.Weight = uint32(inst.Weight)
 	} else {

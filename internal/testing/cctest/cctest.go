@@ -17,6 +17,7 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
@@ -34,7 +35,7 @@ type SetsCC struct {
 func (c *SetsCC) UpdateState(s gresolver.State) error {
 	set := make([]registry.Instance, 0, len(s.Endpoints))
 	for _, ep := range s.Endpoints {
-		inst, _ := resolver.InstanceFromEndpoint(ep)
+		inst, _ := instance.FromEndpoint(ep)
 		set = append(set, inst)
 	}
 	c.mu.Lock()

@@ -56,6 +56,7 @@ import (
 	_ "google.golang.org/grpc/balancer/roundrobin" // the wrapped policy
 	"google.golang.org/grpc/serviceconfig"
 
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
@@ -211,7 +212,7 @@ func (b *recBalancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	}
 	set := make([]string, 0, len(s.ResolverState.Endpoints))
 	for _, ep := range s.ResolverState.Endpoints {
-		inst, ok := resolver.InstanceFromEndpoint(ep)
+		inst, ok := instance.FromEndpoint(ep)
 		if !ok {
 			set = append(set, "?"+fmt.Sprint(ep.Addresses))
 			continue
