@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
@@ -58,7 +57,7 @@ func NewRegistry(p RegistryParams) (registry.Registry, error) {
 	if mux == nil {
 		mux = registry.DefaultURLMux()
 	}
-	reg, err := driver.OpenWithLogger(context.Background(), mux, cfg.Registry, p.Logger)
+	reg, err := mux.OpenWithLogger(context.Background(), cfg.Registry, p.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("app: open registry: %w", err)
 	}

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -98,9 +99,38 @@ func (m *URLMux) Open(ctx context.Context, rawURL string) (Registry, error) {
 
 // OpenURL is Open for a parsed URL. It does not modify u.
 func (m *URLMux) OpenURL(ctx context.Context, u *url.URL) (Registry, error) {
+	return m.openURL(ctx, u, nil)
+}
+
+// OpenWithLogger is Open, with l for the backend's logs: a backend whose
+// Opener has the method WithLogger(*slog.Logger) Opener (every backend of
+// this module; driver.LoggerOpener names that method for backend
+// authors) opens with the copy WithLogger returns. Other backends, and a
+// nil l, open as with Open. This is how a program that configures its
+// logger once, such as the app package, hands it to whichever backend
+// the URL names.
+func (m *URLMux) OpenWithLogger(ctx context.Context, rawURL string, l *slog.Logger) (Registry, error) {
+	u, err := parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return m.openURL(ctx, u, l)
+}
+
+// loggerOpener is driver.LoggerOpener, which this package cannot import.
+type loggerOpener interface {
+	Opener
+	WithLogger(l *slog.Logger) Opener
+}
+
+// openURL opens u, with l for the backend's logs if it is not nil.
+func (m *URLMux) openURL(ctx context.Context, u *url.URL, l *slog.Logger) (Registry, error) {
 	o, err := m.opener(u)
 	if err != nil {
 		return nil, err
+	}
+	if lo, ok := o.(loggerOpener); ok && l != nil {
+		o = lo.WithLogger(l)
 	}
 	c := *u
 	r, err := o.OpenRegistryURL(ctx, &c)

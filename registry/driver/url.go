@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -17,29 +16,12 @@ func RegisterScheme(scheme string, o registry.Opener) {
 
 // LoggerOpener is an optional interface of a registry.Opener: a copy of
 // the opener whose registries log to l. The backends' URLOpener structs
-// implement it, so that app can give its logger to a backend it opens by
-// URL without knowing which.
+// implement it, so that registry.URLMux.OpenWithLogger (which app uses)
+// can give a program's logger to a backend it opens by URL without
+// knowing which.
 type LoggerOpener interface {
 	registry.Opener
 	WithLogger(l *slog.Logger) registry.Opener
-}
-
-// OpenWithLogger opens rawURL with mux, giving the backend l for its
-// logs if its opener is a LoggerOpener.
-func OpenWithLogger(ctx context.Context, mux *registry.URLMux, rawURL string, l *slog.Logger) (registry.Registry, error) {
-	if err := mux.ValidateURL(rawURL); err != nil {
-		return nil, err
-	}
-	u, _ := url.Parse(rawURL) // ValidateURL parsed it
-	o := mux.Opener(u.Scheme)
-	if lo, ok := o.(LoggerOpener); ok && l != nil {
-		o = lo.WithLogger(l)
-	}
-	r, err := o.OpenRegistryURL(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
 }
 
 // ValidateURL checks a registry URL for a backend that reads no
