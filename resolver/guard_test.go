@@ -22,7 +22,7 @@ type scripted struct{ sets chan []registry.Instance }
 
 func (s scripted) Lookup(context.Context, string) ([]registry.Instance, error) { return nil, nil }
 func (s scripted) Watch(context.Context, string) (registry.Watcher, error) {
-	return scriptedWatcher{s.sets}, nil
+	return scriptedWatcher(s), nil
 }
 
 type scriptedWatcher struct{ sets chan []registry.Instance }
