@@ -24,6 +24,10 @@ GRPCURL_KEY := $(shell cat internal/tools/grpcurl/go.mod internal/tools/grpcurl/
 KUBE_APISERVER_BIN := $(CACHE_DIR)/kube-apiserver-$(KUBE_APISERVER_VERSION)-$(KUBE_APISERVER_KEY)/kube-apiserver
 GRPC_HEALTH_PROBE_BIN := $(CACHE_DIR)/grpc-health-probe-$(GRPC_HEALTH_PROBE_VERSION)-$(GRPC_HEALTH_PROBE_KEY)/grpc-health-probe
 GRPCURL_BIN := $(CACHE_DIR)/grpcurl-$(GRPCURL_VERSION)-$(GRPCURL_KEY)/grpcurl
+# The linter make vet runs, built the same way.
+STATICCHECK_VERSION := 0.8.2
+STATICCHECK_KEY := $(shell cat internal/tools/staticcheck/go.mod internal/tools/staticcheck/go.sum internal/tools/staticcheck/tools.go | sha256sum | cut -c1-12)
+STATICCHECK_BIN := $(CACHE_DIR)/staticcheck-$(STATICCHECK_VERSION)-$(STATICCHECK_KEY)/staticcheck
 export WAYFINDER_CONSUL_BIN := $(CONSUL_BIN)
 export WAYFINDER_ETCD_BIN := $(ETCD_BIN)
 export WAYFINDER_KUBE_APISERVER_BIN := $(KUBE_APISERVER_BIN)
@@ -33,7 +37,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench bench-kubernetes faults
+.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench bench-kubernetes faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -73,11 +77,16 @@ FAULTS_SOAK ?=
 faults: servers
 	WAYFINDER_FAULTS_LONG=1 WAYFINDER_FAULTS_SOAK=$(FAULTS_SOAK) $(GO) test -race -count=1 -v -timeout 2h ./internal/testing/faults
 
-vet:
+# gofmt, go vet and staticcheck (its default checks; staticcheck.conf
+# would change them) on the root module and the nested modules. Silence
+# a staticcheck finding only where it is wrong, with a reason:
+#   //lint:ignore SA1019 why the deprecated call is still the right one
+vet: staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	@for m in $(NESTED_MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	$(STATICCHECK_BIN) ./...
+	@for m in $(NESTED_MODULES); do echo "cd $$m && go vet ./... && staticcheck ./..."; (cd $$m && $(GO) vet ./... && $(STATICCHECK_BIN) ./...) || exit 1; done
 
 # The servers the tests start, and the third-party gRPC clients they run
 # against Wayfinder's server (grpc-health-probe, grpcurl).
@@ -94,6 +103,7 @@ etcd: $(ETCD_BIN)
 kube-apiserver: $(KUBE_APISERVER_BIN)
 grpc-health-probe: $(GRPC_HEALTH_PROBE_BIN)
 grpcurl: $(GRPCURL_BIN)
+staticcheck: $(STATICCHECK_BIN)
 
 $(CONSUL_BIN):
 	@echo "building Consul $(CONSUL_VERSION) for the tests (15-25 min cold, cached afterwards in $(CACHE_DIR))"
@@ -121,6 +131,11 @@ $(GRPCURL_BIN):
 	@echo "building grpcurl $(GRPCURL_VERSION) for the tests (cached afterwards in $(CACHE_DIR))"
 	@mkdir -p $(dir $@)
 	cd internal/tools/grpcurl && $(GO) build -buildvcs=false -trimpath -ldflags "-X main.version=v$(GRPCURL_VERSION)" -o $@.tmp github.com/fullstorydev/grpcurl/cmd/grpcurl && mv $@.tmp $@
+
+$(STATICCHECK_BIN):
+	@echo "building staticcheck $(STATICCHECK_VERSION) for make vet (cached afterwards in $(CACHE_DIR))"
+	@mkdir -p $(dir $@)
+	cd internal/tools/staticcheck && $(GO) build -buildvcs=false -trimpath -o $@.tmp honnef.co/go/tools/cmd/staticcheck && mv $@.tmp $@
 
 # Regenerates the HelloService code. protoc comes from Debian's
 # protobuf-compiler; the plugins are installed at pinned versions.

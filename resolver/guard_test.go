@@ -23,7 +23,7 @@ type scripted struct{ sets chan []registry.Instance }
 
 func (s scripted) Lookup(context.Context, string) ([]registry.Instance, error) { return nil, nil }
 func (s scripted) Watch(context.Context, string) (registry.Watcher, error) {
-	return scriptedWatcher{s.sets}, nil
+	return scriptedWatcher(s), nil
 }
 
 type scriptedWatcher struct{ sets chan []registry.Instance }
@@ -177,7 +177,7 @@ func TestGuardWithRealRegistry(t *testing.T) {
 
 // TestCascadeWithinWindowHeld: a service shrinks by steps of at most half
 // each, all within the window, as Consul's passing view does after an
-// agent restart ([r2 r4 r5] → [r2 r4] → [r2] in issue 15). Judged one
+// agent restart (seen: [r2 r4 r5] → [r2 r4] → [r2]). Judged one
 // update at a time every step passed; judged against the largest set of
 // the window, the step that leaves less than half is held, and the
 // instances come back without clients ever losing them.
@@ -218,7 +218,7 @@ func TestHoldNeverResurrects(t *testing.T) {
 
 // TestLastInstanceCovered: the last instance of a service vanishing is
 // held too (a one-instance service behind a restarting agent went empty
-// for 4 s in issue 15); if it stays gone, the empty set reaches clients
+// for 4 s when this was found); if it stays gone, the empty set reaches clients
 // once the hold ends.
 func TestLastInstanceCovered(t *testing.T) {
 	const hold = 300 * time.Millisecond

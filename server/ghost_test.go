@@ -28,7 +28,7 @@ import (
 // agent's update, the blocking query and a loaded machine.
 const ghostBound = consul.DefaultServerGRPCInterval + consul.DefaultServerGRPCTimeout + 2*time.Second
 
-// TestConsulGhostAfterAgentOutage (issue 15 item 2): a server.Server
+// TestConsulGhostAfterAgentOutage: a server.Server
 // stopped while its agent was down cannot deregister (its Stop gives up
 // at the register timeout). When the agent comes back with its data dir
 // it restores the instance; the ghost must leave Consul's passing set,

@@ -34,7 +34,10 @@ type Endpoint struct {
 // Balancer describes one live balancer (one per ClientConn using a
 // Wayfinder policy, and one per Wayfinder policy nested inside another).
 type Balancer struct {
-	ID     uint64 `json:"id"`
+	ID uint64 `json:"id"`
+	// Target is the ClientConn's target in canonical form, as
+	// grpc.ClientConn.CanonicalTarget returns it: with the scheme gRPC
+	// added, if the dial target had none ("dns:///host:port").
 	Target string `json:"target"`
 	Policy string `json:"policy"`
 	// Parent is the ID of the Wayfinder policy (outlier ejection or

@@ -22,7 +22,7 @@ const (
 
 // Attribute keys.
 const (
-	AttrTarget   = "wayfinder.target"   // the ClientConn's dial target
+	AttrTarget   = "wayfinder.target"   // the ClientConn's target, canonical (grpc.ClientConn.CanonicalTarget)
 	AttrPolicy   = "wayfinder.policy"   // the policy's package name
 	AttrState    = "wayfinder.state"    // connectivity state, on MetricEndpoints
 	AttrEndpoint = "wayfinder.endpoint" // endpoint address, on MetricPicks with WithEndpointLabels only

@@ -43,7 +43,7 @@ func collect(t *testing.T, r *sdkmetric.ManualReader) []point {
 		for _, dp := range dps {
 			attrs := map[string]string{}
 			for _, kv := range dp.Attributes.ToSlice() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			out = append(out, point{name, attrs, dp.Value})
 		}

@@ -35,7 +35,7 @@ func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Conf
 	b.childCC = newChildCC(b)
 	b.threshold.Store(int64(cfg.ConsecutiveFailures))
 	b.wg.Go(func() { b.run(ctx) })
-	b.id, b.unregister = inspect.Register(cc.Target(), "outlier", b.parent, b.describe)
+	b.id, b.unregister = inspect.Register(opts.Target.String(), "outlier", b.parent, b.describe)
 	return b
 }
 

@@ -24,7 +24,7 @@ func init() {
 
 func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	b := &balancer{cc: cc, opts: opts, cfg: cfg, zones: map[string]*zoneChild{}, parent: shard.ParentID(cc)}
-	b.id, b.unregister = inspect.Register(cc.Target(), "zone", b.parent, b.describe)
+	b.id, b.unregister = inspect.Register(opts.Target.String(), "zone", b.parent, b.describe)
 	return b
 }
 

@@ -30,7 +30,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 var resultRE = regexp.MustCompile(`RESULT: \w+: (\d+) calls, (\d+) failed`)
 
-// TestDemoSurvivesAgentRestart (issue 15, "Measure"): the demo's load,
+// TestDemoSurvivesAgentRestart: the demo's load,
 // with 1 and with 3 servers and no fault rounds of its own, over a
 // consul:// registry whose agent (server mode, data dir) is SIGKILLed
 // and started again mid-run, with default Wayfinder settings (guard on).

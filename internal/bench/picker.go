@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,10 +60,7 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 	}
 	ctx, cancel := context.WithTimeout(tb.Context(), 30*time.Minute)
 	defer cancel()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
+	gobin := "go" // found on PATH, as runtime.GOROOT's deprecation advises
 	var out []Sample
 	for _, mod := range []string{pickerModule, xdsModule} {
 		// go test splits -bench at slashes into one pattern per level,

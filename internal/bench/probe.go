@@ -301,6 +301,7 @@ func (c *probeCC) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubCon
 			l(s)
 		}
 	}
+	//lint:ignore SA1019 NewSubConn is the only way to make a SubConn; the probe passes on the child's addresses as given.
 	real, err := c.ClientConn.NewSubConn(addrs, opts)
 	if err != nil {
 		return nil, err
@@ -315,6 +316,7 @@ func (c *probeCC) NewSubConn(addrs []gresolver.Address, opts gbalancer.NewSubCon
 func (c *probeCC) RemoveSubConn(sc gbalancer.SubConn) { sc.Shutdown() }
 
 func (c *probeCC) UpdateAddresses(sc gbalancer.SubConn, addrs []gresolver.Address) {
+	//lint:ignore SA1019 forwarding the deprecated method the interface still requires.
 	sc.UpdateAddresses(addrs)
 }
 

@@ -77,7 +77,7 @@ func rollOne(tb testing.TB, be *Backend, cfg Config, naive bool) (Sample, error)
 			old.GRPC().Stop()
 			if err := srvReg.Deregister(ctx, old.Instance()); err != nil {
 				l.stop()
-				return Sample{}, fmt.Errorf("Deregister: %w", err)
+				return Sample{}, fmt.Errorf("deregister: %w", err)
 			}
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

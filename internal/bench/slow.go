@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -234,12 +233,9 @@ func xdsTail(tb testing.TB, cfg Config) ([]Sample, error) {
 	return out, nil
 }
 
-// runGo runs the go command of this toolchain in dir.
+// runGo runs the go command in dir.
 func runGo(ctx context.Context, dir string, args ...string) error {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
+	gobin := "go" // found on PATH, as runtime.GOROOT's deprecation advises
 	cmd := exec.CommandContext(ctx, gobin, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer

@@ -161,7 +161,7 @@ func TestIndexGoesBackwards(t *testing.T) {
 // default-mode reads from the state it restored from its last snapshot
 // until it has applied the rest of its log, at a lower X-Consul-Index:
 // the fault suite saw a client go back to [i0003 i0004 i0005], an
-// instance deregistered seconds before included (issue 15 item 3). After
+// instance deregistered seconds before included. After
 // an error, or an index that went backwards, the watch confirms with a
 // consistent read (which Consul refuses until the new leader has caught
 // up) before it publishes, so it never goes back in time.

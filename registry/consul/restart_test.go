@@ -15,7 +15,7 @@ import (
 // TTL checks as passing, so its passing view never loses them. Consul persists a TTL check's state only when the
 // check is updated, not with a registration's initial status, and
 // restores a check without persisted state as critical: that made the
-// passing view go empty and partial after a restart (issue 15 item 1)
+// passing view go empty and partial after a restart
 // until each registrant's next heartbeat, up to TTL/3 later; and while
 // Register returned before its first heartbeat, this test failed 2 of 5
 // runs on a loaded machine, the agent killed in between.

@@ -156,7 +156,7 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 		inst.Address, fields = w.Address, obj
 	} else if raw, ok := obj["Addr"]; ok {
 		if err := json.Unmarshal(raw, &inst.Address); err != nil {
-			return registry.Instance{}, nil, fmt.Errorf("Addr: %w", err)
+			return registry.Instance{}, nil, fmt.Errorf("field Addr: %w", err)
 		}
 		// Metadata is anyone's: Wayfinder reads it only when it carries
 		// Wayfinder's marker, and ignores any other value.

@@ -142,19 +142,19 @@ func (c *watchedConn) judge(b []byte, err error) {
 // failed in a way that waiting will not change (refused, or not etcd),
 // with the cause and error to report, and whether those attempts were
 // all made at or after since. ch is closed at the next change.
-func (rc *reach) verdict(since time.Time) (cause registry.Cause, err error, failed, fresh bool, ch <-chan struct{}) {
+func (rc *reach) verdict(since time.Time) (cause registry.Cause, failed, fresh bool, ch <-chan struct{}, err error) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	ch = rc.ch
 	if rc.endpoints == 0 || len(rc.last) < rc.endpoints {
-		return 0, nil, false, false, ch
+		return 0, false, false, ch, nil
 	}
 	fresh = true
 	var errs []error
 	cause = registry.CauseRefused
 	for _, o := range rc.last {
 		if !o.failed || o.cause == registry.CauseNoAnswer {
-			return 0, nil, false, false, ch
+			return 0, false, false, ch, nil
 		}
 		if o.at.Before(since) {
 			fresh = false
@@ -167,7 +167,7 @@ func (rc *reach) verdict(since time.Time) (cause registry.Cause, err error, fail
 			cause = o.cause
 		}
 	}
-	return cause, errors.Join(errs...), true, fresh, ch
+	return cause, true, fresh, ch, errors.Join(errs...)
 }
 
 // refusal is the cause of a call cut short by reach.
@@ -229,7 +229,7 @@ func (c *call) end() { c.stop() }
 func (r *Registry) failFast(ctx context.Context, since time.Time, cancel context.CancelCauseFunc) {
 	kicked := false
 	for {
-		cause, err, failed, fresh, ch := r.reach.verdict(since)
+		cause, failed, fresh, ch, err := r.reach.verdict(since)
 		if failed && fresh {
 			cancel(&refusal{cause, err})
 			return
@@ -319,7 +319,7 @@ func (r *Registry) unavailable(op string, bound time.Duration, err error) error 
 	}
 	if cause == registry.CauseUnknown || cause == registry.CauseNoAnswer {
 		if r.reach != nil {
-			if c, rerr, failed, _, _ := r.reach.verdict(time.Time{}); failed {
+			if c, failed, _, _, rerr := r.reach.verdict(time.Time{}); failed {
 				return &registry.UnavailableError{Registry: r.name, Op: op, Cause: c, Err: errors.Join(rerr, err)}
 			}
 		}

@@ -3,7 +3,7 @@ module github.com/wayfinder-rpc/wayfinder/registry/kubernetes
 go 1.26.7
 
 require (
-	github.com/wayfinder-rpc/wayfinder v0.0.0
+	github.com/wayfinder-rpc/wayfinder v0.1.0
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
@@ -95,4 +95,7 @@ require (
 
 // The backend lives in the Wayfinder repository but in a module of its
 // own, so that only programs that import it build or download client-go.
+// It requires the root module at the version released with it; in
+// development, the root module is the one in this tree. The tagged
+// commit has no replace (docs/releasing.md).
 replace github.com/wayfinder-rpc/wayfinder => ../..

@@ -36,7 +36,8 @@ func TestURLSecrets(t *testing.T) {
 	})
 }
 
-// TestURLDefects: the cases issue 20 names. An empty ?ttl= was ignored
+// TestURLDefects: the defects a review of the URL rules found in this
+// backend. An empty ?ttl= was ignored
 // (the default TTL applied, as if absent); a bare ?tls must be an error
 // here as with every backend, whether it knows tls or not.
 func TestURLDefects(t *testing.T) {

@@ -198,7 +198,7 @@ type Describer interface {
 func New(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, p Policy) *Balancer {
 	b := &Balancer{ClientConn: cc, policy: p, parent: ParentID(cc)}
 	b.child = endpointsharding.NewBalancer(b, opts, gbalancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
-	_, b.unregister = inspect.Register(cc.Target(), policyName(p), b.parent, b.describe)
+	_, b.unregister = inspect.Register(opts.Target.String(), policyName(p), b.parent, b.describe)
 	return b
 }
 

@@ -86,6 +86,7 @@ func (c *ClientConn[T]) NewSubConn(addrs []gresolver.Address, opts gbalancer.New
 			}
 		})
 	}
+	//lint:ignore SA1019 NewSubConn is the only way to make a SubConn; the deprecation warns of one address per SubConn, which the frame passes on as the child gives them.
 	real, err := c.ClientConn.NewSubConn(addrs, opts)
 	if err != nil {
 		return nil, err
@@ -98,12 +99,18 @@ func (c *ClientConn[T]) NewSubConn(addrs []gresolver.Address, opts gbalancer.New
 }
 
 // UpdateAddresses implements the deprecated balancer.ClientConn method.
+// No child in this tree calls it, but while the interface has it, it must
+// reach the parent's ClientConn (which may be another wrapper) with the
+// parent's SubConn, not the wrapper the parent does not know.
 func (c *ClientConn[T]) UpdateAddresses(sc gbalancer.SubConn, addrs []gresolver.Address) {
+	//lint:ignore SA1019 forwarding a method the interface still requires; see above.
 	c.ClientConn.UpdateAddresses(Unwrap[T](sc), addrs)
 }
 
-// RemoveSubConn implements the deprecated balancer.ClientConn method.
+// RemoveSubConn implements the deprecated balancer.ClientConn method, as
+// UpdateAddresses does.
 func (c *ClientConn[T]) RemoveSubConn(sc gbalancer.SubConn) {
+	//lint:ignore SA1019 forwarding a method the interface still requires; see UpdateAddresses.
 	c.ClientConn.RemoveSubConn(Unwrap[T](sc))
 }
 

@@ -14,6 +14,7 @@ package fakecc
 
 import (
 	"fmt"
+	"net/url"
 	"sync"
 
 	gbalancer "google.golang.org/grpc/balancer"
@@ -110,7 +111,11 @@ func (c *ClientConn) UpdateState(s gbalancer.State) {
 func (c *ClientConn) ResolveNow(gresolver.ResolveNowOptions) {}
 
 // Target implements balancer.ClientConn.
-func (c *ClientConn) Target() string { return "fake:///test" }
+func (c *ClientConn) Target() string { return target.String() }
+
+// target is the fake ClientConn's target, given to the balancers it
+// builds in their BuildOptions.
+var target = gresolver.Target{URL: url.URL{Scheme: "fake", Path: "/test"}}
 
 // MetricsRecorder implements balancer.ClientConn.
 func (c *ClientConn) MetricsRecorder() estats.MetricsRecorder { return noMetrics{} }
@@ -185,7 +190,7 @@ func Build(name, js string) (*Harness, error) {
 		}
 		h.cfg = cfg
 	}
-	h.run(func() { h.B = bb.Build(h.CC, gbalancer.BuildOptions{}) })
+	h.run(func() { h.B = bb.Build(h.CC, gbalancer.BuildOptions{Target: target}) })
 	return h, nil
 }
 

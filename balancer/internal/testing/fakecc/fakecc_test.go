@@ -31,6 +31,7 @@ func (p *lockedPolicy) UpdateClientConnState(s gbalancer.ClientConnState) error 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, ep := range s.ResolverState.Endpoints {
+		//lint:ignore SA1019 a leaf policy makes its SubConns with NewSubConn, one address each here.
 		sc, err := p.cc.NewSubConn(ep.Addresses, gbalancer.NewSubConnOptions{StateListener: func(st gbalancer.SubConnState) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -87,6 +88,7 @@ type latePolicy struct {
 
 func (p *latePolicy) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	for _, ep := range s.ResolverState.Endpoints {
+		//lint:ignore SA1019 a leaf policy makes its SubConns with NewSubConn, one address each here.
 		sc, err := p.cc.NewSubConn(ep.Addresses, gbalancer.NewSubConnOptions{StateListener: func(gbalancer.SubConnState) {}})
 		if err != nil {
 			return err
