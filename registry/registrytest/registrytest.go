@@ -728,16 +728,13 @@ func testServicesListed(t *testing.T, s *suite) {
 	listed := func(want bool) {
 		t.Helper()
 		ctx := s.ctx(t)
-		for {
-			names, err := lister.Services(ctx)
-			if err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names) {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("Services() = %v, %v; want %q listed = %v, sorted", names, err, svc, want)
-			case <-time.After(20 * time.Millisecond):
-			}
+		var names []string
+		var err error
+		if !wait.Until(s.timeout, func() bool {
+			names, err = lister.Services(ctx)
+			return err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names)
+		}) {
+			t.Fatalf("Services() = %v, %v; want %q listed = %v, sorted", names, err, svc, want)
 		}
 	}
 	listed(true)
