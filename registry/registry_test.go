@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -229,16 +230,111 @@ func FuzzParseTarget(f *testing.F) {
 	})
 }
 
+// FuzzOpen checks Open's contract on any input (registry/doc.go, "URLs"
+// and "Errors"; registry/driver/doc.go, "URLs"): an error wraps
+// ErrInvalidURL or ErrUnknownScheme and comes with a nil Registry; no
+// error comes with a Registry that closes; ValidateURL agrees with Open;
+// and user information given in the URL, a user name or a password,
+// never shows in the error. Valid URLs of network backends are only
+// validated, not opened, so that nothing dials the fuzzer's hosts.
 func FuzzOpen(f *testing.F) {
-	for _, s := range []string{"mem://", "mem://x?y=1", "nosuch://", "mem://u@h", "\x00"} {
+	for _, s := range []string{"mem://", "mem://x?y=1", "nosuch://", "mem://u@h", "\x00",
+		"mem://alice:s3cret@h", "mem://alice:s3cret@/", "mem://:p%40ss@h?x=1", "nosuch://bob:hunter2@h:1/p#f",
+		"mem://name?timeout=1s", "mem://a@b@c/", "mem:///svc", "MEM://h"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := registry.Open(context.Background(), s)
+		err := openAndClose(t, s)
+		start, end, ok := userInfo(s)
+		if !ok {
+			return
+		}
+		// The same URL with user information of ours: neither part shows.
+		const user, password = "wfuser", "wfpassword"
+		planted := s[:start] + user + ":" + password + s[end:]
+		perr := openAndClose(t, planted)
+		if perr == nil {
+			t.Fatalf("Open(%q) = nil error, want user information rejected", planted)
+		}
+		if strings.Contains(perr.Error(), user) || strings.Contains(perr.Error(), password) {
+			t.Fatalf("Open(%q) error %q shows the user information", planted, perr)
+		}
 		if err == nil {
-			r.Close()
+			t.Fatalf("Open(%q) = nil error, want user information rejected", s)
+		}
+		// The input's own user information shows only where it shows
+		// anyway, in the rest of the URL or the error's own words.
+		for _, secret := range secrets(s[start:end]) {
+			if len(secret) >= 3 && strings.Contains(err.Error(), secret) && !strings.Contains(perr.Error(), secret) {
+				t.Fatalf("Open(%q) error %q shows %q from the user information", s, err, secret)
+			}
 		}
 	})
+}
+
+// openAndClose opens s, checks Open's result against its contract, and
+// closes what it opened.
+func openAndClose(t *testing.T, s string) error {
+	t.Helper()
+	verr := registry.ValidateURL(s)
+	if u, _ := url.Parse(s); verr == nil && u.Scheme != "mem" {
+		// A valid consul:// or etcd:// URL: Open would start a client of
+		// whatever host the fuzzer wrote, and tests reach only loopback.
+		return nil
+	}
+	r, err := registry.Open(context.Background(), s)
+	if (err == nil) != (verr == nil) {
+		t.Fatalf("Open(%q) = %v but ValidateURL = %v; want both nil or both errors", s, err, verr)
+	}
+	if err != nil {
+		if r != nil {
+			t.Fatalf("Open(%q) = %v, %v; want a nil Registry with the error", s, r, err)
+		}
+		if !errors.Is(err, registry.ErrInvalidURL) && !errors.Is(err, registry.ErrUnknownScheme) {
+			t.Fatalf("Open(%q) error %v wraps neither ErrInvalidURL nor ErrUnknownScheme", s, err)
+		}
+		return err
+	}
+	if r == nil {
+		t.Fatalf("Open(%q) = nil, nil; want a Registry", s)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Open(%q).Close() = %v, want nil", s, err)
+	}
+	return nil
+}
+
+// userInfo finds the user information in a URL with an authority:
+// s[start:end] is what lies between "://" and the last '@' before the
+// path, query or fragment.
+func userInfo(s string) (start, end int, ok bool) {
+	i := strings.Index(s, "://")
+	if i < 0 || strings.ContainsAny(s[:i], "/?#") {
+		return 0, 0, false
+	}
+	start = i + len("://")
+	auth := s[start:]
+	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
+		auth = auth[:j]
+	}
+	at := strings.LastIndex(auth, "@")
+	if at < 0 {
+		return 0, 0, false
+	}
+	return start, start + at, true
+}
+
+// secrets returns the user name and password of user information, as
+// written and %-decoded.
+func secrets(userinfo string) []string {
+	user, password, _ := strings.Cut(userinfo, ":")
+	out := []string{user, password}
+	for _, s := range []string{user, password} {
+		if d, err := url.PathUnescape(s); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func FuzzValidate(f *testing.F) {

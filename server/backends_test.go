@@ -8,6 +8,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"
@@ -58,16 +59,13 @@ func TestConsulHealthFollowsServer(t *testing.T) {
 	defer s.Stop(context.Background())
 	passing := func(want int) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			insts, err := reg.Lookup(t.Context(), "hello")
-			if err == nil && len(insts) == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("passing instances = %v, %v; want %d", insts, err, want)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var insts []registry.Instance
+		var err error
+		if !wait.Until(15*time.Second, func() bool {
+			insts, err = reg.Lookup(t.Context(), "hello")
+			return err == nil && len(insts) == want
+		}) {
+			t.Fatalf("passing instances = %v, %v; want %d", insts, err, want)
 		}
 	}
 	passing(1)

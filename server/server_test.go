@@ -15,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/cctest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/server"
@@ -163,16 +164,12 @@ func TestStartWhileRegistryDown(t *testing.T) {
 		t.Fatalf("server does not serve while the registry is down")
 	}
 	store.SetOutage(nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		insts, err := reg.Lookup(t.Context(), "hello")
-		if err == nil && len(insts) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registration never reconciled after the registry returned: %v, %v", insts, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var insts []registry.Instance
+	if !wait.Until(10*time.Second, func() bool {
+		insts, err = reg.Lookup(t.Context(), "hello")
+		return err == nil && len(insts) == 1
+	}) {
+		t.Fatalf("registration never reconciled after the registry returned: %v, %v", insts, err)
 	}
 }
 

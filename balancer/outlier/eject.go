@@ -17,14 +17,26 @@ func (b *balancer) run(ctx context.Context) {
 		case <-b.kick:
 		case <-t.C:
 		}
-		changes, wake := b.evaluate(time.Now())
-		if len(changes) > 0 {
+		vs, changes, wake := b.evaluate(time.Now())
+		if len(vs) > 0 {
 			b.childMu.Lock()
 			if !b.closed {
 				for _, c := range changes {
 					b.setEjected(c.sc, c.eject)
 				}
 			}
+			// Only now does package inspect show the verdicts: the child
+			// was told, so its picker already follows them. An ejection
+			// lasts from here, where its endpoint stops getting calls.
+			b.mu.Lock()
+			now := time.Now()
+			for _, v := range vs {
+				v.ep.shownEjected = v.eject
+				if v.eject {
+					v.ep.ejectedAt = now
+				}
+			}
+			b.mu.Unlock()
 			b.childMu.Unlock()
 		}
 		t.Reset(wake)
@@ -36,9 +48,10 @@ type change struct {
 	eject bool
 }
 
-// evaluate decides ejections and returns at now, for every SubConn of
-// the endpoints concerned, and when to run next.
-func (b *balancer) evaluate(now time.Time) ([]change, time.Duration) {
+// evaluate decides ejections and returns at now: the verdicts, their
+// changes for every SubConn of the endpoints concerned, and when to run
+// next.
+func (b *balancer) evaluate(now time.Time) ([]verdict, []change, time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	vs, ejections, next, wake := evaluate(b.cfg, b.eps, now, b.nextRate)
@@ -50,7 +63,7 @@ func (b *balancer) evaluate(now time.Time) ([]change, time.Duration) {
 			out = append(out, change{sc, v.eject})
 		}
 	}
-	return out, wake
+	return vs, out, wake
 }
 
 // verdict is an endpoint to eject, or to return if eject is false.

@@ -28,7 +28,7 @@ func (b *balancer) describe(ib *inspect.Balancer) {
 				state = shard.BetterState(state, s)
 			}
 		}
-		ejected := !ep.ejectedAt.IsZero()
+		ejected := ep.shownEjected
 		e := inspect.Endpoint{Addr: addr, Instance: ep.id, Zone: ep.zone, Weight: ep.weight, State: state.String(), Ejected: ejected, Stats: map[string]string{
 			"ejected":              strconv.FormatBool(ejected),
 			"consecutive_failures": strconv.FormatInt(ep.consec.Load(), 10),

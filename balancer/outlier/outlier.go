@@ -102,8 +102,13 @@ type endpoint struct {
 	id, zone  string // the registry instance's, for package inspect
 	weight    uint32
 	ejectedAt time.Time // zero if not ejected
-	mult      int       // ejections in a row; the next lasts mult+1 bases
-	subConns  []*subConn
+	// shownEjected is what package inspect shows: whether the child was
+	// told of the last verdict, ejection or return. It follows ejectedAt
+	// once the child's picker does, so that an endpoint shown ejected
+	// gets no new call.
+	shownEjected bool
+	mult         int // ejections in a row; the next lasts mult+1 bases
+	subConns     []*subConn
 }
 
 func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {

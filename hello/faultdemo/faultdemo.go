@@ -93,67 +93,23 @@ type stats struct {
 // failed call and at least two fault rounds (when FaultInterval is not
 // 0). A bad configuration or an unusable registry is an error.
 func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
-	noFaults := c.FaultInterval == 0
-	if c.Servers < 2 && !(noFaults && c.Servers == 1) || c.Rate < 1 || c.Workers < 1 || c.Duration <= 0 || c.FaultInterval < 0 {
-		return false, errors.New("need -servers ≥ 2 (≥ 1 with -fault-interval 0), -rate ≥ 1, -workers ≥ 1, a positive -duration and a -fault-interval ≥ 0")
+	if err := c.check(); err != nil {
+		return false, err
 	}
-	// ValidateURL first: url.Parse's error quotes the whole URL, which
-	// may carry a password; ValidateURL's never does.
-	if err := registry.ValidateURL(c.Registry); err != nil {
-		return false, fmt.Errorf("-registry: %w", err)
-	}
-	u, _ := url.Parse(c.Registry) // ValidateURL parsed it
-	reg, err := registry.OpenURL(ctx, u)
+	reg, u, err := openRegistry(ctx, c.Registry)
 	if err != nil {
-		return false, fmt.Errorf("-registry: %w", err)
+		return false, err
 	}
 	defer reg.Close()
 	target := registry.Target{Registry: u, Service: service}.String()
 
-	host, port, err := listenAddr(c.Listen, c.Servers)
+	f, err := newFleet(ctx, reg, c.Listen, c.Servers)
 	if err != nil {
 		return false, err
 	}
-	free := []int{} // fixed ports not in use, when port > 0
-	for i := range c.Servers {
-		if port > 0 {
-			free = append(free, port+i)
-		}
-	}
-	var (
-		gen     int
-		servers []*server.Server
-	)
-	startServer := func() (*server.Server, error) {
-		gen++
-		id := fmt.Sprintf("hello-%d", gen)
-		listen := net.JoinHostPort(host, "0")
-		if len(free) > 0 {
-			listen, free = net.JoinHostPort(host, strconv.Itoa(free[0])), free[1:]
-		}
-		s, err := server.New(reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second), server.WithReflection(),
-			server.WithListenAddress(listen))
-		if err != nil {
-			return nil, err
-		}
-		hellopb.RegisterHelloServiceServer(s.GRPC(), &hello.Server{Name: id})
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return s, s.Start(sctx)
-	}
-	defer func() {
-		for _, s := range servers {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_ = s.Stop(sctx)
-			cancel()
-		}
-	}()
-	for range c.Servers {
-		s, err := startServer()
-		if err != nil {
-			return false, err
-		}
-		servers = append(servers, s)
+	defer f.stopAll()
+	if err := f.startAll(c.Servers); err != nil {
+		return false, err
 	}
 	// A server's Start returns after its first registration attempt,
 	// failed or not (it keeps retrying): ask the registry before saying
@@ -166,20 +122,14 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 		return false, fmt.Errorf("%d servers started, but the registry at %s registered %d of %d within 10s%s", c.Servers, c.Registry, n, c.Servers, why)
 	}
 
-	cache := c.Cache
-	if cache == nil {
-		cache = resolver.DefaultCache()
-	}
-	cc, err := cache.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	cc, err := dial(c.Cache, target)
 	if err != nil {
 		return false, err
 	}
 	defer cc.Close()
 	client := hellopb.NewHelloServiceClient(cc)
 	faultsDesc := fmt.Sprintf("a fault every %v", c.FaultInterval)
-	if noFaults {
+	if c.FaultInterval == 0 {
 		faultsDesc = "no faults"
 	}
 	fmt.Fprintf(out, "demo: %d servers of %q registered in %s; client dials %s (no retry policy); %s for %v\n",
@@ -188,7 +138,6 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	st := &stats{perSrv: map[string]int{}}
 	runCtx, cancel := context.WithTimeout(ctx, c.Duration)
 	defer cancel()
-	var wg sync.WaitGroup
 	// Wait until the client reaches a server before counting: the first
 	// calls of a new ClientConn wait for the resolver, which is not a fault.
 	wctx, wcancel := context.WithTimeout(runCtx, 10*time.Second)
@@ -197,59 +146,186 @@ func Run(ctx context.Context, c Config, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("client never reached a server: %w", err)
 	}
+	var wg sync.WaitGroup
 	interval := time.Duration(c.Workers) * time.Second / time.Duration(c.Rate)
 	for w := range c.Workers {
 		wg.Go(func() { callLoop(runCtx, client, st, w, interval) })
 	}
+	rounds, err := runFaults(runCtx, c.FaultInterval, f, reg, st, out)
+	if err != nil {
+		return false, err
+	}
+	wg.Wait()
+	return report(out, c, st, rounds), nil
+}
 
+// check rejects a configuration the demo cannot run.
+func (c Config) check() error {
+	noFaults := c.FaultInterval == 0
+	if c.Servers < 2 && !(noFaults && c.Servers == 1) || c.Rate < 1 || c.Workers < 1 || c.Duration <= 0 || c.FaultInterval < 0 {
+		return errors.New("need -servers ≥ 2 (≥ 1 with -fault-interval 0), -rate ≥ 1, -workers ≥ 1, a positive -duration and a -fault-interval ≥ 0")
+	}
+	return nil
+}
+
+// openRegistry opens the registry at rawURL and returns it with its
+// parsed URL.
+func openRegistry(ctx context.Context, rawURL string) (registry.Registry, *url.URL, error) {
+	// ValidateURL first: url.Parse's error quotes the whole URL, which
+	// may carry a password; ValidateURL's never does.
+	if err := registry.ValidateURL(rawURL); err != nil {
+		return nil, nil, fmt.Errorf("-registry: %w", err)
+	}
+	u, _ := url.Parse(rawURL) // ValidateURL parsed it
+	reg, err := registry.OpenURL(ctx, u)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-registry: %w", err)
+	}
+	return reg, u, nil
+}
+
+// fleet is the demo's servers: started, registered, and restarted one at
+// a time by the fault rounds, oldest first.
+type fleet struct {
+	ctx     context.Context
+	reg     registry.Registry
+	host    string
+	port    int   // the first fixed port; 0: random ports
+	free    []int // fixed ports not in use, when port > 0
+	gen     int   // servers started so far, for their IDs
+	servers []*server.Server
+}
+
+func newFleet(ctx context.Context, reg registry.Registry, listen string, n int) (*fleet, error) {
+	host, port, err := listenAddr(listen, n)
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{ctx: ctx, reg: reg, host: host, port: port}
+	for i := range n {
+		if port > 0 {
+			f.free = append(f.free, port+i)
+		}
+	}
+	return f, nil
+}
+
+// startAll starts n servers.
+func (f *fleet) startAll(n int) error {
+	for range n {
+		s, err := f.start()
+		if err != nil {
+			return err
+		}
+		f.servers = append(f.servers, s)
+	}
+	return nil
+}
+
+// start starts a new server, on a free fixed port if there is one.
+func (f *fleet) start() (*server.Server, error) {
+	f.gen++
+	id := fmt.Sprintf("hello-%d", f.gen)
+	listen := net.JoinHostPort(f.host, "0")
+	if len(f.free) > 0 {
+		listen, f.free = net.JoinHostPort(f.host, strconv.Itoa(f.free[0])), f.free[1:]
+	}
+	s, err := server.New(f.reg, service, server.WithID(id), server.WithDrainTimeout(3*time.Second), server.WithReflection(),
+		server.WithListenAddress(listen))
+	if err != nil {
+		return nil, err
+	}
+	hellopb.RegisterHelloServiceServer(s.GRPC(), &hello.Server{Name: id})
+	sctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	return s, s.Start(sctx)
+}
+
+// restartOldest is one fault round: it drains and stops the oldest
+// server, and starts a new one (on the freed port, if ports are fixed).
+// A failed stop is printed; a failed start is the error.
+func (f *fleet) restartOldest(round int, out io.Writer) error {
+	old := f.servers[0]
+	oldDesc := old.Instance().ID + " at " + old.Instance().Address
+	t0 := time.Now()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := old.Stop(sctx)
+	scancel()
+	stopTook := time.Since(t0)
+	f.servers = f.servers[1:]
+	if err != nil {
+		fmt.Fprintf(out, "fault: stopping %s: %v\n", oldDesc, err)
+	}
+	if f.port > 0 {
+		if a, ok := old.Addr().(*net.TCPAddr); ok {
+			f.free = append(f.free, a.Port)
+		}
+	}
+	s, err := f.start()
+	if err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	f.servers = append(f.servers, s)
+	fmt.Fprintf(out, "fault %d: drained and stopped %s in %v; started %s at %s\n",
+		round, oldDesc, stopTook.Round(time.Millisecond), s.Instance().ID, s.Instance().Address)
+	return nil
+}
+
+// stopAll stops the servers still running.
+func (f *fleet) stopAll() {
+	for _, s := range f.servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.Stop(sctx)
+		cancel()
+	}
+}
+
+// dial returns a round_robin client of target from cache, or from
+// resolver.DefaultCache if cache is nil.
+func dial(cache *resolver.Cache, target string) (*grpc.ClientConn, error) {
+	if cache == nil {
+		cache = resolver.DefaultCache()
+	}
+	return cache.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+}
+
+// runFaults prints a summary every second and, unless every is 0, runs
+// a fault round every interval, until ctx is done; it returns the number
+// of rounds.
+func runFaults(ctx context.Context, every time.Duration, f *fleet, reg registry.Discovery, st *stats, out io.Writer) (int, error) {
 	rounds := 0
 	start := time.Now()
 	var faults <-chan time.Time // nil: no fault rounds
-	if !noFaults {
-		fault := time.NewTicker(c.FaultInterval)
+	if every > 0 {
+		fault := time.NewTicker(every)
 		defer fault.Stop()
 		faults = fault.C
 	}
-	report := time.NewTicker(time.Second)
-	defer report.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	var lastCalls int64
-loop:
 	for {
 		select {
-		case <-runCtx.Done():
-			break loop
-		case <-report.C:
+		case <-ctx.Done():
+			return rounds, nil
+		case <-tick.C:
 			calls := st.calls.Load()
-			printSummary(out, runCtx, reg, st, time.Since(start), calls-lastCalls)
+			printSummary(out, ctx, reg, st, time.Since(start), calls-lastCalls)
 			lastCalls = calls
 		case <-faults:
-			old := servers[0]
-			oldDesc := old.Instance().ID + " at " + old.Instance().Address
-			t0 := time.Now()
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := old.Stop(sctx)
-			scancel()
-			stopTook := time.Since(t0)
-			servers = servers[1:]
-			if err != nil {
-				fmt.Fprintf(out, "fault: stopping %s: %v\n", oldDesc, err)
+			if err := f.restartOldest(rounds+1, out); err != nil {
+				return rounds, err
 			}
-			if port > 0 {
-				if a, ok := old.Addr().(*net.TCPAddr); ok {
-					free = append(free, a.Port)
-				}
-			}
-			s, err := startServer()
-			if err != nil {
-				return false, fmt.Errorf("restart: %w", err)
-			}
-			servers = append(servers, s)
 			rounds++
-			fmt.Fprintf(out, "fault %d: drained and stopped %s in %v; started %s at %s\n",
-				rounds, oldDesc, stopTook.Round(time.Millisecond), s.Instance().ID, s.Instance().Address)
 		}
 	}
-	wg.Wait()
+}
+
+// report prints the result and returns whether the demo passed.
+func report(out io.Writer, c Config, st *stats, rounds int) bool {
+	noFaults := c.FaultInterval == 0
 	calls, failures := st.calls.Load(), st.failures.Load()
 	pass := failures == 0 && (rounds >= 2 || noFaults) && calls > 0
 	verdict := "PASS"
@@ -264,7 +340,7 @@ loop:
 	if rounds < 2 && !noFaults {
 		fmt.Fprintf(out, "fewer than 2 fault rounds: raise -duration or lower -fault-interval\n")
 	}
-	return pass, nil
+	return pass
 }
 
 func callLoop(ctx context.Context, client hellopb.HelloServiceClient, st *stats, worker int, interval time.Duration) {

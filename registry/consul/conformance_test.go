@@ -51,5 +51,5 @@ func (h harness) Addr() string { return "consul://" + h.proxy.Addr() }
 var _ registrytest.Freezer = harness{}
 
 func TestConformance(t *testing.T) {
-	registrytest.RunConformanceTests(t, harness{registrytest.NewProxy(t, shared.HTTPAddr())})
+	registrytest.RunConformanceTests(t, harness{registrytest.NewProxy(t, shared.HTTPAddr())}, registrytest.RequireOptional())
 }

@@ -121,17 +121,11 @@ func fakeReg(t *testing.T, f *fakeConsul, opts ...consul.Option) *consul.Registr
 // waitReqs waits until the fake has seen n requests.
 func waitReqs(t *testing.T, f *fakeConsul, n int) []fakeReq {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := f.requests()
-		if len(r) >= n {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fake Consul saw %d requests, want %d: %+v", len(r), n, r)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var r []fakeReq
+	if !wait.Until(10*time.Second, func() bool { r = f.requests(); return len(r) >= n }) {
+		t.Fatalf("fake Consul saw %d requests, want %d: %+v", len(r), n, r)
 	}
+	return r
 }
 
 func TestIndexGoesBackwards(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
@@ -90,16 +91,12 @@ func TestWatcherIndexPerDatacenter(t *testing.T) {
 	if err := c1.Agent().Join(wanAddr, true); err != nil {
 		t.Fatalf("WAN join of dc2 (%s): %v", wanAddr, err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		dcs, err := c1.Catalog().Datacenters()
-		if err == nil && len(dcs) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("datacenters after the WAN join = %v, %v; want dc1 and dc2", dcs, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var dcs []string
+	if !wait.Until(20*time.Second, func() bool {
+		dcs, err = c1.Catalog().Datacenters()
+		return err == nil && len(dcs) == 2
+	}) {
+		t.Fatalf("datacenters after the WAN join = %v, %v; want dc1 and dc2", dcs, err)
 	}
 	svc := registrytest.ServiceName(t)
 	in1 := newReg(t, dc1.HTTPAddr())

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 )
@@ -96,15 +97,13 @@ func nextUntil(t testing.TB, w registry.Watcher, d time.Duration, what string, c
 // lookupUntil polls Lookup until cond holds, failing t after d.
 func lookupUntil(t testing.TB, r registry.Discovery, svc string, d time.Duration, what string, cond func([]registry.Instance) bool) []registry.Instance {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		got, err := r.Lookup(ctxT(t, 5*time.Second), svc)
-		if err == nil && cond(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", svc, what, d, ids(got), err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var got []registry.Instance
+	var err error
+	if !wait.Until(d, func() bool {
+		got, err = r.Lookup(ctxT(t, 5*time.Second), svc)
+		return err == nil && cond(got)
+	}) {
+		t.Fatalf("Lookup(%q) never showed %s within %v; last = %v, %v", svc, what, d, ids(got), err)
 	}
+	return got
 }

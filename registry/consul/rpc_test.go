@@ -13,6 +13,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
@@ -80,19 +81,11 @@ func TestRPCsFlowThroughAgentRestart(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	waitAnswered := func(name string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		wait.For(t, 20*time.Second, name+" to answer an RPC", func() bool {
 			mu.Lock()
-			n := answered[name]
-			mu.Unlock()
-			if n > 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never answered an RPC within 20s", name)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return answered[name] > 0
+		})
 	}
 	waitAnswered("s1")
 	waitAnswered("s2")

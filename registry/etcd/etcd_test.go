@@ -77,7 +77,7 @@ func (h harness) Stall(t *testing.T) func() {
 
 func TestConformance(t *testing.T) {
 	srv := testenv.StartEtcd(t)
-	registrytest.RunConformanceTests(t, harness{srv, registrytest.NewProxy(t, srv.Endpoint())})
+	registrytest.RunConformanceTests(t, harness{srv, registrytest.NewProxy(t, srv.Endpoint())}, registrytest.RequireOptional())
 }
 
 // newRegistry opens a Registry closed with the test.

@@ -58,20 +58,16 @@ func TestOwnKeyDeletedIsPutBack(t *testing.T) {
 	if _, err := admin.Delete(ctxFor(t, 5*time.Second), key); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := admin.Get(ctxFor(t, 5*time.Second), key)
-		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.State().Lease) {
-			// The same value, stamp included: the instance did not change.
-			if got, want := string(resp.Kvs[0].Value), string(orig.Kvs[0].Value); got != want {
-				t.Errorf("put back %s, want the original %s", got, want)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("key %s not put back within 10s (Get = %v, %v); Stats = %+v", key, resp, err, r.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
+	var resp *clientv3.GetResponse
+	if !wait.Until(10*time.Second, func() bool {
+		resp, err = admin.Get(ctxFor(t, 5*time.Second), key)
+		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.State().Lease)
+	}) {
+		t.Fatalf("key %s not put back within 10s (Get = %v, %v); Stats = %+v", key, resp, err, r.Stats())
+	}
+	// The same value, stamp included: the instance did not change.
+	if got, want := string(resp.Kvs[0].Value), string(orig.Kvs[0].Value); got != want {
+		t.Errorf("put back %s, want the original %s", got, want)
 	}
 	if got := r.Stats().RePuts; got < 1 {
 		t.Errorf("Stats().RePuts = %d, want ≥ 1", got)
@@ -202,16 +198,12 @@ func TestDeregisterBoundedWhileFrozen(t *testing.T) {
 	}
 	srv.Resume(t)
 	// The delete is still pending and happens once etcd is back.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got, err := r.Lookup(ctxFor(t, 5*time.Second), svc)
-		if err == nil && len(got) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after resume, Lookup = %v, %v; want the pending delete done", ids(got), err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var got []registry.Instance
+	if !wait.Until(15*time.Second, func() bool {
+		got, err = r.Lookup(ctxFor(t, 5*time.Second), svc)
+		return err == nil && len(got) == 0
+	}) {
+		t.Fatalf("after resume, Lookup = %v, %v; want the pending delete done", ids(got), err)
 	}
 }
 
@@ -753,23 +745,19 @@ func startRPCs(t *testing.T, conn *grpc.ClientConn) *rpcLoop {
 // waitFor polls until every named server has answered.
 func (l *rpcLoop) waitFor(t *testing.T, names ...string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	missing := ""
+	if !wait.Until(20*time.Second, func() bool {
 		l.mu.Lock()
-		missing := ""
+		defer l.mu.Unlock()
+		missing = ""
 		for _, n := range names {
 			if _, ok := l.seen[n]; !ok {
 				missing = n
 			}
 		}
-		l.mu.Unlock()
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server %q never answered an RPC within 20s", missing)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return missing == ""
+	}) {
+		t.Fatalf("server %q never answered an RPC within 20s", missing)
 	}
 }
 

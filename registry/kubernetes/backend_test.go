@@ -21,6 +21,7 @@ import (
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/kubernetes"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -216,12 +217,10 @@ func TestIPv6AndZones(t *testing.T) {
 	var got []registry.Instance
 	var err error
 	ctx := ctxT(t, 30*time.Second)
-	for ctx.Err() == nil {
-		if got, err = r.Lookup(ctx, svc); err == nil && len(got) == 2 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(30*time.Second, func() bool {
+		got, err = r.Lookup(ctx, svc)
+		return err == nil && len(got) == 2
+	})
 	want := map[string]string{"10.244.6.1:50051": "zone-a", "[fd00:10:244::6]:50051": "zone-b"}
 	if len(got) != 2 {
 		t.Fatalf("Lookup(%q) = %v, %v; want 2 instances", svc, addrs(got), err)
@@ -289,13 +288,10 @@ func TestRBACDenied(t *testing.T) {
 	})
 	// RBAC changes reach the authorizer through its informers.
 	var lerr error
-	for ctx.Err() == nil {
+	wait.Until(10*time.Second, func() bool {
 		_, lerr = r.Lookup(ctx, svc)
-		if errors.Is(lerr, kubernetes.ErrForbidden) && strings.Contains(lerr.Error(), "endpointslices") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return errors.Is(lerr, kubernetes.ErrForbidden) && strings.Contains(lerr.Error(), "endpointslices")
+	})
 	if !errors.Is(lerr, kubernetes.ErrForbidden) || !errors.Is(lerr, registry.ErrUnavailable) || !strings.Contains(lerr.Error(), "endpointslices") {
 		t.Fatalf("Lookup(%q) without list on endpointslices = %v; want ErrForbidden naming endpointslices", svc, lerr)
 	}
@@ -371,12 +367,10 @@ func TestURLsAndKubeconfig(t *testing.T) {
 	defer r.Close()
 	ctx := ctxT(t, 30*time.Second)
 	var got []registry.Instance
-	for ctx.Err() == nil {
-		if got, err = r.Lookup(ctx, "fromurl"); err == nil && len(got) == 1 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(30*time.Second, func() bool {
+		got, err = r.Lookup(ctx, "fromurl")
+		return err == nil && len(got) == 1
+	})
 	if len(got) != 1 || got[0].Address != "10.244.8.1:50051" {
 		t.Fatalf("Lookup(fromurl) = %v, %v; want 10.244.8.1:50051", addrs(got), err)
 	}
@@ -529,15 +523,10 @@ func TestAPIServerRestart(t *testing.T) {
 	})
 	shared.Restart(t)
 	a.putSlice(t, svc, slice("restart-1", discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: "10.244.10.1"}, endpoint{addr: "10.244.10.2"}))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if name, err := call(); err == nil && name == "s2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the client never reached s2, added after the API server restarted")
-		}
-	}
+	wait.For(t, 60*time.Second, "the client to reach s2, added after the API server restarted", func() bool {
+		name, err := call()
+		return err == nil && name == "s2"
+	})
 	close(stop)
 	wg.Wait()
 	if n := failed.Load(); n != 0 {

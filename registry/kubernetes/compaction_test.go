@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry/kubernetes"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 )
@@ -133,13 +134,7 @@ func TestGoneRelists(t *testing.T) {
 	defer w.Close()
 	nextUntil(t, w, 30*time.Second, []string{"10.244.12.1:50051"}, nil)
 	c.compact(t, 20)
-	deadline := time.Now().Add(30 * time.Second)
-	for gone.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no 410 Gone within 30s of the compaction")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, "a 410 Gone after the compaction", func() bool { return gone.Load() > 0 })
 	// Nothing changed: the re-list publishes nothing.
 	nctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	got, err := w.Next(nctx)

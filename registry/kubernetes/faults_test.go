@@ -15,6 +15,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/faults"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry/kubernetes"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -64,11 +65,13 @@ func (w *kwriter) write(n int) {
 	s := slice(fmt.Sprintf("%s-%d", w.svc, n), discoveryv1.AddressTypeIPv4, 50051, eps...)
 	s.Namespace = "default"
 	s.Labels = map[string]string{discoveryv1.LabelServiceName: w.svc, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	if !wait.Until(60*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(w.t.Context(), 3*time.Second)
+		defer cancel()
 		api := w.a.slices.EndpointSlices("default")
-		cur, err := api.Get(ctx, s.Name, metav1.GetOptions{})
+		var cur *discoveryv1.EndpointSlice
+		cur, err = api.Get(ctx, s.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			_, err = api.Create(ctx, s, metav1.CreateOptions{})
@@ -76,14 +79,9 @@ func (w *kwriter) write(n int) {
 			s.ResourceVersion = cur.ResourceVersion
 			_, err = api.Update(ctx, s, metav1.UpdateOptions{})
 		}
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("write slice %s = %v after 60s of retries", s.Name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		w.t.Fatalf("write slice %s = %v after 60s of retries", s.Name, err)
 	}
 }
 

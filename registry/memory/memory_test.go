@@ -71,7 +71,7 @@ func (h *harness) Addr() string { return h.store.Name() }
 
 func TestConformance(t *testing.T) {
 	name := fmt.Sprintf("conformance-%d", time.Now().UnixNano())
-	registrytest.RunConformanceTests(t, &harness{store: memory.Named(name)})
+	registrytest.RunConformanceTests(t, &harness{store: memory.Named(name)}, registrytest.RequireOptional())
 }
 
 // TestOutageErrorNamesStoreAndCause: an outage's errors are

@@ -97,9 +97,29 @@ type Option func(*suite)
 // converge, and for an outage to be reported; the default is 20s.
 func WithTimeout(d time.Duration) Option { return func(s *suite) { s.timeout = d } }
 
+// RequireOptional makes the cases for optional interfaces fail, rather
+// than skip, when the backend lacks the interface: ServicesListed
+// (registry.ServiceLister on the Registry) and WatcherIndex
+// (registry.IndexedWatcher on its watchers, with an index). A backend
+// written elsewhere may lack them, as its registry may have no list of
+// services or no index; every backend in this repository runs the suite
+// with RequireOptional, so that none of them loses one unnoticed.
+func RequireOptional() Option { return func(s *suite) { s.requireOptional = true } }
+
 type suite struct {
-	h       Harness
-	timeout time.Duration
+	h               Harness
+	timeout         time.Duration
+	requireOptional bool
+}
+
+// lacks skips the test, saying which optional part the backend lacks and
+// why that is allowed, or fails it under RequireOptional.
+func (s *suite) lacks(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if s.requireOptional {
+		t.Fatalf(format+"; required by RequireOptional", args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // RunConformanceTests runs the suite.
@@ -691,14 +711,16 @@ func testThousandInstances(t *testing.T, s *suite) {
 	}
 }
 
-// testServicesListed checks registry.ServiceLister where the backend
-// offers it: a service is listed while it has instances, and not after.
+// testServicesListed checks registry.ServiceLister: a service is listed
+// while it has instances, and not after. A backend whose registry cannot
+// list its services (DNS SRV records, say) may lack the interface, which
+// is optional (tools such as the wayfinder command say so when it is
+// missing): the case is then skipped, unless RequireOptional.
 func testServicesListed(t *testing.T, s *suite) {
 	r := s.open(t)
 	lister, ok := r.(registry.ServiceLister)
 	if !ok {
-		t.Logf("%T does not implement registry.ServiceLister; nothing to check", r)
-		return
+		s.lacks(t, "%T does not implement registry.ServiceLister (optional: its registry may have no list of services)", r)
 	}
 	svc := ServiceName(t)
 	a := MakeInstance(svc, 1)
@@ -706,16 +728,13 @@ func testServicesListed(t *testing.T, s *suite) {
 	listed := func(want bool) {
 		t.Helper()
 		ctx := s.ctx(t)
-		for {
-			names, err := lister.Services(ctx)
-			if err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names) {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("Services() = %v, %v; want %q listed = %v, sorted", names, err, svc, want)
-			case <-time.After(20 * time.Millisecond):
-			}
+		var names []string
+		var err error
+		if !wait.Until(s.timeout, func() bool {
+			names, err = lister.Services(ctx)
+			return err == nil && slices.Contains(names, svc) == want && slices.IsSorted(names)
+		}) {
+			t.Fatalf("Services() = %v, %v; want %q listed = %v, sorted", names, err, svc, want)
 		}
 	}
 	listed(true)
@@ -723,10 +742,13 @@ func testServicesListed(t *testing.T, s *suite) {
 	listed(false)
 }
 
-// testWatcherIndex checks registry.IndexedWatcher where the watcher
-// offers it: no index before the first set, a non-empty one after, and a
-// new one with every changed set; Index is read all along from another
-// goroutine, as a debug page would, for the race detector to check.
+// testWatcherIndex checks registry.IndexedWatcher: no index before the
+// first set, a non-empty one after, and a new one with every changed set;
+// Index is read all along from another goroutine, as a debug page would,
+// for the race detector to check. A backend whose registry keeps no
+// index may have watchers without the interface, or (built on
+// driver.Watcher) with an empty Index: the case is then skipped, unless
+// RequireOptional.
 func testWatcherIndex(t *testing.T, s *suite) {
 	server, client := s.open(t), s.open(t)
 	svc := ServiceName(t)
@@ -737,8 +759,7 @@ func testWatcherIndex(t *testing.T, s *suite) {
 	defer w.Close()
 	iw, ok := w.(registry.IndexedWatcher)
 	if !ok {
-		t.Logf("%T does not implement registry.IndexedWatcher; nothing to check", w)
-		return
+		s.lacks(t, "%T does not implement registry.IndexedWatcher (optional: its registry may keep no index)", w)
 	}
 	if idx := iw.Index(); idx != "" {
 		t.Errorf("Index() before the first Next = %q, want \"\"", idx)
@@ -762,6 +783,9 @@ func testWatcherIndex(t *testing.T, s *suite) {
 		t.Helper()
 		s.nextUntil(t, w, what, cond)
 		idx := iw.Index()
+		if idx == "" && prevWhat == "" {
+			s.lacks(t, "Index() after Next returned %s = \"\": the backend gives no index (optional: its registry may keep none)", what)
+		}
 		if idx == "" {
 			t.Fatalf("Index() after Next returned %s = \"\", want the registry's index", what)
 		}

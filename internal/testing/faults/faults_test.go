@@ -15,6 +15,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/hello"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
@@ -87,18 +88,14 @@ func (w *writer) set() []string {
 // coming back from a fault.
 func (w *writer) retry(what string, f func(ctx context.Context) error) {
 	w.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	if !wait.Until(60*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(w.t.Context(), 3*time.Second)
-		err := f(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s = %v after 60s of retries", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer cancel()
+		err = f(ctx)
+		return err == nil
+	}) {
+		w.t.Fatalf("%s = %v after 60s of retries", what, err)
 	}
 }
 
