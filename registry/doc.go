@@ -31,9 +31,10 @@
 //
 // # Errors
 //
-// Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrInvalidInstance,
-// ErrInvalidService, ErrInvalidURL and ErrUnknownScheme; test them with
-// errors.Is. A service with zero instances is an empty set and no error;
+// Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrPermissionDenied,
+// ErrInvalidInstance, ErrInvalidService, ErrInvalidURL and ErrUnknownScheme;
+// test them with errors.Is. A denial (ErrPermissionDenied) is also
+// unavailable, with CauseServer: the registry answered, but not for us. A service with zero instances is an empty set and no error;
 // an unreachable registry is an error wrapping ErrUnavailable. The two are
 // never confused, and an error never comes as an empty set.
 //

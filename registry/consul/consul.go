@@ -22,11 +22,6 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
-// ErrPermissionDenied is wrapped, together with registry.ErrUnavailable,
-// by errors for requests the agent refused with 403: a missing, unknown
-// or under-privileged ACL token.
-var ErrPermissionDenied = errors.New("consul: permission denied")
-
 // Metadata keys Wayfinder stores its own fields under. Consul reserves
 // the "consul-" prefix and registry.Instance.Validate reserves
 // "wayfinder", so user metadata never collides with them.

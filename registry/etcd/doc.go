@@ -74,7 +74,8 @@
 // smaller of the two. A failure to use etcd is a *registry.UnavailableError,
 // which wraps registry.ErrUnavailable and the etcd client's error (so
 // errors.Is works with both, rpctypes.ErrAuthFailed for a wrong
-// password). It names the cluster as "etcd://" and the endpoints'
+// password; a credentials error, wrong or missing, also wraps
+// registry.ErrPermissionDenied). It names the cluster as "etcd://" and the endpoints'
 // addresses, and the operation, and its Cause says which failure it is:
 //
 //	CauseRefused      every endpoint refused the connection, or accepted

@@ -531,8 +531,8 @@ func TestAuth(t *testing.T) {
 			t.Errorf("New with credentials took %v; it must not wait for the network", took)
 		}
 		_, err := r.Lookup(ctxFor(t, 10*time.Second), svc)
-		if !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrUnavailable) {
-			t.Fatalf("Lookup with a wrong password = %v; want ErrAuthFailed and ErrUnavailable", err)
+		if !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrUnavailable) || !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Fatalf("Lookup with a wrong password = %v; want ErrAuthFailed, ErrUnavailable and ErrPermissionDenied", err)
 		}
 		for _, want := range []string{`"root"`, "authentication failed"} {
 			if !contains(err.Error(), want) {
@@ -540,8 +540,8 @@ func TestAuth(t *testing.T) {
 			}
 		}
 		start = time.Now()
-		if err := r.Register(ctxFor(t, 10*time.Second), inst(svc, 1)); !errors.Is(err, rpctypes.ErrAuthFailed) {
-			t.Errorf("Register with a wrong password = %v; want ErrAuthFailed", err)
+		if err := r.Register(ctxFor(t, 10*time.Second), inst(svc, 1)); !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Errorf("Register with a wrong password = %v; want ErrAuthFailed and ErrPermissionDenied", err)
 		}
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("Register with a wrong password took %v; want it to fail fast, not at its deadline", took)
@@ -549,8 +549,12 @@ func TestAuth(t *testing.T) {
 	})
 	t.Run("no credentials", func(t *testing.T) {
 		r := newRegistry(t, []string{srv.Endpoint()})
-		if _, err := r.Lookup(ctxFor(t, 10*time.Second), svc); !errors.Is(err, rpctypes.ErrUserEmpty) && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		_, err := r.Lookup(ctxFor(t, 10*time.Second), svc)
+		if !errors.Is(err, rpctypes.ErrUserEmpty) && !errors.Is(err, rpctypes.ErrPermissionDenied) {
 			t.Fatalf("Lookup without credentials = %v; want a user-empty or permission error", err)
+		}
+		if !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Fatalf("Lookup without credentials = %v; want registry.ErrPermissionDenied", err)
 		}
 	})
 	t.Run("env credentials", func(t *testing.T) {
