@@ -14,22 +14,6 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// State is the state of one registration: registry.RegistrationState,
-// which every backend shares.
-type State = registry.RegistrationState
-
-// The states, as registry names them.
-const (
-	StateUnknown    = registry.StateUnknown
-	StatePending    = registry.StatePending
-	StateRegistered = registry.StateRegistered
-	StateRetrying   = registry.StateRetrying
-)
-
-// Status describes a registration: registry.RegistrationStatus, which
-// every backend shares.
-type Status = registry.RegistrationStatus
-
 // registration is the reconcile loop of one instance: register, then
 // heartbeat (or, with no TTL check, verify) forever; on any failure,
 // back off and register again.
@@ -46,11 +30,11 @@ type registration struct {
 	first  chan error    // receives the first attempt's result
 
 	mu      sync.Mutex // guards the fields below
-	status  Status
+	status  registry.RegistrationStatus
 	changed chan struct{}
 }
 
-func (g *registration) setStatus(f func(*Status)) {
+func (g *registration) setStatus(f func(*registry.RegistrationStatus)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := g.status
@@ -61,7 +45,7 @@ func (g *registration) setStatus(f func(*Status)) {
 	}
 }
 
-func (g *registration) snapshot() Status {
+func (g *registration) snapshot() registry.RegistrationStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.status
@@ -76,14 +60,15 @@ func (g *registration) stop() {
 	<-g.done
 }
 
-// Status returns the state of inst's registration by this Registry.
-func (r *Registry) Status(inst registry.Instance) Status {
+// Status implements registry.StatusReporter: the state of inst's
+// registration by this Registry.
+func (r *Registry) Status(inst registry.Instance) registry.RegistrationStatus {
 	r.mu.Lock()
 	g := r.regs[inst.Key()]
 	r.mu.Unlock()
 	if g == nil {
 		ch := make(chan struct{}) // never closed: nothing will change
-		return Status{State: StateUnknown, Changed: ch}
+		return registry.RegistrationStatus{State: registry.StateUnknown, Changed: ch}
 	}
 	return g.snapshot()
 }
@@ -176,7 +161,7 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, o regOp
 	g := &registration{
 		r: r, inst: inst, id: serviceID(inst), healthFn: o.health, serves: o.serves, probe: o.probe,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
-		status:  Status{State: StatePending},
+		status:  registry.RegistrationStatus{State: registry.StatePending},
 		changed: make(chan struct{}),
 	}
 	r.regs[inst.Key()] = g
@@ -287,7 +272,10 @@ func (g *registration) run(ctx context.Context) {
 			if err == nil {
 				needRegister = false
 				beatNow = cfg.ttl > 0
-				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil; s.Registrations++ })
+				g.setStatus(func(s *registry.RegistrationStatus) {
+					s.State, s.Err = registry.StateRegistered, nil
+					s.Registrations++
+				})
 				if failures > 0 || g.snapshot().Registrations > 1 {
 					r.log.Info("consul: re-registered", "instance", g.inst.Key())
 				}
@@ -304,7 +292,7 @@ func (g *registration) run(ctx context.Context) {
 				continue
 			}
 			if err == nil {
-				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil })
+				g.setStatus(func(s *registry.RegistrationStatus) { s.State, s.Err = registry.StateRegistered, nil })
 			}
 		}
 		if ctx.Err() != nil {
@@ -319,7 +307,7 @@ func (g *registration) run(ctx context.Context) {
 			failures++
 			needRegister = true // whatever failed, the agent's state is unknown now
 			// Status first, so that it is current when Register returns.
-			g.setStatus(func(s *Status) { s.State, s.Err = StateRetrying, err })
+			g.setStatus(func(s *registry.RegistrationStatus) { s.State, s.Err = registry.StateRetrying, err })
 			if !isTooManyRequests(err) {
 				// A 429 says "later", not "no": Register waits for
 				// the retry instead of reporting it.
@@ -437,7 +425,7 @@ func (g *registration) register(ctx context.Context) error {
 	if err := g.r.agent.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(rctx)); err != nil {
 		return err
 	}
-	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	g.setStatus(func(s *registry.RegistrationStatus) { s.Healthy = herr == nil })
 	if herr != nil {
 		g.r.log.Info("consul: registered as critical: not healthy", "instance", g.inst.Key(), "health", herr)
 	} else {
@@ -470,6 +458,6 @@ func (g *registration) beat(ctx context.Context) error {
 	if was != (herr == nil) {
 		g.r.log.Info("consul: health changed", "instance", g.inst.Key(), "healthy", herr == nil, "health", herr)
 	}
-	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	g.setStatus(func(s *registry.RegistrationStatus) { s.Healthy = herr == nil })
 	return nil
 }

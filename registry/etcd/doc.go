@@ -24,7 +24,7 @@
 // number of instances. A background keeper makes etcd match what was
 // registered: on lease loss it grants a new lease and writes everything
 // again, it puts back its own keys when someone else deletes them, and it
-// never gives up (jittered backoff, capped at 3 s). State shows its
+// never gives up (jittered backoff, capped at 3 s). LeaseState shows its
 // progress and its last error. Deregister deletes the key at once, and the
 // lease is revoked when no instance is left.
 //

@@ -25,11 +25,11 @@ import (
 )
 
 // waitState polls State until cond holds.
-func waitState(t *testing.T, r *etcd.Registry, d time.Duration, what string, cond func(etcd.State) bool) etcd.State {
+func waitState(t *testing.T, r *etcd.Registry, d time.Duration, what string, cond func(etcd.LeaseState) bool) etcd.LeaseState {
 	t.Helper()
 	deadline := time.After(d)
 	for {
-		s := r.State()
+		s := r.LeaseState()
 		if cond(s) {
 			return s
 		}
@@ -61,7 +61,7 @@ func TestOwnKeyDeletedIsPutBack(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := admin.Get(ctxFor(t, 5*time.Second), key)
-		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.State().Lease) {
+		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.LeaseState().Lease) {
 			// The same value, stamp included: the instance did not change.
 			if got, want := string(resp.Kvs[0].Value), string(orig.Kvs[0].Value); got != want {
 				t.Errorf("put back %s, want the original %s", got, want)
@@ -90,9 +90,9 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 			t.Fatalf("Register = %v", err)
 		}
 	}
-	old := r.State()
+	old := r.LeaseState()
 	if !old.Healthy() || old.Lease == 0 {
-		t.Fatalf("State() after Register = %+v, want healthy with a lease", old)
+		t.Fatalf("LeaseState() after Register = %+v, want healthy with a lease", old)
 	}
 	watcher, err := w.Watch(ctxFor(t, time.Second), svc)
 	if err != nil {
@@ -108,7 +108,7 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 	// keeper puts the keys back quickly (or the watch stream stalls), the
 	// deletes and the puts can reach it in one response. The new lease
 	// and its attached keys below prove the replacement.
-	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.State) bool {
+	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.LeaseState) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
 	// Once etcd holds a and b again, the watcher shows them: after the
@@ -162,7 +162,7 @@ func TestDeregisterRevokesLastLease(t *testing.T) {
 			t.Fatalf("Register = %v", err)
 		}
 	}
-	lease := r.State().Lease
+	lease := r.LeaseState().Lease
 	if err := r.Deregister(ctxFor(t, 5*time.Second), a); err != nil {
 		t.Fatalf("Deregister(a) = %v", err)
 	}
@@ -173,7 +173,7 @@ func TestDeregisterRevokesLastLease(t *testing.T) {
 	if err := r.Deregister(ctxFor(t, 5*time.Second), b); err != nil {
 		t.Fatalf("Deregister(b) = %v", err)
 	}
-	waitState(t, r, 10*time.Second, "no lease", func(s etcd.State) bool { return s.Lease == 0 && s.Instances == 0 })
+	waitState(t, r, 10*time.Second, "no lease", func(s etcd.LeaseState) bool { return s.Lease == 0 && s.Instances == 0 })
 	ttl, err := admin.TimeToLive(ctxFor(t, 5*time.Second), lease)
 	if err != nil || ttl.TTL != -1 {
 		t.Fatalf("TimeToLive(old lease) = %+v, %v; want TTL -1 (revoked)", ttl, err)
@@ -656,7 +656,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	}
 	results := follow(t, w)
 	await(t, results, 10*time.Second, "a and b", has(a, b))
-	lease := reg.State().Lease
+	lease := reg.LeaseState().Lease
 
 	cache := resolver.NewCache()
 	defer cache.Close()
@@ -693,8 +693,8 @@ func TestClusterLeaderKilled(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if s := reg.State(); s.Lease != lease || !s.Healthy() {
-		t.Errorf("State() after the leader kill = %+v; want the same lease %x, healthy", s, lease)
+	if s := reg.LeaseState(); s.Lease != lease || !s.Healthy() {
+		t.Errorf("LeaseState() after the leader kill = %+v; want the same lease %x, healthy", s, lease)
 	}
 	// The watch still follows changes.
 	if err := reg.Deregister(ctxFor(t, 10*time.Second), a); err != nil {
