@@ -580,7 +580,7 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if *addr == "" {
 		return usageError("-addr is required")
 	}
-	probe, ok := map[string]consul.AddressCheck{"tcp": consul.TCPCheck, "grpc": consul.GRPCCheck, "none": consul.NoAddressCheck}[*check]
+	probe, ok := map[string]consul.AddressCheck{"tcp": consul.AddressCheckTCP, "grpc": consul.AddressCheckGRPC, "none": consul.AddressCheckNone}[*check]
 	if !ok {
 		return usageError(fmt.Sprintf("-check %q: want tcp, grpc or none", *check))
 	}

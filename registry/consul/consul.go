@@ -285,7 +285,7 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	defer cancel()
 	set := map[string]bool{}
 	for _, dc := range r.datacenters() {
-		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == Stale, RequireConsistent: r.cfg.consistency == Consistent}
+		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == ConsistencyStale, RequireConsistent: r.cfg.consistency == ConsistencyConsistent}
 		m, _, err := r.client.Catalog().Services(q.WithContext(ctx))
 		if err != nil {
 			return nil, r.unavailable("list services"+dcSuffix(dc), bound, err)
@@ -334,8 +334,8 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, string, error) {
 	q := &api.QueryOptions{
 		Datacenter:        dc,
-		AllowStale:        r.cfg.consistency == Stale && !consistent,
-		RequireConsistent: r.cfg.consistency == Consistent || consistent,
+		AllowStale:        r.cfg.consistency == ConsistencyStale && !consistent,
+		RequireConsistent: r.cfg.consistency == ConsistencyConsistent || consistent,
 		UseCache:          r.cfg.cached && !consistent,
 		Near:              r.cfg.near,
 	}

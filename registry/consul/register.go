@@ -107,25 +107,25 @@ func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instanc
 type AddressCheck int
 
 const (
-	// NoAddressCheck: the agent does not probe the address.
-	NoAddressCheck AddressCheck = iota
-	// TCPCheck: the agent connects to the address (any server passes).
-	TCPCheck
-	// GRPCCheck: the agent calls grpc.health.v1.Health/Check on it.
-	GRPCCheck
+	// AddressCheckNone: the agent does not probe the address.
+	AddressCheckNone AddressCheck = iota
+	// AddressCheckTCP: the agent connects to the address (any server passes).
+	AddressCheckTCP
+	// AddressCheckGRPC: the agent calls grpc.health.v1.Health/Check on it.
+	AddressCheckGRPC
 )
 
 // RegisterWithAddressCheck is Register, plus a check of inst.Address by
 // the agent every DefaultServerGRPCInterval (DefaultServerGRPCTimeout
 // timeout), for tools that announce an address they do not serve
 // themselves, such as wayfinder register: Consul then sees that the
-// server behind it died without waiting for a TTL. A GRPCCheck is not
-// added twice when the Registry has WithGRPCCheck.
+// server behind it died without waiting for a TTL. An AddressCheckGRPC
+// is not added twice when the Registry has WithGRPCCheck.
 func (r *Registry) RegisterWithAddressCheck(ctx context.Context, inst registry.Instance, check AddressCheck) error {
-	if check < NoAddressCheck || check > GRPCCheck {
+	if check < AddressCheckNone || check > AddressCheckGRPC {
 		return fmt.Errorf("consul: register %s: unknown AddressCheck %d", inst, check)
 	}
-	return r.register(ctx, inst, regOpts{probe: check, serves: check == GRPCCheck})
+	return r.register(ctx, inst, regOpts{probe: check, serves: check == AddressCheckGRPC})
 }
 
 // regOpts are what the Register variants add to a registration.
@@ -388,7 +388,7 @@ func (g *registration) register(ctx context.Context) error {
 		})
 	}
 	interval, timeout := cfg.grpcInterval, cfg.grpcTimeout
-	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == GRPCCheck) {
+	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == AddressCheckGRPC) {
 		interval, timeout = DefaultServerGRPCInterval, DefaultServerGRPCTimeout
 	}
 	if interval > 0 {
@@ -409,7 +409,7 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if g.probe == TCPCheck {
+	if g.probe == AddressCheckTCP {
 		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
 			CheckID:                        g.id + ":tcp",
 			Name:                           "TCP connect",
