@@ -200,11 +200,11 @@ func NewClients(p ClientsParams) (*Clients, error) {
 		copts = append(copts, resolver.WithMeterProvider(p.MeterProvider))
 	}
 	if p.Logger != nil {
-		copts = append(copts, resolver.WithCacheLogger(p.Logger))
+		copts = append(copts, resolver.WithLogger(p.Logger))
 	}
 	cache := resolver.NewCache(copts...)
 	c := &Clients{
-		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache), resolver.WithSubset(p.Config.Subset, p.Config.SubsetKey)),
+		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache), resolver.WithConnectionSubset(p.Config.Subset, p.Config.SubsetKey)),
 		cache:   cache,
 		conns:   map[string]*grpc.ClientConn{},
 	}
