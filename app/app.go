@@ -181,12 +181,6 @@ type ClientsParams struct {
 	Logger *slog.Logger `optional:"true"`
 }
 
-// ClientParams is the old name of ClientsParams.
-//
-// Deprecated: use ClientsParams, named after NewClients as fx's
-// convention for parameter objects asks.
-type ClientParams = ClientsParams
-
 // NewClients returns a Clients whose connections close when the app
 // stops. Its ClientConns dial without TLS if Config.Plaintext is set,
 // unless DialOptions carry transport credentials, which come later and

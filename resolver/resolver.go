@@ -242,17 +242,3 @@ func (c *Cache) urlBuilder(scheme string) *Builder {
 	}
 	return b
 }
-
-// RegisterSchemes registers a URL builder with gRPC's global resolver
-// registry for each scheme registered with the registry package, so that
-// plain grpc.NewClient("mem:///hello") works. Call it from main after
-// importing the backends, never from init. NewClient needs none of this.
-//
-// Deprecated: use NewClient, which checks the target and cannot fall
-// back to DNS; RegisterSchemes stays for programs that cannot pass dial
-// options.
-func RegisterSchemes() {
-	for _, s := range defaultCache.mux.Schemes() {
-		gresolver.Register(defaultCache.urlBuilder(s))
-	}
-}
