@@ -79,7 +79,7 @@ var (
 	_ registry.HealthRegistrar      = (*Registry)(nil)
 	_ registry.StatusReporter       = (*Registry)(nil)
 	_ registry.FieldProblemReporter = (*Registry)(nil)
-	_ registry.Opener               = (*URLOpener)(nil)
+	_ driver.LoggerOpener           = (*URLOpener)(nil)
 )
 
 // New returns a client of the agent at addr ("host:port", or
