@@ -180,12 +180,6 @@ type ClientsParams struct {
 	Logger *slog.Logger `optional:"true"`
 }
 
-// ClientParams is the old name of ClientsParams.
-//
-// Deprecated: use ClientsParams, named after NewClients as fx's
-// convention for parameter objects asks.
-type ClientParams = ClientsParams
-
 // NewClients returns a Clients whose connections close when the app
 // stops. Its ClientConns dial without TLS if Config.Plaintext is set,
 // unless DialOptions carry transport credentials, which come later and
@@ -199,11 +193,11 @@ func NewClients(p ClientsParams) (*Clients, error) {
 		copts = append(copts, resolver.WithMeterProvider(p.MeterProvider))
 	}
 	if p.Logger != nil {
-		copts = append(copts, resolver.WithCacheLogger(p.Logger))
+		copts = append(copts, resolver.WithLogger(p.Logger))
 	}
 	cache := resolver.NewCache(copts...)
 	c := &Clients{
-		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache), resolver.WithSubset(p.Config.Subset, p.Config.SubsetKey)),
+		builder: resolver.NewBuilder(p.Discovery, resolver.WithCache(cache), resolver.WithConnectionSubset(p.Config.Subset, p.Config.SubsetKey)),
 		cache:   cache,
 		conns:   map[string]*grpc.ClientConn{},
 	}

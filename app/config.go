@@ -34,7 +34,7 @@ type Config struct {
 	GracefulTimeout time.Duration // server.WithGracefulTimeout
 	Policy          string        // clients' load-balancing policy
 	Plaintext       bool          // clients dial without TLS; see the package doc
-	Subset          int           // clients connect to at most this many instances per service (resolver.WithSubset); 0: all
+	Subset          int           // clients connect to at most this many instances per service (resolver.WithConnectionSubset); 0: all
 	SubsetKey       string        // the clients' subsetting key; empty: the host name
 	Reflection      bool          // server.WithReflection: serve gRPC server reflection
 }

@@ -26,12 +26,6 @@ type RegisterMetricsParams struct {
 	Options       []lbmetrics.Option   `group:"wayfinder.lbmetrics"`
 }
 
-// MetricsParams is the old name of RegisterMetricsParams.
-//
-// Deprecated: use RegisterMetricsParams, named after RegisterMetrics as
-// fx's convention for parameter objects asks.
-type MetricsParams = RegisterMetricsParams
-
 // RegisterMetrics registers the load-balancer metrics (lbmetrics.Register)
 // when the app starts and unregisters them when it stops.
 func RegisterMetrics(p RegisterMetricsParams) {

@@ -103,7 +103,7 @@ func TestLoggerReachesClients(t *testing.T) {
 }
 
 // TestClientsSubset: Config.Subset and SubsetKey make the app's clients
-// call exactly the instances resolver.Subset names for that key.
+// call exactly the instances resolver.ConnectionSubset names for that key.
 func TestClientsSubset(t *testing.T) {
 	reg := memory.Named("fx-subset").Open()
 	defer reg.Close()
@@ -119,7 +119,7 @@ func TestClientsSubset(t *testing.T) {
 		names[s.Addr] = s.Name
 	}
 	want := map[string]bool{}
-	for _, in := range resolver.Subset(insts, 2, "pod-7") {
+	for _, in := range resolver.ConnectionSubset(insts, 2, "pod-7") {
 		want[names[in.Address]] = true
 	}
 	cfg := app.DefaultConfig()

@@ -55,7 +55,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		"consul": {"real": agent.HTTPAddr(), "refused": refused(), "frozen": frozen, "not a registry": notRegistry.Listener.Addr().String()},
 		"etcd":   {"real": member.Endpoint(), "refused": refused(), "frozen": frozen, "not a registry": notRegistry.Listener.Addr().String()},
 	}
-	cache := resolver.NewCache(resolver.WithLinger(0), resolver.WithCacheLogger(log))
+	cache := resolver.NewCache(resolver.WithLinger(0), resolver.WithLogger(log))
 	t.Cleanup(func() { cache.Close() })
 	h := debug.NewHandler(debug.WithCache(cache))
 	var shown []string // every error text

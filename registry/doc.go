@@ -2,7 +2,8 @@
 // people who use registries: the Instance value type, the role-split
 // Registrar (servers) and Discovery and Watcher (clients) interfaces,
 // Open and a URLMux through which backends (registry/memory,
-// registry/consul, registry/etcd) are opened, and the errors. What
+// registry/consul, registry/etcd, and registry/kubernetes in a module of
+// its own) are opened, and the errors. What
 // backends need to be written (scheme registration, the one
 // implementation of the watch contract, URL checks) is in
 // registry/driver.
@@ -31,11 +32,27 @@
 //
 // # Errors
 //
-// Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrInvalidInstance,
-// ErrInvalidService, ErrInvalidURL and ErrUnknownScheme; test them with
-// errors.Is. A service with zero instances is an empty set and no error;
+// Errors wrap the sentinels ErrClosed, ErrUnavailable, ErrPermissionDenied,
+// ErrInvalidInstance, ErrInvalidService, ErrInvalidURL and ErrUnknownScheme;
+// test them with errors.Is. A denial (ErrPermissionDenied) is also
+// unavailable, with CauseServer: the registry answered, but not for us. A service with zero instances is an empty set and no error;
 // an unreachable registry is an error wrapping ErrUnavailable. The two are
 // never confused, and an error never comes as an empty set.
+//
+// # Optional interfaces
+//
+// A backend grows through optional interfaces, as database/sql/driver
+// does, never by adding methods to Registrar, Discovery or Watcher. Test
+// for one with a type assertion on the value Open returns (or on a
+// Watcher); every in-tree backend asserts those it has at compile time.
+//
+//	HealthRegistrar       Registrar  RegisterWithHealth: a health check the server feeds (Consul)
+//	StatusReporter        Registrar  Status: one instance's RegistrationStatus (Consul, etcd)
+//	ServiceLister         Discovery  Services: the names of services with instances (memory, Consul, etcd)
+//	FieldProblemReporter  Discovery  FieldProblems: fields a decode dropped (Consul, etcd)
+//	IndexedWatcher        Watcher    Index: the registry's index of the last set (every backend, through driver.Watcher)
+//
+// driver.LoggerOpener is the one optional interface of an Opener.
 //
 // # Concurrency
 //

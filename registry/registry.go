@@ -22,6 +22,12 @@ var (
 	ErrInvalidURL = errors.New("registry: invalid URL")
 	// ErrUnknownScheme is returned by Open for a scheme no backend registered.
 	ErrUnknownScheme = errors.New("registry: unknown scheme")
+	// ErrPermissionDenied is wrapped, together with ErrUnavailable, by
+	// errors for requests the registry refused for want of credentials
+	// or permission: a missing or under-privileged Consul ACL token,
+	// wrong etcd credentials, a Kubernetes RBAC denial. Retrying with the
+	// same configuration cannot fix it.
+	ErrPermissionDenied = errors.New("registry: permission denied")
 )
 
 // Registrar is the server side: it announces and withdraws instances.

@@ -48,8 +48,8 @@ type RegistrationStatus struct {
 
 // StatusReporter is an optional interface of a Registrar that reports
 // each instance's registration, for tools, tests and health endpoints
-// that want to see a registrant struggle rather than guess. Both Consul
-// and etcd backends implement it.
+// that want to see a registrant struggle rather than guess. See the
+// package doc for the backends that implement it.
 type StatusReporter interface {
 	Status(inst Instance) RegistrationStatus
 }

@@ -65,10 +65,11 @@ type CacheOption func(*Cache)
 // soon as its last resolver closes.
 func WithLinger(d time.Duration) CacheOption { return func(c *Cache) { c.linger = d } }
 
-// WithCacheLogger sets the logger for upstream watch outages: the first
-// error at Warn, the rest at Debug with a Warn reminder every minute, the
-// recovery at Info. The default discards.
-func WithCacheLogger(l *slog.Logger) CacheOption { return func(c *Cache) { c.logger = l } }
+// WithLogger sets the logger for upstream watch outages: the first error
+// at Warn, the rest at Debug with a Warn reminder every minute, the
+// recovery at Info; and for the resolvers built on the cache, which log
+// at Debug a state gRPC rejected. The default discards.
+func WithLogger(l *slog.Logger) CacheOption { return func(c *Cache) { c.logger = l } }
 
 // WithMeterProvider records the cache's metrics (see metrics.go) with mp.
 // The default is OpenTelemetry's global provider, a no-op until the
@@ -172,7 +173,7 @@ type subscription struct {
 // no registry index (nothing reads one there); its index says which
 // instances of the set the guard kept (see keptNote).
 func (s subscription) set(st state) {
-	insts := Subset(st.instances, s.subsetSize, s.subsetKey)
+	insts := ConnectionSubset(st.instances, s.subsetSize, s.subsetKey)
 	s.feed.Set(insts, keptNote(insts, st.kept))
 }
 

@@ -18,9 +18,11 @@
 //     with options no URL carries, or a test double): NewBuilder(d) with
 //     grpc.NewClient("wayfinder:///hello", grpc.WithResolvers(b)).
 //
-// RegisterSchemes, which puts URL builders into gRPC's global resolver
-// registry for plain grpc.NewClient, remains for programs that cannot
-// pass dial options; it is deprecated in favour of NewClient.
+// A program that cannot pass dial options registers URL builders in
+// gRPC's global resolver registry itself, after importing the backends:
+// gresolver.Register(resolver.URLBuilder("consul")). NewClient is better:
+// it checks the target, while grpc.NewClient alone resolves a scheme
+// nobody registered through DNS.
 //
 // # Behaviour
 //

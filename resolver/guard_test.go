@@ -283,13 +283,13 @@ func TestHeldStateSaysWhatItKeeps(t *testing.T) {
 	}
 }
 
-// TestHeldSubsetSaysWhatItKeeps: with WithSubset, a held state names
+// TestHeldSubsetSaysWhatItKeeps: with WithConnectionSubset, a held state names
 // only the kept instances in the resolver's subset.
 func TestHeldSubsetSaysWhatItKeeps(t *testing.T) {
 	up := scripted{sets: make(chan []registry.Instance)}
 	cache := newCache(t, resolver.WithMassRemovalGuard(0.5, 2, time.Minute))
 	cc := newFakeCC()
-	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache), resolver.WithSubset(3, "client-a")), "wayfinder:///hello", cc)
+	r := build(t, resolver.NewBuilder(up, resolver.WithCache(cache), resolver.WithConnectionSubset(3, "client-a")), "wayfinder:///hello", cc)
 	defer r.Close()
 	all := insts(0, 1, 2, 3, 4, 5)
 	up.sets <- all

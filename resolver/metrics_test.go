@@ -384,7 +384,7 @@ func TestOutageLogged(t *testing.T) {
 	}
 	var buf cctest.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cc, _, cache := cctest.Resolve(t, reg, "hello", resolver.WithCacheLogger(logger))
+	cc, _, cache := cctest.Resolve(t, reg, "hello", resolver.WithLogger(logger))
 	wait.For(t, 10*time.Second, "the instance pushed", func() bool { sets, _, _ := cc.Snapshot(); return len(sets) > 0 })
 
 	// The memory store reports an outage once per SetOutage: three calls

@@ -26,9 +26,8 @@ type Builder struct {
 	scheme string
 	disc   registry.Discovery // nil for URL builders
 	cache  *Cache
-	logger *slog.Logger
 
-	subsetSize int // see WithSubset
+	subsetSize int // see WithConnectionSubset
 	subsetKey  string
 }
 
@@ -44,11 +43,8 @@ func WithScheme(s string) Option { return func(b *Builder) { b.scheme = s } }
 // process-wide DefaultCache.
 func WithCache(c *Cache) Option { return func(b *Builder) { b.cache = c } }
 
-// WithLogger sets the logger for resolver events. The default discards.
-func WithLogger(l *slog.Logger) Option { return func(b *Builder) { b.logger = l } }
-
 func newBuilder(opts []Option) *Builder {
-	b := &Builder{scheme: DefaultScheme, cache: defaultCache, logger: slog.New(slog.DiscardHandler)}
+	b := &Builder{scheme: DefaultScheme, cache: defaultCache}
 	for _, o := range opts {
 		o(b)
 	}
@@ -79,7 +75,7 @@ func (b *Builder) Scheme() string { return b.scheme }
 // Build implements resolver.Builder. It never blocks on the network: the
 // upstream watch runs in the cache, and Build only subscribes to it.
 func (b *Builder) Build(target gresolver.Target, cc gresolver.ClientConn, _ gresolver.BuildOptions) (gresolver.Resolver, error) {
-	r := &ccResolver{cc: cc, logger: b.logger}
+	r := &ccResolver{cc: cc, logger: b.cache.logger}
 	sub := subscription{subsetSize: b.subsetSize, subsetKey: b.subsetKey}
 	var err error
 	if b.disc != nil {
@@ -241,22 +237,8 @@ func (c *Cache) urlBuilder(scheme string) *Builder {
 	defer c.mu.Unlock()
 	b, ok := c.urlB[scheme]
 	if !ok {
-		b = URLBuilder(scheme, WithCache(c), WithLogger(c.logger))
+		b = URLBuilder(scheme, WithCache(c))
 		c.urlB[scheme] = b
 	}
 	return b
-}
-
-// RegisterSchemes registers a URL builder with gRPC's global resolver
-// registry for each scheme registered with the registry package, so that
-// plain grpc.NewClient("mem:///hello") works. Call it from main after
-// importing the backends, never from init. NewClient needs none of this.
-//
-// Deprecated: use NewClient, which checks the target and cannot fall
-// back to DNS; RegisterSchemes stays for programs that cannot pass dial
-// options.
-func RegisterSchemes() {
-	for _, s := range defaultCache.mux.Schemes() {
-		gresolver.Register(defaultCache.urlBuilder(s))
-	}
 }

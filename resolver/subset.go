@@ -9,9 +9,10 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// WithSubset makes each ClientConn of the builder connect to at most size
-// of a service's instances, so that large fleets of clients and servers
-// do not form a full mesh of connections.
+// WithConnectionSubset makes each ClientConn of the builder connect to at
+// most size of a service's instances, so that large fleets of clients and
+// servers do not form a full mesh of connections. (To route calls to the
+// instances that match a selector, see balancer/route instead.)
 //
 // The subset is chosen by rendezvous hashing of key with each instance's
 // ID, which makes it deterministic and stable, unlike a random subset
@@ -26,7 +27,7 @@ import (
 // process, such as the pod name; an empty key means the host name.
 // Weights are not considered: balance within the subset is the policy's
 // job. size <= 0 turns subsetting off, the default.
-func WithSubset(size int, key string) Option {
+func WithConnectionSubset(size int, key string) Option {
 	return func(b *Builder) {
 		if key == "" {
 			key, _ = os.Hostname()
@@ -35,10 +36,10 @@ func WithSubset(size int, key string) Option {
 	}
 }
 
-// Subset returns the at most size instances of insts that a client with
-// key keeps under WithSubset, in their order in insts. It returns insts
-// itself when no subsetting applies.
-func Subset(insts []registry.Instance, size int, key string) []registry.Instance {
+// ConnectionSubset returns the at most size instances of insts that a
+// client with key keeps under WithConnectionSubset, in their order in
+// insts. It returns insts itself when no subsetting applies.
+func ConnectionSubset(insts []registry.Instance, size int, key string) []registry.Instance {
 	if size <= 0 || len(insts) <= size {
 		return insts
 	}

@@ -37,31 +37,31 @@ func subsetIDs(insts []registry.Instance) []string {
 // give the same subset; other keys give other subsets.
 func TestSubsetDeterministic(t *testing.T) {
 	insts := subsetInstances(20)
-	want := subsetIDs(resolver.Subset(insts, 5, "client-a"))
+	want := subsetIDs(resolver.ConnectionSubset(insts, 5, "client-a"))
 	if len(want) != 5 {
-		t.Fatalf("Subset(20 instances, 5) has %d members", len(want))
+		t.Fatalf("ConnectionSubset(20 instances, 5) has %d members", len(want))
 	}
 	for range 10 {
 		shuffled := slices.Clone(insts)
 		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		if got := subsetIDs(resolver.Subset(shuffled, 5, "client-a")); !slices.Equal(got, want) {
-			t.Fatalf("Subset of shuffled instances = %v, want %v", got, want)
+		if got := subsetIDs(resolver.ConnectionSubset(shuffled, 5, "client-a")); !slices.Equal(got, want) {
+			t.Fatalf("ConnectionSubset of shuffled instances = %v, want %v", got, want)
 		}
 	}
 	differ := 0
 	for i := range 20 {
-		if !slices.Equal(subsetIDs(resolver.Subset(insts, 5, fmt.Sprintf("client-%d", i))), want) {
+		if !slices.Equal(subsetIDs(resolver.ConnectionSubset(insts, 5, fmt.Sprintf("client-%d", i))), want) {
 			differ++
 		}
 	}
 	if differ < 15 {
 		t.Errorf("only %d of 20 other keys got a different subset", differ)
 	}
-	if got := resolver.Subset(insts[:3], 5, "client-a"); len(got) != 3 {
-		t.Errorf("Subset(3 instances, 5) = %d instances, want all 3", len(got))
+	if got := resolver.ConnectionSubset(insts[:3], 5, "client-a"); len(got) != 3 {
+		t.Errorf("ConnectionSubset(3 instances, 5) = %d instances, want all 3", len(got))
 	}
-	if got := resolver.Subset(insts, 0, "client-a"); len(got) != 20 {
-		t.Errorf("Subset(size 0) = %d instances, want all 20", len(got))
+	if got := resolver.ConnectionSubset(insts, 0, "client-a"); len(got) != 20 {
+		t.Errorf("ConnectionSubset(size 0) = %d instances, want all 20", len(got))
 	}
 }
 
@@ -72,10 +72,10 @@ func TestSubsetStable(t *testing.T) {
 	insts := subsetInstances(20)
 	for k := range 200 {
 		key := fmt.Sprintf("pod-%d", k)
-		before := subsetIDs(resolver.Subset(insts, 5, key))
+		before := subsetIDs(resolver.ConnectionSubset(insts, 5, key))
 		for i := range insts {
 			rest := slices.Delete(slices.Clone(insts), i, i+1)
-			after := subsetIDs(resolver.Subset(rest, 5, key))
+			after := subsetIDs(resolver.ConnectionSubset(rest, 5, key))
 			kept := 0
 			for _, id := range after {
 				if slices.Contains(before, id) {
@@ -91,7 +91,7 @@ func TestSubsetStable(t *testing.T) {
 			}
 		}
 		grown := append(slices.Clone(insts), registry.Instance{ID: "orders-new", Service: "orders", Address: "10.0.1.1:80"})
-		after := subsetIDs(resolver.Subset(grown, 5, key))
+		after := subsetIDs(resolver.ConnectionSubset(grown, 5, key))
 		kept := 0
 		for _, id := range after {
 			if slices.Contains(before, id) {
@@ -110,7 +110,7 @@ func TestSubsetSpread(t *testing.T) {
 	insts := subsetInstances(10)
 	count := map[string]int{}
 	for k := range 1000 {
-		for _, in := range resolver.Subset(insts, 3, fmt.Sprintf("pod-%d", k)) {
+		for _, in := range resolver.ConnectionSubset(insts, 3, fmt.Sprintf("pod-%d", k)) {
 			count[in.ID]++
 		}
 	}
@@ -121,7 +121,7 @@ func TestSubsetSpread(t *testing.T) {
 	}
 }
 
-// TestSubsetThroughGRPC: with WithSubset(2), a real ClientConn calls
+// TestSubsetThroughGRPC: with WithConnectionSubset(2), a real ClientConn calls
 // exactly the 2 servers Subset names for its key, of 5; deregistering
 // a server outside the subset leaves it calling the same 2.
 func TestSubsetThroughGRPC(t *testing.T) {
@@ -140,11 +140,11 @@ func TestSubsetThroughGRPC(t *testing.T) {
 	}
 	const key = "client-7"
 	var want []string
-	for _, in := range resolver.Subset(insts, 2, key) {
+	for _, in := range resolver.ConnectionSubset(insts, 2, key) {
 		want = append(want, byID[in.ID])
 	}
 	cc, err := grpc.NewClient("wayfinder:///hello",
-		grpc.WithResolvers(resolver.NewBuilder(reg, resolver.WithCache(newCache(t)), resolver.WithSubset(2, key))),
+		grpc.WithResolvers(resolver.NewBuilder(reg, resolver.WithCache(newCache(t)), resolver.WithConnectionSubset(2, key))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {
@@ -165,14 +165,14 @@ func TestSubsetThroughGRPC(t *testing.T) {
 	waitForServers(t, client, want...)
 }
 
-func ExampleSubset() {
+func ExampleConnectionSubset() {
 	var insts []registry.Instance
 	for i := range 6 {
 		insts = append(insts, registry.Instance{ID: fmt.Sprintf("orders-%d", i), Service: "orders", Address: fmt.Sprintf("10.0.0.%d:80", i+1)})
 	}
 	// The two instances the client "pod-a" connects to under
-	// WithSubset(2, "pod-a"): the same in every process.
-	for _, in := range resolver.Subset(insts, 2, "pod-a") {
+	// WithConnectionSubset(2, "pod-a"): the same in every process.
+	for _, in := range resolver.ConnectionSubset(insts, 2, "pod-a") {
 		fmt.Println(in.ID)
 	}
 	// Output:

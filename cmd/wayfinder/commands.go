@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/faultdemo"
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
@@ -581,7 +580,7 @@ func cmdRegister(ctx context.Context, args []string, out io.Writer) error {
 	if *addr == "" {
 		return usageError("-addr is required")
 	}
-	probe, ok := map[string]consul.AddressCheck{"tcp": consul.TCPCheck, "grpc": consul.GRPCCheck, "none": consul.NoAddressCheck}[*check]
+	probe, ok := map[string]consul.AddressCheck{"tcp": consul.AddressCheckTCP, "grpc": consul.AddressCheckGRPC, "none": consul.AddressCheckNone}[*check]
 	if !ok {
 		return usageError(fmt.Sprintf("-check %q: want tcp, grpc or none", *check))
 	}
@@ -668,14 +667,10 @@ func registerUntil(ctx context.Context, register func(context.Context, registry.
 }
 
 // deniedErr reports a credentials error, which retrying with the same
-// configuration cannot fix.
+// configuration cannot fix. Every backend wraps
+// registry.ErrPermissionDenied for one.
 func deniedErr(err error) bool {
-	for _, target := range []error{consul.ErrPermissionDenied, rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied, rpctypes.ErrUserEmpty, rpctypes.ErrUserNotFound} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, registry.ErrPermissionDenied)
 }
 
 func cmdDeregister(ctx context.Context, args []string, out io.Writer) error {

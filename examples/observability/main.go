@@ -85,7 +85,7 @@ func run(ctx context.Context, lis net.Listener, c faultdemo.Config, log *slog.Lo
 
 	// The demo dials through resolver.NewClient, which uses the default
 	// cache; give it this program's meter provider.
-	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithCacheLogger(log))
+	cache := resolver.NewCache(resolver.WithMeterProvider(mp), resolver.WithLogger(log))
 	defer cache.Close()
 	c.Cache = cache
 

@@ -22,11 +22,6 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
-// ErrPermissionDenied is wrapped, together with registry.ErrUnavailable,
-// by errors for requests the agent refused with 403: a missing, unknown
-// or under-privileged ACL token.
-var ErrPermissionDenied = errors.New("consul: permission denied")
-
 // Metadata keys Wayfinder stores its own fields under. Consul reserves
 // the "consul-" prefix and registry.Instance.Validate reserves
 // "wayfinder", so user metadata never collides with them.
@@ -84,7 +79,7 @@ var (
 	_ registry.HealthRegistrar      = (*Registry)(nil)
 	_ registry.StatusReporter       = (*Registry)(nil)
 	_ registry.FieldProblemReporter = (*Registry)(nil)
-	_ registry.Opener               = (*URLOpener)(nil)
+	_ driver.LoggerOpener           = (*URLOpener)(nil)
 )
 
 // New returns a client of the agent at addr ("host:port", or
@@ -290,7 +285,7 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	defer cancel()
 	set := map[string]bool{}
 	for _, dc := range r.datacenters() {
-		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == Stale, RequireConsistent: r.cfg.consistency == Consistent}
+		q := &api.QueryOptions{Datacenter: dc, AllowStale: r.cfg.consistency == ConsistencyStale, RequireConsistent: r.cfg.consistency == ConsistencyConsistent}
 		m, _, err := r.client.Catalog().Services(q.WithContext(ctx))
 		if err != nil {
 			return nil, r.unavailable("list services"+dcSuffix(dc), bound, err)
@@ -339,8 +334,8 @@ func (r *Registry) query(ctx context.Context, service, dc string, index uint64) 
 func (r *Registry) queryMode(ctx context.Context, service, dc string, index uint64, consistent bool) ([]registry.Instance, uint64, string, error) {
 	q := &api.QueryOptions{
 		Datacenter:        dc,
-		AllowStale:        r.cfg.consistency == Stale && !consistent,
-		RequireConsistent: r.cfg.consistency == Consistent || consistent,
+		AllowStale:        r.cfg.consistency == ConsistencyStale && !consistent,
+		RequireConsistent: r.cfg.consistency == ConsistencyConsistent || consistent,
 		UseCache:          r.cfg.cached && !consistent,
 		Near:              r.cfg.near,
 	}

@@ -105,8 +105,8 @@
 //     success that is not JSON, JSON of another shape, a health answer
 //     without X-Consul-Index (a wrong address or port).
 //   - registry.CauseServer: Consul's own errors, such as a 500 "No
-//     cluster leader" or a 429. A 403 also wraps ErrPermissionDenied and
-//     says the ACL token is at fault.
+//     cluster leader" or a 429. A 403 also wraps
+//     registry.ErrPermissionDenied and says the ACL token is at fault.
 //
 // A cancelled context is returned as it is, not as the agent's failure.
 // The answer checks are made by the HTTP clients New builds (or the copy

@@ -213,7 +213,7 @@ func TestFrozenAgentThaws(t *testing.T) {
 	p.Thaw()
 	thawed = true
 	nextUntil(t, w, 20*time.Second, "the instance registered while frozen", func(got []registry.Instance) bool { return sameIDs(got, inst.ID) })
-	if s := r.Status(inst); s.State != consul.StateRegistered {
+	if s := r.Status(inst); s.State != registry.StateRegistered {
 		t.Fatalf("Status after the thaw = %v, want registered", s)
 	}
 	if err := r.Deregister(ctxT(t, 10*time.Second), inst); err != nil {

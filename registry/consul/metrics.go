@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backendmetrics"
+	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
 // counters are background events, read by the metrics callback.
@@ -71,7 +72,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 		for _, g := range gs {
 			st := g.snapshot()
 			n++
-			if st.State == StateRegistered {
+			if st.State == registry.StateRegistered {
 				registered++
 			}
 			if st.Healthy {

@@ -15,12 +15,12 @@ import (
 // real agent: a watch with it follows a registration and a removal.
 func TestReadModes(t *testing.T) {
 	for name, opts := range map[string][]consul.Option{
-		"stale":      {consul.WithConsistency(consul.Stale)},
-		"consistent": {consul.WithConsistency(consul.Consistent)},
+		"stale":      {consul.WithConsistency(consul.ConsistencyStale)},
+		"consistent": {consul.WithConsistency(consul.ConsistencyConsistent)},
 		"cached":     {consul.WithAgentCache()},
 		"near":       {consul.WithNear("_agent")},
 		"dc":         {consul.WithDatacenters("dc1")},
-		"tag":        {consul.WithTags("blue")},
+		"tag":        {consul.WithTagFilter("blue")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			server := newReg(t, shared.HTTPAddr())

@@ -38,26 +38,26 @@ const (
 type Consistency int
 
 const (
-	// Default lets the leader answer without a quorum round trip.
-	Default Consistency = iota
-	// Stale lets any server answer: lower latency and load, possibly
+	// ConsistencyDefault lets the leader answer without a quorum round trip.
+	ConsistencyDefault Consistency = iota
+	// ConsistencyStale lets any server answer: lower latency and load, possibly
 	// slightly old data, and reads keep working without a leader.
-	Stale
-	// Consistent makes the leader confirm leadership on every read.
+	ConsistencyStale
+	// ConsistencyConsistent makes the leader confirm leadership on every read.
 	// An agent with use_streaming_backend (Consul's default) ignores the
 	// mode for blocking queries: it answers them from its streaming
 	// view, which follows one server's state (and still says
 	// X-Consul-Effective-Consistency: consistent). A watch's first read,
 	// and its reads after an error or an index that went backwards, are
 	// never streamed, so they stay consistent.
-	Consistent
+	ConsistencyConsistent
 )
 
 func (c Consistency) String() string {
 	switch c {
-	case Stale:
+	case ConsistencyStale:
 		return "stale"
-	case Consistent:
+	case ConsistencyConsistent:
 		return "consistent"
 	}
 	return "default"
@@ -122,9 +122,9 @@ func (c *config) validate() error {
 		return fmt.Errorf("consul: wait %v is out of range (0, %v]", c.wait, MaxWait)
 	case c.rate <= 0:
 		return fmt.Errorf("consul: rate limit %v must be positive", c.rate)
-	case c.consistency < Default || c.consistency > Consistent:
+	case c.consistency < ConsistencyDefault || c.consistency > ConsistencyConsistent:
 		return fmt.Errorf("consul: unknown consistency %d", c.consistency)
-	case c.cached && c.consistency == Consistent:
+	case c.cached && c.consistency == ConsistencyConsistent:
 		return fmt.Errorf("consul: the agent cache cannot serve consistent reads")
 	case c.ttl < 0 || (c.ttl > 0 && c.ttl < time.Second):
 		return fmt.Errorf("consul: TTL %v is below 1s", c.ttl)
@@ -187,8 +187,10 @@ func WithDatacenters(dcs ...string) Option {
 	return func(c *config) { c.dcs = append([]string(nil), dcs...) }
 }
 
-// WithTags keeps only instances carrying all of tags.
-func WithTags(tags ...string) Option {
+// WithTagFilter makes reads keep only the instances carrying all of tags
+// (URL parameter tag). It filters what Lookup and Watch return; the tags
+// an instance carries are its own (registry.Instance.Tags).
+func WithTagFilter(tags ...string) Option {
 	return func(c *config) { c.tags = append([]string(nil), tags...) }
 }
 

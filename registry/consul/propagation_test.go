@@ -8,7 +8,6 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
-	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -62,11 +61,11 @@ func TestPropagationMetric(t *testing.T) {
 	pushedBefore, want := len(sets), sets[len(sets)-1]
 
 	agent.Kill()
-	waitStatus(t, server, a, 10*time.Second, "retrying", func(s consul.Status) bool { return s.State == consul.StateRetrying })
+	waitStatus(t, server, a, 10*time.Second, "retrying", func(s registry.RegistrationStatus) bool { return s.State == registry.StateRetrying })
 	agent.Start(t)
 	for _, inst := range []registry.Instance{a, b, c} {
-		waitStatus(t, server, inst, 20*time.Second, "re-registered", func(s consul.Status) bool {
-			return s.State == consul.StateRegistered && s.Registrations >= 2
+		waitStatus(t, server, inst, 20*time.Second, "re-registered", func(s registry.RegistrationStatus) bool {
+			return s.State == registry.StateRegistered && s.Registrations >= 2
 		})
 	}
 	again := lookupUntil(t, client, svc, 10*time.Second, "a, b and c", func(in []registry.Instance) bool { return sameIDs(in, a.ID, b.ID, c.ID) })

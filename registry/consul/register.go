@@ -14,22 +14,6 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
-// State is the state of one registration: registry.RegistrationState,
-// which every backend shares.
-type State = registry.RegistrationState
-
-// The states, as registry names them.
-const (
-	StateUnknown    = registry.StateUnknown
-	StatePending    = registry.StatePending
-	StateRegistered = registry.StateRegistered
-	StateRetrying   = registry.StateRetrying
-)
-
-// Status describes a registration: registry.RegistrationStatus, which
-// every backend shares.
-type Status = registry.RegistrationStatus
-
 // registration is the reconcile loop of one instance: register, then
 // heartbeat (or, with no TTL check, verify) forever; on any failure,
 // back off and register again.
@@ -46,11 +30,11 @@ type registration struct {
 	first  chan error    // receives the first attempt's result
 
 	mu      sync.Mutex // guards the fields below
-	status  Status
+	status  registry.RegistrationStatus
 	changed chan struct{}
 }
 
-func (g *registration) setStatus(f func(*Status)) {
+func (g *registration) setStatus(f func(*registry.RegistrationStatus)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := g.status
@@ -61,7 +45,7 @@ func (g *registration) setStatus(f func(*Status)) {
 	}
 }
 
-func (g *registration) snapshot() Status {
+func (g *registration) snapshot() registry.RegistrationStatus {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.status
@@ -76,14 +60,15 @@ func (g *registration) stop() {
 	<-g.done
 }
 
-// Status returns the state of inst's registration by this Registry.
-func (r *Registry) Status(inst registry.Instance) Status {
+// Status implements registry.StatusReporter: the state of inst's
+// registration by this Registry.
+func (r *Registry) Status(inst registry.Instance) registry.RegistrationStatus {
 	r.mu.Lock()
 	g := r.regs[inst.Key()]
 	r.mu.Unlock()
 	if g == nil {
 		ch := make(chan struct{}) // never closed: nothing will change
-		return Status{State: StateUnknown, Changed: ch}
+		return registry.RegistrationStatus{State: registry.StateUnknown, Changed: ch}
 	}
 	return g.snapshot()
 }
@@ -122,25 +107,25 @@ func (r *Registry) RegisterWithHealth(ctx context.Context, inst registry.Instanc
 type AddressCheck int
 
 const (
-	// NoAddressCheck: the agent does not probe the address.
-	NoAddressCheck AddressCheck = iota
-	// TCPCheck: the agent connects to the address (any server passes).
-	TCPCheck
-	// GRPCCheck: the agent calls grpc.health.v1.Health/Check on it.
-	GRPCCheck
+	// AddressCheckNone: the agent does not probe the address.
+	AddressCheckNone AddressCheck = iota
+	// AddressCheckTCP: the agent connects to the address (any server passes).
+	AddressCheckTCP
+	// AddressCheckGRPC: the agent calls grpc.health.v1.Health/Check on it.
+	AddressCheckGRPC
 )
 
 // RegisterWithAddressCheck is Register, plus a check of inst.Address by
 // the agent every DefaultServerGRPCInterval (DefaultServerGRPCTimeout
 // timeout), for tools that announce an address they do not serve
 // themselves, such as wayfinder register: Consul then sees that the
-// server behind it died without waiting for a TTL. A GRPCCheck is not
-// added twice when the Registry has WithGRPCCheck.
+// server behind it died without waiting for a TTL. An AddressCheckGRPC
+// is not added twice when the Registry has WithGRPCCheck.
 func (r *Registry) RegisterWithAddressCheck(ctx context.Context, inst registry.Instance, check AddressCheck) error {
-	if check < NoAddressCheck || check > GRPCCheck {
+	if check < AddressCheckNone || check > AddressCheckGRPC {
 		return fmt.Errorf("consul: register %s: unknown AddressCheck %d", inst, check)
 	}
-	return r.register(ctx, inst, regOpts{probe: check, serves: check == GRPCCheck})
+	return r.register(ctx, inst, regOpts{probe: check, serves: check == AddressCheckGRPC})
 }
 
 // regOpts are what the Register variants add to a registration.
@@ -176,7 +161,7 @@ func (r *Registry) register(ctx context.Context, inst registry.Instance, o regOp
 	g := &registration{
 		r: r, inst: inst, id: serviceID(inst), healthFn: o.health, serves: o.serves, probe: o.probe,
 		cancel: cancel, done: make(chan struct{}), first: make(chan error, 1),
-		status:  Status{State: StatePending},
+		status:  registry.RegistrationStatus{State: registry.StatePending},
 		changed: make(chan struct{}),
 	}
 	r.regs[inst.Key()] = g
@@ -287,7 +272,10 @@ func (g *registration) run(ctx context.Context) {
 			if err == nil {
 				needRegister = false
 				beatNow = cfg.ttl > 0
-				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil; s.Registrations++ })
+				g.setStatus(func(s *registry.RegistrationStatus) {
+					s.State, s.Err = registry.StateRegistered, nil
+					s.Registrations++
+				})
 				if failures > 0 || g.snapshot().Registrations > 1 {
 					r.log.Info("consul: re-registered", "instance", g.inst.Key())
 				}
@@ -304,7 +292,7 @@ func (g *registration) run(ctx context.Context) {
 				continue
 			}
 			if err == nil {
-				g.setStatus(func(s *Status) { s.State, s.Err = StateRegistered, nil })
+				g.setStatus(func(s *registry.RegistrationStatus) { s.State, s.Err = registry.StateRegistered, nil })
 			}
 		}
 		if ctx.Err() != nil {
@@ -319,7 +307,7 @@ func (g *registration) run(ctx context.Context) {
 			failures++
 			needRegister = true // whatever failed, the agent's state is unknown now
 			// Status first, so that it is current when Register returns.
-			g.setStatus(func(s *Status) { s.State, s.Err = StateRetrying, err })
+			g.setStatus(func(s *registry.RegistrationStatus) { s.State, s.Err = registry.StateRetrying, err })
 			if !isTooManyRequests(err) {
 				// A 429 says "later", not "no": Register waits for
 				// the retry instead of reporting it.
@@ -400,7 +388,7 @@ func (g *registration) register(ctx context.Context) error {
 		})
 	}
 	interval, timeout := cfg.grpcInterval, cfg.grpcTimeout
-	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == GRPCCheck) {
+	if interval == 0 && g.serves && (!cfg.noServerGRPC || g.probe == AddressCheckGRPC) {
 		interval, timeout = DefaultServerGRPCInterval, DefaultServerGRPCTimeout
 	}
 	if interval > 0 {
@@ -421,7 +409,7 @@ func (g *registration) register(ctx context.Context) error {
 			DeregisterCriticalServiceAfter: cfg.deregisterAfter.String(),
 		})
 	}
-	if g.probe == TCPCheck {
+	if g.probe == AddressCheckTCP {
 		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
 			CheckID:                        g.id + ":tcp",
 			Name:                           "TCP connect",
@@ -437,7 +425,7 @@ func (g *registration) register(ctx context.Context) error {
 	if err := g.r.agent.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(rctx)); err != nil {
 		return err
 	}
-	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	g.setStatus(func(s *registry.RegistrationStatus) { s.Healthy = herr == nil })
 	if herr != nil {
 		g.r.log.Info("consul: registered as critical: not healthy", "instance", g.inst.Key(), "health", herr)
 	} else {
@@ -470,6 +458,6 @@ func (g *registration) beat(ctx context.Context) error {
 	if was != (herr == nil) {
 		g.r.log.Info("consul: health changed", "instance", g.inst.Key(), "healthy", herr == nil, "health", herr)
 	}
-	g.setStatus(func(s *Status) { s.Healthy = herr == nil })
+	g.setStatus(func(s *registry.RegistrationStatus) { s.Healthy = herr == nil })
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 var fast = consul.WithBackoff(50*time.Millisecond, 500*time.Millisecond)
 
 // waitStatus waits until cond holds for inst's registration status.
-func waitStatus(t *testing.T, r *consul.Registry, inst registry.Instance, d time.Duration, what string, cond func(consul.Status) bool) consul.Status {
+func waitStatus(t *testing.T, r *consul.Registry, inst registry.Instance, d time.Duration, what string, cond func(registry.RegistrationStatus) bool) registry.RegistrationStatus {
 	t.Helper()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -82,17 +82,17 @@ func TestAgentRestart(t *testing.T) {
 			if got, err := w.Next(ctx); !errors.Is(err, registry.ErrUnavailable) {
 				t.Fatalf("Next() with the agent down = %v, %v; want ErrUnavailable", ids(got), err)
 			}
-			waitStatus(t, server, a, 10*time.Second, "retrying", func(s consul.Status) bool { return s.State == consul.StateRetrying })
+			waitStatus(t, server, a, 10*time.Second, "retrying", func(s registry.RegistrationStatus) bool { return s.State == registry.StateRetrying })
 			agent.Start(t)
 
 			for _, inst := range []registry.Instance{a, b} {
 				if tc.server {
-					waitStatus(t, server, inst, 20*time.Second, "registered", func(s consul.Status) bool { return s.State == consul.StateRegistered })
+					waitStatus(t, server, inst, 20*time.Second, "registered", func(s registry.RegistrationStatus) bool { return s.State == registry.StateRegistered })
 				} else {
 					// The dev agent forgot everything: only a new
 					// registration brings the instance back.
-					waitStatus(t, server, inst, 20*time.Second, "re-registered", func(s consul.Status) bool {
-						return s.State == consul.StateRegistered && s.Registrations >= 2
+					waitStatus(t, server, inst, 20*time.Second, "re-registered", func(s registry.RegistrationStatus) bool {
+						return s.State == registry.StateRegistered && s.Registrations >= 2
 					})
 				}
 			}
@@ -120,11 +120,11 @@ func TestRegisterWhileAgentDown(t *testing.T) {
 	if err := r.Register(ctxT(t, 10*time.Second), inst); !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("Register with the agent down = %v, want ErrUnavailable", err)
 	}
-	if s := r.Status(inst); s.State != consul.StateRetrying || s.Err == nil {
+	if s := r.Status(inst); s.State != registry.StateRetrying || s.Err == nil {
 		t.Fatalf("Status after a failed Register = %+v, want retrying with an error", s)
 	}
 	agent.Start(t)
-	waitStatus(t, r, inst, 20*time.Second, "registered", func(s consul.Status) bool { return s.State == consul.StateRegistered })
+	waitStatus(t, r, inst, 20*time.Second, "registered", func(s registry.RegistrationStatus) bool { return s.State == registry.StateRegistered })
 	lookupUntil(t, r, inst.Service, 10*time.Second, "the instance", func(in []registry.Instance) bool { return sameIDs(in, inst.ID) })
 }
 
@@ -148,8 +148,8 @@ func TestHeartbeatMirrorsHealth(t *testing.T) {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	nextUntil(t, w, 10*time.Second, "no instance once NOT_SERVING", func(in []registry.Instance) bool { return len(in) == 0 })
 	// The catalog may change before the heartbeat's answer is read.
-	waitStatus(t, r, inst, 5*time.Second, "registered and unhealthy", func(s consul.Status) bool {
-		return !s.Healthy && s.State == consul.StateRegistered
+	waitStatus(t, r, inst, 5*time.Second, "registered and unhealthy", func(s registry.RegistrationStatus) bool {
+		return !s.Healthy && s.State == registry.StateRegistered
 	})
 	// A per-service status takes precedence over the server's.
 	hs.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)

@@ -30,8 +30,8 @@ func TestWatchQueryBackend(t *testing.T) {
 	}{
 		{"streaming", on, nil, true},
 		// The streaming backend ignores the consistency mode.
-		{"streaming/consistent", on, []consul.Option{consul.WithConsistency(consul.Consistent)}, true},
-		{"streaming/stale", on, []consul.Option{consul.WithConsistency(consul.Stale)}, true},
+		{"streaming/consistent", on, []consul.Option{consul.WithConsistency(consul.ConsistencyConsistent)}, true},
+		{"streaming/stale", on, []consul.Option{consul.WithConsistency(consul.ConsistencyStale)}, true},
 		{"streaming/cached", on, []consul.Option{consul.WithAgentCache()}, true},
 		// near needs the servers' coordinates: never streamed.
 		{"streaming/near", on, []consul.Option{consul.WithNear("_agent")}, false},

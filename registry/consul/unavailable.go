@@ -44,7 +44,7 @@ func (r *Registry) bounded(ctx context.Context) (context.Context, context.Cancel
 //     page, a success that is not JSON, JSON of the wrong shape, a
 //     health answer without X-Consul-Index): CauseNotRegistry.
 //   - Consul's own errors (500 "No cluster leader", 429, 400, 403):
-//     CauseServer; a 403 also wraps ErrPermissionDenied.
+//     CauseServer; a 403 also wraps registry.ErrPermissionDenied.
 //
 // A cancelled context is the caller's doing, not the agent's: it is
 // returned as it is, with op.
@@ -76,7 +76,7 @@ func (r *Registry) unavailable(op string, bound time.Duration, err error) error 
 	case errors.As(err, &se):
 		switch {
 		case se.Code == http.StatusForbidden:
-			return with(registry.CauseServer, 0, fmt.Errorf("%w (the ACL token is missing, unknown or lacks permission; set it with WithToken or CONSUL_HTTP_TOKEN): %w", ErrPermissionDenied, err))
+			return with(registry.CauseServer, 0, fmt.Errorf("%w (the ACL token is missing, unknown or lacks permission; set it with WithToken or CONSUL_HTTP_TOKEN): %w", registry.ErrPermissionDenied, err))
 		case se.Code == http.StatusNotFound && !isNotFound(err):
 			// Consul's 404s name the unknown service or check.
 			return with(registry.CauseNotRegistry, 0, err)

@@ -145,7 +145,7 @@ func readOptions(q *driver.Query) []Option {
 		opts = append(opts, WithDatacenters(dcs...))
 	}
 	if tags := q.List("tag", "tag"); tags != nil {
-		opts = append(opts, WithTags(tags...))
+		opts = append(opts, WithTagFilter(tags...))
 	}
 	if q.Bool("warning") {
 		opts = append(opts, WithWarning())
@@ -178,11 +178,11 @@ func consistency(q *driver.Query) (Consistency, bool) {
 	case stale && consistent:
 		q.Errorf("stale and consistent exclude each other")
 	case stale:
-		return Stale, true
+		return ConsistencyStale, true
 	case consistent:
-		return Consistent, true
+		return ConsistencyConsistent, true
 	}
-	return Default, false
+	return ConsistencyDefault, false
 }
 
 // checkOptions reads the parameters of registration: which health checks

@@ -171,7 +171,7 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 	// after an index that went backwards; not in Stale mode, whose users
 	// chose possibly old answers.
 	confirm := false
-	canConfirm := cfg.consistency != Stale
+	canConfirm := cfg.consistency != ConsistencyStale
 	// check is the probe's test of recovery while this loop waits out a
 	// backoff: the loop's own read, not blocking, its answer dropped.
 	check := func(ctx context.Context) error {

@@ -143,7 +143,7 @@ func TestIdleWatcherRequests(t *testing.T) {
 }
 
 // TestACL: with ACLs on and default deny, a wrong token is a clear
-// permission error wrapping ErrPermissionDenied, everywhere, and the
+// permission error wrapping registry.ErrPermissionDenied, everywhere, and the
 // token never shows up in errors or logs; the right one, from the
 // environment or a file, works.
 func TestACL(t *testing.T) {
@@ -167,8 +167,8 @@ acl {
 	wrong := newReg(t, agent.HTTPAddr(), consul.WithToken(bogus), consul.WithLogger(logger), fast)
 	checkDenied := func(op string, err error) {
 		t.Helper()
-		if !errors.Is(err, consul.ErrPermissionDenied) || !errors.Is(err, registry.ErrUnavailable) {
-			t.Errorf("%s with a wrong token = %v, want ErrPermissionDenied", op, err)
+		if !errors.Is(err, registry.ErrPermissionDenied) || !errors.Is(err, registry.ErrUnavailable) {
+			t.Errorf("%s with a wrong token = %v, want registry.ErrPermissionDenied", op, err)
 		}
 		if err != nil && (!strings.Contains(err.Error(), "ACL token") || strings.Contains(err.Error(), bogus)) {
 			t.Errorf("%s error %q should explain the ACL token and not contain it", op, err)

@@ -231,8 +231,8 @@ func BenchmarkKeepAliveCost(b *testing.B) {
 			b.ReportMetric(float64(ka)/minutes/float64(n), "keepalives/instance/min")
 			b.ReportMetric(float64(total)/minutes/float64(n), "requests/instance/min")
 			b.ReportMetric(float64(ka)/minutes, "keepalives/process/min")
-			if got := reg.State(); !got.Healthy() || got.Registered != n {
-				b.Fatalf("State() = %+v after the window", got)
+			if got := reg.LeaseState(); !got.Healthy() || got.Registered != n {
+				b.Fatalf("LeaseState() = %+v after the window", got)
 			}
 		})
 	}

@@ -24,7 +24,7 @@
 // number of instances. A background keeper makes etcd match what was
 // registered: on lease loss it grants a new lease and writes everything
 // again, it puts back its own keys when someone else deletes them, and it
-// never gives up (jittered backoff, capped at 3 s). State shows its
+// never gives up (jittered backoff, capped at 3 s). LeaseState shows its
 // progress and its last error. Deregister deletes the key at once, and the
 // lease is revoked when no instance is left.
 //
@@ -74,7 +74,8 @@
 // smaller of the two. A failure to use etcd is a *registry.UnavailableError,
 // which wraps registry.ErrUnavailable and the etcd client's error (so
 // errors.Is works with both, rpctypes.ErrAuthFailed for a wrong
-// password). It names the cluster as "etcd://" and the endpoints'
+// password; a credentials error, wrong or missing, also wraps
+// registry.ErrPermissionDenied). It names the cluster as "etcd://" and the endpoints'
 // addresses, and the operation, and its Cause says which failure it is:
 //
 //	CauseRefused      every endpoint refused the connection, or accepted

@@ -25,11 +25,11 @@ import (
 )
 
 // waitState polls State until cond holds.
-func waitState(t *testing.T, r *etcd.Registry, d time.Duration, what string, cond func(etcd.State) bool) etcd.State {
+func waitState(t *testing.T, r *etcd.Registry, d time.Duration, what string, cond func(etcd.LeaseState) bool) etcd.LeaseState {
 	t.Helper()
 	deadline := time.After(d)
 	for {
-		s := r.State()
+		s := r.LeaseState()
 		if cond(s) {
 			return s
 		}
@@ -61,7 +61,7 @@ func TestOwnKeyDeletedIsPutBack(t *testing.T) {
 	var resp *clientv3.GetResponse
 	if !wait.Until(10*time.Second, func() bool {
 		resp, err = admin.Get(ctxFor(t, 5*time.Second), key)
-		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.State().Lease)
+		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease == int64(r.LeaseState().Lease)
 	}) {
 		t.Fatalf("key %s not put back within 10s (Get = %v, %v); Stats = %+v", key, resp, err, r.Stats())
 	}
@@ -86,9 +86,9 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 			t.Fatalf("Register = %v", err)
 		}
 	}
-	old := r.State()
+	old := r.LeaseState()
 	if !old.Healthy() || old.Lease == 0 {
-		t.Fatalf("State() after Register = %+v, want healthy with a lease", old)
+		t.Fatalf("LeaseState() after Register = %+v, want healthy with a lease", old)
 	}
 	watcher, err := w.Watch(ctxFor(t, time.Second), svc)
 	if err != nil {
@@ -104,7 +104,7 @@ func TestLeaseRevokedElsewhereIsReplaced(t *testing.T) {
 	// keeper puts the keys back quickly (or the watch stream stalls), the
 	// deletes and the puts can reach it in one response. The new lease
 	// and its attached keys below prove the replacement.
-	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.State) bool {
+	s := waitState(t, r, 15*time.Second, "a new lease", func(s etcd.LeaseState) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
 	// Once etcd holds a and b again, the watcher shows them: after the
@@ -158,7 +158,7 @@ func TestDeregisterRevokesLastLease(t *testing.T) {
 			t.Fatalf("Register = %v", err)
 		}
 	}
-	lease := r.State().Lease
+	lease := r.LeaseState().Lease
 	if err := r.Deregister(ctxFor(t, 5*time.Second), a); err != nil {
 		t.Fatalf("Deregister(a) = %v", err)
 	}
@@ -169,7 +169,7 @@ func TestDeregisterRevokesLastLease(t *testing.T) {
 	if err := r.Deregister(ctxFor(t, 5*time.Second), b); err != nil {
 		t.Fatalf("Deregister(b) = %v", err)
 	}
-	waitState(t, r, 10*time.Second, "no lease", func(s etcd.State) bool { return s.Lease == 0 && s.Instances == 0 })
+	waitState(t, r, 10*time.Second, "no lease", func(s etcd.LeaseState) bool { return s.Lease == 0 && s.Instances == 0 })
 	ttl, err := admin.TimeToLive(ctxFor(t, 5*time.Second), lease)
 	if err != nil || ttl.TTL != -1 {
 		t.Fatalf("TimeToLive(old lease) = %+v, %v; want TTL -1 (revoked)", ttl, err)
@@ -523,8 +523,8 @@ func TestAuth(t *testing.T) {
 			t.Errorf("New with credentials took %v; it must not wait for the network", took)
 		}
 		_, err := r.Lookup(ctxFor(t, 10*time.Second), svc)
-		if !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrUnavailable) {
-			t.Fatalf("Lookup with a wrong password = %v; want ErrAuthFailed and ErrUnavailable", err)
+		if !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrUnavailable) || !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Fatalf("Lookup with a wrong password = %v; want ErrAuthFailed, ErrUnavailable and ErrPermissionDenied", err)
 		}
 		for _, want := range []string{`"root"`, "authentication failed"} {
 			if !contains(err.Error(), want) {
@@ -532,8 +532,8 @@ func TestAuth(t *testing.T) {
 			}
 		}
 		start = time.Now()
-		if err := r.Register(ctxFor(t, 10*time.Second), inst(svc, 1)); !errors.Is(err, rpctypes.ErrAuthFailed) {
-			t.Errorf("Register with a wrong password = %v; want ErrAuthFailed", err)
+		if err := r.Register(ctxFor(t, 10*time.Second), inst(svc, 1)); !errors.Is(err, rpctypes.ErrAuthFailed) || !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Errorf("Register with a wrong password = %v; want ErrAuthFailed and ErrPermissionDenied", err)
 		}
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("Register with a wrong password took %v; want it to fail fast, not at its deadline", took)
@@ -541,8 +541,12 @@ func TestAuth(t *testing.T) {
 	})
 	t.Run("no credentials", func(t *testing.T) {
 		r := newRegistry(t, []string{srv.Endpoint()})
-		if _, err := r.Lookup(ctxFor(t, 10*time.Second), svc); !errors.Is(err, rpctypes.ErrUserEmpty) && !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		_, err := r.Lookup(ctxFor(t, 10*time.Second), svc)
+		if !errors.Is(err, rpctypes.ErrUserEmpty) && !errors.Is(err, rpctypes.ErrPermissionDenied) {
 			t.Fatalf("Lookup without credentials = %v; want a user-empty or permission error", err)
+		}
+		if !errors.Is(err, registry.ErrPermissionDenied) {
+			t.Fatalf("Lookup without credentials = %v; want registry.ErrPermissionDenied", err)
 		}
 	})
 	t.Run("env credentials", func(t *testing.T) {
@@ -644,7 +648,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	}
 	results := follow(t, w)
 	await(t, results, 10*time.Second, "a and b", has(a, b))
-	lease := reg.State().Lease
+	lease := reg.LeaseState().Lease
 
 	cache := resolver.NewCache()
 	defer cache.Close()
@@ -681,8 +685,8 @@ func TestClusterLeaderKilled(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if s := reg.State(); s.Lease != lease || !s.Healthy() {
-		t.Errorf("State() after the leader kill = %+v; want the same lease %x, healthy", s, lease)
+	if s := reg.LeaseState(); s.Lease != lease || !s.Healthy() {
+		t.Errorf("LeaseState() after the leader kill = %+v; want the same lease %x, healthy", s, lease)
 	}
 	// The watch still follows changes.
 	if err := reg.Deregister(ctxFor(t, 10*time.Second), a); err != nil {

@@ -23,7 +23,7 @@ import (
 // All carry wayfinder.backend="etcd" and nothing else.
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.meter = mp } }
 
-// registerMetrics installs the callback reading State and Stats; the
+// registerMetrics installs the callback reading LeaseState and Stats; the
 // returned function unregisters it.
 func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 	return backendmetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/etcd", Scheme, []backendmetrics.Spec{
@@ -38,7 +38,7 @@ func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
 		{Name: "wayfinder.discovery.skipped_values", Unit: "{value}", Desc: "Values under the prefix that did not decode.", Counter: true},
 		{Name: "wayfinder.discovery.field_problems", Unit: "{field}", Desc: "Optional fields dropped from kept instances, once per instance and value.", Counter: true},
 	}, func() map[string]int64 {
-		st, s := r.State(), r.Stats()
+		st, s := r.LeaseState(), r.Stats()
 		healthy := int64(0)
 		if st.Healthy() {
 			healthy = 1

@@ -65,11 +65,11 @@ func TestPropagationMetric(t *testing.T) {
 	sets, _, _ := cc.Snapshot()
 	pushedBefore, want := len(sets), sets[len(sets)-1]
 
-	old := server.State()
+	old := server.LeaseState()
 	if _, err := admin.Revoke(ctxFor(t, 5*time.Second), old.Lease); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, server, 15*time.Second, "a new lease", func(s etcd.State) bool {
+	waitState(t, server, 15*time.Second, "a new lease", func(s etcd.LeaseState) bool {
 		return s.Healthy() && s.Lease != 0 && s.Lease != old.Lease
 	})
 	wait.For(t, 20*time.Second, "held the removal, then got everything back", func() bool {

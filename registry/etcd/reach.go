@@ -275,7 +275,7 @@ func (c *call) fail(err error) error {
 		return fmt.Errorf("etcd: %s: %w", c.op, context.Canceled)
 	}
 	if cause := classify(err); cause != registry.CauseUnknown && cause != registry.CauseNoAnswer {
-		return &registry.UnavailableError{Registry: r.name, Op: c.op, Cause: cause, Err: err}
+		return &registry.UnavailableError{Registry: r.name, Op: c.op, Cause: cause, Err: denied(err)}
 	}
 	if c.ctx.Err() != nil {
 		return &registry.UnavailableError{Registry: r.name, Op: c.op, Cause: registry.CauseNoAnswer, Bound: c.bound.Round(time.Millisecond), Err: err}
@@ -327,7 +327,17 @@ func (r *Registry) unavailable(op string, bound time.Duration, err error) error 
 	if cause != registry.CauseNoAnswer {
 		bound = 0
 	}
-	return &registry.UnavailableError{Registry: r.name, Op: op, Cause: cause, Bound: bound, Err: err}
+	return &registry.UnavailableError{Registry: r.name, Op: op, Cause: cause, Bound: bound, Err: denied(err)}
+}
+
+// denied marks a credentials error (see permanent) as
+// registry.ErrPermissionDenied, the sentinel every backend wraps for a
+// denial; other errors are returned as they are.
+func denied(err error) error {
+	if !permanent(err) || errors.Is(err, registry.ErrPermissionDenied) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", registry.ErrPermissionDenied, err)
 }
 
 // clusterName is how errors name the cluster: "etcd://" and the

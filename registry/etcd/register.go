@@ -34,8 +34,10 @@ type entry struct {
 // or when a later Register of the same key supersedes the delete.
 type delOp struct{ done chan struct{} }
 
-// State is a snapshot of the registration side.
-type State struct {
+// LeaseState is a snapshot of the registration side as a whole: the
+// shared lease and the instances written under it. Status gives one
+// instance's registration in the shape every backend shares.
+type LeaseState struct {
 	Instances  int              // instances this Registry keeps registered
 	Registered int              // of those, how many are written under the live lease
 	Lease      clientv3.LeaseID // the live lease, 0 if none
@@ -45,14 +47,15 @@ type State struct {
 }
 
 // Healthy reports whether every instance is written under a live lease.
-func (s State) Healthy() bool { return s.Err == nil && s.Registered == s.Instances }
+func (s LeaseState) Healthy() bool { return s.Err == nil && s.Registered == s.Instances }
 
-// State returns the registration state. The keeper loop that maintains
-// registrations never gives up; State is how to observe it struggle.
-func (r *Registry) State() State {
+// LeaseState returns the state of the lease and its registrations. The
+// keeper loop that maintains registrations never gives up; LeaseState is
+// how to observe it struggle.
+func (r *Registry) LeaseState() LeaseState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := State{Instances: len(r.entries), Lease: r.lease, Err: r.lastErr, Changed: r.stateCh}
+	s := LeaseState{Instances: len(r.entries), Lease: r.lease, Err: r.lastErr, Changed: r.stateCh}
 	for _, e := range r.entries {
 		if e.synced {
 			s.Registered++
@@ -65,7 +68,7 @@ func (r *Registry) State() State {
 // registry.RegistrationStatus shape every backend shares. An instance is
 // registered while its value is written under the live lease, and
 // retrying while the keeper's last attempt failed; etcd has no health
-// checks, so Healthy is always true. State is the lease-level view.
+// checks, so Healthy is always true. LeaseState is the lease-level view.
 func (r *Registry) Status(inst registry.Instance) registry.RegistrationStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -247,7 +250,7 @@ type keeper struct {
 
 // keep is the reconcile loop: it makes etcd hold exactly the entries, under
 // one lease kept alive by one KeepAlive stream. It never gives up; errors
-// are retried with jittered backoff and published in State.
+// are retried with jittered backoff and published in LeaseState.
 func (r *Registry) keep() {
 	k := &keeper{r: r, own: map[string]context.CancelFunc{}}
 	defer k.stopLease()

@@ -35,7 +35,7 @@ type URLOpener struct {
 	Options []Option
 }
 
-var _ registry.Opener = (*URLOpener)(nil)
+var _ driver.LoggerOpener = (*URLOpener)(nil)
 
 // OpenRegistryURL implements registry.Opener.
 func (o *URLOpener) OpenRegistryURL(_ context.Context, u *url.URL) (registry.Registry, error) {

@@ -128,8 +128,8 @@ func TestUnreachableDoesNotBlock(t *testing.T) {
 	if !errors.Is(err, registry.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Register() with etcd unreachable = %v; want ErrUnavailable or a deadline", err)
 	}
-	if s := r.State(); s.Healthy() || s.Err == nil {
-		t.Errorf("State() with etcd unreachable = %+v; want unhealthy with an error", s)
+	if s := r.LeaseState(); s.Healthy() || s.Err == nil {
+		t.Errorf("LeaseState() with etcd unreachable = %+v; want unhealthy with an error", s)
 	}
 }
 

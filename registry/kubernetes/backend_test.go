@@ -253,16 +253,17 @@ func TestUnknownService(t *testing.T) {
 }
 
 // TestRBACDenied: a token that may read Services but not list or watch
-// EndpointSlices gets ErrForbidden, from Lookup and Watch, never an
-// empty set; one that may do nothing is denied on the Service.
+// EndpointSlices gets registry.ErrPermissionDenied, from Lookup and
+// Watch, never an empty set; one that may do nothing is denied on the
+// Service.
 func TestRBACDenied(t *testing.T) {
 	a := newAdmin(t)
 	const svc = "rbac"
 	a.createService(t, svc)
 	a.putSlice(t, svc, slice("rbac-1", discoveryv1.AddressTypeIPv4, 50051, endpoint{addr: "10.244.7.1"}))
 	r := newReg(t, testenv.KubeNobodyToken)
-	if _, err := r.Lookup(ctxT(t, 5*time.Second), svc); !errors.Is(err, kubernetes.ErrForbidden) {
-		t.Fatalf("Lookup(%q) with no permission = %v; want ErrForbidden", svc, err)
+	if _, err := r.Lookup(ctxT(t, 5*time.Second), svc); !errors.Is(err, registry.ErrPermissionDenied) {
+		t.Fatalf("Lookup(%q) with no permission = %v; want registry.ErrPermissionDenied", svc, err)
 	}
 	ctx := ctxT(t, 10*time.Second)
 	_, err := a.rbac.Roles("default").Create(ctx, &rbacv1.Role{
@@ -290,10 +291,10 @@ func TestRBACDenied(t *testing.T) {
 	var lerr error
 	wait.Until(10*time.Second, func() bool {
 		_, lerr = r.Lookup(ctx, svc)
-		return errors.Is(lerr, kubernetes.ErrForbidden) && strings.Contains(lerr.Error(), "endpointslices")
+		return errors.Is(lerr, registry.ErrPermissionDenied) && strings.Contains(lerr.Error(), "endpointslices")
 	})
-	if !errors.Is(lerr, kubernetes.ErrForbidden) || !errors.Is(lerr, registry.ErrUnavailable) || !strings.Contains(lerr.Error(), "endpointslices") {
-		t.Fatalf("Lookup(%q) without list on endpointslices = %v; want ErrForbidden naming endpointslices", svc, lerr)
+	if !errors.Is(lerr, registry.ErrPermissionDenied) || !errors.Is(lerr, registry.ErrUnavailable) || !strings.Contains(lerr.Error(), "endpointslices") {
+		t.Fatalf("Lookup(%q) without list on endpointslices = %v; want registry.ErrPermissionDenied naming endpointslices", svc, lerr)
 	}
 	t.Logf("the error: %v", lerr)
 	w, err := r.Watch(ctxT(t, 5*time.Second), svc)
@@ -302,8 +303,8 @@ func TestRBACDenied(t *testing.T) {
 	}
 	defer w.Close()
 	got, err := w.Next(ctxT(t, 10*time.Second))
-	if !errors.Is(err, kubernetes.ErrForbidden) || got != nil {
-		t.Fatalf("first Next() without permission = %v, %v; want ErrForbidden and no set", got, err)
+	if !errors.Is(err, registry.ErrPermissionDenied) || got != nil {
+		t.Fatalf("first Next() without permission = %v, %v; want registry.ErrPermissionDenied and no set", got, err)
 	}
 }
 

@@ -64,10 +64,10 @@
 // no API server gives: a web page, plain text, a 404 that is not a
 // Status: a wrong address or port), CauseServer (a Status error of the
 // server's own: a Service that does not exist also wraps
-// ErrServiceNotFound, a denial (RBAC) ErrForbidden). A port that cannot
-// be chosen wraps ErrPort and registry.ErrUnavailable. None is ever
-// reported as an empty set. A Service that exists without endpoints is
-// an empty set. A cancelled context is returned as it is.
+// ErrServiceNotFound, a denial (RBAC) registry.ErrPermissionDenied). A
+// port that cannot be chosen wraps ErrPort and registry.ErrUnavailable.
+// None is ever reported as an empty set. A Service that exists without
+// endpoints is an empty set. A cancelled context is returned as it is.
 //
 // # Concurrency
 //

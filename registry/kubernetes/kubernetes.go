@@ -43,8 +43,6 @@ const (
 var (
 	// ErrServiceNotFound: the Service a name points at does not exist.
 	ErrServiceNotFound = errors.New("kubernetes: service not found")
-	// ErrForbidden: the API server denied the request (RBAC).
-	ErrForbidden = errors.New("kubernetes: forbidden")
 	// ErrPort: the Service has no port of the chosen name or number, or
 	// several ports and none was chosen.
 	ErrPort = errors.New("kubernetes: no such port")

@@ -89,8 +89,8 @@ func (r *Registry) boundOf(ctx context.Context) time.Duration {
 //   - An answer no API server gives (a web page, plain text, a 404 that
 //     is not a Status): CauseNotRegistry.
 //   - The server's own errors (a Status: 5xx, 429, a denial, a missing
-//     Service): CauseServer; a denial also wraps ErrForbidden, a missing
-//     Service ErrServiceNotFound.
+//     Service): CauseServer; a denial (RBAC, or no credentials) also wraps
+//     registry.ErrPermissionDenied, a missing Service ErrServiceNotFound.
 //
 // A cancelled context, and a closed Registry, are returned as they are.
 func (r *Registry) apiError(ctx context.Context, what string, err error) error {
@@ -114,7 +114,7 @@ func (r *Registry) apiError(ctx context.Context, what string, err error) error {
 	case apierrors.IsNotFound(err) && strings.HasPrefix(what, "service "):
 		return with(registry.CauseServer, 0, fmt.Errorf("%w: %s does not exist", ErrServiceNotFound, what))
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return with(registry.CauseServer, 0, fmt.Errorf("%w: %v (grant get on services and list and watch on endpointslices.discovery.k8s.io; see docs/kubernetes.md)", ErrForbidden, err))
+		return with(registry.CauseServer, 0, fmt.Errorf("%w: %v (grant get on services and list and watch on endpointslices.discovery.k8s.io; see docs/kubernetes.md)", registry.ErrPermissionDenied, err))
 	}
 	var st apierrors.APIStatus
 	if errors.As(err, &st) {

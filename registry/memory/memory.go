@@ -209,6 +209,7 @@ type Registry struct {
 var (
 	_ registry.Registry      = (*Registry)(nil)
 	_ registry.ServiceLister = (*Registry)(nil)
+	_ registry.Opener        = (*URLOpener)(nil)
 )
 
 // New returns a client of a new, private store.
