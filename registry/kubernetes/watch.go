@@ -70,40 +70,26 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	if err != nil {
 		return nil, err
 	}
-	if r.isClosed() {
-		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(r.ctx)
-	done := make(chan struct{})
-	var feed *driver.Watcher
-	feed = driver.NewWatcher(Scheme, service, func() {
-		cancel()
-		<-done
-		r.watchers.Remove(feed)
-	})
-	w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
-	r.mu.Lock()
-	if r.active[service] == nil {
-		r.active[service] = map[*watcher]struct{}{}
-	}
-	r.active[service][w] = struct{}{}
-	r.mu.Unlock()
-	go func() {
-		defer close(done)
-		defer func() {
-			r.mu.Lock()
-			delete(r.active[service], w)
-			r.mu.Unlock()
+	return r.watchers.Watch(ctx, Scheme, service, func(ctx context.Context, feed *driver.Watcher) func() {
+		w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
+		r.mu.Lock()
+		if r.active[service] == nil {
+			r.active[service] = map[*watcher]struct{}{}
+		}
+		r.active[service][w] = struct{}{}
+		r.mu.Unlock()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() {
+				r.mu.Lock()
+				delete(r.active[service], w)
+				r.mu.Unlock()
+			}()
+			w.run(ctx)
 		}()
-		w.run(wctx)
-	}()
-	if !r.watchers.Add(feed) {
-		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
-	}
-	return feed, nil
+		return func() { <-done }
+	})
 }
 
 // watcher follows one Service's slices and feeds the merged set to a
