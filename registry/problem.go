@@ -5,8 +5,10 @@ import "fmt"
 // FieldProblem is an optional field of a registration that a backend
 // could not read: a foreign tool's value under a key Wayfinder also uses
 // (Meta.wayfinder_weight = "heavy"), or a value that Instance.Validate
-// rejects. The instance is kept, with that field's default; the problem
-// is reported, never the instance dropped.
+// rejects. The instance is kept, with that field's default. Only an
+// instance without a valid ID, Service or Address is left out (there is
+// no instance without them), and that too is reported as a problem, with
+// "dropped" or "left out" in its Reason.
 type FieldProblem struct {
 	Service string
 	ID      string

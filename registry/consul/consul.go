@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-cleanhttp"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/fieldreport"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -64,7 +63,7 @@ type Registry struct {
 
 	counters          counters
 	unregisterMetrics func()
-	problems          *fieldreport.Reporter
+	problems          *driver.FieldReporter
 
 	mu     sync.Mutex
 	regs   map[string]*registration // by Instance.Key
@@ -187,7 +186,7 @@ func newRegistry(c *api.Client, cfg config, hc *http.Client) *Registry {
 		reqSlack: 10 * time.Second,
 		regs:     map[string]*registration{},
 		probe:    newProber(),
-		problems: fieldreport.New("consul", cfg.logger),
+		problems: driver.NewFieldReporter("consul", cfg.logger),
 		live:     newLiveness(cfg.liveness),
 	}
 	r.unregisterMetrics = r.registerMetrics(cfg.meter)
@@ -457,7 +456,7 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, []registry.
 	}
 	var problems []registry.FieldProblem
 	bad := func(field, value, reason string) {
-		problems = append(problems, registry.FieldProblem{Service: service, Field: field, Value: fieldreport.Cut(value), Reason: reason})
+		problems = append(problems, registry.FieldProblem{Service: service, Field: field, Value: driver.CutValue(value), Reason: reason})
 	}
 	weightFrom := "Meta." + metaWeight
 	for k, v := range s.Meta {
@@ -508,7 +507,7 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, []registry.
 			inst.Weight, weightFrom = p, "Weights.Passing"
 		}
 	}
-	inst, more, err := fieldreport.Sanitize(inst, func(f string) string {
+	inst, more, err := driver.Sanitize(inst, func(f string) string {
 		switch {
 		case f == "Version":
 			return "Meta." + metaVersion
@@ -533,7 +532,7 @@ func decode(service string, e *api.ServiceEntry) (registry.Instance, []registry.
 
 // FieldProblems implements registry.FieldProblemReporter.
 func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
-	return r.problems.Problems(service)
+	return r.problems.FieldProblems(service)
 }
 
 // FieldProblemCount is the number of Wayfinder fields dropped from kept

@@ -6,8 +6,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/backendmetrics"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver/drivermetrics"
 )
 
 // counters are background events, read by the metrics callback.
@@ -51,7 +51,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) 
 
 // registerMetrics installs the callback; the returned function removes it.
 func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
-	return backendmetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/consul", Scheme, []backendmetrics.Spec{
+	return drivermetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/consul", Scheme, []drivermetrics.Spec{
 		{Name: "wayfinder.registration.instances", Unit: "{instance}", Desc: "Instances this client keeps registered."},
 		{Name: "wayfinder.registration.registered", Unit: "{instance}", Desc: "Instances registered with the agent now."},
 		{Name: "wayfinder.registration.healthy", Unit: "{instance}", Desc: "Instances reported healthy at the last heartbeat."},

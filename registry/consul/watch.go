@@ -18,33 +18,21 @@ import (
 // per datacenter and returns at once; ctx is not used after Watch
 // returns. The loops feed a driver.Watcher, which keeps the contract.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
-	if err := registry.ValidateService(service); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	loopCtx, cancel := context.WithCancel(context.Background())
-	w := &watcher{
-		r:       r,
-		service: service,
-		dcs:     r.datacenters(),
-		sets:    map[string][]registry.Instance{},
-		indexes: map[string]uint64{},
-		state:   map[string]dcState{},
-	}
-	w.feed = driver.NewWatcher("consul", service, func() {
-		cancel()
-		w.wg.Wait()
-		r.watchers.Remove(w.feed)
-	})
-	for _, dc := range w.dcs {
-		w.wg.Go(func() { w.follow(loopCtx, dc) })
-	}
-	if !r.watchers.Add(w.feed) { // closes the feed, which stops the loops
-		return nil, r.errClosed()
-	}
-	return w.feed, nil
+	return r.watchers.Watch(ctx, Scheme, service, func(ctx context.Context, feed *driver.Watcher) func() {
+		w := &watcher{
+			r:       r,
+			service: service,
+			dcs:     r.datacenters(),
+			feed:    feed,
+			sets:    map[string][]registry.Instance{},
+			indexes: map[string]uint64{},
+			state:   map[string]dcState{},
+		}
+		for _, dc := range w.dcs {
+			w.wg.Go(func() { w.follow(ctx, dc) })
+		}
+		return w.wg.Wait
+	}, driver.ReportTo(r.problems))
 }
 
 type dcState int

@@ -11,12 +11,36 @@
 // once, no update without a change, one error per outage, the set sent
 // again after recovery, sorting, one instance per ID, copies, the index,
 // ErrClosed and Close racing Next. Watchers tracks a Registry's open
-// watchers so that closing the Registry closes them.
+// watchers so that closing the Registry closes them, and its Watch method
+// is the prologue of every backend's Watch (validate the name, refuse
+// after Close, make and track the Watcher, stop what feeds it on Close).
+//
+// Set refuses invalid instances: Next never returns an instance that
+// registry.Instance.Validate rejects. An instance with a bad optional
+// field is kept with that field's default, one with a bad ID, Service or
+// Address is dropped, the rest of the set is fed as usual, and each
+// problem is reported as a registry.FieldProblem (to the backend's
+// FieldReporter given with ReportTo). Set never panics on, and never
+// fails a set for, an invalid instance.
+//
+// One way to do each thing a backend needs:
+//
+//   - Watchers.Watch for Watch, and a Watcher fed with Set and Fail;
+//   - Sanitize for each instance decoded from the registry, and a
+//     FieldReporter (NewFieldReporter) that logs its problems once and
+//     keeps them for the backend's FieldProblems method
+//     (registry.FieldProblemReporter);
+//   - Unavailable and Classify for errors of an unreachable registry;
+//   - ParseURL, ReadURL and Redact for URLs;
+//   - package drivermetrics for OpenTelemetry metrics (apart, so that
+//     this package does not link OpenTelemetry).
 //
 // A new backend is then three things: what talks to its registry, a URL
 // opener that reads its URL with ReadURL, and a harness for
 // registrytest.RunConformanceTests, which runs the contract's success and
-// error halves against a real server.
+// error halves against a real server. Everything it needs is exported:
+// registrytest's TestScratchBackend builds a backend in a module of its
+// own, outside this repository, and runs the suite on it.
 //
 // # URLs
 //

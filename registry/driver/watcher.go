@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +43,8 @@ type Watcher struct {
 	name    string // "consul: watch \"hello\"", the prefix of its errors
 	stop    func() // the backend's own teardown; called once by Close
 	shared  bool   // see SharedSets
+	backend string
+	report  *FieldReporter // see ReportTo; made on first need if nil
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -76,6 +80,7 @@ func NewWatcher(backend, service string, stop func(), opts ...WatcherOption) *Wa
 		service: service,
 		name:    fmt.Sprintf("%s: watch %q", backend, service),
 		stop:    stop,
+		backend: backend,
 		closed:  make(chan struct{}),
 		signal:  make(chan struct{}),
 	}
@@ -94,6 +99,12 @@ type WatcherOption func(*Watcher)
 // that a set fed to a thousand ClientConns is not copied a thousand times.
 func SharedSets() WatcherOption { return func(w *Watcher) { w.shared = true } }
 
+// ReportTo makes Set report the invalid instances it meets to r (the
+// backend's FieldReporter, whose problems its FieldProblems method
+// returns) rather than to a reporter of the watcher's own that logs to
+// slog.Default.
+func ReportTo(r *FieldReporter) WatcherOption { return func(w *Watcher) { w.report = r } }
+
 // Set feeds the current full set of instances, read at the registry's
 // index (its own notation; "" if it has none). It ends an outage. Set
 // takes ownership of insts and may reorder it: the backend must not
@@ -101,17 +112,39 @@ func SharedSets() WatcherOption { return func(w *Watcher) { w.shared = true } }
 // watchers. Where two instances share an ID, the first one in insts is
 // kept: a backend that merges several sources (Consul's datacenters)
 // lists them in order of preference.
+//
+// Set refuses invalid instances, so that Next never returns one: an
+// instance that registry.Instance.Validate rejects is passed through
+// Sanitize; one whose optional fields were at fault is kept with their
+// defaults, one whose ID, Service or Address is at fault is dropped, and
+// either way the problems are reported as registry.FieldProblems (to the
+// ReportTo reporter, else logged once by the watcher). The rest of the
+// set is fed as usual: an invalid instance never fails the set, and Set
+// never panics on one. A backend that decodes foreign data should still
+// Sanitize and report it itself, where it can name the field in its own
+// terms and clear a problem once fixed; this is the safety net.
 func (w *Watcher) Set(insts []registry.Instance, index string) {
 	insts = Normalize(insts)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.setSeq > 0 && !w.outage && EqualSets(insts, w.cur) {
+		w.mu.Unlock()
 		return // a wake-up without a change: its index is not news either
 	}
-	w.cur, w.curIdx, w.outage = insts, index, false
-	w.seq++
-	w.setSeq = w.seq
-	w.notifyLocked()
+	fixed, problems := refuseInvalid(insts)
+	if problems != nil && w.report == nil {
+		w.report = NewFieldReporter(w.backend, nil)
+	}
+	report := w.report
+	if problems == nil || w.setSeq == 0 || w.outage || !EqualSets(fixed, w.cur) {
+		w.cur, w.curIdx, w.outage = fixed, index, false
+		w.seq++
+		w.setSeq = w.seq
+		w.notifyLocked()
+	}
+	w.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(problems)) { // logged outside mu
+		report.Observe(w.service, id, problems[id])
+	}
 }
 
 // Fail reports that the registry cannot be read, with err saying why
@@ -143,6 +176,58 @@ func (w *Watcher) NewOutage(err error) {
 	w.outage = false
 	w.mu.Unlock()
 	w.Fail(err)
+}
+
+// refuseInvalid returns insts without invalid instances (sanitized or
+// dropped) and their problems by ID, or insts itself and nil if every
+// instance is valid. It never changes insts, which may be shared.
+func refuseInvalid(insts []registry.Instance) ([]registry.Instance, map[string][]registry.FieldProblem) {
+	var (
+		out      []registry.Instance
+		problems map[string][]registry.FieldProblem
+	)
+	for i, inst := range insts {
+		if inst.Validate() == nil {
+			if out != nil {
+				out = append(out, inst)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]registry.Instance, 0, len(insts)), insts[:i]...)
+			problems = map[string][]registry.FieldProblem{}
+		}
+		fixed, ps, err := Sanitize(inst, func(f string) string { return f })
+		if err != nil {
+			field, reason := "Instance", err.Error()
+			var ie *registry.InvalidError
+			if errors.As(err, &ie) {
+				field, reason = ie.Field, ie.Reason
+			}
+			ps = append(ps, registry.FieldProblem{Service: inst.Service, ID: inst.ID, Field: field,
+				Value: CutValue(invalidValue(inst, field)), Reason: reason + "; instance dropped"})
+		} else {
+			out = append(out, fixed)
+		}
+		problems[inst.ID] = append(problems[inst.ID], ps...)
+	}
+	if out == nil {
+		return insts, nil
+	}
+	return out, problems
+}
+
+// invalidValue is the value of a required field of inst, for a problem.
+func invalidValue(inst registry.Instance, field string) string {
+	switch field {
+	case "ID":
+		return inst.ID
+	case "Service":
+		return inst.Service
+	case "Address":
+		return inst.Address
+	}
+	return ""
 }
 
 func (w *Watcher) notifyLocked() {

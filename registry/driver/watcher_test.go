@@ -3,6 +3,7 @@ package driver_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -42,6 +43,16 @@ type step struct {
 	wantErr   error    // for an error
 	wantBlock bool     // Next must still be waiting after the steps so far
 	wantIndex string
+
+	problems []string // "ID Field: Reason" of the reporter's FieldProblems("s"), checked if not nil
+}
+
+func problemStrings(ps []registry.FieldProblem) []string {
+	out := []string{}
+	for _, p := range ps {
+		out = append(out, p.ID+" "+p.Field)
+	}
+	return out
 }
 
 func TestContract(t *testing.T) {
@@ -52,7 +63,7 @@ func TestContract(t *testing.T) {
 	}{
 		{"first set at once, sorted", []step{
 			{set: []registry.Instance{b, a}, index: "1"},
-			{next: true, want: []string{"a@127.0.0.1:1", "b@127.0.0.1:2"}, wantIndex: "1"},
+			{next: true, want: []string{"a@127.0.0.1:1", "b@127.0.0.1:2"}, wantIndex: "1", problems: []string{}},
 		}},
 		{"empty first set is a set", []step{
 			{set: nil, index: "1"},
@@ -117,13 +128,32 @@ func TestContract(t *testing.T) {
 			{fail: errDown},
 			{next: true, wantErr: errDown},
 		}},
+		{"an instance with a bad address is dropped and reported, the rest fed", []step{
+			{set: []registry.Instance{a, inst("bad", "no-port"), c}, index: "1"},
+			{next: true, want: []string{"a@127.0.0.1:1", "c@127.0.0.1:3"}, wantIndex: "1", problems: []string{"bad Address"}},
+		}},
+		{"an instance with a bad optional field is kept with its default and reported", []step{
+			{set: []registry.Instance{a, {ID: "w", Service: "s", Address: "127.0.0.1:9", Weight: -1, Tags: []string{"ok", ""}}}},
+			{next: true, want: []string{"a@127.0.0.1:1", "w@127.0.0.1:9"}, problems: []string{"w Tags", "w Weight"}},
+		}},
+		{"only invalid instances: an empty set, not an error", []step{
+			{set: []registry.Instance{inst("", "127.0.0.1:1"), {ID: "x", Service: "", Address: "127.0.0.1:1"}}},
+			{next: true, want: []string{}, problems: []string{" ID", "x Service"}},
+		}},
+		{"an invalid instance added to an unchanged set is no update", []step{
+			{set: []registry.Instance{a}, index: "1"},
+			{next: true, want: []string{"a@127.0.0.1:1"}},
+			{set: []registry.Instance{a, inst("bad", "")}, index: "2"},
+			{next: true, wantBlock: true, wantIndex: "1", problems: []string{"bad Address"}},
+		}},
 		{"one instance per ID, the first fed wins", []step{
 			{set: []registry.Instance{b, inst("a", "10.0.0.1:1"), inst("a", "10.0.0.2:1")}},
 			{next: true, want: []string{"a@10.0.0.1:1", "b@127.0.0.1:2"}},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := driver.NewWatcher("test", "s", nil)
+			reports := driver.NewFieldReporter("test", slog.New(slog.DiscardHandler))
+			w := driver.NewWatcher("test", "s", nil, driver.ReportTo(reports))
 			defer w.Close()
 			for i, st := range tc.steps {
 				switch {
@@ -149,6 +179,9 @@ func TestContract(t *testing.T) {
 					} else if err != nil || !slices.Equal(ids(got), st.want) {
 						t.Fatalf("step %d: Next() = %v, %v; want %v", i, ids(got), err, st.want)
 					}
+				}
+				if got := problemStrings(reports.FieldProblems("s")); st.problems != nil && !slices.Equal(got, st.problems) {
+					t.Fatalf("step %d: FieldProblems(%q) = %q, want %q", i, "s", got, st.problems)
 				}
 				if st.next && st.wantIndex != "" {
 					if got := w.Index(); got != st.wantIndex {

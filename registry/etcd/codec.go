@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
-	"github.com/wayfinder-rpc/wayfinder/internal/fieldreport"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Format is the layout of the values a Registry writes. Readers decode
@@ -175,7 +175,7 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 		if json.Unmarshal(raw, &str) == nil {
 			value = str // a JSON string is shown as its text, as Consul's values are
 		}
-		problems = append(problems, registry.FieldProblem{Service: service, ID: id, Field: fieldName(f), Value: fieldreport.Cut(value), Reason: err.Error()})
+		problems = append(problems, registry.FieldProblem{Service: service, ID: id, Field: fieldName(f), Value: driver.CutValue(value), Reason: err.Error()})
 	}
 	var stamp string
 	for _, err := range []error{
@@ -195,7 +195,7 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 			inst.Registered = t
 		}
 	}
-	inst, more, err := fieldreport.Sanitize(inst, func(f string) string {
+	inst, more, err := driver.Sanitize(inst, func(f string) string {
 		return fieldName(strings.ToLower(f[:1]) + f[1:])
 	})
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
-	"github.com/wayfinder-rpc/wayfinder/internal/fieldreport"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -181,7 +180,7 @@ type Registry struct {
 	closed sync.Once
 
 	watchers driver.Watchers // closed by Close
-	problems *fieldreport.Reporter
+	problems *driver.FieldReporter
 
 	mu       sync.Mutex
 	cli      *clientv3.Client
@@ -231,7 +230,7 @@ func newRegistry(o options, own bool) *Registry {
 		stateCh:   make(chan struct{}),
 		connCh:    make(chan struct{}),
 		kick:      make(chan struct{}, 1),
-		problems:  fieldreport.New("etcd", o.logger),
+		problems:  driver.NewFieldReporter("etcd", o.logger),
 	}
 	r.unregisterMetrics = r.registerMetrics(o.meter)
 	return r

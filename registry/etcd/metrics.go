@@ -3,7 +3,7 @@ package etcd
 import (
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/backendmetrics"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver/drivermetrics"
 )
 
 // WithMeterProvider records the Registry's metrics with mp (default:
@@ -26,7 +26,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options)
 // registerMetrics installs the callback reading LeaseState and Stats; the
 // returned function unregisters it.
 func (r *Registry) registerMetrics(mp metric.MeterProvider) func() {
-	return backendmetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/etcd", Scheme, []backendmetrics.Spec{
+	return drivermetrics.Register(mp, "github.com/wayfinder-rpc/wayfinder/registry/etcd", Scheme, []drivermetrics.Spec{
 		{Name: "wayfinder.registration.instances", Unit: "{instance}", Desc: "Instances this client keeps registered."},
 		{Name: "wayfinder.registration.registered", Unit: "{instance}", Desc: "Instances written under the live lease."},
 		{Name: "wayfinder.registration.healthy", Unit: "1", Desc: "1 while every instance is registered, else 0."},

@@ -84,37 +84,15 @@ func sorted(set map[string]registry.Instance) []registry.Instance {
 // the service, then follows it with an etcd watch; it does not wait for
 // the network.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
-	if err := registry.ValidateService(service); err != nil {
-		return nil, err
-	}
-	if r.isClosed() {
-		return nil, fmt.Errorf("etcd: watch %q: %w", service, registry.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(r.ctx)
-	w := &watcher{
-		r:       r,
-		service: service,
-		prefix:  r.servicePrefix(service),
-	}
-	done := make(chan struct{})
-	w.feed = driver.NewWatcher("etcd", service, func() {
-		cancel()
-		<-done
-		r.watchers.Remove(w.feed)
-	})
-	// The goroutine is owned by the feed: its Close (or the Registry's,
-	// through r.watchers) cancels it and waits.
-	go func() {
-		defer close(done)
-		w.run(wctx)
-	}()
-	if !r.watchers.Add(w.feed) {
-		return nil, fmt.Errorf("etcd: watch %q: %w", service, registry.ErrClosed)
-	}
-	return w.feed, nil
+	return r.watchers.Watch(ctx, Scheme, service, func(ctx context.Context, feed *driver.Watcher) func() {
+		w := &watcher{r: r, service: service, prefix: r.servicePrefix(service), feed: feed}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.run(ctx)
+		}()
+		return func() { <-done }
+	}, driver.ReportTo(r.problems))
 }
 
 // watcher follows one service with a list and an etcd watch, and feeds
@@ -320,7 +298,7 @@ func (w *watcher) follow(ctx context.Context, cli *clientv3.Client, set map[stri
 
 // FieldProblems implements registry.FieldProblemReporter.
 func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
-	return r.problems.Problems(service)
+	return r.problems.FieldProblems(service)
 }
 
 // Services implements registry.ServiceLister: the services with at least

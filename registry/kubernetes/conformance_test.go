@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,17 @@ func (x translated) Watch(ctx context.Context, service string) (registry.Watcher
 		return nil, err
 	}
 	return translatedWatcher{w.(registry.IndexedWatcher)}, nil
+}
+
+// Services lists the backend's Services under the suite's names, sorted
+// again after the translation.
+func (x translated) Services(ctx context.Context) ([]string, error) {
+	got, err := x.inner.Services(ctx)
+	for i := range got {
+		got[i] = suiteName(got[i])
+	}
+	slices.Sort(got)
+	return got, err
 }
 
 func (x translated) Close() error { return x.inner.Close() }

@@ -41,6 +41,21 @@
 // metadata, and its liveness: the registrant renews the slice every
 // TTL/3 and readers drop an endpoint not renewed for a TTL.
 //
+// Every instance read is checked with driver.Sanitize, as every
+// backend's is: a field that Instance.Validate rejects (a weight label
+// that is not a number, a tag or a metadata pair in the annotation) is
+// dropped, the instance kept with that field's default; an endpoint
+// whose ID or address is rejected is left out. Each is logged once and
+// listed by FieldProblems (registry.FieldProblemReporter), named as the
+// backend found it (labels[wayfinder-rpc.github.io/weight],
+// annotations[wayfinder-rpc.github.io/instance].tags).
+//
+// Services (registry.ServiceLister) lists the Services of the Registry's
+// namespace that have a live endpoint. Status (registry.StatusReporter)
+// reports each registration: registered, or retrying while its renewals
+// fail, and how often its slice was written again after being deleted.
+// WithMeterProvider records the Registry's metrics.
+//
 // # Bounds
 //
 // Every call that talks to the API server is bounded by its context's

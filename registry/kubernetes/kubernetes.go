@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -103,6 +105,7 @@ type options struct {
 	ttl        time.Duration
 	podCheck   bool
 	logger     *slog.Logger
+	meter      metric.MeterProvider
 }
 
 func defaultOptions() options {
@@ -175,6 +178,10 @@ type Registry struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	watchers  driver.Watchers
+	problems  *driver.FieldReporter
+	rewrites  atomic.Int64 // slices written again after their deletion
+	relists   atomic.Int64 // full re-reads by watchers after the first
+	unmeter   func()       // unregisters the metrics callback
 
 	mu    sync.Mutex // guards ports, regs, closed and each registration's inst
 	ports map[string]string
@@ -187,7 +194,12 @@ type Registry struct {
 	wg      sync.WaitGroup // the renewal loops
 }
 
-var _ registry.Registry = (*Registry)(nil)
+var (
+	_ registry.Registry             = (*Registry)(nil)
+	_ registry.ServiceLister        = (*Registry)(nil)
+	_ registry.StatusReporter       = (*Registry)(nil)
+	_ registry.FieldProblemReporter = (*Registry)(nil)
+)
 
 // New returns a Registry. The API server and credentials come from
 // WithRESTConfig, else from client-go's rules: WithKubeconfig, else
@@ -256,11 +268,14 @@ func New(opts ...Option) (*Registry, error) {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{
+	r := &Registry{
 		opts: o, namespace: ns, name: serverName(cfg.Host), slices: sl, core: core,
 		ctx: ctx, cancel: cancel, ports: map[string]string{}, regs: map[string]*registration{},
 		aliases: map[string]map[string]string{}, active: map[string]map[*watcher]struct{}{},
-	}, nil
+		problems: driver.NewFieldReporter(Scheme, o.logger),
+	}
+	r.unmeter = r.registerMetrics(o.meter)
+	return r, nil
 }
 
 // OpenURL opens a Registry for a URL such as
@@ -362,5 +377,6 @@ func (r *Registry) Close() error {
 	r.wg.Wait()
 	r.watchers.CloseAll()
 	r.live.wg.Wait()
+	r.unmeter()
 	return nil
 }

@@ -98,13 +98,32 @@ func (r *Registry) putSliceRetry(ctx context.Context, ref serviceRef, port strin
 	return stamp, err
 }
 
-// registration is the renewal loop of one registered instance. inst and
-// stamp (its registration stamp) are guarded by Registry.mu.
+// registration is the renewal loop of one registered instance. inst,
+// stamp (its registration stamp), err, writes and changed are guarded by
+// Registry.mu.
 type registration struct {
 	inst   registry.Instance
 	stamp  time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	err     error         // the last renewal's error; nil once one succeeds
+	writes  int           // slices written: 1, plus one per re-creation after deletion
+	changed chan struct{} // closed and replaced when err or writes change
+}
+
+// setLocked records the outcome of a renewal and wakes Status's waiters
+// if it changed anything. Callers hold Registry.mu.
+func (reg *registration) setLocked(err error, rewritten bool) {
+	if (err == nil) == (reg.err == nil) && !rewritten && (err == nil || err.Error() == reg.err.Error()) {
+		return
+	}
+	reg.err = err
+	if rewritten {
+		reg.writes++
+	}
+	close(reg.changed)
+	reg.changed = make(chan struct{})
 }
 
 // renew starts the renewal loop of inst, or updates the instance an
@@ -121,7 +140,7 @@ func (r *Registry) renew(ref serviceRef, port string, inst registry.Instance, st
 		return
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
-	reg := &registration{inst: inst.Clone(), stamp: stamp, cancel: cancel, done: make(chan struct{})}
+	reg := &registration{inst: inst.Clone(), stamp: stamp, cancel: cancel, done: make(chan struct{}), writes: 1, changed: make(chan struct{})}
 	r.regs[key] = reg
 	r.wg.Add(1)
 	go func() {
@@ -136,17 +155,25 @@ func (r *Registry) renew(ref serviceRef, port string, inst registry.Instance, st
 			r.mu.Lock()
 			cur, stamp := reg.inst, reg.stamp
 			r.mu.Unlock()
-			stamp, err := r.renewSlice(ctx, ref, port, cur, stamp)
+			stamp, rewritten, err := r.renewSlice(ctx, ref, port, cur, stamp)
 			if err != nil {
 				if ctx.Err() == nil {
 					r.opts.logger.Warn("kubernetes: renewing a registration failed; retrying", "instance", cur.String(), "err", err)
+					err = withOp("renew "+cur.Key(), r.apiError(ctx, "renew endpointslice", err)) // takes mu
+					r.mu.Lock()
+					reg.setLocked(err, false)
+					r.mu.Unlock()
 				}
 				continue
+			}
+			if rewritten {
+				r.rewrites.Add(1)
 			}
 			r.mu.Lock()
 			if reg.inst.Equal(cur) {
 				reg.stamp = stamp
 			}
+			reg.setLocked(nil, rewritten)
 			r.mu.Unlock()
 		}
 	}()
@@ -334,23 +361,24 @@ func (r *Registry) putSlice(ctx context.Context, ref serviceRef, port string, in
 }
 
 // renewSlice renews inst's registration with one merge patch of its
-// annotation; a slice that is gone is written again.
-func (r *Registry) renewSlice(ctx context.Context, ref serviceRef, port string, inst registry.Instance, stamp time.Time) (time.Time, error) {
+// annotation; a slice that is gone is written again (rewritten).
+func (r *Registry) renewSlice(ctx context.Context, ref serviceRef, port string, inst registry.Instance, stamp time.Time) (_ time.Time, rewritten bool, _ error) {
 	fields, err := managedJSON(inst, stamp, time.Now(), int(r.opts.ttl/time.Second))
 	if err != nil {
-		return stamp, err
+		return stamp, false, err
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationInstance: fields}}})
 	if err != nil {
-		return stamp, err
+		return stamp, false, err
 	}
 	pctx, cancel := r.callCtx(ctx)
 	_, err = r.slices.EndpointSlices(ref.namespace).Patch(pctx, sliceName(inst), types.MergePatchType, patch, metav1.PatchOptions{})
 	cancel()
 	if apierrors.IsNotFound(err) {
-		return r.putSliceRetry(ctx, ref, port, inst, true)
+		stamp, err = r.putSliceRetry(ctx, ref, port, inst, true)
+		return stamp, err == nil, err
 	}
-	return stamp, err
+	return stamp, false, err
 }
 
 func managedJSON(inst registry.Instance, registered, renewed time.Time, ttlSeconds int) (string, error) {

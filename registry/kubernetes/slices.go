@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
 
 // Labels and annotations the backend reads and writes.
@@ -133,7 +136,18 @@ func views(all map[string]*discoveryv1.EndpointSlice) map[string]sliceView {
 // a slice that still carries it has not been rewritten by the
 // controller yet, and its endpoints are still the Service's.
 func mergeAt(service, port, prev string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time) {
+	insts, next, _ := mergeChecked(service, port, prev, all, now, alias)
+	return insts, next
+}
+
+// mergeChecked is mergeAt that also returns, by instance ID, the
+// problems driver.Sanitize found in the endpoints' fields: an endpoint
+// with a bad optional field (a version, zone, weight, tag or metadata
+// pair Instance.Validate rejects) is kept with that field's default, one
+// with a bad ID or address is left out.
+func mergeChecked(service, port, prev string, all map[string]sliceView, now time.Time, alias map[string]string) ([]registry.Instance, time.Time, map[string][]registry.FieldProblem) {
 	var next time.Time
+	problems := map[string][]registry.FieldProblem{}
 	byAddr := map[string]candidate{}
 	foreign := map[string]bool{} // addresses in slices the backend did not write
 	for _, name := range sortedKeys(all) {
@@ -172,8 +186,14 @@ func mergeAt(service, port, prev string, all map[string]sliceView, now time.Time
 			if v := s.Labels[LabelVersion]; v != "" {
 				inst.Version = v
 			}
-			if w, err := strconv.Atoi(s.Labels[LabelWeight]); err == nil && w > 0 && w <= registry.MaxWeight {
-				inst.Weight = w
+			var bad []registry.FieldProblem
+			if lw := s.Labels[LabelWeight]; lw != "" {
+				if w, err := strconv.Atoi(lw); err == nil && w > 0 && w <= registry.MaxWeight {
+					inst.Weight = w
+				} else if managed == nil {
+					bad = append(bad, registry.FieldProblem{Field: "labels[" + LabelWeight + "]", Value: driver.CutValue(lw),
+						Reason: fmt.Sprintf("not an integer in 1..%d", int(registry.MaxWeight))})
+				}
 			}
 			if managed == nil {
 				foreign[addr] = true
@@ -183,6 +203,20 @@ func mergeAt(service, port, prev string, all map[string]sliceView, now time.Time
 			} else {
 				inst.ID, inst.Version, inst.Weight = managed.ID, managed.Version, managed.Weight
 				inst.Tags, inst.Metadata, inst.Registered = managed.Tags, managed.Metadata, managed.Registered
+			}
+			inst, ps, err := driver.Sanitize(inst, func(f string) string { return fieldName(f, managed != nil) })
+			for i := range bad {
+				bad[i].Service, bad[i].ID = inst.Service, inst.ID
+			}
+			ps = append(bad, ps...)
+			if err != nil {
+				ps = append(ps, droppedProblem(inst, err, managed != nil))
+			}
+			if len(ps) > 0 {
+				problems[inst.ID] = ps
+			}
+			if err != nil {
+				continue
 			}
 			// The key is the address for endpoints the backend did not
 			// write, so that an address in two slices counts once.
@@ -210,7 +244,44 @@ func mergeAt(service, port, prev string, all map[string]sliceView, now time.Time
 		}
 	}
 	slices.SortFunc(out, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
-	return out, next
+	return out, next, problems
+}
+
+// fieldName names a field of Instance as the backend found it: in the
+// annotation of a managed slice, or on an endpoint and the labels the
+// Service gives its slices.
+func fieldName(f string, managed bool) string {
+	switch {
+	case f == "Zone":
+		return "endpoints[].zone"
+	case f == "Address":
+		return "endpoints[].addresses[0]"
+	case f == "ID":
+		return "annotations[" + AnnotationInstance + "].id"
+	case !managed && f == "Version":
+		return "labels[" + LabelVersion + "]"
+	case !managed && f == "Weight":
+		return "labels[" + LabelWeight + "]"
+	}
+	name := strings.ToLower(f[:1]) + f[1:] // Version -> version, Metadata.k -> metadata.k
+	return "annotations[" + AnnotationInstance + "]." + name
+}
+
+// droppedProblem describes the endpoint that err (from driver.Sanitize:
+// its ID or address is invalid) leaves out.
+func droppedProblem(inst registry.Instance, err error, managed bool) registry.FieldProblem {
+	p := registry.FieldProblem{Service: inst.Service, ID: inst.ID, Field: "endpoint", Reason: err.Error() + "; endpoint left out"}
+	var ie *registry.InvalidError
+	if errors.As(err, &ie) {
+		p.Field, p.Reason = fieldName(ie.Field, managed), ie.Reason+"; endpoint left out"
+		switch ie.Field {
+		case "ID":
+			p.Value = driver.CutValue(inst.ID)
+		case "Address":
+			p.Value = driver.CutValue(inst.Address)
+		}
+	}
+	return p
 }
 
 // slicePort returns the number of the port named name in s.

@@ -37,8 +37,74 @@ func (r *Registry) Lookup(ctx context.Context, service string) ([]registry.Insta
 	if err != nil {
 		return nil, withOp(fmt.Sprintf("lookup %q", service), err)
 	}
-	insts, _ := mergeAt(service, port, "", views(all), time.Now(), r.aliasesOf(service))
+	insts, _, problems := mergeChecked(service, port, "", views(all), time.Now(), r.aliasesOf(service))
+	r.observe(service, insts, problems)
 	return driver.Normalize(insts), nil
+}
+
+// observe reports the field problems of one read of service: those
+// found, and none for the instances read without any.
+func (r *Registry) observe(service string, insts []registry.Instance, problems map[string][]registry.FieldProblem) {
+	for _, inst := range insts {
+		if _, ok := problems[inst.ID]; !ok {
+			r.problems.Observe(service, inst.ID, nil)
+		}
+	}
+	for _, id := range sortedKeys(problems) {
+		r.problems.Observe(service, id, problems[id])
+	}
+}
+
+// FieldProblems implements registry.FieldProblemReporter: the problems
+// of the endpoints last read of service, such as a weight label that is
+// not a number or a version Instance.Validate rejects.
+func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
+	return r.problems.FieldProblems(service)
+}
+
+// Services implements registry.ServiceLister: the Services of the
+// Registry's namespace with at least one live endpoint (ready, or
+// serving and terminating; a managed endpoint whose registration has not
+// expired), by name, sorted. It lists the namespace's EndpointSlices
+// once, whatever their port.
+func (r *Registry) Services(ctx context.Context) ([]string, error) {
+	if r.isClosed() {
+		return nil, fmt.Errorf("kubernetes: services: %w", registry.ErrClosed)
+	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
+	lctx, lcancel := r.callCtx(ctx)
+	defer lcancel()
+	l, err := r.slices.EndpointSlices(r.namespace).List(lctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName})
+	if err != nil {
+		return nil, withOp("services", r.apiError(ctx, "list endpointslices of namespace "+r.namespace, err))
+	}
+	r.answered()
+	now := time.Now()
+	seen := map[string]bool{}
+	for i := range l.Items {
+		v := view(&l.Items[i])
+		name := v.s.Labels[discoveryv1.LabelServiceName]
+		if seen[name] || !liveAt(v, now) {
+			continue
+		}
+		seen[name] = true
+	}
+	return sortedKeys(seen), nil
+}
+
+// liveAt reports whether v has an endpoint Lookup could return at now,
+// whatever its port.
+func liveAt(v sliceView, now time.Time) bool {
+	if m := v.managed; m != nil && m.TTLSeconds > 0 && !now.Before(m.Renewed.Add(time.Duration(m.TTLSeconds)*time.Second)) {
+		return false
+	}
+	for _, ep := range v.s.Endpoints {
+		if len(ep.Addresses) > 0 && classify(ep.Conditions) != excluded {
+			return true
+		}
+	}
+	return false
 }
 
 // list reads the Service's port and all its slices, and returns them
@@ -70,40 +136,26 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 	if err != nil {
 		return nil, err
 	}
-	if r.isClosed() {
-		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(r.ctx)
-	done := make(chan struct{})
-	var feed *driver.Watcher
-	feed = driver.NewWatcher(Scheme, service, func() {
-		cancel()
-		<-done
-		r.watchers.Remove(feed)
-	})
-	w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
-	r.mu.Lock()
-	if r.active[service] == nil {
-		r.active[service] = map[*watcher]struct{}{}
-	}
-	r.active[service][w] = struct{}{}
-	r.mu.Unlock()
-	go func() {
-		defer close(done)
-		defer func() {
-			r.mu.Lock()
-			delete(r.active[service], w)
-			r.mu.Unlock()
+	return r.watchers.Watch(ctx, Scheme, service, func(ctx context.Context, feed *driver.Watcher) func() {
+		w := &watcher{r: r, service: service, ref: ref, feed: feed, nudge: make(chan struct{}, 1)}
+		r.mu.Lock()
+		if r.active[service] == nil {
+			r.active[service] = map[*watcher]struct{}{}
+		}
+		r.active[service][w] = struct{}{}
+		r.mu.Unlock()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer func() {
+				r.mu.Lock()
+				delete(r.active[service], w)
+				r.mu.Unlock()
+			}()
+			w.run(ctx)
 		}()
-		w.run(wctx)
-	}()
-	if !r.watchers.Add(feed) {
-		return nil, fmt.Errorf("kubernetes: watch %q: %w", service, registry.ErrClosed)
-	}
-	return feed, nil
+		return func() { <-done }
+	}, driver.ReportTo(r.problems))
 }
 
 // watcher follows one Service's slices and feeds the merged set to a
@@ -125,7 +177,8 @@ type watcher struct {
 // publish feeds the merged set, and arms the timer for the next expiry
 // of a managed endpoint, if any.
 func (w *watcher) publish() {
-	insts, next := mergeAt(w.service, w.port, w.prevPort, w.slices, time.Now(), w.r.aliasesOf(w.service))
+	insts, next, problems := mergeChecked(w.service, w.port, w.prevPort, w.slices, time.Now(), w.r.aliasesOf(w.service))
+	w.r.observe(w.service, insts, problems)
 	w.feed.Set(insts, w.rv)
 	if w.expiry != nil {
 		w.expiry.Stop()
@@ -168,9 +221,13 @@ func (w *watcher) run(ctx context.Context) {
 		}
 	}()
 	bo := backoff.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
-	list := true
+	list, listed := true, false
 	for ctx.Err() == nil {
 		if list {
+			if listed {
+				w.r.relists.Add(1)
+			}
+			listed = true
 			all, rv, port, err := w.r.list(ctx, w.ref)
 			if err != nil {
 				if ctx.Err() != nil {

@@ -339,38 +339,23 @@ func (sv *service) snapshot() []registry.Instance {
 // Watch implements registry.Discovery. The watcher is fed by the
 // store's changes, under its lock, so the first Next answers at once.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
-	if err := registry.ValidateService(service); err != nil {
-		return nil, err
-	}
-	select {
-	case <-r.done:
-		return nil, fmt.Errorf("memory: watch %q: %w", service, registry.ErrClosed)
-	default:
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err // an outage, though, surfaces from Next
-	}
 	s := r.store
-	var w *driver.Watcher
-	w = driver.NewWatcher("memory", service, func() {
+	return r.watchers.Watch(ctx, "memory", service, func(_ context.Context, w *driver.Watcher) func() {
 		s.mu.Lock()
-		delete(s.svc(service).watchers, w)
+		sv := s.svc(service)
+		sv.watchers[w] = r
+		if down := r.downLocked(); down != nil {
+			w.Fail(s.unavailable(fmt.Sprintf("watch %q", service), down))
+		} else {
+			w.Set(sv.snapshot(), strconv.FormatUint(sv.version, 10))
+		}
 		s.mu.Unlock()
-		r.watchers.Remove(w)
+		return func() {
+			s.mu.Lock()
+			delete(s.svc(service).watchers, w)
+			s.mu.Unlock()
+		}
 	})
-	s.mu.Lock()
-	sv := s.svc(service)
-	sv.watchers[w] = r
-	if down := r.downLocked(); down != nil {
-		w.Fail(s.unavailable(fmt.Sprintf("watch %q", service), down))
-	} else {
-		w.Set(sv.snapshot(), strconv.FormatUint(sv.version, 10))
-	}
-	s.mu.Unlock()
-	if !r.watchers.Add(w) {
-		return nil, fmt.Errorf("memory: watch %q: %w", service, registry.ErrClosed)
-	}
-	return w, nil
 }
 
 // Close implements registry.Registry: it closes the client's watchers.

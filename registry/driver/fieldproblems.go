@@ -1,8 +1,4 @@
-// Package fieldreport keeps the registry.FieldProblems a backend meets
-// while decoding instances, and reports each once per instance and
-// value: one Warn log and one count, however many watchers and lookups
-// decode the same value again.
-package fieldreport
+package driver
 
 import (
 	"cmp"
@@ -23,8 +19,14 @@ import (
 // emptied, so a registry full of bad values logs each again, once.
 const maxSeen = 4096
 
-// Reporter is safe for concurrent use. mu guards seen and current.
-type Reporter struct {
+// FieldReporter keeps the registry.FieldProblems a backend meets while
+// decoding instances, and reports each once per instance and value: one
+// Warn log and one count, however many watchers and lookups decode the
+// same value again. A backend's FieldProblems method (the optional
+// registry.FieldProblemReporter) returns its FieldProblems.
+//
+// It is safe for concurrent use. mu guards seen and current.
+type FieldReporter struct {
 	backend string
 	log     *slog.Logger
 	count   atomic.Uint64
@@ -34,14 +36,18 @@ type Reporter struct {
 	current map[string]map[string][]registry.FieldProblem // service → id → problems of its last decode
 }
 
-// New returns a Reporter logging to log as backend ("consul", "etcd").
-func New(backend string, log *slog.Logger) *Reporter {
-	return &Reporter{backend: backend, log: log, seen: map[string]struct{}{}, current: map[string]map[string][]registry.FieldProblem{}}
+// NewFieldReporter returns a FieldReporter logging to log (slog.Default
+// if nil) as backend ("consul", "etcd").
+func NewFieldReporter(backend string, log *slog.Logger) *FieldReporter {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &FieldReporter{backend: backend, log: log, seen: map[string]struct{}{}, current: map[string]map[string][]registry.FieldProblem{}}
 }
 
 // Observe records the problems of one decode of service/id (none clears
 // them), logging and counting those not reported before.
-func (r *Reporter) Observe(service, id string, problems []registry.FieldProblem) {
+func (r *FieldReporter) Observe(service, id string, problems []registry.FieldProblem) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	byID := r.current[service]
@@ -80,8 +86,8 @@ func (r *Reporter) Observe(service, id string, problems []registry.FieldProblem)
 	}
 }
 
-// Problems implements registry.FieldProblemReporter.
-func (r *Reporter) Problems(service string) []registry.FieldProblem {
+// FieldProblems implements registry.FieldProblemReporter.
+func (r *FieldReporter) FieldProblems(service string) []registry.FieldProblem {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []registry.FieldProblem
@@ -95,25 +101,27 @@ func (r *Reporter) Problems(service string) []registry.FieldProblem {
 }
 
 // Count is the number of problems reported (logged) so far.
-func (r *Reporter) Count() uint64 { return r.count.Load() }
+func (r *FieldReporter) Count() uint64 { return r.count.Load() }
 
-// Cut shortens a foreign value for logs and reports.
-func Cut(v string) string {
+// CutValue shortens a foreign value for logs and reports
+// (FieldProblem.Value): to 64 bytes at most.
+func CutValue(v string) string {
 	if len(v) <= 64 {
 		return v
 	}
 	return v[:61] + "..."
 }
 
-// Sanitize validates inst and, while Instance.Validate rejects one of its
-// optional fields (Version, Zone, Weight, Tags, Metadata), resets that
-// field (drops the tag or metadata pair) and records a problem under the
-// name field(f) gives it. A problem with ID, Service or Address is an
+// Sanitize is the decode-and-sanitise step of every backend: it
+// validates inst (a backend's decoded instance) and, while
+// Instance.Validate rejects one of its optional fields (Version, Zone,
+// Weight, Tags, Metadata), resets that field (drops the tag or metadata
+// pair) and records a problem under the name field(f) gives it. A problem with ID, Service or Address is an
 // error: without them there is no instance.
 func Sanitize(inst registry.Instance, field func(string) string) (registry.Instance, []registry.FieldProblem, error) {
 	var problems []registry.FieldProblem
 	add := func(f, value, reason string) {
-		problems = append(problems, registry.FieldProblem{Service: inst.Service, ID: inst.ID, Field: field(f), Value: Cut(value), Reason: reason})
+		problems = append(problems, registry.FieldProblem{Service: inst.Service, ID: inst.ID, Field: field(f), Value: CutValue(value), Reason: reason})
 	}
 	for range 1 + registry.MaxTags + registry.MaxMetadataPairs + 8 {
 		err := inst.Validate()
@@ -167,5 +175,5 @@ func Sanitize(inst registry.Instance, field func(string) string) (registry.Insta
 			return inst, problems, err
 		}
 	}
-	return inst, problems, errors.New("fieldreport: too many invalid fields")
+	return inst, problems, errors.New("driver: Sanitize: too many invalid fields")
 }

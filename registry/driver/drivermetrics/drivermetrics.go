@@ -1,7 +1,20 @@
-// Package backendmetrics registers a registry backend's observable
+// Package drivermetrics registers a registry backend's observable
 // OpenTelemetry instruments from a declarative list, so that each
 // backend states only what it measures and how to read it.
-package backendmetrics
+//
+// It is apart from package driver so that a program using only a
+// backend without metrics (registry/memory) does not link OpenTelemetry:
+// this package imports OpenTelemetry's API (go.opentelemetry.io/otel and
+// its metric package, about twenty packages with the global provider),
+// never its SDK.
+//
+// A backend offers WithMeterProvider(metric.MeterProvider), calls
+// Register once when it is opened, and calls the function Register
+// returns when it is closed. Metric names follow
+// wayfinder.registration.* (what a Registrar keeps registered) and
+// wayfinder.discovery.* (what its watches and lookups read), each with
+// the single attribute wayfinder.backend=<scheme>.
+package drivermetrics
 
 import (
 	"context"
