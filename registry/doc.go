@@ -47,9 +47,9 @@
 // Watcher); every in-tree backend asserts those it has at compile time.
 //
 //	HealthRegistrar       Registrar  RegisterWithHealth: a health check the server feeds (Consul)
-//	StatusReporter        Registrar  Status: one instance's RegistrationStatus (Consul, etcd)
-//	ServiceLister         Discovery  Services: the names of services with instances (memory, Consul, etcd)
-//	FieldProblemReporter  Discovery  FieldProblems: fields a decode dropped (Consul, etcd)
+//	StatusReporter        Registrar  Status: one instance's RegistrationStatus (Consul, etcd, Kubernetes)
+//	ServiceLister         Discovery  Services: the names of services with instances (memory, Consul, etcd, Kubernetes)
+//	FieldProblemReporter  Discovery  FieldProblems: fields a decode dropped (Consul, etcd, Kubernetes)
 //	IndexedWatcher        Watcher    Index: the registry's index of the last set (every backend, through driver.Watcher)
 //
 // driver.LoggerOpener is the one optional interface of an Opener.

@@ -198,5 +198,5 @@ var _ registrytest.Freezer = harness{}
 func TestConformance(t *testing.T) {
 	addr := strings.TrimPrefix(shared.URL, "https://")
 	h := harness{newAdmin(t), registrytest.NewProxy(t, addr)}
-	registrytest.RunConformanceTests(t, h, registrytest.WithTimeout(60*time.Second))
+	registrytest.RunConformanceTests(t, h, registrytest.WithTimeout(60*time.Second), registrytest.RequireOptional())
 }
