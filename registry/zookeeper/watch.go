@@ -155,7 +155,7 @@ func (r *Registry) runWatch(ctx context.Context, w *driver.Watcher, service stri
 
 // lostErr is the error of a watch whose session is not live.
 func (r *Registry) lostErr(op string) error {
-	if refused, _ := r.dial.refused(); refused != nil {
+	if _, refused := r.dial.refused(); refused != nil {
 		return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseRefused, Err: refused}
 	}
 	r.mu.Lock()

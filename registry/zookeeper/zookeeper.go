@@ -200,7 +200,7 @@ func (r *Registry) onEvent(ev zk.Event) {
 			sid = r.conn.SessionID()
 		}
 		r.mu.Lock()
-		prev := r.session
+		prev, wasLive := r.session, r.state == zk.StateHasSession
 		r.state = ev.State
 		switch ev.State {
 		case zk.StateHasSession:
@@ -212,6 +212,13 @@ func (r *Registry) onEvent(ev zk.Event) {
 			r.authDone = false
 		}
 		newSession := r.session != 0 && r.session != prev
+		if wasLive && ev.State != zk.StateHasSession && len(r.entries) > 0 {
+			// The registrations are not known to hold until the session
+			// is live again: Status says retrying, with why.
+			r.lastErr = &registry.UnavailableError{Registry: r.name, Op: "keep registrations", Cause: registry.CauseUnknown,
+				Err: fmt.Errorf("connection to ZooKeeper lost (%v)", ev.State)}
+			r.changedLocked()
+		}
 		close(r.connCh)
 		r.connCh = make(chan struct{})
 		r.mu.Unlock()
@@ -368,7 +375,7 @@ func (r *Registry) ready(ctx context.Context, op string) error {
 				return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseRefused, Err: refused}
 			}
 		}
-		_, rch := r.dial.refused()
+		rch, _ := r.dial.refused()
 		select {
 		case <-changed:
 		case <-rch:
@@ -442,7 +449,7 @@ func (r *Registry) ctxErr(ctx context.Context, op string, bound time.Duration) e
 	if errors.Is(context.Cause(ctx), context.Canceled) {
 		return ctx.Err()
 	}
-	if refused, _ := r.dial.refused(); refused != nil {
+	if _, refused := r.dial.refused(); refused != nil {
 		return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseRefused, Err: refused}
 	}
 	return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseNoAnswer, Bound: bound.Round(time.Millisecond), Err: ctx.Err()}
@@ -465,7 +472,7 @@ func (r *Registry) classify(op string, err error) error {
 	case serverErr(err):
 		return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseServer, Err: err}
 	}
-	if refused, _ := r.dial.refused(); refused != nil {
+	if _, refused := r.dial.refused(); refused != nil {
 		return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseRefused, Err: refused}
 	}
 	return &registry.UnavailableError{Registry: r.name, Op: op, Cause: registry.CauseUnknown, Err: err}
@@ -570,10 +577,10 @@ func (d *dialer) answered() {
 
 // refused returns the last refusal, nil if a server answered since, and
 // a channel closed at the next change.
-func (d *dialer) refused() (error, <-chan struct{}) {
+func (d *dialer) refused() (<-chan struct{}, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.lastErr, d.changeCh
+	return d.changeCh, d.lastErr
 }
 
 // refusedAgain returns the last refusal if the client's last two
