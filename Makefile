@@ -37,7 +37,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench bench-kubernetes faults
+.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper browser generate fmt bench bench-kubernetes faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -90,7 +90,15 @@ vet: staticcheck
 
 # The servers the tests start, and the third-party gRPC clients they run
 # against Wayfinder's server (grpc-health-probe, grpcurl).
-servers: consul etcd kube-apiserver grpc-health-probe grpcurl
+servers: consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper
+
+# ZooKeeper 3.8 for registry/zookeeper's tests, from Debian (its jars run
+# on the machine's OpenJDK; testenv starts the JVM itself).
+zookeeper:
+	@test -f /usr/share/java/zookeeper.jar || { \
+	  echo "installing Debian's zookeeper for the ZooKeeper backend's tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null; fi; }
 
 # The debug page is tested in a real headless Chromium, from Debian.
 browser:

@@ -23,8 +23,9 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs, and its address checks
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"      // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"    // mem:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/zookeeper" // zk:// URLs
 )
 
 // defaultTimeout is the default of every command's -timeout: how long a
@@ -127,7 +128,7 @@ func explain(u *url.URL, err error, timeout time.Duration) error {
 	case errors.Is(err, registry.ErrInvalidURL) && strings.Contains(err.Error(), "parameter"):
 		return err // it lists the known parameters
 	case errors.Is(err, registry.ErrInvalidURL), errors.Is(err, registry.ErrUnknownScheme):
-		return hintError{err, "hint: a registry URL is mem://, consul://host:8500 or etcd://host:2379[,host:2379];\n" +
+		return hintError{err, "hint: a registry URL is mem://, consul://host:8500, etcd://host:2379[,host:2379] or zk://host:2181[,host:2181];\n" +
 			"      a service target adds the service as the path: consul://127.0.0.1:8500/hello, mem:///hello"}
 	case u != nil && (errors.Is(err, registry.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)):
 		return hintError{err, unreachableHint(u, err, timeout)}
