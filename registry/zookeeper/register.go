@@ -195,7 +195,10 @@ func (r *Registry) waitSynced(ctx context.Context, op, p string, gen uint64) err
 			if errors.Is(context.Cause(ctx), context.Canceled) {
 				return ctx.Err()
 			}
-			if lastErr != nil {
+			// The keeper's error, when ZooKeeper answered it; otherwise
+			// what the bound saw (a refusal, or no answer), not the
+			// keeper's note that the session is lost.
+			if lastErr != nil && driver.Classify(lastErr) == registry.CauseServer {
 				return r.scheduled(op, lastErr)
 			}
 			return r.scheduled(op, r.ctxErr(ctx, op, bound))
