@@ -67,7 +67,7 @@ func ParseConfig(js json.RawMessage) (*Config, error) {
 func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
 	c := clock.Shared()
 	c.Acquire()
-	pol := &policy{cfg: cfg, stats: map[string]*stats{}, clock: systemClock{c}}
+	pol := newPolicy(cfg, systemClock{c})
 	return &balancer{Balancer: shard.New(cc, opts, pol), clock: c}
 }
 
@@ -106,20 +106,25 @@ func (systemClock) Exact() int64         { return clock.Exact() }
 // and every call is timed.
 const sampleMask = 15
 
-// policy keeps per-endpoint statistics keyed by address, so that they
-// survive picker rebuilds (any endpoint changing state) and resolver
-// updates (any instance changing). It is guarded by shard.Balancer's
-// mutex.
+// policy keeps per-endpoint statistics for each endpoint of the frame
+// (shard.Endpoint.ID, whose Data they are), so that they survive picker
+// rebuilds (any endpoint changing state) and resolver updates (any
+// instance changing). It is guarded by shard.Balancer's mutex.
 type policy struct {
 	cfg   *Config
-	stats map[string]*stats
+	par   *params // made from cfg; nil until the first picker
+	stats map[uint64]*stats
 	clock timeSource
+}
+
+func newPolicy(cfg *Config, clock timeSource) *policy {
+	return &policy{cfg: cfg, stats: map[uint64]*stats{}, clock: clock}
 }
 
 // Describe implements shard.Describer for the debug view: the decayed
 // peak-EWMA latency and the calls in flight.
-func (p *policy) Describe(addr string) map[string]string {
-	s, ok := p.stats[addr]
+func (p *policy) Describe(e *shard.Endpoint) map[string]string {
+	s, ok := e.Data.(*stats)
 	if !ok {
 		return nil
 	}
@@ -136,47 +141,54 @@ func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	return nil
 }
 
-func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
-	now := p.clock.Exact()
-	par := &params{tau: float64(p.cfg.Decay), penalty: float64(*p.cfg.ErrorPenalty), clock: p.clock}
+// Picker costs O(ready endpoints) for the picker's array, plus O(all)
+// when endpoints are added (their seed) or the config changed; the
+// statistics of endpoints that stay are untouched.
+func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	if p.par == nil || p.par.cfg != p.cfg {
+		p.par = &params{cfg: p.cfg, tau: float64(p.cfg.Decay), penalty: float64(*p.cfg.ErrorPenalty), clock: p.clock}
+		for _, s := range p.stats {
+			s.params.Store(p.par) // a config change reaches calls in flight
+		}
+	}
+	par := p.par
 	// Forget endpoints that are gone from the resolver; keep the rest,
 	// ready or not, so that a flapping endpoint keeps its history.
-	live := make(map[string]bool, len(all))
-	for _, e := range all {
-		live[e.Addr] = true
+	for _, e := range u.Removed {
+		delete(p.stats, e.ID)
 	}
-	var sum float64
-	for addr, s := range p.stats {
-		if !live[addr] {
-			delete(p.stats, addr)
-			continue
+	if len(u.Added) > 0 {
+		// A new endpoint starts at its peers' mean cost: starting at 0
+		// would send it every call until its first answer.
+		now := p.clock.Exact()
+		var sum float64
+		for _, s := range p.stats {
+			sum += s.cost(now, par.tau)
 		}
-		sum += s.cost(now, par.tau)
-		s.params.Store(par) // a config change reaches calls in flight
-	}
-	// A new endpoint starts at its peers' mean cost: starting at 0 would
-	// send it every call until its first answer.
-	seed := 0.0
-	if len(p.stats) > 0 {
-		seed = sum / float64(len(p.stats))
-	}
-	for _, e := range all {
-		if _, ok := p.stats[e.Addr]; !ok {
-			p.stats[e.Addr] = newStats(seed, now, par)
+		seed := 0.0
+		if len(p.stats) > 0 {
+			seed = sum / float64(len(p.stats))
+		}
+		for _, e := range u.Added {
+			s := newStats(seed, now, par)
+			s.addr = e.Addr
+			p.stats[e.ID] = s
+			e.Data = s
 		}
 	}
-	if len(ready) == 0 {
+	if len(u.Ready) == 0 {
 		return nil
 	}
-	pk := &picker{eps: make([]endpoint, len(ready)), params: par}
-	for i, e := range ready {
-		pk.eps[i] = endpoint{picker: e.Picker, stats: p.stats[e.Addr]}
+	pk := &picker{eps: make([]endpoint, len(u.Ready)), params: par}
+	for i, e := range u.Ready {
+		pk.eps[i] = endpoint{picker: e.Picker, stats: e.Data.(*stats)}
 	}
 	return pk
 }
 
 // params are the config and clock as calls in flight see them.
 type params struct {
+	cfg          *Config // the config they were made from
 	tau, penalty float64
 	clock        timeSource
 }
@@ -191,6 +203,7 @@ type stats struct {
 	stamp    atomic.Int64 // time of the last cost update, ns
 	params   atomic.Pointer[params]
 	done     func(gbalancer.DoneInfo) // untimed calls' Done, made once
+	addr     string                   // the endpoint's, for tests
 	mu       sync.Mutex
 	_        [64]byte // keep hot counters of neighbours off this cache line
 }
