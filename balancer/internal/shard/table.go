@@ -34,7 +34,6 @@ type entry struct {
 	pending   bool // in added
 	changed   bool // in changed
 	gone      bool // removed
-	addrAdded bool // counted in addrs
 }
 
 func (t *table) init() { t.addrs = map[string]int{} }
