@@ -246,7 +246,7 @@ func TestUntimedPickAllocs(t *testing.T) {
 // error penalty when it fails on the endpoint, and only then.
 func TestUntimedFailureCharged(t *testing.T) {
 	clk := &fakeClock{coarse: true}
-	par := &params{tau: float64(DefaultDecay), penalty: float64(DefaultErrorPenalty), clock: clk}
+	par := &params{tau: float64(DefaultDecay), penalty: float64(DefaultErrorPenalty), decayAfter: int64(DefaultDecay / 1000), clock: clk}
 	for _, tc := range []struct {
 		err  error
 		want float64
@@ -260,7 +260,7 @@ func TestUntimedFailureCharged(t *testing.T) {
 		s := newStats(0, 0, par)
 		s.inflight.Add(1)
 		s.done(gbalancer.DoneInfo{Err: tc.err})
-		if got := s.cost(0, par.tau); got != tc.want {
+		if got := s.cost(0, par); got != tc.want {
 			t.Errorf("after an untimed call ending in %v, cost = %v, want %v", tc.err, got, tc.want)
 		}
 		if n := s.inflight.Load(); n != 0 {
