@@ -26,14 +26,14 @@ type table struct {
 
 // entry is the table's record of one child.
 type entry struct {
-	ep        *Endpoint              // the current snapshot
-	attrs     *attributes.Attributes // those ep was read from
-	raw       gbalancer.Picker       // the child's picker, before counting
-	allIdx    int
-	readyIdx  int  // -1 unless ready
-	pending   bool // in added
-	changed   bool // in changed
-	gone      bool // removed
+	ep       *Endpoint              // the current snapshot
+	attrs    *attributes.Attributes // those ep was read from
+	raw      gbalancer.Picker       // the child's picker, before counting
+	allIdx   int
+	readyIdx int  // -1 unless ready
+	pending  bool // in added
+	changed  bool // in changed
+	gone     bool // removed
 }
 
 func (t *table) init() { t.addrs = map[string]int{} }
