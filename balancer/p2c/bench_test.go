@@ -36,8 +36,6 @@ func readyPicker(b *testing.B, name string, n int) (gbalancer.Picker, func()) {
 	return p, h.Close
 }
 
-var baseName = "round_robin"
-
 var info = gbalancer.PickInfo{FullMethodName: "/hello.HelloService/SayHello", Ctx: context.Background()}
 
 // picks makes k picks (and Dones) with p, on one goroutine or on
@@ -77,7 +75,7 @@ func picks(b *testing.B, p gbalancer.Picker, k int, parallel bool) time.Duration
 // way. ns/op counts a pick of each.
 func BenchmarkPickVersus(b *testing.B) {
 	for _, n := range []int{10, 1000} {
-		base, closeBase := readyPicker(b, baseName, n)
+		base, closeBase := readyPicker(b, "round_robin", n)
 		for _, name := range []string{p2c.Name, "least_request_experimental"} {
 			pol, closePol := readyPicker(b, name, n)
 			for _, mode := range []string{"serial", "parallel"} {
@@ -105,10 +103,4 @@ func BenchmarkPickVersus(b *testing.B) {
 		}
 		closeBase()
 	}
-}
-
-func BenchmarkSelf(b *testing.B) {
-	baseName = p2c.Name
-	defer func() { baseName = "round_robin" }()
-	BenchmarkPickVersus(b)
 }
