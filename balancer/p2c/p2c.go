@@ -3,6 +3,7 @@ package p2c
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -344,7 +345,10 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 	// One random word: bits 35-62 choose the first endpoint, 7-34 the
 	// second and 0-6 whether to time the call, so the three are
 	// independent. 28 bits keep the bias of multiply-shift below n/2^28.
-	r := uint64(cheaprand64())
+	// math/rand/v2 keeps per-thread state and takes no lock; the runtime's
+	// cheaper wyrand is reachable only through go:linkname, which a
+	// library should not impose on its users' builds.
+	r := rand.Uint64()
 	par := p.params
 	var now int64
 	var exact bool
