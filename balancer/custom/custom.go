@@ -127,7 +127,8 @@ type policy struct {
 
 func (p *policy) SetConfig(serviceconfig.LoadBalancingConfig) error { return nil }
 
-func (p *policy) Picker(_, ready []shard.Endpoint) gbalancer.Picker {
+func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	ready := u.Ready
 	if len(ready) == 0 {
 		return nil
 	}

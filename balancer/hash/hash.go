@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -105,165 +104,68 @@ func validHeader(h string) bool {
 }
 
 func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Config) gbalancer.Balancer {
-	return shard.New(cc, opts, &policy{cfg: cfg, inflight: map[string]*atomic.Int64{}})
+	return shard.New(cc, opts, &policy{cfg: cfg})
 }
 
-// policy caches the ring, which depends only on the endpoints' addresses
-// and weights and the config, so that connectivity changes (the frequent
-// updates) rebuild only the small per-picker arrays. Guarded by
-// shard.Balancer's mutex.
+// policy keeps the ring, which depends only on the endpoints' addresses
+// and weights and the config, up to date as they change (ringBuilder),
+// so that connectivity changes (the frequent updates) rebuild only the
+// small per-picker arrays. Guarded by shard.Balancer's mutex.
 type policy struct {
-	cfg      *Config
-	ring     *ring
-	inflight map[string]*atomic.Int64 // bounded load: calls in flight per address
-	total    atomic.Int64             // bounded load: calls in flight in all
+	cfg   *Config
+	rb    ringBuilder
+	total atomic.Int64 // bounded load: calls in flight in all
 }
 
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	if cfg, ok := c.(*Config); ok {
-		if p.cfg.Replicas != cfg.Replicas || p.cfg.MaxRingSize != cfg.MaxRingSize {
-			p.ring = nil
-		}
 		p.cfg = cfg
 	}
 	return nil
 }
 
-func (p *policy) Picker(all, ready []shard.Endpoint) gbalancer.Picker {
-	slices.SortFunc(all, func(a, b shard.Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
-	members := make([]member, len(all))
-	for i, e := range all {
-		members[i] = member{addr: e.Addr, weight: e.Weight}
-	}
-	if p.ring == nil || !slices.Equal(p.ring.members, members) {
-		p.ring = newRing(members, p.cfg.Replicas, p.cfg.MaxRingSize)
-	}
-	if p.cfg.LoadFactor > 0 {
-		live := map[string]bool{}
-		for _, e := range all {
-			live[e.Addr] = true
-			if p.inflight[e.Addr] == nil {
-				p.inflight[e.Addr] = new(atomic.Int64)
-			}
-		}
-		for a := range p.inflight {
-			if !live[a] {
-				delete(p.inflight, a)
-			}
-		}
-	}
-	if len(ready) == 0 {
+func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	p.rb.apply(u, p.cfg.Replicas, p.cfg.MaxRingSize)
+	p.rb.rebuild()
+	if len(u.Ready) == 0 {
 		return nil
 	}
+	n := len(p.rb.slots)
 	pk := &picker{
-		ring:       p.ring,
-		pickers:    make([]gbalancer.Picker, len(all)),
-		isReady:    make([]bool, len(all)),
-		ready:      make([]uint32, 0, len(ready)),
+		ring:       p.rb.ring,
+		pickers:    make([]gbalancer.Picker, n),
+		isReady:    make([]bool, n),
+		ready:      make([]uint32, 0, len(u.Ready)),
 		header:     p.cfg.Header,
 		failNoKey:  p.cfg.MissingKey == "fail",
 		loadFactor: p.cfg.LoadFactor,
 	}
 	if pk.loadFactor > 0 {
-		pk.inflight = make([]*atomic.Int64, len(all))
+		pk.inflight = make([]*atomic.Int64, n)
 		pk.total = &p.total
 	}
-	for i, e := range all {
+	for _, e := range u.Ready {
+		m := e.Data.(*member)
+		i := m.cur.idx
 		pk.pickers[i] = e.Picker
-		if e.Ready() {
-			pk.isReady[i] = true
-			pk.ready = append(pk.ready, uint32(i))
-		}
+		pk.isReady[i] = true
+		pk.ready = append(pk.ready, i)
 		if pk.inflight != nil {
-			pk.inflight[i] = p.inflight[e.Addr]
+			pk.inflight[i] = &m.inflight
 		}
 	}
 	return pk
 }
 
-type member struct {
-	addr   string
-	weight uint32
-}
-
-// ring is immutable once built.
-type ring struct {
-	members []member // sorted by address; owners index into it
-	hashes  []uint64 // sorted
-	owners  []uint32
-}
-
-// newRing places each member's points at hashes of its address, so that
-// a member's points do not move when other members come or go: removing
-// one of N members moves only the keys it owned, about 1/N.
-func newRing(members []member, replicas, maxSize int) *ring {
-	r := &ring{members: members}
-	var wsum float64
-	for _, m := range members {
-		wsum += float64(m.weight)
-	}
-	scale := float64(replicas) * float64(len(members)) / wsum
-	total := 0.0
-	for _, m := range members {
-		total += max(1, math.Round(float64(m.weight)*scale))
-	}
-	if total > float64(maxSize) {
-		scale *= float64(maxSize) / total
-	}
-	type point struct {
-		h uint64
-		o uint32
-	}
-	var pts []point
-	for i, m := range members {
-		base := hashString(m.addr)
-		for k := range int(max(1, math.Round(float64(m.weight)*scale))) {
-			pts = append(pts, point{hashing.Mix(base + uint64(k)*0x9E3779B97F4A7C15), uint32(i)})
-		}
-	}
-	slices.SortFunc(pts, func(a, b point) int {
-		if a.h != b.h {
-			if a.h < b.h {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(members[a.o].addr, members[b.o].addr)
-	})
-	r.hashes = make([]uint64, len(pts))
-	r.owners = make([]uint32, len(pts))
-	for i, p := range pts {
-		r.hashes[i], r.owners[i] = p.h, p.o
-	}
-	return r
-}
-
-// search returns the index of the first point at or after h, wrapping.
-func (r *ring) search(h uint64) int {
-	lo, hi := 0, len(r.hashes)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if r.hashes[m] < h {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo == len(r.hashes) {
-		return 0
-	}
-	return lo
-}
-
 type picker struct {
 	ring       *ring
-	pickers    []gbalancer.Picker // by member index
-	isReady    []bool             // by member index
-	ready      []uint32           // member indices of ready endpoints
+	pickers    []gbalancer.Picker // by owner index
+	isReady    []bool             // by owner index
+	ready      []uint32           // owner indices of ready endpoints
 	header     string
 	failNoKey  bool
 	loadFactor float64
-	inflight   []*atomic.Int64 // by member index; nil unless bounded
+	inflight   []*atomic.Int64 // by owner index; nil unless bounded
 	total      *atomic.Int64
 }
 
@@ -333,6 +235,9 @@ func (p *picker) lookup(h uint64) uint32 {
 	}
 	return first
 }
+
+// mixPoint mixes a ring point's seed.
+func mixPoint(x uint64) uint64 { return hashing.Mix(x) }
 
 // hashString is FNV-1a finished with murmur3's fmix64: fixed across
 // processes (unlike hash/maphash), so every client maps a key to the

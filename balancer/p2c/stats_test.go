@@ -64,7 +64,7 @@ func drive(t *testing.T, h *fakecc.Harness, clock *fakeClock, n int, latency fun
 // being avoided at once, with no new warm-up.
 func TestStatsSurvive(t *testing.T) {
 	var clock fakeClock
-	pol := &policy{stats: map[string]*stats{}, clock: &clock}
+	pol := newPolicy(nil, &clock)
 	pol.cfg, _ = ParseConfig(nil)
 	h := fakecc.BuildWith(func(cc gbalancer.ClientConn) gbalancer.Balancer {
 		return shard.New(cc, gbalancer.BuildOptions{}, pol)
@@ -83,7 +83,7 @@ func TestStatsSurvive(t *testing.T) {
 		return time.Millisecond
 	}
 	drive(t, h, &clock, 200, latency)
-	before := pol.stats[slow]
+	before := pol.statsOf(slow)
 
 	h.Fail(insts[0].Address) // rebuilds the picker twice
 	h.ReadyAll()
@@ -94,7 +94,7 @@ func TestStatsSurvive(t *testing.T) {
 	}
 	h.ReadyAll()
 
-	if pol.stats[slow] != before {
+	if pol.statsOf(slow) != before {
 		t.Fatalf("stats of %s were replaced by a picker rebuild or resolver update", slow)
 	}
 	got := drive(t, h, &clock, 400, latency)
@@ -106,7 +106,7 @@ func TestStatsSurvive(t *testing.T) {
 	if err := h.Update(instance.Endpoints(insts[:3])); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := pol.stats[slow]; ok {
+	if pol.statsOf(slow) != nil {
 		t.Errorf("stats of removed endpoint %s are still kept", slow)
 	}
 }
@@ -115,7 +115,7 @@ func TestStatsSurvive(t *testing.T) {
 // tried again once its estimate has decayed.
 func TestDecayRetries(t *testing.T) {
 	var clock fakeClock
-	pol := &policy{stats: map[string]*stats{}, clock: &clock}
+	pol := newPolicy(nil, &clock)
 	pol.cfg, _ = ParseConfig([]byte(`{"decay":"1s"}`))
 	h := fakecc.BuildWith(func(cc gbalancer.ClientConn) gbalancer.Balancer {
 		return shard.New(cc, gbalancer.BuildOptions{}, pol)
@@ -147,7 +147,7 @@ func TestDecayRetries(t *testing.T) {
 // newHarness builds the policy over 4 ready endpoints with clk.
 func newHarness(t *testing.T, clk *fakeClock) (*fakecc.Harness, *policy, []registry.Instance) {
 	t.Helper()
-	pol := &policy{stats: map[string]*stats{}, clock: clk}
+	pol := newPolicy(nil, clk)
 	pol.cfg, _ = ParseConfig(nil)
 	h := fakecc.BuildWith(func(cc gbalancer.ClientConn) gbalancer.Balancer {
 		return shard.New(cc, gbalancer.BuildOptions{}, pol)
@@ -208,7 +208,8 @@ func TestSampledFailuresCount(t *testing.T) {
 	if got[bad] > 100 {
 		t.Errorf("failing endpoint got %d of 2000 picks, want <= 100 (5%%): %v", got[bad], got)
 	}
-	for addr, s := range pol.stats {
+	for _, s := range pol.stats {
+		addr := s.addr
 		if n := s.inflight.Load(); n != 0 {
 			t.Errorf("%s: %d calls still counted in flight after all ended", addr, n)
 		}
@@ -245,7 +246,7 @@ func TestUntimedPickAllocs(t *testing.T) {
 // error penalty when it fails on the endpoint, and only then.
 func TestUntimedFailureCharged(t *testing.T) {
 	clk := &fakeClock{coarse: true}
-	par := &params{tau: float64(DefaultDecay), penalty: float64(DefaultErrorPenalty), clock: clk}
+	par := &params{tau: float64(DefaultDecay), penalty: float64(DefaultErrorPenalty), decayAfter: int64(DefaultDecay / 1000), clock: clk}
 	for _, tc := range []struct {
 		err  error
 		want float64
@@ -259,11 +260,21 @@ func TestUntimedFailureCharged(t *testing.T) {
 		s := newStats(0, 0, par)
 		s.inflight.Add(1)
 		s.done(gbalancer.DoneInfo{Err: tc.err})
-		if got := s.cost(0, par.tau); got != tc.want {
+		if got := s.cost(0, par); got != tc.want {
 			t.Errorf("after an untimed call ending in %v, cost = %v, want %v", tc.err, got, tc.want)
 		}
 		if n := s.inflight.Load(); n != 0 {
 			t.Errorf("after an untimed call ending in %v, %d in flight, want 0", tc.err, n)
 		}
 	}
+}
+
+// statsOf returns the statistics of the endpoint at addr, nil if none.
+func (p *policy) statsOf(addr string) *stats {
+	for _, s := range p.stats {
+		if s.addr == addr {
+			return s
+		}
+	}
+	return nil
 }

@@ -138,10 +138,11 @@ func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	return nil
 }
 
-func (p *policy) Picker(_, ready []shard.Endpoint) gbalancer.Picker {
-	if len(ready) == 0 {
+func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	if len(u.Ready) == 0 {
 		return nil
 	}
+	ready := slices.Clone(u.Ready) // the frame reuses its slice
 	pk := &picker{ready: ready, def: callSubset{selector: p.cfg.Subset, strict: p.cfg.Strict}}
 	all := make([]uint32, len(ready))
 	for i := range all {
@@ -165,7 +166,7 @@ type set struct {
 }
 
 type picker struct {
-	ready []shard.Endpoint
+	ready []*shard.Endpoint
 	def   callSubset
 	all   *set
 	// cache maps selectors to their sets; it is copy-on-write, so reads

@@ -58,7 +58,8 @@ func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	return nil
 }
 
-func (p *policy) Picker(_, ready []shard.Endpoint) gbalancer.Picker {
+func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	ready := u.Ready
 	if len(ready) == 0 {
 		return nil
 	}

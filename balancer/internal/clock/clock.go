@@ -53,19 +53,29 @@ func Shared() *Clock { return shared }
 // was read from the system just now (exact) rather than from the last
 // tick, which is at most about one Tick old.
 func (c *Clock) Now() (ns int64, exact bool) {
-	if c.running.Load() {
-		// Written at most once per tick per reader, so readers on other
-		// cores mostly share the line rather than fight for it.
-		if !c.used.Load() {
-			c.used.Store(true)
-		}
-		return c.now.Load(), false
+	if ns, ok := c.Coarse(); ok {
+		return ns, false
 	}
 	select { // parked or stopped: wake the goroutine, if any
 	case c.wake <- struct{}{}:
 	default:
 	}
 	return Exact(), true
+}
+
+// Coarse is Now while the goroutine runs: the last tick's time and true;
+// otherwise it returns false, and the caller calls Now. It makes no call,
+// so that it is inlined into pick paths.
+func (c *Clock) Coarse() (ns int64, ok bool) {
+	if !c.running.Load() {
+		return 0, false
+	}
+	// Written at most once per tick per reader, so readers on other
+	// cores mostly share the line rather than fight for it.
+	if !c.used.Load() {
+		c.used.Store(true)
+	}
+	return c.now.Load(), true
 }
 
 // Acquire starts the refreshing goroutine if it is not running; call
