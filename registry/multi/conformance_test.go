@@ -1,10 +1,13 @@
 package multi_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
 	"github.com/wayfinder-rpc/wayfinder/registry/etcd"
@@ -122,4 +125,106 @@ func TestConformance(t *testing.T) {
 		h.cut = cp
 		registrytest.RunConformanceTests(t, h, registrytest.RequireOptional())
 	})
+}
+
+// TestOneMemberFrozen: with etcd frozen and Consul answering, Register
+// writes to Consul at once, before etcd's bound ends its call with
+// etcd's "no answer"; the watch shows Consul's change and reports etcd's
+// outage, keeping etcd's instances; after the thaw the background retry
+// writes etcd, and Status says so.
+func TestOneMemberFrozen(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	c := testenv.StartConsul(t)
+	ep := registrytest.NewProxy(t, e.Endpoint())
+	r, err := testMux().Open(t.Context(), multiURL(ep.Addr(), c.HTTPAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	con, err := consul.New(c.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer con.Close()
+	et, err := etcd.New([]string{e.Endpoint()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer et.Close()
+	ctx := ctxT(t)
+	svc := registrytest.ServiceName(t)
+	a, b := registrytest.MakeInstance(svc, 1), registrytest.MakeInstance(svc, 2)
+	if err := r.Register(ctx, a); err != nil {
+		t.Fatalf("Register(a) = %v", err)
+	}
+	w, err := r.Watch(ctx, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !wait.Until(20*time.Second, func() bool { got, err := w.Next(ctx); return err == nil && registrytest.SameIDs(got, a) }) {
+		t.Fatal("the watch never showed a")
+	}
+
+	ep.Freeze()
+	defer ep.Thaw()
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		err := r.Register(context.Background(), b)
+		done <- result{err, time.Since(start)}
+	}()
+	// Consul holds b while the call still waits for etcd.
+	if !wait.Until(20*time.Second, func() bool {
+		got, err := con.Lookup(ctx, svc)
+		return err == nil && registrytest.SameIDs(got, a, b)
+	}) {
+		t.Fatal("Consul never got b while etcd was frozen")
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("Register(b) returned (%v after %v) before Consul was seen holding b; want Consul written first", res.err, res.took)
+	default:
+	}
+	res := <-done
+	var ue *registry.UnavailableError
+	if !errors.As(res.err, &ue) || ue.Cause != registry.CauseNoAnswer || ue.Registry != "etcd://"+ep.Addr() {
+		t.Fatalf("Register(b) with etcd frozen = %v; want etcd's no-answer error", res.err)
+	}
+	if limit := etcdBound + 3*time.Second; res.took > limit {
+		t.Errorf("Register(b) with etcd frozen took %v; want at most etcd's bound %v (+ slack)", res.took, etcdBound)
+	}
+	if st := r.(*multi.Registry).Status(b); st.State == registry.StateRegistered {
+		t.Errorf("Status(b) with etcd frozen = %+v; want not registered", st)
+	}
+	// The watch: Consul's b, and etcd's outage; never without a.
+	sawB, sawErr := false, false
+	for !(sawB && sawErr) {
+		got, err := w.Next(ctx)
+		switch {
+		case ctx.Err() != nil:
+			t.Fatalf("the watch showed b: %v, etcd's outage: %v, before the deadline; want both", sawB, sawErr)
+		case err != nil:
+			if !errors.Is(err, registry.ErrUnavailable) {
+				t.Fatalf("Next() = %v; want ErrUnavailable", err)
+			}
+			sawErr = true
+		case registrytest.SameIDs(got, a, b):
+			sawB = true
+		case !registrytest.SameIDs(got, a):
+			t.Fatalf("Next() with etcd frozen = %v; want [a] or [a b]", registrytest.IDs(got))
+		}
+	}
+
+	ep.Thaw()
+	if !wait.Until(30*time.Second, func() bool { return r.(*multi.Registry).Status(b).State == registry.StateRegistered }) {
+		t.Fatalf("Status(b) after the thaw = %+v; want registered", r.(*multi.Registry).Status(b))
+	}
+	if got, err := et.Lookup(ctx, svc); err != nil || !registrytest.SameIDs(got, a, b) {
+		t.Fatalf("etcd Lookup after the thaw = %v, %v; want [a b]", registrytest.IDs(got), err)
+	}
 }
