@@ -15,9 +15,10 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/registry/multi"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
-func TestMain(m *testing.M) { leak.VerifyTestMain(m, func() {}) }
+func TestMain(m *testing.M) { leak.VerifyTestMain(m, func() { resolver.DefaultCache().Close() }) }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
