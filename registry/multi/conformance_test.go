@@ -3,6 +3,7 @@ package multi_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,5 +227,23 @@ func TestOneMemberFrozen(t *testing.T) {
 	}
 	if got, err := et.Lookup(ctx, svc); err != nil || !registrytest.SameIDs(got, a, b) {
 		t.Fatalf("etcd Lookup after the thaw = %v, %v; want [a b]", registrytest.IDs(got), err)
+	}
+}
+
+// TestMemberQueries: a member URL's second parameter, %-encoded, stays
+// the member's (Consul reads it: a bad value fails), and a comma inside
+// a member (Consul's dc list, etcd's endpoints) stays in it.
+func TestMemberQueries(t *testing.T) {
+	good := "multi://?read=consul://127.0.0.1:8500?dc=dc1,dc2%26tag=v2,etcd://127.0.0.1:2379,127.0.0.1:2380"
+	if err := registry.ValidateURL(good); err != nil {
+		t.Errorf("ValidateURL(%q) = %v, want nil", good, err)
+	}
+	bad := "multi://?read=consul://127.0.0.1:8500?dc=dc1%26wait=never"
+	if err := registry.ValidateURL(bad); !errors.Is(err, registry.ErrInvalidURL) || !strings.Contains(err.Error(), "wait") {
+		t.Errorf("ValidateURL(%q) = %v; want Consul's error about wait", bad, err)
+	}
+	leak := "multi://?read=consul://127.0.0.1:8500?dc=dc1&wait=5s"
+	if err := registry.ValidateURL(leak); !errors.Is(err, registry.ErrInvalidURL) || !strings.Contains(err.Error(), `parameter "wait" is not multi's`) {
+		t.Errorf("ValidateURL(%q) = %v; want the leak named", leak, err)
 	}
 }
