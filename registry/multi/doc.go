@@ -6,15 +6,16 @@
 //
 // # URLs
 //
-//	multi://?read=<URL>[,<URL>...][&write=<URL>[,<URL>...]]
+//	multi://?read=<URL>[,<URL>...][&write=<URL>[,<URL>...]][&shadow=<URL>[,<URL>...]]
 //
 // such as
 //
 //	multi://?read=consul://10.0.0.1:8500,etcd://10.0.0.2:2379&write=consul://10.0.0.1:8500,etcd://10.0.0.2:2379
 //
-// read lists the members clients read, write those servers register in;
-// a member may be in both (it is opened once). There is no other
-// parameter and no host. A list is one comma-separated value, by the
+// read lists the members clients read, write those servers register in,
+// shadow those compared with the read ones and never served (see
+// Shadows); a member may be in several lists (it is opened once). There
+// is no other parameter and no host. A list is one comma-separated value, by the
 // query rules every backend shares (registry/driver): read= given twice
 // is an error, like any parameter given twice. A member URL starts at
 // each comma followed by a scheme and "://", so that a comma inside a
@@ -64,6 +65,20 @@
 // within WithRetry's bound) until it succeeds, the instance is
 // registered or deregistered again, or Close. Status and MemberStatus
 // report each member's state.
+//
+// # Shadows
+//
+// A shadow member (shadow=, WithShadow) is the new registry seen from
+// clients that still read the old one: every watch also watches the
+// shadows and compares their union with the read union whenever either
+// changes (Compare: instances only in one, or with other address,
+// version, zone, weight, tags or metadata). The gauge
+// wayfinder.discovery.shadow_differences (OpenTelemetry, attribute
+// wayfinder.backend=multi; WithMeterProvider, URLOpener.MeterProvider)
+// is the number of differing instances over the watched services, and
+// ShadowDifferences lists them. A shadow's outage is not the watch's and
+// delays nothing; its last set stays in the comparison. A whole registry
+// is compared once with Diff (the wayfinder diff command).
 //
 // # Errors
 //

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/driver/drivermetrics"
 )
 
 // Member is one registry of a multi Registry, and how its messages name
@@ -24,6 +28,8 @@ type Option func(*options)
 
 type options struct {
 	log          *slog.Logger
+	shadow       []Member
+	mp           metric.MeterProvider
 	retryTimeout time.Duration
 	retryBase    time.Duration
 	retryMax     time.Duration
@@ -39,6 +45,21 @@ const DefaultRetryTimeout = 30 * time.Second
 // means slog.Default.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
+// WithShadow makes members shadow registries: read, never served, and
+// compared with the union of the read members for every watched service
+// (ShadowDifferences, and the gauge wayfinder.discovery.shadow_differences).
+// A shadow's outage is neither reported nor waited for. Close closes
+// them.
+func WithShadow(members ...Member) Option {
+	return func(o *options) { o.shadow = append(o.shadow, members...) }
+}
+
+// WithMeterProvider records multi's metric on mp (OpenTelemetry's global
+// provider if nil): wayfinder.discovery.shadow_differences, the
+// instances the shadow registries hold differently from the read ones
+// over the watched services, with wayfinder.backend=multi.
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
+
 // WithRetry sets the background retries of a failed write member: the
 // backoff between attempts (base doubling to max, jittered, as
 // internal/backoff draws it) and the bound of each attempt. The defaults
@@ -53,6 +74,7 @@ func WithRetry(base, max, timeout time.Duration) Option {
 type Registry struct {
 	read    []*member // in the order listed: the first wins an ID
 	write   []*member
+	shadow  []*member
 	all     []*member // distinct registries, closed by Close
 	opts    options
 	watches driver.Watchers
@@ -62,6 +84,12 @@ type Registry struct {
 	wg     sync.WaitGroup // the retriers
 
 	closeOnce sync.Once
+	unmetric  func()
+
+	// shadowMu guards diffs: the latest comparison of each watch
+	// feed with shadows, by service.
+	shadowMu sync.Mutex
+	diffs    map[string]map[*unionFeed][]Difference
 
 	// mu guards wants and changed, and every want's member states.
 	mu      sync.Mutex
@@ -108,7 +136,8 @@ func New(read, write []Member, opts ...Option) (*Registry, error) {
 		o.log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registry{opts: o, ctx: ctx, cancel: cancel, wants: map[string]*want{}, changed: make(chan struct{})}
+	r := &Registry{opts: o, ctx: ctx, cancel: cancel, wants: map[string]*want{}, changed: make(chan struct{}),
+		diffs: map[string]map[*unionFeed][]Difference{}}
 	byReg := map[registry.Registry]*member{}
 	get := func(m Member) (*member, error) {
 		if m.Registry == nil {
@@ -144,9 +173,23 @@ func New(read, write []Member, opts ...Option) (*Registry, error) {
 		mm.kick = make(chan struct{}, 1)
 		r.write = append(r.write, mm)
 	}
+	for _, m := range o.shadow {
+		mm, err := get(m)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		r.shadow = append(r.shadow, mm)
+	}
 	for _, m := range r.write {
 		r.wg.Go(func() { r.retry(m) })
 	}
+	r.unmetric = drivermetrics.Register(o.mp, "github.com/wayfinder-rpc/wayfinder/registry/multi", Scheme, []drivermetrics.Spec{
+		{Name: "wayfinder.discovery.shadow_differences", Unit: "{instance}",
+			Desc: "Instances the shadow registries hold differently from the read ones (only in one, or with other fields), over the watched services."},
+	}, func() map[string]int64 {
+		return map[string]int64{"wayfinder.discovery.shadow_differences": int64(r.shadowCount())}
+	})
 	return r, nil
 }
 
@@ -168,6 +211,7 @@ func (r *Registry) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		r.cancel()
+		r.unmetric()
 		r.watches.CloseAll()
 		r.wg.Wait()
 		var errs []error
@@ -179,6 +223,53 @@ func (r *Registry) Close() error {
 		err = errors.Join(errs...)
 	})
 	return err
+}
+
+// shadowCount is the gauge's value: per watched service, the
+// differences of its latest comparison, summed.
+func (r *Registry) shadowCount() int {
+	r.shadowMu.Lock()
+	defer r.shadowMu.Unlock()
+	n := 0
+	for _, byFeed := range r.diffs {
+		most := 0
+		for _, d := range byFeed {
+			most = max(most, len(d))
+		}
+		n += most
+	}
+	return n
+}
+
+// ShadowDifferences returns how the shadow registries differ from the
+// read ones for service, as of the latest comparison of a watch of it
+// (Compare's form, "old" being the read union and "new" the shadow
+// union), or nil if no watch of service has compared yet. A comparison
+// is made whenever a read or shadow member of a watch reports a set, once
+// every one of them has.
+func (r *Registry) ShadowDifferences(service string) []Difference {
+	r.shadowMu.Lock()
+	defer r.shadowMu.Unlock()
+	for _, d := range r.diffs[service] {
+		return slices.Clone(d)
+	}
+	return nil
+}
+
+func (r *Registry) setShadow(service string, u *unionFeed, d []Difference) {
+	r.shadowMu.Lock()
+	defer r.shadowMu.Unlock()
+	if d == nil {
+		delete(r.diffs[service], u)
+		if len(r.diffs[service]) == 0 {
+			delete(r.diffs, service)
+		}
+		return
+	}
+	if r.diffs[service] == nil {
+		r.diffs[service] = map[*unionFeed][]Difference{}
+	}
+	r.diffs[service][u] = d
 }
 
 // Members returns the names of the read and the write members, in the

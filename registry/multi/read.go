@@ -105,14 +105,17 @@ func (r *Registry) FieldProblems(service string) []registry.FieldProblem {
 // Watch implements registry.Discovery. The watcher follows a watch of
 // every read member, and is a driver.Watcher fed with their union, so
 // that the watch contract holds as for any backend. Its index is each
-// read member's, in the order listed, numbered from 1: "1=120 2=5531". See the package
-// documentation for what an outage of one member does.
+// read member's, in the order listed, numbered from 1: "1=120 2=5531".
+// See the package documentation for what an outage of one member does.
+// With shadow members (WithShadow), it watches them too and compares
+// their union with the read one, without ever feeding them.
 func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher, error) {
 	return r.watches.Watch(ctx, "multi", service, func(fctx context.Context, w *driver.Watcher) func() {
-		u := &unionFeed{w: w, states: make([]memberState, len(r.read))}
+		members := append(slices.Clone(r.read), r.shadow...)
+		u := &unionFeed{w: w, r: r, service: service, nRead: len(r.read), states: make([]memberState, len(members))}
 		var ws []registry.Watcher
 		var wg sync.WaitGroup
-		for i, m := range r.read {
+		for i, m := range members {
 			mw, err := m.reg.Watch(fctx, service)
 			if err != nil {
 				u.update(i, nil, "", fmt.Errorf("%s: %w", m.name, err))
@@ -126,19 +129,24 @@ func (r *Registry) Watch(ctx context.Context, service string) (registry.Watcher,
 				mw.Close()
 			}
 			wg.Wait()
+			r.setShadow(service, u, nil)
 		}
 	})
 }
 
-// unionFeed feeds a driver.Watcher with the union of its members'
-// watches. mu guards states; w is fed under it, which never blocks.
+// unionFeed feeds a driver.Watcher with the union of its read members'
+// watches, and compares it with its shadow members' union. mu guards
+// states; w is fed under it, which never blocks.
 type unionFeed struct {
-	w      *driver.Watcher
-	mu     sync.Mutex
-	states []memberState
+	w       *driver.Watcher
+	r       *Registry
+	service string
+	nRead   int // states[:nRead] are the read members, the rest shadows
+	mu      sync.Mutex
+	states  []memberState
 }
 
-// memberState is what one read member's watch last said.
+// memberState is what one member's watch last said.
 type memberState struct {
 	seen   bool // it said something
 	hasSet bool // it returned a set at least once
@@ -163,11 +171,12 @@ func (u *unionFeed) follow(ctx context.Context, i int, mw registry.Watcher) {
 	}
 }
 
-// update records member i's news and feeds the union:
+// update records member i's news, feeds the union if i is a read member,
+// and compares the unions if there are shadows. The read union is fed:
 //
-//   - nothing until every member has said something, so that the first
-//     set is never a union without a member that has yet to answer;
-//   - while a member has never returned a set, its error (the union
+//   - nothing until every read member has said something, so that the
+//     first set is never a union without a member that has yet to answer;
+//   - while a read member has never returned a set, its error (the union
 //     would lack its instances);
 //   - a member's error is fed as the union's (an outage is reported like
 //     any outage), and its last set is kept in the union;
@@ -185,12 +194,24 @@ func (u *unionFeed) update(i int, set []registry.Instance, index string, err err
 	} else {
 		st.set, st.index, st.err, st.hasSet = set, index, nil, true
 	}
-	for _, s := range u.states {
+	if i < u.nRead {
+		u.feedLocked(err)
+	}
+	if len(u.states) > u.nRead && err == nil {
+		u.compareLocked()
+	}
+}
+
+// feedLocked feeds the read union after a read member's news, err being
+// its error if it reported one. Callers hold mu.
+func (u *unionFeed) feedLocked(err error) {
+	read := u.states[:u.nRead]
+	for _, s := range read {
 		if !s.seen {
 			return
 		}
 	}
-	for _, s := range u.states {
+	for _, s := range read {
 		if !s.hasSet {
 			u.w.Fail(s.err)
 			return
@@ -200,17 +221,39 @@ func (u *unionFeed) update(i int, set []registry.Instance, index string, err err
 		u.w.Fail(err)
 		return
 	}
-	sets := make([][]registry.Instance, len(u.states))
-	idx := make([]string, len(u.states))
-	for j, s := range u.states {
-		sets[j] = s.set
+	idx := make([]string, len(read))
+	for j, s := range read {
 		idx[j] = fmt.Sprintf("%d=%s", j+1, s.index)
 	}
-	u.w.Set(union(sets), strings.Join(idx, " "))
-	for _, s := range u.states {
+	u.w.Set(unionOf(read), strings.Join(idx, " "))
+	for _, s := range read {
 		if s.err != nil {
 			u.w.Fail(s.err)
 			return
 		}
 	}
+}
+
+// compareLocked compares the read union with the shadow union, once
+// every member of both has returned a set. Callers hold mu.
+func (u *unionFeed) compareLocked() {
+	for _, s := range u.states {
+		if !s.hasSet {
+			return
+		}
+	}
+	d := Compare(unionOf(u.states[:u.nRead]), unionOf(u.states[u.nRead:]))
+	if d == nil {
+		d = []Difference{}
+	}
+	u.r.setShadow(u.service, u, d)
+}
+
+// unionOf is the union of the members' last sets, in their order.
+func unionOf(states []memberState) []registry.Instance {
+	sets := make([][]registry.Instance, len(states))
+	for j, s := range states {
+		sets[j] = s.set
+	}
+	return union(sets)
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
 )
@@ -19,7 +21,7 @@ func init() {
 }
 
 // params are multi's query parameters, in the order errors list them.
-var params = []string{"read", "write"}
+var params = []string{"read", "write", "shadow"}
 
 // URLOpener opens multi:// URLs. Its members are opened through Mux,
 // which registry.URLMux sets to itself (driver.MuxOpener) before every
@@ -34,6 +36,9 @@ type URLOpener struct {
 	// Logger receives the members' and multi's logs; nil means the
 	// members' defaults and slog.Default.
 	Logger *slog.Logger
+	// MeterProvider records multi's metric (WithMeterProvider); nil
+	// means OpenTelemetry's global provider.
+	MeterProvider metric.MeterProvider
 }
 
 var (
@@ -83,7 +88,7 @@ func (o *URLOpener) OpenRegistryURL(ctx context.Context, u *url.URL) (registry.R
 			r.Close()
 		}
 	}
-	var read, write []Member
+	var read, write, shadow []Member
 	for _, m := range c.members {
 		r, ok := opened[m.raw]
 		if !ok {
@@ -95,13 +100,16 @@ func (o *URLOpener) OpenRegistryURL(ctx context.Context, u *url.URL) (registry.R
 			opened[m.raw] = r
 		}
 		mem := Member{Name: m.name, Registry: r}
-		if m.role == "read" {
+		switch m.role {
+		case "read":
 			read = append(read, mem)
-		} else {
+		case "write":
 			write = append(write, mem)
+		default:
+			shadow = append(shadow, mem)
 		}
 	}
-	reg, err := New(read, write, WithLogger(o.Logger))
+	reg, err := New(read, write, WithLogger(o.Logger), WithShadow(shadow...), WithMeterProvider(o.MeterProvider))
 	if err != nil {
 		closeAll()
 		return nil, err
@@ -111,7 +119,7 @@ func (o *URLOpener) OpenRegistryURL(ctx context.Context, u *url.URL) (registry.R
 
 // memberURL is one member as the URL lists it.
 type memberURL struct {
-	role string // "read" or "write"
+	role string // "read", "write" or "shadow"
 	raw  string // the member URL, %-decoded once, as the mux opens it
 	name string // redacted, for messages
 }
@@ -244,7 +252,7 @@ func leakedMemberQuery(raw string) error {
 		if err != nil {
 			return nil // driver.ReadURL says so
 		}
-		if key == "read" || key == "write" {
+		if key == "read" || key == "write" || key == "shadow" {
 			if dv, err := url.QueryUnescape(v); err == nil && strings.Contains(dv, "?") {
 				after = key
 			} else {
