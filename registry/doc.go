@@ -2,8 +2,9 @@
 // people who use registries: the Instance value type, the role-split
 // Registrar (servers) and Discovery and Watcher (clients) interfaces,
 // Open and a URLMux through which backends (registry/memory,
-// registry/consul, registry/etcd, and registry/kubernetes in a module of
-// its own) are opened, and the errors. What
+// registry/consul, registry/etcd, registry/kubernetes in a module of
+// its own, and registry/multi, composed of others) are opened, and the
+// errors. What
 // backends need to be written (scheme registration, the one
 // implementation of the watch contract, URL checks) is in
 // registry/driver.
@@ -46,13 +47,14 @@
 // for one with a type assertion on the value Open returns (or on a
 // Watcher); every in-tree backend asserts those it has at compile time.
 //
-//	HealthRegistrar       Registrar  RegisterWithHealth: a health check the server feeds (Consul)
-//	StatusReporter        Registrar  Status: one instance's RegistrationStatus (Consul, etcd, Kubernetes)
-//	ServiceLister         Discovery  Services: the names of services with instances (memory, Consul, etcd, Kubernetes)
-//	FieldProblemReporter  Discovery  FieldProblems: fields a decode dropped (Consul, etcd, Kubernetes)
+//	HealthRegistrar       Registrar  RegisterWithHealth: a health check the server feeds (Consul, multi)
+//	StatusReporter        Registrar  Status: one instance's RegistrationStatus (Consul, etcd, Kubernetes, multi)
+//	ServiceLister         Discovery  Services: the names of services with instances (memory, Consul, etcd, Kubernetes, multi)
+//	FieldProblemReporter  Discovery  FieldProblems: fields a decode dropped (Consul, etcd, Kubernetes, multi)
 //	IndexedWatcher        Watcher    Index: the registry's index of the last set (every backend, through driver.Watcher)
 //
-// driver.LoggerOpener is the one optional interface of an Opener.
+// driver.LoggerOpener and driver.MuxOpener are the optional interfaces of
+// an Opener.
 //
 // # Concurrency
 //

@@ -123,6 +123,22 @@ type loggerOpener interface {
 	WithLogger(l *slog.Logger) Opener
 }
 
+// muxOpener is driver.MuxOpener, which this package cannot import.
+type muxOpener interface {
+	Opener
+	WithMux(m *URLMux) Opener
+}
+
+// withMux returns the copy of o that opens other URLs through m, for an
+// opener of a registry composed of others (registry/multi); other
+// openers are returned as they are.
+func (m *URLMux) withMux(o Opener) Opener {
+	if mo, ok := o.(muxOpener); ok {
+		return mo.WithMux(m)
+	}
+	return o
+}
+
 // openURL opens u, with l for the backend's logs if it is not nil.
 func (m *URLMux) openURL(ctx context.Context, u *url.URL, l *slog.Logger) (Registry, error) {
 	o, err := m.opener(u)
@@ -132,6 +148,7 @@ func (m *URLMux) openURL(ctx context.Context, u *url.URL, l *slog.Logger) (Regis
 	if lo, ok := o.(loggerOpener); ok && l != nil {
 		o = lo.WithLogger(l)
 	}
+	o = m.withMux(o)
 	c := *u
 	r, err := o.OpenRegistryURL(ctx, &c)
 	if err != nil {
@@ -153,7 +170,7 @@ func (m *URLMux) ValidateURL(rawURL string) error {
 		return err
 	}
 	c := *u
-	return o.ValidateURL(&c)
+	return m.withMux(o).ValidateURL(&c)
 }
 
 func (m *URLMux) opener(u *url.URL) (Opener, error) {

@@ -79,3 +79,65 @@ func TestOpenWithLogger(t *testing.T) {
 		t.Errorf(`OpenWithLogger("nope://host") = %v, want ErrUnknownScheme`, err)
 	}
 }
+
+// muxRecorder records the mux WithMux gives it, for the opens and
+// validations it then makes.
+type muxRecorder struct {
+	got *[]*registry.URLMux
+	mux *registry.URLMux
+}
+
+var _ driver.MuxOpener = muxRecorder{}
+
+func (o muxRecorder) OpenRegistryURL(context.Context, *url.URL) (registry.Registry, error) {
+	*o.got = append(*o.got, o.mux)
+	return memory.New(), nil
+}
+
+func (o muxRecorder) ValidateURL(*url.URL) error {
+	*o.got = append(*o.got, o.mux)
+	return nil
+}
+
+func (o muxRecorder) WithMux(m *registry.URLMux) registry.Opener { o.mux = m; return o }
+
+// TestOpenGivesTheMux: an opener with WithMux (a registry composed of
+// others, registry/multi) is given the mux that opens or validates its
+// URL, whichever way, so that it opens its members through the same one.
+func TestOpenGivesTheMux(t *testing.T) {
+	var got []*registry.URLMux
+	var mux registry.URLMux
+	mux.RegisterScheme("composed", muxRecorder{got: &got})
+	for name, call := range map[string]func() error{
+		"Open": func() error {
+			r, err := mux.Open(t.Context(), "composed://")
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+		"OpenWithLogger": func() error {
+			r, err := mux.OpenWithLogger(t.Context(), "composed://", slog.Default())
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+		"OpenURL": func() error {
+			r, err := mux.OpenURL(t.Context(), &url.URL{Scheme: "composed"})
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+		"ValidateURL": func() error { return mux.ValidateURL("composed://") },
+	} {
+		got = nil
+		if err := call(); err != nil {
+			t.Fatalf("%s(composed://) = %v", name, err)
+		}
+		if len(got) != 1 || got[0] != &mux {
+			t.Errorf("%s(composed://): the opener was given the muxes %v, want [%p]", name, got, &mux)
+		}
+	}
+}

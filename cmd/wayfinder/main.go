@@ -6,6 +6,7 @@
 //	wayfinder register   -addr host:port [-id ID] [-version V] [-zone Z] [-weight N] [-tags a,b] [-meta k=v,...] [-once] <registry-url>/<service>
 //	wayfinder deregister -id ID [-force] <registry-url>/<service>
 //	wayfinder call       [-policy round_robin] [-n 1] [-d '{"name":"x"}'] [-reflect] <registry-url>/<service> <method>
+//	wayfinder diff       [-o table|json] <old-registry-url>[/<service>] <new-registry-url>[/<service>]
 //	wayfinder demo       [demo flags]
 //
 // Every command that talks to a registry (all but demo) takes -timeout,
@@ -25,7 +26,8 @@
 // docs/cli.md is the full reference.
 //
 // The exit status is 0 on success (and when watch or register is
-// interrupted), 1 when the command failed, 2 for bad usage.
+// interrupted), 1 when the command failed, 2 for bad usage; diff's is
+// 0 when the registries hold the same, 1 when they differ, 2 on error.
 package main
 
 import (
@@ -91,6 +93,16 @@ so an instance whose server died leaves within about 3 s.`, cmdRegister},
 The method is "Method", "Service/Method" or "pkg.Service/Method".
 HelloService and grpc.health.v1.Health are compiled in; other services
 are described through server reflection, which the server must offer.`, cmdCall},
+		{"diff", "[-o table|json] <old-registry-url>[/<service>] <new-registry-url>[/<service>]", "show the services and instances only in one registry, or different in the two", `
+  wayfinder diff consul://127.0.0.1:8500 etcd://127.0.0.1:2379
+  wayfinder diff consul://127.0.0.1:8500/hello etcd://127.0.0.1:2379/hello
+  wayfinder diff -o json consul://127.0.0.1:8500 'multi://?read=consul://127.0.0.1:8500,etcd://127.0.0.1:2379'
+
+- is an instance only in the old registry, + one only in the new, ~ one
+in both whose address, version, zone, weight, tags or metadata differ.
+The exit status is 0 when the registries hold the same, 1 when they
+differ, and 2 on error (as diff(1)'s): check it before switching
+clients' reads to the new registry.`, cmdDiff},
 		{"demo", "[demo flags]", "run the HelloService demo (servers restart under load)", `
   wayfinder demo
   wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5
@@ -102,6 +114,7 @@ const environment = `Registry URLs:
   mem://                                  in-process (this command only)
   consul://127.0.0.1:8500[?dc=..&tag=..]  empty host: CONSUL_HTTP_ADDR, else localhost:8500
   etcd://host:2379[,host:2379][?prefix=]  empty host: ETCDCTL_ENDPOINTS, else 127.0.0.1:2379
+  multi://?read=<url>,<url>[&write=<url>,<url>]  the union of registries (docs/migration.md)
   A service target adds the service as the path: consul://127.0.0.1:8500/hello.
 
 Environment:
@@ -115,7 +128,8 @@ Timeout: every command that talks to a registry waits for it at most
   answer, or an answer that is not the registry's. watch waits that long
   for its first answer, then shows errors and retries until Ctrl-C.
 
-Exit status: 0 success, 1 the command failed, 2 bad usage.`
+Exit status: 0 success, 1 the command failed, 2 bad usage; for diff,
+  0 equal, 1 different, 2 error.`
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: wayfinder <command> [arguments]\n\ncommands:")
@@ -170,6 +184,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err := c.run(ctx, args[1:], stdout)
 		var help helpRequested
 		var hint hintError
+		var exit exitError
+		if errors.As(err, &exit) && !errors.As(err, new(usageError)) {
+			if exit.err != nil {
+				msg := exit.err.Error()
+				if errors.As(exit.err, &hint) {
+					msg = hint.err.Error() + "\n" + hint.hint
+				}
+				fmt.Fprintf(stderr, "wayfinder %s: %s\n", c.name, msg)
+			}
+			return exit.code
+		}
 		switch {
 		case err == nil:
 			return 0

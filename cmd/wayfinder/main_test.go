@@ -207,7 +207,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"instances", "-o", "xml", "mem:///hello"}, 2, "table or json"},
 		{[]string{"instances", "mem://"}, 1, "names no service"},
 		{[]string{"instances", "mem:///hello?x=1"}, 1, "unknown parameter"},
-		{[]string{"frobnicate"}, 2, "commands: services, instances, watch, register, deregister, call, demo"},
+		{[]string{"frobnicate"}, 2, "commands: services, instances, watch, register, deregister, call, diff, demo"},
 		{[]string{"register", "-addr", "0.0.0.0:1", "mem:///hello"}, 1, "unspecified"},
 		{[]string{"register", "-addr", "127.0.0.1:1", "-meta", "novalue", "mem:///hello"}, 2, "key=value"},
 		{[]string{"deregister", "mem:///hello"}, 2, "-id is required"},

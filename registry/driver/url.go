@@ -24,6 +24,18 @@ type LoggerOpener interface {
 	WithLogger(l *slog.Logger) registry.Opener
 }
 
+// MuxOpener is an optional interface of a registry.Opener whose
+// registries are composed of others named by URL (registry/multi's
+// multi://): a copy of the opener that opens those URLs through m.
+// registry.URLMux calls it with itself before every OpenRegistryURL and
+// ValidateURL, and after WithLogger, so that the members of a composed
+// registry are opened by the same mux, with the same backends and the
+// same logger, as the URL that names them.
+type MuxOpener interface {
+	registry.Opener
+	WithMux(m *registry.URLMux) registry.Opener
+}
+
 // ValidateURL checks a registry URL for a backend that reads no
 // parameter's value itself (the memory backend): ReadURL, then the
 // query's Err. A backend with parameters calls ReadURL and reads them.
