@@ -45,7 +45,7 @@ demo:
 # Backends with heavy dependencies are Go modules of their own, so that
 # users who do not import them never build or download those
 # dependencies; ./... stops at their go.mod, so they are tested here.
-NESTED_MODULES := registry/kubernetes
+NESTED_MODULES := registry/kubernetes xds
 
 test: servers browser vet
 	$(GO) test $(TEST_FLAGS) ./...
