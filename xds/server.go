@@ -161,7 +161,8 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Serve serves ADS on lis until Close. It returns nil after Close, or
-// the error that ended serving.
+// the error that ended serving; called after Close, it closes lis and
+// returns registry.ErrClosed.
 func (s *Server) Serve(lis net.Listener) error {
 	g := grpc.NewServer()
 	s.Register(g)
