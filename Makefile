@@ -37,7 +37,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser generate fmt bench bench-kubernetes faults
+.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser xds-clients generate fmt bench bench-kubernetes faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -47,7 +47,7 @@ demo:
 # dependencies; ./... stops at their go.mod, so they are tested here.
 NESTED_MODULES := registry/kubernetes xds
 
-test: servers browser vet
+test: servers browser xds-clients vet
 	$(GO) test $(TEST_FLAGS) ./...
 	@for m in $(NESTED_MODULES); do echo "cd $$m && $(GO) test $(TEST_FLAGS) ./..."; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; done
 
@@ -98,6 +98,14 @@ browser:
 	  echo "installing Debian's chromium for the debug-page test"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+# The xds module's tests run xDS clients of other languages: Python with
+# Debian's grpcio (1.51, its xDS resolver compiled in) and grpc-tools
+# (its protoc reads hello.proto at run time).
+xds-clients:
+	@/usr/bin/python3 -c 'import grpc, grpc_tools.protoc' 2>/dev/null || { \
+	  echo "installing Debian's python3-grpcio and python3-grpc-tools for the xDS client tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-grpcio python3-grpc-tools >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-grpcio python3-grpc-tools >/dev/null; fi; }
 consul: $(CONSUL_BIN)
 etcd: $(ETCD_BIN)
 kube-apiserver: $(KUBE_APISERVER_BIN)
