@@ -46,18 +46,17 @@ func Bootstrap(c BootstrapConfig) ([]byte, error) {
 		Zone string `json:"zone,omitempty"`
 	}
 	type node struct {
-		ID       string    `json:"id"`
-		Locality *locality `json:"locality,omitempty"`
+		ID string `json:"id"`
+		// Always present: @grpc/grpc-js-xds rejects a node without
+		// a locality ("locality field missing in node element").
+		Locality locality `json:"locality"`
 	}
 	b := struct {
 		Servers []server `json:"xds_servers"`
 		Node    node     `json:"node"`
 	}{
 		Servers: []server{{URI: c.Server, Creds: []creds{{Type: "insecure"}}, Features: []string{"xds_v3"}}},
-		Node:    node{ID: c.NodeID},
-	}
-	if c.Zone != "" {
-		b.Node.Locality = &locality{Zone: c.Zone}
+		Node:    node{ID: c.NodeID, Locality: locality{Zone: c.Zone}},
 	}
 	return json.MarshalIndent(b, "", "  ")
 }

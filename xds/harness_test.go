@@ -129,7 +129,11 @@ func startCommand(t *testing.T, name, addr string, cmd *exec.Cmd) *client {
 		t.Fatalf("Bootstrap() = %v", err)
 	}
 	c := &client{name: name, cmd: cmd, read: make(chan struct{})}
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GRPC_XDS_BOOTSTRAP") })
+	env := cmd.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GRPC_XDS_BOOTSTRAP") })
 	cmd.Env = append(env, "GRPC_XDS_BOOTSTRAP_CONFIG="+string(boot))
 	cmd.Stderr = &c.stderr
 	stdin, err := cmd.StdinPipe()
@@ -188,6 +192,16 @@ func (c *client) stop(t *testing.T) {
 	}
 }
 
+// exited reports whether the client's output has ended: it exited.
+func (c *client) exited() bool {
+	select {
+	case <-c.read:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *client) calls() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -211,6 +225,9 @@ func (c *client) failures() []string {
 func (c *client) waitPicks(t *testing.T, mark int, names ...string) {
 	t.Helper()
 	ok := wait.Until(60*time.Second, func() bool {
+		if c.exited() {
+			return true
+		}
 		got := c.picksSince(mark)
 		for _, n := range names {
 			if !slices.Contains(got, n) {
@@ -219,7 +236,7 @@ func (c *client) waitPicks(t *testing.T, mark int, names ...string) {
 		}
 		return true
 	})
-	if !ok {
+	if !ok || c.exited() {
 		t.Fatalf("%s: calls after #%d reached %v, want all of %v; failures %v; stderr:\n%s", c.name, mark, counts(c.picksSince(mark)), names, c.failures(), c.stderr.String())
 	}
 }
