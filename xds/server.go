@@ -222,13 +222,15 @@ type Stats struct {
 	Services int   // services some stream asks for
 	NACKs    int64 // responses clients rejected, since New
 	Outages  int64 // registry errors reported by the services' watches, since New
+	// Responses counts the responses sent, since New.
+	Responses int64
 }
 
 // Stats returns current counts.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Streams: len(s.streams), Services: len(s.services), NACKs: s.nacks.Load(), Outages: s.outages.Load()}
+	return Stats{Streams: len(s.streams), Services: len(s.services), NACKs: s.nacks.Load(), Outages: s.outages.Load(), Responses: s.responses.Load()}
 }
 
 // serviceOf returns the service a resource name names, or false for a
