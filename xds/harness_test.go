@@ -59,7 +59,11 @@ func startXDS(t *testing.T, d registry.Discovery, addr string, opts ...xds.Optio
 		lis, err = net.Listen("tcp", addr)
 		return err == nil
 	})
-	s = xds.New(d, opts...)
+	s, err = xds.New(d, opts...)
+	if err != nil {
+		lis.Close()
+		t.Fatalf("xds.New() = %v", err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(lis) }()
 	stopped := false

@@ -27,14 +27,15 @@ import (
 
 // listener returns the API listener of service: an HTTP connection
 // manager whose inline route configuration sends every call to the
-// service's cluster.
-func listener(service string) (*listenerpb.Listener, error) {
+// service's cluster or, with a canary cluster, splits calls between the
+// two by weights (main, canary).
+func listener(service, canaryCluster string, weights [2]uint32) (*listenerpb.Listener, error) {
 	router, err := anypb.New(&routerpb.Router{})
 	if err != nil {
 		return nil, err
 	}
 	hcm, err := anypb.New(&hcmpb.HttpConnectionManager{
-		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service)},
+		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights)},
 		HttpFilters: []*hcmpb.HttpFilter{{
 			Name:       "envoy.filters.http.router",
 			ConfigType: &hcmpb.HttpFilter_TypedConfig{TypedConfig: router},
@@ -50,34 +51,48 @@ func listener(service string) (*listenerpb.Listener, error) {
 }
 
 // routeConfig routes every call, whatever its authority, to the service's
-// cluster.
-func routeConfig(service string) *routepb.RouteConfiguration {
+// cluster, or splits them with the canary's cluster by weights (main,
+// canary; a side of weight 0 is left out).
+func routeConfig(service, canaryCluster string, weights [2]uint32) *routepb.RouteConfiguration {
+	action := &routepb.RouteAction{ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: service}}
+	switch {
+	case canaryCluster == "" || weights[1] == 0:
+	case weights[0] == 0:
+		action.ClusterSpecifier = &routepb.RouteAction_Cluster{Cluster: canaryCluster}
+	default:
+		action.ClusterSpecifier = &routepb.RouteAction_WeightedClusters{WeightedClusters: &routepb.WeightedCluster{
+			Clusters: []*routepb.WeightedCluster_ClusterWeight{
+				{Name: service, Weight: wrapperspb.UInt32(weights[0])},
+				{Name: canaryCluster, Weight: wrapperspb.UInt32(weights[1])},
+			},
+		}}
+	}
 	return &routepb.RouteConfiguration{
 		Name: service,
 		VirtualHosts: []*routepb.VirtualHost{{
 			Name:    service,
 			Domains: []string{"*"},
 			Routes: []*routepb.Route{{
-				Match: &routepb.RouteMatch{PathSpecifier: &routepb.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routepb.Route_Route{Route: &routepb.RouteAction{
-					ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: service},
-				}},
+				Match:  &routepb.RouteMatch{PathSpecifier: &routepb.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routepb.Route_Route{Route: action},
 			}},
 		}},
 	}
 }
 
-// cluster returns the service's cluster: EDS over the same ADS stream,
-// round robin within localities weighted by their instances' weights.
-func cluster(service string) *clusterpb.Cluster {
+// cluster returns a cluster of a service (name is the service, or a
+// canary's "<service>/<version>"): EDS over the same ADS stream, named
+// name too, round robin within localities weighted by their instances'
+// weights.
+func cluster(name, edsName string) *clusterpb.Cluster {
 	return &clusterpb.Cluster{
-		Name:                 service,
+		Name:                 name,
 		ClusterDiscoveryType: &clusterpb.Cluster_Type{Type: clusterpb.Cluster_EDS},
 		EdsClusterConfig: &clusterpb.Cluster_EdsClusterConfig{
 			EdsConfig: &corepb.ConfigSource{
 				ConfigSourceSpecifier: &corepb.ConfigSource_Ads{Ads: &corepb.AggregatedConfigSource{}},
 			},
-			ServiceName: service,
+			ServiceName: edsName,
 		},
 		LbPolicy: clusterpb.Cluster_ROUND_ROBIN,
 	}

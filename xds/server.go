@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
@@ -32,6 +34,7 @@ import (
 type Server struct {
 	cache    *resolver.Cache
 	ownCache bool
+	canary   map[string]canary // by service; read-only after New
 	builder  *resolver.Builder
 	logger   *slog.Logger
 
@@ -80,14 +83,25 @@ type service struct {
 	// a service that was released.
 	mu     sync.Mutex
 	active bool
+	canary *canary
+	route  [2]uint32 // the weights of the listener served: main, canary
 }
 
 // Option configures a Server.
 type Option func(*options)
 
 type options struct {
-	cache  *resolver.Cache
-	logger *slog.Logger
+	cache   *resolver.Cache
+	logger  *slog.Logger
+	canary  map[string]canary
+	invalid []error
+}
+
+// canary is a service's version split: the instances of version get
+// percent of the calls.
+type canary struct {
+	version string
+	percent uint32
 }
 
 // WithCache makes the server watch services through c, shared with the
@@ -99,6 +113,29 @@ func WithCache(c *resolver.Cache) Option { return func(o *options) { o.cache = c
 // that reject a resource (NACK) and registry outages. Default: discard.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// WithCanary splits service's calls by version: the instances whose
+// Instance.Version is version get percent of the calls (in every client
+// language, as weighted clusters), the others the rest. While either
+// side has no instance, the other gets every call. percent is 1 to 99.
+// The canary's cluster and endpoints are named "<service>/<version>".
+func WithCanary(service, version string, percent int) Option {
+	return func(o *options) {
+		switch {
+		case registry.ValidateService(service) != nil:
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canary: %w", registry.ValidateService(service)))
+		case version == "" || strings.ContainsAny(version, "/"):
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: version %q: want a non-empty version without '/'", service, version))
+		case percent < 1 || percent > 99:
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: percent %d: want 1 to 99", service, percent))
+		default:
+			if o.canary == nil {
+				o.canary = map[string]canary{}
+			}
+			o.canary[service] = canary{version: version, percent: uint32(percent)}
+		}
+	}
+}
+
 // New returns a server over d. It watches nothing until a client asks
 // for a service. Serve it with Serve, or register it on a grpc.Server of
 // your own with Register; Close stops it.
@@ -106,14 +143,19 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // Without WithCache, the server's own cache stops a service's upstream
 // watch as soon as no client asks for it any more
 // (resolver.WithLinger(0)) and keeps the mass-removal guard's defaults.
-func New(d registry.Discovery, opts ...Option) *Server {
+// It fails only for invalid options.
+func New(d registry.Discovery, opts ...Option) (*Server, error) {
 	o := options{logger: slog.New(slog.DiscardHandler)}
 	for _, f := range opts {
 		f(&o)
 	}
+	if err := errors.Join(o.invalid...); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cache:    o.cache,
 		logger:   o.logger,
+		canary:   o.canary,
 		streams:  map[streamKey]*stream{},
 		services: map[string]*service{},
 	}
@@ -144,7 +186,7 @@ func New(d registry.Discovery, opts ...Option) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.xds = serverv3.NewServer(ctx, mux, callbacks{s})
-	return s
+	return s, nil
 }
 
 func randomPrefix() string {
@@ -237,6 +279,7 @@ func (s *Server) Stats() Stats {
 // name this server does not serve (a wildcard, an xdstp:// name, a name
 // that is not a service name).
 func serviceOf(name string) (string, bool) {
+	name, _, _ = strings.Cut(name, "/") // a canary's "<service>/<version>"
 	if registry.ValidateService(name) != nil {
 		return "", false
 	}
@@ -339,16 +382,23 @@ func (s *Server) acquireLocked(name string) error {
 		svc.refs++
 		return nil
 	}
-	lis, err := listener(name)
+	svc := &service{name: name, refs: 1, active: true, route: [2]uint32{100, 0}}
+	lis, err := listener(name, "", svc.route)
 	if err != nil {
 		return fmt.Errorf("xds: service %q: listener: %w", name, err)
 	}
-	svc := &service{name: name, refs: 1, active: true}
 	if err := s.lds.UpdateResource(name, lis); err != nil {
 		return fmt.Errorf("xds: service %q: %w", name, err)
 	}
-	if err := s.cds.UpdateResource(name, cluster(name)); err != nil {
+	if err := s.cds.UpdateResource(name, cluster(name, name)); err != nil {
 		return fmt.Errorf("xds: service %q: %w", name, err)
+	}
+	if c, ok := s.canary[name]; ok {
+		svc.canary = &c
+		cn := name + "/" + c.version
+		if err := s.cds.UpdateResource(cn, cluster(cn, cn)); err != nil {
+			return fmt.Errorf("xds: service %q: %w", name, err)
+		}
 	}
 	// Build subscribes to the shared watch and never blocks on the
 	// network; the first set (or error) arrives through feed.
@@ -387,6 +437,11 @@ func (s *Server) releaseLocked(svc *service) gresolver.Resolver {
 	_ = s.lds.DeleteResource(svc.name)
 	_ = s.cds.DeleteResource(svc.name)
 	_ = s.eds.DeleteResource(svc.name)
+	if svc.canary != nil {
+		cn := svc.name + "/" + svc.canary.version
+		_ = s.cds.DeleteResource(cn)
+		_ = s.eds.DeleteResource(cn)
+	}
 	svc.mu.Unlock()
 	return svc.res
 }
@@ -408,20 +463,80 @@ func (f *feed) UpdateState(st gresolver.State) error {
 			insts = append(insts, inst)
 		}
 	}
-	cla, err := loadAssignment(f.svc.name, insts)
-	if err != nil {
-		// Registries validate addresses, so this is a bug; keep serving
-		// the last good endpoints.
-		f.s.logger.Error("xds: cannot build endpoints; keeping the last good ones", "service", f.svc.name, "err", err)
-		return nil
-	}
 	f.svc.mu.Lock()
 	defer f.svc.mu.Unlock()
 	if !f.svc.active {
 		return nil
 	}
-	if err := f.s.eds.UpdateResource(f.svc.name, cla); err != nil {
-		f.s.logger.Error("xds: cannot update endpoints", "service", f.svc.name, "err", err)
+	if err := f.s.publish(f.svc, insts); err != nil {
+		// Registries validate addresses, so this is a bug; clients keep
+		// the last good endpoints.
+		f.s.logger.Error("xds: cannot serve a set; keeping the last good one", "service", f.svc.name, "err", err)
+	}
+	return nil
+}
+
+// publish serves insts as svc's endpoints: one ClusterLoadAssignment,
+// or, with a canary, one for the canary's version and one for the rest,
+// and a listener whose route weighs them (all to one side while the
+// other has no instance). Callers hold svc.mu.
+func (s *Server) publish(svc *service, insts []registry.Instance) error {
+	if svc.canary == nil {
+		cla, err := loadAssignment(svc.name, insts)
+		if err != nil {
+			return err
+		}
+		return s.eds.UpdateResource(svc.name, cla)
+	}
+	c := svc.canary
+	cn := svc.name + "/" + c.version
+	var main, canaries []registry.Instance
+	for _, inst := range insts {
+		if inst.Version == c.version {
+			canaries = append(canaries, inst)
+		} else {
+			main = append(main, inst)
+		}
+	}
+	mainCLA, err := loadAssignment(svc.name, main)
+	if err != nil {
+		return err
+	}
+	canaryCLA, err := loadAssignment(cn, canaries)
+	if err != nil {
+		return err
+	}
+	route := [2]uint32{100 - c.percent, c.percent}
+	switch {
+	case len(canaries) == 0:
+		route = [2]uint32{100, 0}
+	case len(main) == 0:
+		route = [2]uint32{0, 100}
+	}
+	// Endpoints first when a side gains instances, the route first when
+	// one loses them, so that no call is routed to an empty cluster.
+	setEDS := func() error {
+		return s.eds.UpdateResources(map[string]types.Resource{svc.name: mainCLA, cn: canaryCLA}, nil)
+	}
+	if route == svc.route {
+		return setEDS()
+	}
+	lis, err := listener(svc.name, cn, route)
+	if err != nil {
+		return err
+	}
+	shrinking := (route[0] == 0 && svc.route[0] > 0) || (route[1] == 0 && svc.route[1] > 0)
+	if !shrinking {
+		if err := setEDS(); err != nil {
+			return err
+		}
+	}
+	if err := s.lds.UpdateResource(svc.name, lis); err != nil {
+		return err
+	}
+	svc.route = route
+	if shrinking {
+		return setEDS()
 	}
 	return nil
 }

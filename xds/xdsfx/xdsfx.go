@@ -55,7 +55,10 @@ func NewServer(p Params) (*xds.Server, error) {
 	if p.Logger != nil {
 		opts = append(opts, xds.WithLogger(p.Logger))
 	}
-	s := xds.New(p.Discovery, opts...)
+	s, err := xds.New(p.Discovery, opts...)
+	if err != nil {
+		return nil, err
+	}
 	if p.Lifecycle == nil {
 		return s, nil
 	}

@@ -1,7 +1,7 @@
 // Command wayfinder-xds serves a registry to proxyless gRPC clients over
 // xDS, and prints their bootstrap files.
 //
-//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s]
+//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
 //	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
@@ -28,6 +28,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,9 +106,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
 	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	var opts []xds.Option
+	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
+		svc, rest, ok1 := strings.Cut(v, "=")
+		version, pct, ok2 := strings.Cut(rest, ":")
+		n, err := strconv.Atoi(pct)
+		if !ok1 || !ok2 || err != nil {
+			return fmt.Errorf("%q: want service=version:percent, such as hello=v2:10", v)
+		}
+		opts = append(opts, xds.WithCanary(svc, version, n))
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// Check the options before touching the registry or the network.
+	check, err := xds.New(nil, opts...)
+	if err != nil {
+		return usageError{err}
+	}
+	check.Close()
 	if *regURL == "" {
 		return usageError{errors.New("-registry is required")}
 	}
@@ -135,7 +154,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := xds.New(reg, xds.WithLogger(logger))
+	srv, err := xds.New(reg, append(opts, xds.WithLogger(logger))...)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	logger.Info("serving xDS", "listen", lis.Addr().String(), "registry", name)

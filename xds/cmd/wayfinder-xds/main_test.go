@@ -37,6 +37,8 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "extra"}, // stray argument
 		{"-registry", "mem://", "-timeout", "0s"},
 		{"bootstrap", "-server", "no-port"},
+		{"-registry", "mem://", "-canary", "hello=v2"},
+		{"-registry", "mem://", "-canary", "hello=v2:100"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {
