@@ -11,7 +11,8 @@
 // cluster of the same name; that cluster, of type EDS over ADS, round
 // robin; and its endpoints, one locality per Instance.Zone weighted by
 // its instances' total weight, each endpoint with Instance.Weight as its
-// load-balancing weight and HEALTHY. See docs/xds.md.
+// load-balancing weight and HEALTHY. WithCanary splits a service's calls
+// by Instance.Version. See docs/xds.md.
 //
 // # Watches
 //

@@ -30,6 +30,8 @@ import (
 type Config struct {
 	// Listen is the host:port to serve xDS on. Required.
 	Listen string
+	// Options are passed to xds.New, such as xds.WithCanary.
+	Options []xds.Option
 }
 
 // Params are NewServer's dependencies.
@@ -51,7 +53,7 @@ func NewServer(p Params) (*xds.Server, error) {
 	if p.Config.Listen == "" {
 		return nil, errors.New("xdsfx: Config.Listen is required")
 	}
-	var opts []xds.Option
+	opts := append([]xds.Option(nil), p.Config.Options...)
 	if p.Logger != nil {
 		opts = append(opts, xds.WithLogger(p.Logger))
 	}
