@@ -24,10 +24,10 @@ func openRegistry(t *testing.T, url string) registry.Registry {
 	return reg
 }
 
-// TestGoClientFrozenEtcd: a real etcd that stops answering (frozen
-// behind a proxy, for the xDS server only) costs no call; when it
-// answers again, changes flow.
-func TestGoClientFrozenEtcd(t *testing.T) {
+// TestFrozenEtcd: a real etcd that stops answering (frozen behind a
+// proxy, for the xDS server only) costs no call, in any client language;
+// when it answers again, changes flow.
+func TestFrozenEtcd(t *testing.T) {
 	member := testenv.StartEtcd(t)
 	proxy := registrytest.NewProxy(t, member.Endpoint())
 	reg := openRegistry(t, "etcd://"+member.Endpoint())
@@ -35,17 +35,28 @@ func TestGoClientFrozenEtcd(t *testing.T) {
 	startHello(t, reg, "a")
 	startHello(t, reg, "b")
 	srv, addr, _ := startXDS(t, xreg, "127.0.0.1:0")
-	c := startClient(t, "go", addr)
-	c.waitPicks(t, 0, "a", "b")
+	clients := []*client{startClient(t, "go", addr), startPython(t, "python", addr), startNode(t, "node", addr)}
+	for _, c := range clients {
+		c.waitPicks(t, 0, "a", "b")
+	}
 
 	proxy.Freeze()
 	wait.For(t, 2*time.Minute, "the xDS server to see etcd frozen", func() bool { return srv.Stats().Outages > 0 })
-	mark := c.calls()
-	c.waitCalls(t, mark, 500)
-	c.waitPicks(t, mark, "a", "b")
+	marks := make([]int, len(clients))
+	for i, c := range clients {
+		marks[i] = c.calls()
+	}
+	for i, c := range clients {
+		c.waitCalls(t, marks[i], 500)
+		c.waitPicks(t, marks[i], "a", "b")
+	}
 
 	proxy.Thaw()
-	mark = c.calls()
+	for i, c := range clients {
+		marks[i] = c.calls()
+	}
 	startHello(t, reg, "c")
-	c.waitPicks(t, mark, "a", "b", "c")
+	for i, c := range clients {
+		c.waitPicks(t, marks[i], "a", "b", "c")
+	}
 }

@@ -71,9 +71,11 @@ func TestGoClientOutage(t *testing.T) {
 	c.waitPicks(t, mark, "a", "b", "c")
 }
 
-// TestGoClientServerRestart: a restart of the xDS server costs no call;
-// the client reconnects to the new server, which feeds it changes.
-func TestGoClientServerRestart(t *testing.T) {
+// TestServerRestart: a restart of the xDS server costs no call, in any
+// client language, even while the new server cannot read its registry
+// (it must then send no endpoints rather than empty ones); each client
+// reconnects to it, and it feeds them changes once the registry is back.
+func TestServerRestart(t *testing.T) {
 	store := memory.NewStore()
 	reg := store.Open()
 	t.Cleanup(func() { reg.Close() })
@@ -81,17 +83,34 @@ func TestGoClientServerRestart(t *testing.T) {
 	t.Cleanup(func() { xreg.Close() })
 	startHello(t, reg, "a")
 	_, addr, stop := startXDS(t, xreg, "127.0.0.1:0")
-	c := startClient(t, "go", addr)
-	c.waitPicks(t, 0, "a")
+	clients := []*client{startClient(t, "go", addr), startPython(t, "python", addr), startNode(t, "node", addr)}
+	for _, c := range clients {
+		c.waitPicks(t, 0, "a")
+	}
 
 	stop()
-	mark := c.calls()
-	c.waitCalls(t, mark, 100) // served from what the client has
+	for _, c := range clients {
+		c.waitCalls(t, c.calls(), 100) // served from what the client has
+	}
+	xreg.SetOutage(errors.New("partition"))
 	srv2, _, _ := startXDS(t, xreg, addr)
-	wait.For(t, 60*time.Second, "the client to reconnect", func() bool { return srv2.Stats().Streams == 1 })
-	mark = c.calls()
+	wait.For(t, 2*time.Minute, "the clients to reconnect", func() bool { return srv2.Stats().Streams == len(clients) })
+	wait.For(t, 10*time.Second, "the new server to see the outage", func() bool { return srv2.Stats().Outages > 0 })
+	marks := make([]int, len(clients))
+	for i, c := range clients {
+		marks[i] = c.calls()
+	}
+	for i, c := range clients {
+		c.waitCalls(t, marks[i], 300)
+	}
+	xreg.SetOutage(nil)
+	for i, c := range clients {
+		marks[i] = c.calls()
+	}
 	startHello(t, reg, "b")
-	c.waitPicks(t, mark, "a", "b")
+	for i, c := range clients {
+		c.waitPicks(t, marks[i], "a", "b")
+	}
 }
 
 // TestOneWatchPerService: clients of one service share one upstream
