@@ -15,6 +15,7 @@ import (
 
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -70,6 +71,7 @@ type stream struct {
 	node     string
 	names    map[string]map[string]bool
 	services map[string]bool
+	status   map[string]*typeStatus // by type URL, for CSDS
 }
 
 // service is one service that at least one stream asks for.
@@ -196,10 +198,11 @@ func randomPrefix() string {
 }
 
 // Register registers the aggregated discovery service (ADS, State of the
-// World and Delta) on g. Stopping g ends the streams; Close the Server
+// World and Delta) and the client status discovery service (CSDS) on g. Stopping g ends the streams; Close the Server
 // after g has stopped.
 func (s *Server) Register(g *grpc.Server) {
 	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	statuspb.RegisterClientStatusDiscoveryServiceServer(g, csds{s: s})
 }
 
 // Serve serves ADS on lis until Close. It returns nil after Close, or
@@ -295,11 +298,7 @@ func (s *Server) update(k streamKey, node *corepb.Node, typeURL string, set []st
 		s.mu.Unlock()
 		return registry.ErrClosed
 	}
-	st := s.streams[k]
-	if st == nil {
-		st = &stream{names: map[string]map[string]bool{}, services: map[string]bool{}}
-		s.streams[k] = st
-	}
+	st := s.streamLocked(k)
 	if node != nil && node.GetId() != "" {
 		st.node = node.GetId()
 	}
@@ -566,22 +565,27 @@ var _ serverv3.Callbacks = callbacks{}
 func (c callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
 func (c callbacks) OnStreamClosed(id int64, _ *corepb.Node)           { c.s.closeStream(streamKey{id: id}) }
 func (c callbacks) OnStreamRequest(id int64, req *discoverypb.DiscoveryRequest) error {
-	if req.GetErrorDetail() != nil {
+	nack := req.GetErrorDetail() != nil
+	if nack {
 		c.s.nack(req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
 	}
+	c.s.answered(streamKey{id: id}, req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), nack)
 	return c.s.update(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResourceNames(), true, nil, nil)
 }
-func (c callbacks) OnStreamResponse(context.Context, int64, *discoverypb.DiscoveryRequest, *discoverypb.DiscoveryResponse) {
+func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverypb.DiscoveryRequest, resp *discoverypb.DiscoveryResponse) {
 	c.s.responses.Add(1)
+	c.s.sent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
 }
 func (c callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
 func (c callbacks) OnDeltaStreamClosed(id int64, _ *corepb.Node) {
 	c.s.closeStream(streamKey{delta: true, id: id})
 }
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverypb.DeltaDiscoveryRequest) error {
-	if req.GetErrorDetail() != nil {
+	nack := req.GetErrorDetail() != nil
+	if nack {
 		c.s.nack(req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage())
 	}
+	c.s.answered(streamKey{delta: true, id: id}, req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), nack)
 	// A first request may name what the client already has, from
 	// another server, in its initial versions: it still wants them.
 	add := req.GetResourceNamesSubscribe()
@@ -590,8 +594,9 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverypb.DeltaDiscover
 	}
 	return c.s.update(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), nil, false, add, req.GetResourceNamesUnsubscribe())
 }
-func (c callbacks) OnStreamDeltaResponse(int64, *discoverypb.DeltaDiscoveryRequest, *discoverypb.DeltaDiscoveryResponse) {
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoverypb.DeltaDiscoveryRequest, resp *discoverypb.DeltaDiscoveryResponse) {
 	c.s.responses.Add(1)
+	c.s.sent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
 }
 func (c callbacks) OnFetchRequest(context.Context, *discoverypb.DiscoveryRequest) error {
 	return errors.New("xds: fetch (REST) is not served")
