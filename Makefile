@@ -43,7 +43,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser xds-clients generate fmt bench bench-kubernetes faults
+.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl browser xds-clients generate fmt bench bench-kubernetes bench-xds faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -76,6 +76,12 @@ bench: servers
 
 bench-kubernetes: etcd kube-apiserver
 	cd registry/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
+
+# The xDS server's propagation, registry change to a client's picks, for
+# grpc-go's, Python's and Node's xDS clients against Wayfinder's own
+# resolver in the same run (docs/xds.md, "Benchmarks").
+bench-xds: xds-clients
+	cd xds && $(GO) test -run '^$$' -bench Propagation -benchtime 100x .
 
 # The fault suite, verbosely, with the long variants. Soak for a chosen
 # time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.

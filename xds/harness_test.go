@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // startXDS serves an xDS server over d on addr ("127.0.0.1:0" for any
 // port) until the test ends, or until stop, and returns it and its
 // address.
-func startXDS(t *testing.T, d registry.Discovery, addr string, opts ...xds.Option) (s *xds.Server, _ string, stop func()) {
+func startXDS(t testing.TB, d registry.Discovery, addr string, opts ...xds.Option) (s *xds.Server, _ string, stop func()) {
 	t.Helper()
 	var lis net.Listener
 	var err error
@@ -85,7 +85,7 @@ func startXDS(t *testing.T, d registry.Discovery, addr string, opts ...xds.Optio
 
 // startHello starts a HelloService server named name on 127.0.0.1,
 // registered as service "hello" in reg, until the test ends.
-func startHello(t *testing.T, reg registry.Registrar, name string, opts ...server.Option) *server.Server {
+func startHello(t testing.TB, reg registry.Registrar, name string, opts ...server.Option) *server.Server {
 	t.Helper()
 	srv, err := server.New(reg, "hello", append([]server.Option{server.WithID(name)}, opts...)...)
 	if err != nil {
@@ -114,19 +114,20 @@ type client struct {
 	read   chan struct{} // closed when stdout is read to its end
 
 	mu    sync.Mutex
-	picks []string // the server of each successful call, in order
-	fails []string // each failed call
+	picks []string    // the server of each successful call, in order
+	at    []time.Time // when each of picks was read
+	fails []string    // each failed call
 }
 
 // startClient starts the grpc-go client with a bootstrap that names the
 // xDS server at addr. It is stopped, and its failed calls checked, when
 // the test ends.
-func startClient(t *testing.T, name, addr string) *client {
+func startClient(t testing.TB, name, addr string) *client {
 	t.Helper()
 	return startCommand(t, name, addr, exec.Command(goClient, "-target", "xds:///hello"))
 }
 
-func startCommand(t *testing.T, name, addr string, cmd *exec.Cmd) *client {
+func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 	t.Helper()
 	boot, err := xds.Bootstrap(xds.BootstrapConfig{Server: addr, NodeID: name})
 	if err != nil {
@@ -160,6 +161,7 @@ func startCommand(t *testing.T, name, addr string, cmd *exec.Cmd) *client {
 			c.mu.Lock()
 			if from, ok := strings.CutPrefix(line, "ok "); ok {
 				c.picks = append(c.picks, from)
+				c.at = append(c.at, time.Now())
 			} else {
 				c.fails = append(c.fails, line)
 			}
@@ -176,7 +178,7 @@ func startCommand(t *testing.T, name, addr string, cmd *exec.Cmd) *client {
 }
 
 // stop ends the client and waits for it.
-func (c *client) stop(t *testing.T) {
+func (c *client) stop(t testing.TB) {
 	if c.stdin == nil {
 		return
 	}
@@ -218,6 +220,18 @@ func (c *client) picksSince(mark int) []string {
 	return slices.Clone(c.picks[mark:])
 }
 
+// firstPick returns when the first call after mark reached name.
+func (c *client) firstPick(mark int, name string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := mark; i < len(c.picks); i++ {
+		if c.picks[i] == name {
+			return c.at[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
 func (c *client) failures() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -226,7 +240,7 @@ func (c *client) failures() []string {
 
 // waitPicks waits until the calls after mark have reached every one of
 // names.
-func (c *client) waitPicks(t *testing.T, mark int, names ...string) {
+func (c *client) waitPicks(t testing.TB, mark int, names ...string) {
 	t.Helper()
 	ok := wait.Until(60*time.Second, func() bool {
 		if c.exited() {
@@ -246,7 +260,7 @@ func (c *client) waitPicks(t *testing.T, mark int, names ...string) {
 }
 
 // waitOnly waits until the last n calls reached only names.
-func (c *client) waitOnly(t *testing.T, n int, names ...string) {
+func (c *client) waitOnly(t testing.TB, n int, names ...string) {
 	t.Helper()
 	mark := c.calls()
 	ok := wait.Until(60*time.Second, func() bool {
@@ -268,7 +282,7 @@ func (c *client) waitOnly(t *testing.T, n int, names ...string) {
 }
 
 // waitCalls waits for n more successful calls after mark.
-func (c *client) waitCalls(t *testing.T, mark, n int) {
+func (c *client) waitCalls(t testing.TB, mark, n int) {
 	t.Helper()
 	wait.For(t, 60*time.Second, fmt.Sprintf("%d calls by %s", n, c.name), func() bool { return c.calls() >= mark+n })
 }

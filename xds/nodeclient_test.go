@@ -19,7 +19,7 @@ const nodeXDSVersion = "1.14.1"
 // startNode starts testdata/xdsclient.js with Debian's node and the npm
 // packages make xds-clients installed (WAYFINDER_NODE_XDS_DIR, else the
 // default cache directory). Missing, the test fails.
-func startNode(t *testing.T, name, addr string) *client {
+func startNode(t testing.TB, name, addr string) *client {
 	t.Helper()
 	dir := os.Getenv("WAYFINDER_NODE_XDS_DIR")
 	if dir == "" {

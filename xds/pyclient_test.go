@@ -12,7 +12,7 @@ import (
 
 // startPython starts testdata/xdsclient.py with Debian's python3 and
 // grpcio (make xds-clients installs them; missing, the test fails).
-func startPython(t *testing.T, name, addr string) *client {
+func startPython(t testing.TB, name, addr string) *client {
 	t.Helper()
 	return startCommand(t, name, addr, exec.Command("/usr/bin/python3", "testdata/xdsclient.py", "../hello/hellopb/hello.proto", "xds:///hello"))
 }
