@@ -198,8 +198,8 @@ func randomPrefix() string {
 }
 
 // Register registers the aggregated discovery service (ADS, State of the
-// World and Delta) and the client status discovery service (CSDS) on g. Stopping g ends the streams; Close the Server
-// after g has stopped.
+// World and Delta) and the client status discovery service (CSDS) on g.
+// Stopping g ends the streams; Close the Server after g has stopped.
 func (s *Server) Register(g *grpc.Server) {
 	discoverypb.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	statuspb.RegisterClientStatusDiscoveryServiceServer(g, csds{s: s})
@@ -263,12 +263,11 @@ func (s *Server) Close() error {
 
 // Stats describes a Server, for tests, metrics and debug pages.
 type Stats struct {
-	Streams  int   // ADS streams open
-	Services int   // services some stream asks for
-	NACKs    int64 // responses clients rejected, since New
-	Outages  int64 // registry errors reported by the services' watches, since New
-	// Responses counts the responses sent, since New.
-	Responses int64
+	Streams   int   // ADS streams open
+	Services  int   // services some stream asks for
+	NACKs     int64 // responses clients rejected, since New
+	Outages   int64 // registry errors reported by the services' watches, since New
+	Responses int64 // responses sent, since New
 }
 
 // Stats returns current counts.
