@@ -83,8 +83,9 @@ func routeConfig(service, canaryCluster string, weights [2]uint32) *routepb.Rout
 // cluster returns a cluster of a service (name is the service, or a
 // canary's "<service>/<version>"): EDS over the same ADS stream, named
 // name too, round robin within localities weighted by their instances'
-// weights.
-func cluster(name, edsName string) *clusterpb.Cluster {
+// weights, or the policies lbp names (see WithPolicy), with ROUND_ROBIN
+// for clients that read only lb_policy.
+func cluster(name string, lbp *clusterpb.LoadBalancingPolicy) *clusterpb.Cluster {
 	return &clusterpb.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterpb.Cluster_Type{Type: clusterpb.Cluster_EDS},
@@ -92,9 +93,10 @@ func cluster(name, edsName string) *clusterpb.Cluster {
 			EdsConfig: &corepb.ConfigSource{
 				ConfigSourceSpecifier: &corepb.ConfigSource_Ads{Ads: &corepb.AggregatedConfigSource{}},
 			},
-			ServiceName: edsName,
+			ServiceName: name,
 		},
-		LbPolicy: clusterpb.Cluster_ROUND_ROBIN,
+		LbPolicy:            clusterpb.Cluster_ROUND_ROBIN,
+		LoadBalancingPolicy: lbp,
 	}
 }
 

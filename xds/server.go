@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	clusterpb "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
@@ -35,7 +36,8 @@ import (
 type Server struct {
 	cache    *resolver.Cache
 	ownCache bool
-	canary   map[string]canary // by service; read-only after New
+	canary   map[string]canary                         // by service; read-only after New
+	policy   map[string]*clusterpb.LoadBalancingPolicy // by service; read-only after New
 	builder  *resolver.Builder
 	logger   *slog.Logger
 
@@ -96,6 +98,7 @@ type options struct {
 	cache   *resolver.Cache
 	logger  *slog.Logger
 	canary  map[string]canary
+	policy  map[string]*clusterpb.LoadBalancingPolicy
 	invalid []error
 }
 
@@ -123,8 +126,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithCanary(service, version string, percent int) Option {
 	return func(o *options) {
 		switch {
-		case registry.ValidateService(service) != nil:
-			o.invalid = append(o.invalid, fmt.Errorf("xds: canary: %w", registry.ValidateService(service)))
+		case validService(service) != nil:
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canary: %w", validService(service)))
 		case version == "" || strings.ContainsAny(version, "/"):
 			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: version %q: want a non-empty version without '/'", service, version))
 		case percent < 1 || percent > 99:
@@ -137,6 +140,8 @@ func WithCanary(service, version string, percent int) Option {
 		}
 	}
 }
+
+func validService(s string) error { return registry.ValidateService(s) }
 
 // New returns a server over d. It watches nothing until a client asks
 // for a service. Serve it with Serve, or register it on a grpc.Server of
@@ -158,6 +163,7 @@ func New(d registry.Discovery, opts ...Option) (*Server, error) {
 		cache:    o.cache,
 		logger:   o.logger,
 		canary:   o.canary,
+		policy:   o.policy,
 		streams:  map[streamKey]*stream{},
 		services: map[string]*service{},
 	}
@@ -388,13 +394,13 @@ func (s *Server) acquireLocked(name string) error {
 	if err := s.lds.UpdateResource(name, lis); err != nil {
 		return fmt.Errorf("xds: service %q: %w", name, err)
 	}
-	if err := s.cds.UpdateResource(name, cluster(name, name)); err != nil {
+	if err := s.cds.UpdateResource(name, cluster(name, s.policy[name])); err != nil {
 		return fmt.Errorf("xds: service %q: %w", name, err)
 	}
 	if c, ok := s.canary[name]; ok {
 		svc.canary = &c
 		cn := name + "/" + c.version
-		if err := s.cds.UpdateResource(cn, cluster(cn, cn)); err != nil {
+		if err := s.cds.UpdateResource(cn, cluster(cn, s.policy[name])); err != nil {
 			return fmt.Errorf("xds: service %q: %w", name, err)
 		}
 	}
