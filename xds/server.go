@@ -517,31 +517,34 @@ func (s *Server) publish(svc *service, insts []registry.Instance) error {
 	case len(main) == 0:
 		route = [2]uint32{0, 100}
 	}
-	// Endpoints first when a side gains instances, the route first when
-	// one loses them, so that no call is routed to an empty cluster.
-	setEDS := func() error {
-		return s.eds.UpdateResources(map[string]types.Resource{svc.name: mainCLA, cn: canaryCLA}, nil)
+	// Only the sides the new route sends calls to get endpoints: a side
+	// the route leaves keeps its last endpoints, since a client may get
+	// the route after them (responses of different types are not
+	// ordered: one waits for the client's ACK of the previous one), and
+	// until then it still sends calls there. Endpoints go first, so that
+	// a route never names a cluster whose endpoints a client cannot
+	// have.
+	set := map[string]types.Resource{}
+	if route[0] > 0 {
+		set[svc.name] = mainCLA
+	}
+	if route[1] > 0 {
+		set[cn] = canaryCLA
+	}
+	if err := s.eds.UpdateResources(set, nil); err != nil {
+		return err
 	}
 	if route == svc.route {
-		return setEDS()
+		return nil
 	}
 	lis, err := listener(svc.name, cn, route)
 	if err != nil {
 		return err
 	}
-	shrinking := (route[0] == 0 && svc.route[0] > 0) || (route[1] == 0 && svc.route[1] > 0)
-	if !shrinking {
-		if err := setEDS(); err != nil {
-			return err
-		}
-	}
 	if err := s.lds.UpdateResource(svc.name, lis); err != nil {
 		return err
 	}
 	svc.route = route
-	if shrinking {
-		return setEDS()
-	}
 	return nil
 }
 
