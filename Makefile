@@ -14,6 +14,12 @@ ETCD_VERSION := 3.7.3
 KUBE_APISERVER_VERSION := 1.37.2
 GRPC_HEALTH_PROBE_VERSION := 0.4.63
 GRPCURL_VERSION := 1.9.4
+# npm packages of the Node xDS client the xds module's tests run.
+NODE_XDS_VERSION := 1.14.1
+NODE_GRPC_JS_VERSION := 1.14.7
+NODE_PROTO_LOADER_VERSION := 0.8.1
+NODE_XDS_DIR := $(CACHE_DIR)/node-xds-$(NODE_XDS_VERSION)
+export WAYFINDER_NODE_XDS_DIR := $(NODE_XDS_DIR)
 CONSUL_KEY := $(shell cat internal/tools/consul/go.mod internal/tools/consul/go.sum internal/tools/consul/main.go | sha256sum | cut -c1-12)
 ETCD_KEY := $(shell cat internal/tools/etcd/go.mod internal/tools/etcd/go.sum internal/tools/etcd/main.go | sha256sum | cut -c1-12)
 KUBE_APISERVER_KEY := $(shell cat internal/tools/kube-apiserver/go.mod internal/tools/kube-apiserver/go.sum internal/tools/kube-apiserver/main.go | sha256sum | cut -c1-12)
@@ -37,7 +43,7 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper browser generate fmt bench bench-kubernetes faults
+.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper browser xds-clients generate fmt bench bench-kubernetes bench-xds faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
@@ -45,9 +51,9 @@ demo:
 # Backends with heavy dependencies are Go modules of their own, so that
 # users who do not import them never build or download those
 # dependencies; ./... stops at their go.mod, so they are tested here.
-NESTED_MODULES := registry/kubernetes
+NESTED_MODULES := registry/kubernetes xds
 
-test: servers browser vet
+test: servers browser xds-clients vet
 	$(GO) test $(TEST_FLAGS) ./...
 	@for m in $(NESTED_MODULES); do echo "cd $$m && $(GO) test $(TEST_FLAGS) ./..."; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || exit 1; done
 
@@ -70,6 +76,12 @@ bench: servers
 
 bench-kubernetes: etcd kube-apiserver
 	cd registry/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
+
+# The xDS server's propagation, registry change to a client's picks, for
+# grpc-go's, Python's and Node's xDS clients against Wayfinder's own
+# resolver in the same run (docs/xds.md, "Benchmarks").
+bench-xds: xds-clients
+	cd xds && $(GO) test -run '^$$' -bench Propagation -benchtime 100x .
 
 # The fault suite, verbosely, with the long variants. Soak for a chosen
 # time with FAULTS_SOAK, e.g. make faults FAULTS_SOAK=10m.
@@ -106,6 +118,20 @@ browser:
 	  echo "installing Debian's chromium for the debug-page test"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+# The xds module's tests run xDS clients of other languages: Python with
+# Debian's grpcio (1.51, its xDS resolver compiled in) and grpc-tools
+# (its protoc reads hello.proto at run time), and Node (Debian's Node 20)
+# with @grpc/grpc-js-xds from npm, cached in $(NODE_XDS_DIR).
+xds-clients: $(NODE_XDS_DIR)/node_modules/@grpc/grpc-js-xds/package.json
+	@/usr/bin/python3 -c 'import grpc, grpc_tools.protoc' 2>/dev/null || { \
+	  echo "installing Debian's python3-grpcio and python3-grpc-tools for the xDS client tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-grpcio python3-grpc-tools >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-grpcio python3-grpc-tools >/dev/null; fi; }
+$(NODE_XDS_DIR)/node_modules/@grpc/grpc-js-xds/package.json:
+	@echo "installing @grpc/grpc-js-xds $(NODE_XDS_VERSION) for the xDS client tests (cached afterwards in $(NODE_XDS_DIR))"
+	@mkdir -p $(NODE_XDS_DIR)
+	npm install --prefix $(NODE_XDS_DIR) --no-audit --no-fund --ignore-scripts --save-exact \
+		@grpc/grpc-js-xds@$(NODE_XDS_VERSION) @grpc/grpc-js@$(NODE_GRPC_JS_VERSION) @grpc/proto-loader@$(NODE_PROTO_LOADER_VERSION)
 consul: $(CONSUL_BIN)
 etcd: $(ETCD_BIN)
 kube-apiserver: $(KUBE_APISERVER_BIN)

@@ -8,6 +8,7 @@
 //	wayfinder call       [-policy round_robin] [-n 1] [-d '{"name":"x"}'] [-reflect] <registry-url>/<service> <method>
 //	wayfinder diff       [-o table|json] <old-registry-url>[/<service>] <new-registry-url>[/<service>]
 //	wayfinder demo       [demo flags]
+//	wayfinder xds        [wayfinder-xds flags]   (runs wayfinder-xds from PATH)
 //
 // Every command that talks to a registry (all but demo) takes -timeout,
 // default 10s: how long it waits for the registry's
@@ -107,6 +108,7 @@ clients' reads to the new registry.`, cmdDiff},
   wayfinder demo
   wayfinder demo -registry consul://127.0.0.1:8500 -duration 30s -servers 5
   wayfinder demo -listen 0.0.0.0:50051 -registry consul://10.0.0.5:8500   # servers on ports 50051-50053`, cmdDemo},
+		{"xds", "[wayfinder-xds flags]", "serve a registry to proxyless gRPC clients over xDS (runs wayfinder-xds from PATH)", "\n  wayfinder xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000\n  wayfinder xds bootstrap -server 127.0.0.1:18000\n\nwayfinder-xds -h shows its flags; docs/xds.md describes it.", cmdXDS},
 	}
 }
 

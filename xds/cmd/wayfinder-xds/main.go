@@ -1,0 +1,175 @@
+// Command wayfinder-xds serves a registry to proxyless gRPC clients over
+// xDS, and prints their bootstrap files.
+//
+//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
+//	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
+//
+// A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
+// GRPC_XDS_BOOTSTRAP_CONFIG=<json>) dials "xds:///<service>". Registry URLs
+// are those of registry.Open and of the wayfinder command (consul://,
+// etcd://; mem:// is in-process, so only useful in tests); secrets come from
+// the backends' environment variables, never from URLs. -timeout bounds
+// opening the registry and the first check that it answers; the server
+// serves even while its registry is away, and the services' watches retry.
+// "wayfinder xds ..." runs this command when it is in PATH.
+//
+// The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
+// bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/registry"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
+	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"   // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory" // mem:// URLs
+	"github.com/wayfinder-rpc/wayfinder/xds"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type usageError struct{ error }
+
+// run executes the command and returns its exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var err error
+	if len(args) > 0 && args[0] == "bootstrap" {
+		err = bootstrap(args[1:], stdout)
+	} else {
+		err = serve(ctx, args, stderr)
+	}
+	var usage usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "wayfinder-xds: %v\nrun \"wayfinder-xds -h\" or \"wayfinder-xds bootstrap -h\" for flags\n", usage.error)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "wayfinder-xds: %v\n", err)
+		return 1
+	}
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	return nil
+}
+
+func bootstrap(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("wayfinder-xds bootstrap", flag.ContinueOnError)
+	fs.SetOutput(out)
+	server := fs.String("server", "127.0.0.1:18000", "host:port of the xDS server")
+	node := fs.String("node", "", "the client's node ID (default wayfinder-xds-client)")
+	zone := fs.String("zone", "", "the client's zone")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	b, err := xds.Bootstrap(xds.BootstrapConfig{Server: *server, NodeID: *node, Zone: *zone})
+	if err != nil {
+		return usageError{err}
+	}
+	_, err = fmt.Fprintf(out, "%s\n", b)
+	return err
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wayfinder-xds", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
+	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	var opts []xds.Option
+	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
+		svc, rest, ok1 := strings.Cut(v, "=")
+		version, pct, ok2 := strings.Cut(rest, ":")
+		n, err := strconv.Atoi(pct)
+		if !ok1 || !ok2 || err != nil {
+			return fmt.Errorf("%q: want service=version:percent, such as hello=v2:10", v)
+		}
+		opts = append(opts, xds.WithCanary(svc, version, n))
+		return nil
+	})
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	// Check the options before touching the registry or the network.
+	check, err := xds.New(nil, opts...)
+	if err != nil {
+		return usageError{err}
+	}
+	check.Close()
+	if *regURL == "" {
+		return usageError{errors.New("-registry is required")}
+	}
+	if *timeout <= 0 {
+		return usageError{errors.New("-timeout must be positive")}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	octx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	reg, err := registry.Open(octx, *regURL)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	name := "the registry"
+	if u, err := url.Parse(*regURL); err == nil {
+		name = driver.Redact(u)
+	}
+	if l, ok := reg.(registry.ServiceLister); ok {
+		// Not fatal: the server is stateless, and its watches retry.
+		if _, err := l.Services(octx); err != nil {
+			logger.Warn("the registry does not answer yet; serving anyway", "registry", name, "err", err)
+		}
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv, err := xds.New(reg, append(opts, xds.WithLogger(logger))...)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	logger.Info("serving xDS", "listen", lis.Addr().String(), "registry", name)
+	select {
+	case err = <-served:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	return <-served
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
+)
+
+func TestMain(m *testing.M) { leak.VerifyTestMain(m, func() {}) }
+
+func TestBootstrap(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"bootstrap", "-server", "127.0.0.1:18000", "-node", "n1"}, &out, &errOut); code != 0 {
+		t.Fatalf("run(bootstrap) = %d, stderr %s", code, errOut.String())
+	}
+	var b struct {
+		Servers []struct {
+			URI string `json:"server_uri"`
+		} `json:"xds_servers"`
+		Node struct{ ID string } `json:"node"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil || len(b.Servers) != 1 || b.Servers[0].URI != "127.0.0.1:18000" || b.Node.ID != "n1" {
+		t.Errorf("bootstrap output %s: %+v, %v", out.String(), b, err)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},                               // no -registry
+		{"-registry", "mem://", "extra"}, // stray argument
+		{"-registry", "mem://", "-timeout", "0s"},
+		{"bootstrap", "-server", "no-port"},
+		{"-registry", "mem://", "-canary", "hello=v2"},
+		{"-registry", "mem://", "-canary", "hello=v2:100"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), args, &out, &errOut); code != 2 {
+			t.Errorf("run(%q) = %d, want 2; stderr %s", args, code, errOut.String())
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeUntilSignal: the server serves until its context ends (as on
+// SIGINT), then stops with status 0.
+func TestServeUntilSignal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0"}, &out, &errOut) }()
+	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("run() = %d after the signal, want 0; stderr %s", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run() did not return after the signal")
+	}
+}

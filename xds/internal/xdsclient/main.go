@@ -1,0 +1,81 @@
+// Command xdsclient is the tests' grpc-go xDS client: it calls the
+// HelloService through an xds:/// target, one call after another, and
+// prints one line per call ("ok <server name>" or "err <code> <message>")
+// until its standard input closes. It runs as a child process because
+// grpc-go reads its xDS bootstrap (GRPC_XDS_BOOTSTRAP_CONFIG) once, at
+// process start.
+//
+// The first call waits for the channel to be ready; every later call is
+// fail-fast with a deadline, so that a call that cannot be served counts
+// as failed rather than waiting.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	_ "google.golang.org/grpc/xds" // the xds:/// resolver and the xDS policies
+
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+)
+
+func main() {
+	target := flag.String("target", "xds:///hello", "the target to call")
+	timeout := flag.Duration("timeout", 5*time.Second, "the deadline of each call")
+	flag.Parse()
+	if err := run(*target, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "xdsclient:", err)
+		os.Exit(1)
+	}
+}
+
+func run(target string, timeout time.Duration) error {
+	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// The parent ends the client by closing its standard input.
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	client := hellopb.NewHelloServiceClient(cc)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	first := true
+	for ctx.Err() == nil {
+		callCtx, done := context.WithTimeout(ctx, timeout)
+		if first {
+			callCtx, done = context.WithTimeout(ctx, time.Minute)
+		}
+		reply, err := client.SayHello(callCtx, &hellopb.HelloRequest{Name: "xds", Num1: 1, Num2: 2}, grpc.WaitForReady(first))
+		done()
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			st := status.Convert(err)
+			fmt.Fprintf(out, "err %s %s\n", st.Code(), strings.ReplaceAll(st.Message(), "\n", " "))
+		} else {
+			first = false
+			msg := reply.GetMessage()
+			fmt.Fprintf(out, "ok %s\n", msg[strings.LastIndex(msg, " ")+1:])
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
