@@ -11,6 +11,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/polling"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
+	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
 // idleLoad counts the requests that cfg.IdleConns idle ClientConns in
@@ -56,22 +57,9 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 			return Sample{}, err
 		}
 	}
-	var blocking *blockingBuilder
-	if variant == "blocking" {
-		var err error
-		if blocking, err = newBlockingBuilder(be.consulAddr(tb, counter), consul.DefaultWait); err != nil {
-			return Sample{}, err
-		}
-	}
-	var naming *namingBuilder
-	if variant == namingVariant {
-		var err error
-		if naming, err = newNamingBuilder(tb, be, reg, counter); err != nil {
-			return Sample{}, err
-		}
-		if err := naming.warm(ctx); err != nil {
-			return Sample{}, err
-		}
+	v, err := newIdleVariant(tb, be, reg, counter, variant)
+	if err != nil {
+		return Sample{}, err
 	}
 	// The registry client connects before the memory is measured, so
 	// that its connection is not counted as the ClientConns'.
@@ -85,29 +73,8 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 	counter.Reset()
 	h0, g0 := heapAndGoroutines()
 	shared := newCache(tb)
-	var clients []hellopb.HelloServiceClient
-	for i := range cfg.IdleConns {
-		var d registry.Discovery = disc
-		cache := shared
-		var c hellopb.HelloServiceClient
-		switch variant {
-		case "blocking":
-			_, c = dialBlocking(tb, blocking, svcs[i%len(svcs)])
-		case namingVariant:
-			_, c = dialNaming(tb, naming, svcs[i%len(svcs)])
-		case "poll500ms":
-			d = polling.New(disc, 500*time.Millisecond)
-			cache = newCache(tb) // the seed shared nothing
-			fallthrough
-		default:
-			_, c = dial(tb, d, cache, svcs[i%len(svcs)], "round_robin", be.dialOpts...)
-		}
-		clients = append(clients, c)
-	}
-	for _, c := range clients {
-		if _, err := call(ctx, c, 20*time.Second, grpc.WaitForReady(true)); err != nil {
-			return Sample{}, fmt.Errorf("warm-up call: %w", err)
-		}
+	if err := v.dialAll(tb, be, disc, shared, svcs, cfg.IdleConns); err != nil {
+		return Sample{}, err
 	}
 	watched, err := probe.read(ctx) // on etcd, once the server's count is steady
 	if err != nil {
@@ -116,13 +83,7 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 	h1, g1 := heapAndGoroutines()
 	setup := counter.Total()
 	counter.Reset()
-	var pushes0 int64
-	if blocking != nil {
-		pushes0 = blocking.pushes.Load()
-	}
-	if naming != nil {
-		pushes0 = naming.pushes.Load()
-	}
+	pushes0 := v.pushes()
 	t0 := time.Now()
 	sleep(ctx, cfg.IdleWindow)
 	window := time.Since(t0)
@@ -139,32 +100,109 @@ func idleOne(tb testing.TB, be *Backend, cfg Config, variant string) (Sample, er
 		"goroutines_per_conn":            float64(g1-g0) / float64(cfg.IdleConns),
 	}
 	probe.put(m, watched, len(svcs))
-	if naming != nil {
+	v.putWatches(m, shared, len(svcs), pushes0)
+	if err := resolversAlone(ctx, be, variant, disc, v.naming, svcs, cfg.IdleConns, m); err != nil {
+		return Sample{}, err
+	}
+	return Sample{Variant: variant, Metrics: m, Notes: variantNotes(variant)}, nil
+}
+
+// idleVariant is how one variant of idleLoad resolves: through Wayfinder
+// (a shared cache), the seed's poller, a blocking query per ClientConn
+// (blocking) or etcd's naming resolver (naming).
+type idleVariant struct {
+	name     string
+	blocking *blockingBuilder // for "blocking"
+	naming   *namingBuilder   // for namingVariant
+}
+
+func newIdleVariant(tb testing.TB, be *Backend, reg registry.Registry, counter *Counter, variant string) (*idleVariant, error) {
+	v := &idleVariant{name: variant}
+	var err error
+	switch variant {
+	case "blocking":
+		if v.blocking, err = newBlockingBuilder(be.consulAddr(tb, counter), consul.DefaultWait); err != nil {
+			return nil, err
+		}
+	case namingVariant:
+		if v.naming, err = newNamingBuilder(tb, be, reg, counter); err != nil {
+			return nil, err
+		}
+		if err := v.naming.warm(tb.Context()); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// dialAll dials conns ClientConns, spread over svcs, and makes one call
+// on each.
+func (v *idleVariant) dialAll(tb testing.TB, be *Backend, disc registry.Discovery, shared *resolver.Cache, svcs []string, conns int) error {
+	var clients []hellopb.HelloServiceClient
+	for i := range conns {
+		var d registry.Discovery = disc
+		cache := shared
+		var c hellopb.HelloServiceClient
+		switch v.name {
+		case "blocking":
+			_, c = dialBlocking(tb, v.blocking, svcs[i%len(svcs)])
+		case namingVariant:
+			_, c = dialNaming(tb, v.naming, svcs[i%len(svcs)])
+		case "poll500ms":
+			d = polling.New(disc, 500*time.Millisecond)
+			cache = newCache(tb) // the seed shared nothing
+			fallthrough
+		default:
+			_, c = dial(tb, d, cache, svcs[i%len(svcs)], "round_robin", be.dialOpts...)
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		if _, err := call(tb.Context(), c, 20*time.Second, grpc.WaitForReady(true)); err != nil {
+			return fmt.Errorf("warm-up call: %w", err)
+		}
+	}
+	return nil
+}
+
+// pushes is how many states the baseline's resolvers have pushed to
+// gRPC so far, or 0 for a variant that does not count them.
+func (v *idleVariant) pushes() int64 {
+	switch {
+	case v.blocking != nil:
+		return v.blocking.pushes.Load()
+	case v.naming != nil:
+		return v.naming.pushes.Load()
+	}
+	return 0
+}
+
+// putWatches adds to m the upstream watches that the variant's
+// ClientConns hold on nsvcs services, and the states pushed since
+// pushes0.
+func (v *idleVariant) putWatches(m map[string]float64, shared *resolver.Cache, nsvcs int, pushes0 int64) {
+	if v.naming != nil {
 		// Each resolver holds one etcd watch: those the server counts.
 		m["upstream_watches"] = m["server_watchers"]
 		m["watches_per_service"] = m["server_watchers_per_service"]
-		m["resolvers"] = float64(naming.open.Load())
-		m["pushes_in_window"] = float64(naming.pushes.Load() - pushes0)
+		m["resolvers"] = float64(v.naming.open.Load())
+		m["pushes_in_window"] = float64(v.naming.pushes.Load() - pushes0)
 	}
-	if blocking != nil {
+	if v.blocking != nil {
 		// Each resolver holds one blocking query open.
-		m["upstream_watches"] = float64(blocking.open.Load())
-		m["watches_per_service"] = float64(blocking.open.Load()) / float64(len(svcs))
-		m["pushes_in_window"] = float64(blocking.pushes.Load() - pushes0)
+		m["upstream_watches"] = float64(v.blocking.open.Load())
+		m["watches_per_service"] = float64(v.blocking.open.Load()) / float64(nsvcs)
+		m["pushes_in_window"] = float64(v.blocking.pushes.Load() - pushes0)
 	}
-	if variant == "wayfinder" {
+	if v.name == "wayfinder" {
 		st := shared.Stats()
 		m["upstream_watches"] = float64(st.Watches)
 		m["upstream_watch_calls"] = float64(st.Upstreams)
-		m["watches_per_service"] = float64(st.Watches) / float64(len(svcs))
+		m["watches_per_service"] = float64(st.Watches) / float64(nsvcs)
 		var res int
 		for _, w := range shared.Watches() {
 			res += w.Resolvers
 		}
 		m["resolvers"] = float64(res)
 	}
-	if err := resolversAlone(ctx, be, variant, disc, naming, svcs, cfg.IdleConns, m); err != nil {
-		return Sample{}, err
-	}
-	return Sample{Variant: variant, Metrics: m, Notes: variantNotes(variant)}, nil
 }

@@ -178,62 +178,21 @@ func (nopCleanup) Cleanup(func()) {}
 func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	ctx := tb.Context()
 	n := cfg.ScaleInsts
-	svc := uniqueService("big")
-	reg := be.Open(tb, nil)
+	big := &bigService{be: be, svc: uniqueService("big"), n: n, size: cfg.ScaleSetSize}
+	big.reg = be.Open(tb, nil)
 	disc := be.Open(tb, nil)
-	inst := func(i int) registry.Instance {
-		return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: svc, Address: fmt.Sprintf("127.0.0.%d:%d", 1+i/50000, 10000+i%50000)}
+	if be.sets != nil && big.size <= 0 {
+		return Sample{}, fmt.Errorf("scale set size %d: want > 0", big.size)
 	}
-	size := cfg.ScaleSetSize
-	if be.sets != nil {
-		// A set has one port, as an EndpointSlice does: the instances
-		// differ by address.
-		inst = func(i int) registry.Instance {
-			return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: svc, Address: fmt.Sprintf("127.%d.%d.%d:50051", 1+i/62500, i/250%250, 1+i%250)}
-		}
-		if size <= 0 {
-			return Sample{}, fmt.Errorf("scale set size %d: want > 0", size)
-		}
-	}
-	nsets := (n + size - 1) / max(size, 1)
-	setName := func(k int) string { return fmt.Sprintf("%s-%03d", svc, k) }
-	setOf := func(k int, extra ...registry.Instance) []registry.Instance {
-		var out []registry.Instance
-		for i := k * size; i < min(n, (k+1)*size); i++ {
-			out = append(out, inst(i))
-		}
-		return append(out, extra...)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := range 8 { // writing is not what is measured: spread it
-		wg.Go(func() {
-			if be.sets != nil {
-				for k := w; k < nsets; k += 8 {
-					if err := be.sets.PutSet(ctx, svc, setName(k), setOf(k)); err != nil {
-						errs <- err
-						return
-					}
-				}
-				return
-			}
-			for i := w; i < n; i += 8 {
-				if err := register(ctx, reg, inst(i), 10*time.Second); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	big.nsets = (n + big.size - 1) / max(big.size, 1)
+	if err := big.writeAll(ctx); err != nil {
 		return Sample{}, err
 	}
+
 	h0, g0 := heapAndGoroutines()
 	cache := newCache(tb)
 	cc := newRecordingCC()
-	r, err := resolver.NewBuilder(disc, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL("wayfinder:///" + svc)}, cc, gresolver.BuildOptions{})
+	r, err := resolver.NewBuilder(disc, resolver.WithCache(cache)).Build(gresolver.Target{URL: *mustURL("wayfinder:///" + big.svc)}, cc, gresolver.BuildOptions{})
 	if err != nil {
 		return Sample{}, err
 	}
@@ -244,55 +203,23 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	}
 	first := time.Since(t0)
 	h1, g1 := heapAndGoroutines()
+
 	var add, del []time.Duration
-	extra := inst(n)
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
-	if be.sets != nil {
-		extra.Address = fmt.Sprintf("127.%d.%d.%d:50051", 1+n/62500, n/250%250, 1+n%250)
-	}
-	for it := range 10 {
-		k := (it*7 + nsets/2) % nsets // a different set each time
-		t0 := time.Now()
+	extra := big.instance(n)
+	var cost changeCost
+	if err := cost.add(func() error {
 		var err error
-		if be.sets != nil {
-			err = be.sets.PutSet(ctx, svc, setName(k), setOf(k, extra))
-		} else {
-			err = reg.Register(ctx, extra)
-		}
-		if err != nil {
-			return Sample{}, err
-		}
-		at, err := cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n+1 })
-		if err != nil {
-			return Sample{}, err
-		}
-		add = append(add, at.Sub(t0))
-		t0 = time.Now()
-		if be.sets != nil {
-			err = be.sets.PutSet(ctx, svc, setName(k), setOf(k))
-		} else {
-			err = reg.Deregister(ctx, extra)
-		}
-		if err != nil {
-			return Sample{}, err
-		}
-		at, err = cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n })
-		if err != nil {
-			return Sample{}, err
-		}
-		del = append(del, at.Sub(t0))
+		add, del, err = big.changes(ctx, cc, extra)
+		return err
+	}); err != nil {
+		return Sample{}, err
 	}
-	cpu := cpuTime() - cpu0
-	var ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms1)
 	updates := float64(len(add) + len(del))
 	m := map[string]float64{
 		"instances":                 float64(n),
-		"process_cpu_ms_per_update": ms(cpu) / updates,
-		"allocs_per_update":         float64(ms1.Mallocs-ms0.Mallocs) / updates,
-		"alloc_kib_per_update":      float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1024 / updates,
+		"process_cpu_ms_per_update": ms(cost.cpu) / updates,
+		"allocs_per_update":         float64(cost.mallocs) / updates,
+		"alloc_kib_per_update":      float64(cost.bytes) / 1024 / updates,
 		"first_state_ms":            ms(first),
 		"watch_heap_kib":            float64(int64(h1)-int64(h0)) / 1024,
 		"watch_goroutines":          float64(g1 - g0),
@@ -301,10 +228,111 @@ func scaleInstances(tb testing.TB, be *Backend, cfg Config) (Sample, error) {
 	putPercentiles(m, "deregister", del)
 	variant := fmt.Sprintf("%d_instances", n)
 	if be.sets != nil {
-		m["sets"] = float64(nsets)
-		variant = fmt.Sprintf("%d_instances_%d_sets", n, nsets)
+		m["sets"] = float64(big.nsets)
+		variant = fmt.Sprintf("%d_instances_%d_sets", n, big.nsets)
 	}
 	return Sample{Variant: variant, Metrics: m}, nil
+}
+
+// bigService is the one service of scaleInstances: n instances whose
+// addresses do not listen, registered one by one or, on a backend that
+// writes sets (be.sets), in nsets sets of size, as the EndpointSlice
+// controller writes them.
+type bigService struct {
+	be          *Backend
+	reg         registry.Registry
+	svc         string
+	n           int
+	size, nsets int
+}
+
+func (b *bigService) instance(i int) registry.Instance {
+	if b.be.sets != nil {
+		// A set has one port, as an EndpointSlice does: the instances
+		// differ by address.
+		return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: b.svc, Address: fmt.Sprintf("127.%d.%d.%d:50051", 1+i/62500, i/250%250, 1+i%250)}
+	}
+	return registry.Instance{ID: fmt.Sprintf("i%05d", i), Service: b.svc, Address: fmt.Sprintf("127.0.0.%d:%d", 1+i/50000, 10000+i%50000)}
+}
+
+func (b *bigService) setName(k int) string { return fmt.Sprintf("%s-%03d", b.svc, k) }
+
+// set returns the instances of set k, and extra.
+func (b *bigService) set(k int, extra ...registry.Instance) []registry.Instance {
+	var out []registry.Instance
+	for i := k * b.size; i < min(b.n, (k+1)*b.size); i++ {
+		out = append(out, b.instance(i))
+	}
+	return append(out, extra...)
+}
+
+// writeAll writes the n instances, from 8 goroutines: writing is not
+// what is measured.
+func (b *bigService) writeAll(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			if b.be.sets != nil {
+				for k := w; k < b.nsets; k += 8 {
+					if err := b.be.sets.PutSet(ctx, b.svc, b.setName(k), b.set(k)); err != nil {
+						errs <- err
+						return
+					}
+				}
+				return
+			}
+			for i := w; i < b.n; i += 8 {
+				if err := register(ctx, b.reg, b.instance(i), 10*time.Second); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// changes adds extra and removes it again, 10 times, each time in a
+// different set on a backend with sets, and returns how long each took
+// to reach the resolver's ClientConn cc.
+func (b *bigService) changes(ctx context.Context, cc *recordingCC, extra registry.Instance) (add, del []time.Duration, err error) {
+	n := b.n
+	for it := range 10 {
+		k := (it*7 + b.nsets/2) % b.nsets // a different set each time
+		t0 := time.Now()
+		if b.be.sets != nil {
+			err = b.be.sets.PutSet(ctx, b.svc, b.setName(k), b.set(k, extra))
+		} else {
+			err = b.reg.Register(ctx, extra)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		var at time.Time
+		at, err = cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n+1 })
+		if err != nil {
+			return nil, nil, err
+		}
+		add = append(add, at.Sub(t0))
+		t0 = time.Now()
+		if b.be.sets != nil {
+			err = b.be.sets.PutSet(ctx, b.svc, b.setName(k), b.set(k))
+		} else {
+			err = b.reg.Deregister(ctx, extra)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		at, err = cc.waitFor(ctx, 30*time.Second, func(k int) bool { return k == n })
+		if err != nil {
+			return nil, nil, err
+		}
+		del = append(del, at.Sub(t0))
+	}
+	return add, del, nil
 }
 
 // cpuTime is the process's user and system CPU time so far.

@@ -143,117 +143,26 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 		srv.waitConns(ctx, 0, 30*time.Second)
 	}()
 	cc.Connect()
-	// Connecting n SubConns rebuilds the picker at every one: O(n²).
-	connectFor := 60*time.Second + time.Duration(n)*20*time.Millisecond
-	if err := p.wait(ctx, connectFor, fmt.Sprintf("a picker with all %d endpoints", n), func() bool { return !p.fullPicker.at.IsZero() }); err != nil {
-		p.mu.Lock()
-		err = fmt.Errorf("%w (%d healthy)", err, p.healthy)
-		p.mu.Unlock()
+	if err := waitFullPicker(ctx, p, n); err != nil {
 		return nil, err
 	}
 	connectCPU := cpuTime() - cpu0
-	p.mu.Lock()
-	first, _ := p.resolvedAfterLocked(0, n)
-	full, fullPicker := p.full, p.fullPicker
-	p.mu.Unlock()
-	if first.at.IsZero() {
-		return nil, fmt.Errorf("no resolver state with %d endpoints before the full picker", n)
-	}
-	if cycles {
-		if _, distinct, err := pickCheck(fullPicker.picker, n, "", false); err != nil || distinct != n {
-			return nil, fmt.Errorf("the first picker after all %d were ready picks %d distinct SubConns in %d picks (%v)", n, distinct, n, err)
-		}
-	} else if v, err := inspected(svc); err != nil || v.ready != n {
-		return nil, fmt.Errorf("the policy's view after all %d were ready: %d READY (%v)", n, v.ready, err)
+	first, full, fullPicker, err := checkFullPicker(p, n, svc, cycles)
+	if err != nil {
+		return nil, err
 	}
 	h1, g1 := heapAndGoroutines()
 
-	in := moving.instance(svc)
-	var addRes, addPick, delRes, delPick []time.Duration
-	var cpu time.Duration
-	var mallocs, bytes uint64
-	var ms0, ms1 runtime.MemStats
+	ch := &scaleChanges{ctx: ctx, p: p, n: n, svc: svc, cycles: cycles, reg: reg, client: client, moving: moving, in: moving.instance(svc)}
 	for c := range max(1, cfg.ScaleChanges) {
-		// Let what the last change left (a conn closing) finish outside
-		// the counted windows, and keep below the rate at which a watch
-		// may query Consul (consul.DefaultRate).
-		sleep(ctx, changePause())
-		mark := p.mark()
-		runtime.ReadMemStats(&ms0)
-		c0 := cpuTime()
-		t0 := time.Now()
-		if err := reg.Register(ctx, in); err != nil {
+		if err := ch.add(c); err != nil {
 			return nil, err
 		}
-		var sc *probeSC
-		var res resolvedStamp
-		if err := p.wait(ctx, 30*time.Second, "the new instance in a picker", func() bool {
-			res, _ = p.resolvedAfterLocked(mark, n+1)
-			sc = p.subConnAfterLocked(mark)
-			return !res.at.IsZero() && sc != nil && !sc.in.at.IsZero()
-		}); err != nil {
-			return nil, fmt.Errorf("change %d: register: %w", c, err)
-		}
-		cpu += cpuTime() - c0
-		runtime.ReadMemStats(&ms1)
-		mallocs, bytes = mallocs+ms1.Mallocs-ms0.Mallocs, bytes+ms1.TotalAlloc-ms0.TotalAlloc
-		p.mu.Lock()
-		inAt, inPicker := sc.in.at, sc.in.picker
-		p.mu.Unlock()
-		addRes, addPick = append(addRes, res.at.Sub(t0)), append(addPick, inAt.Sub(t0))
-		if cycles {
-			if found, _, err := pickCheck(inPicker, n+1, moving.addr, true); err != nil || !found {
-				return nil, fmt.Errorf("change %d: the picker published after the new instance was ready does not pick it in %d picks (%v)", c, n+1, err)
-			}
-		} else if v, err := inspected(svc); err != nil || v.state[moving.addr] != "READY" || v.ready != n+1 {
-			return nil, fmt.Errorf("change %d: after the picker published after the new instance was ready, the policy's view has it %q and %d READY of %d, want READY and %d (%v)",
-				c, v.state[moving.addr], v.ready, len(v.state), n+1, err)
-		}
-		if c == 0 {
-			if err := reaches(ctx, client, moving, 20*time.Second, 50*(n+1)); err != nil {
-				return nil, fmt.Errorf("change %d: %w", c, err)
-			}
-		}
-
-		sleep(ctx, changePause())
-		mark = p.mark()
-		runtime.ReadMemStats(&ms0)
-		c0 = cpuTime()
-		t0 = time.Now()
-		if err := reg.Deregister(ctx, in); err != nil {
+		if err := ch.remove(c); err != nil {
 			return nil, err
-		}
-		if err := p.wait(ctx, 30*time.Second, "a picker without the removed instance", func() bool {
-			res, _ = p.resolvedAfterLocked(mark, n)
-			return !res.at.IsZero() && !sc.out.at.IsZero()
-		}); err != nil {
-			return nil, fmt.Errorf("change %d: deregister: %w", c, err)
-		}
-		cpu += cpuTime() - c0
-		runtime.ReadMemStats(&ms1)
-		mallocs, bytes = mallocs+ms1.Mallocs-ms0.Mallocs, bytes+ms1.TotalAlloc-ms0.TotalAlloc
-		p.mu.Lock()
-		outAt, outPicker := sc.out.at, sc.out.picker
-		p.mu.Unlock()
-		delRes, delPick = append(delRes, res.at.Sub(t0)), append(delPick, outAt.Sub(t0))
-		picks := n + 1
-		if !cycles {
-			picks = 16 * (n + 1)
-			if v, err := inspected(svc); err != nil || v.state[moving.addr] != "" || v.ready != n {
-				return nil, fmt.Errorf("change %d: after the picker published after the removed instance's SubConn was shut down, the policy's view has it %q and %d READY, want it gone and %d (%v)",
-					c, v.state[moving.addr], v.ready, n, err)
-			}
-		}
-		if found, _, err := pickCheck(outPicker, picks, moving.addr, true); err != nil || found {
-			return nil, fmt.Errorf("change %d: the picker published after the removed instance's SubConn was shut down still picks it (%v)", c, err)
-		}
-		if c == 0 {
-			if err := avoids(ctx, client, moving, min(3*(n+1), 10000)); err != nil {
-				return nil, fmt.Errorf("change %d: %w", c, err)
-			}
 		}
 	}
-	changes := float64(len(addPick) + len(delPick))
+	changes := float64(len(ch.addPick) + len(ch.delPick))
 	m := map[string]float64{
 		"instances":                 float64(n),
 		"changes":                   changes,
@@ -264,15 +173,186 @@ func scalePickerOne(tb testing.TB, be *Backend, cfg Config, disc registry.Discov
 		"heap_mib":                  float64(int64(h1)-int64(h0)) / (1 << 20),
 		"heap_kib_per_instance":     float64(int64(h1)-int64(h0)) / 1024 / float64(n),
 		"goroutines_per_instance":   float64(g1-g0) / float64(n),
-		"process_cpu_ms_per_change": ms(cpu) / changes,
-		"allocs_per_change":         float64(mallocs) / changes,
-		"alloc_kib_per_change":      float64(bytes) / 1024 / changes,
+		"process_cpu_ms_per_change": ms(ch.cost.cpu) / changes,
+		"allocs_per_change":         float64(ch.cost.mallocs) / changes,
+		"alloc_kib_per_change":      float64(ch.cost.bytes) / 1024 / changes,
 	}
-	putPercentiles(m, "register_resolver", addRes)
-	putPercentiles(m, "register_picker", addPick)
-	putPercentiles(m, "deregister_resolver", delRes)
-	putPercentiles(m, "deregister_picker", delPick)
+	putPercentiles(m, "register_resolver", ch.addRes)
+	putPercentiles(m, "register_picker", ch.addPick)
+	putPercentiles(m, "deregister_resolver", ch.delRes)
+	putPercentiles(m, "deregister_picker", ch.delPick)
 	return m, nil
+}
+
+// waitFullPicker waits until the policy has published a picker with all
+// n endpoints READY.
+func waitFullPicker(ctx context.Context, p *probe, n int) error {
+	// Connecting n SubConns rebuilds the picker at every one: O(n²).
+	connectFor := 60*time.Second + time.Duration(n)*20*time.Millisecond
+	if err := p.wait(ctx, connectFor, fmt.Sprintf("a picker with all %d endpoints", n), func() bool { return !p.fullPicker.at.IsZero() }); err != nil {
+		p.mu.Lock()
+		err = fmt.Errorf("%w (%d healthy)", err, p.healthy)
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// checkFullPicker returns the resolver's first state with n endpoints,
+// the moment all n were READY and the first picker after that, which it
+// checks as scalePolicies says.
+func checkFullPicker(p *probe, n int, svc string, cycles bool) (first resolvedStamp, full, fullPicker stamp, err error) {
+	p.mu.Lock()
+	first, _ = p.resolvedAfterLocked(0, n)
+	full, fullPicker = p.full, p.fullPicker
+	p.mu.Unlock()
+	if first.at.IsZero() {
+		return first, full, fullPicker, fmt.Errorf("no resolver state with %d endpoints before the full picker", n)
+	}
+	if cycles {
+		if _, distinct, err := pickCheck(fullPicker.picker, n, "", false); err != nil || distinct != n {
+			return first, full, fullPicker, fmt.Errorf("the first picker after all %d were ready picks %d distinct SubConns in %d picks (%v)", n, distinct, n, err)
+		}
+	} else if v, err := inspected(svc); err != nil || v.ready != n {
+		return first, full, fullPicker, fmt.Errorf("the policy's view after all %d were ready: %d READY (%v)", n, v.ready, err)
+	}
+	return first, full, fullPicker, nil
+}
+
+// scaleChanges registers and deregisters the moving instance of one
+// policy's run, and keeps what each change took.
+type scaleChanges struct {
+	ctx    context.Context
+	p      *probe
+	n      int // instances besides the moving one
+	svc    string
+	cycles bool // the policy's picker cycles through its SubConns (scalePolicies)
+	reg    registry.Registry
+	client hellopb.HelloServiceClient
+	moving *helloServer
+	in     registry.Instance // the moving instance
+
+	sc                               *probeSC // the moving instance's SubConn of the last add
+	addRes, addPick, delRes, delPick []time.Duration
+	cost                             changeCost
+}
+
+// add registers the moving instance, measures until the resolver's
+// state with it and until the first picker after its SubConn was READY,
+// and checks that picker; the first time, real calls must reach it.
+func (s *scaleChanges) add(c int) error {
+	// Let what the last change left (a conn closing) finish outside
+	// the counted windows, and keep below the rate at which a watch
+	// may query Consul (consul.DefaultRate).
+	sleep(s.ctx, changePause())
+	mark := s.p.mark()
+	var t0 time.Time
+	var res resolvedStamp
+	if err := s.cost.add(func() error {
+		t0 = time.Now()
+		if err := s.reg.Register(s.ctx, s.in); err != nil {
+			return err
+		}
+		if err := s.p.wait(s.ctx, 30*time.Second, "the new instance in a picker", func() bool {
+			res, _ = s.p.resolvedAfterLocked(mark, s.n+1)
+			s.sc = s.p.subConnAfterLocked(mark)
+			return !res.at.IsZero() && s.sc != nil && !s.sc.in.at.IsZero()
+		}); err != nil {
+			return fmt.Errorf("change %d: register: %w", c, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.p.mu.Lock()
+	inAt, inPicker := s.sc.in.at, s.sc.in.picker
+	s.p.mu.Unlock()
+	s.addRes, s.addPick = append(s.addRes, res.at.Sub(t0)), append(s.addPick, inAt.Sub(t0))
+	n, moving := s.n, s.moving
+	if s.cycles {
+		if found, _, err := pickCheck(inPicker, n+1, moving.addr, true); err != nil || !found {
+			return fmt.Errorf("change %d: the picker published after the new instance was ready does not pick it in %d picks (%v)", c, n+1, err)
+		}
+	} else if v, err := inspected(s.svc); err != nil || v.state[moving.addr] != "READY" || v.ready != n+1 {
+		return fmt.Errorf("change %d: after the picker published after the new instance was ready, the policy's view has it %q and %d READY of %d, want READY and %d (%v)",
+			c, v.state[moving.addr], v.ready, len(v.state), n+1, err)
+	}
+	if c == 0 {
+		if err := reaches(s.ctx, s.client, moving, 20*time.Second, 50*(n+1)); err != nil {
+			return fmt.Errorf("change %d: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// remove deregisters the moving instance, measures until the resolver's
+// state without it and until the first picker after its SubConn was
+// shut down, and checks that picker; the first time, a streak of real
+// calls must avoid it.
+func (s *scaleChanges) remove(c int) error {
+	sleep(s.ctx, changePause())
+	mark := s.p.mark()
+	var t0 time.Time
+	var res resolvedStamp
+	if err := s.cost.add(func() error {
+		t0 = time.Now()
+		if err := s.reg.Deregister(s.ctx, s.in); err != nil {
+			return err
+		}
+		if err := s.p.wait(s.ctx, 30*time.Second, "a picker without the removed instance", func() bool {
+			res, _ = s.p.resolvedAfterLocked(mark, s.n)
+			return !res.at.IsZero() && !s.sc.out.at.IsZero()
+		}); err != nil {
+			return fmt.Errorf("change %d: deregister: %w", c, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.p.mu.Lock()
+	outAt, outPicker := s.sc.out.at, s.sc.out.picker
+	s.p.mu.Unlock()
+	s.delRes, s.delPick = append(s.delRes, res.at.Sub(t0)), append(s.delPick, outAt.Sub(t0))
+	n, moving := s.n, s.moving
+	picks := n + 1
+	if !s.cycles {
+		picks = 16 * (n + 1)
+		if v, err := inspected(s.svc); err != nil || v.state[moving.addr] != "" || v.ready != n {
+			return fmt.Errorf("change %d: after the picker published after the removed instance's SubConn was shut down, the policy's view has it %q and %d READY, want it gone and %d (%v)",
+				c, v.state[moving.addr], v.ready, n, err)
+		}
+	}
+	if found, _, err := pickCheck(outPicker, picks, moving.addr, true); err != nil || found {
+		return fmt.Errorf("change %d: the picker published after the removed instance's SubConn was shut down still picks it (%v)", c, err)
+	}
+	if c == 0 {
+		if err := avoids(s.ctx, s.client, moving, min(3*(n+1), 10000)); err != nil {
+			return fmt.Errorf("change %d: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// changeCost adds up the process's CPU time and allocations over the
+// changes of a run.
+type changeCost struct {
+	cpu            time.Duration
+	mallocs, bytes uint64
+}
+
+// add runs f and, if it succeeds, adds the CPU time and allocations it
+// took.
+func (c *changeCost) add(f func() error) error {
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	c0 := cpuTime()
+	if err := f(); err != nil {
+		return err
+	}
+	c.cpu += cpuTime() - c0
+	runtime.ReadMemStats(&ms1)
+	c.mallocs, c.bytes = c.mallocs+ms1.Mallocs-ms0.Mallocs, c.bytes+ms1.TotalAlloc-ms0.TotalAlloc
+	return nil
 }
 
 // policyView is a Wayfinder balancer's view in package inspect: the

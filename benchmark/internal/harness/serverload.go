@@ -164,47 +164,14 @@ func serverLoadOne(tb testing.TB, cfg Config, tg *loadTarget) (Sample, error) {
 	if tg.pid == 0 {
 		return Sample{}, errors.New("the server is not running")
 	}
-	svcs := make([]string, cfg.LoadServices)
-	want := make([][]registry.Instance, len(svcs)) // what each service holds
-	port := 20000
-	for i := range svcs {
-		svcs[i] = uniqueService("load")
-		for j := range loadBase + 1 {
-			want[i] = append(want[i], registry.Instance{ID: fmt.Sprintf("i%d", j), Service: svcs[i], Address: fmt.Sprintf("127.0.0.1:%d", port)})
-			port++
-		}
-	}
-	extra := make([]registry.Instance, len(svcs))
-	for i := range want {
-		extra[i], want[i] = want[i][loadBase], want[i][:loadBase]
-	}
-	for i := range svcs {
-		for _, in := range want[i] {
-			if err := register(ctx, tg.reg, in, 10*time.Second); err != nil {
-				return Sample{}, err
-			}
-		}
+	svcs, want, extra := loadServices(cfg.LoadServices)
+	if err := registerSettled(ctx, tg.reg, svcs, want); err != nil {
+		return Sample{}, err
 	}
 	m := map[string]float64{
 		"clients":           float64(cfg.LoadClients),
 		"services":          float64(len(svcs)),
 		"instances_per_svc": loadBase,
-	}
-	// Let the registrations settle before the floor is measured: a
-	// client agent syncs them to the server once it has found it, up to
-	// seconds after it started.
-	for i, svc := range svcs {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			got, err := tg.reg.Lookup(ctx, svc)
-			if err == nil && len(got) == len(want[i]) {
-				break
-			}
-			if time.Now().After(deadline) {
-				return Sample{}, fmt.Errorf("Lookup(%q) = %d instances, %v after 30 s; want %d", svc, len(got), err, len(want[i]))
-			}
-			sleep(ctx, 100*time.Millisecond)
-		}
 	}
 	sleep(ctx, 2*time.Second)
 	if err := measureWindow(ctx, tg.pid, cfg.LoadIdle, "floor", m, nil); err != nil {
@@ -230,43 +197,110 @@ func serverLoadOne(tb testing.TB, cfg Config, tg *loadTarget) (Sample, error) {
 		return Sample{}, err
 	}
 
-	changes := 0
-	has := make([]bool, len(svcs))
+	ch := &loadChanges{reg: tg.reg, extra: extra, has: make([]bool, len(svcs))}
 	every := time.Duration(float64(time.Second) / cfg.LoadRate)
-	change := func() error {
-		// One service after another, each gaining its extra instance,
-		// then losing it the next time round.
-		i := changes % len(svcs)
-		var err error
-		if has[i] {
-			err = tg.reg.Deregister(ctx, extra[i])
-		} else {
-			err = tg.reg.Register(ctx, extra[i])
-		}
-		if err != nil {
-			return err
-		}
-		has[i] = !has[i]
-		changes++
-		return nil
-	}
-	if err := measureWindow(ctx, tg.pid, cfg.LoadChange, "change", m, &ticking{every: every, f: change}); err != nil {
+	if err := measureWindow(ctx, tg.pid, cfg.LoadChange, "change", m, &ticking{every: every, f: func() error { return ch.next(ctx) }}); err != nil {
 		return Sample{}, err
 	}
-	m["changes"] = float64(changes)
+	m["changes"] = float64(ch.n)
 	for i := range svcs {
-		if has[i] {
+		if ch.has[i] {
 			want[i] = append(want[i], extra[i])
 		}
 	}
+	if err := fleetMetrics(ctx, f, tg.backend, want, m); err != nil {
+		return Sample{}, err
+	}
+	return Sample{Variant: tg.variant, Metrics: m}, nil
+}
+
+// loadServices names n services and returns, for each, the loadBase
+// instances it holds and the extra one the change window adds and
+// removes.
+func loadServices(n int) (svcs []string, want [][]registry.Instance, extra []registry.Instance) {
+	svcs = make([]string, n)
+	want = make([][]registry.Instance, len(svcs)) // what each service holds
+	port := 20000
+	for i := range svcs {
+		svcs[i] = uniqueService("load")
+		for j := range loadBase + 1 {
+			want[i] = append(want[i], registry.Instance{ID: fmt.Sprintf("i%d", j), Service: svcs[i], Address: fmt.Sprintf("127.0.0.1:%d", port)})
+			port++
+		}
+	}
+	extra = make([]registry.Instance, len(svcs))
+	for i := range want {
+		extra[i], want[i] = want[i][loadBase], want[i][:loadBase]
+	}
+	return svcs, want, extra
+}
+
+// registerSettled registers want[i] in svcs[i] and waits until a Lookup
+// of each service shows them all.
+func registerSettled(ctx context.Context, reg registry.Registry, svcs []string, want [][]registry.Instance) error {
+	for i := range svcs {
+		for _, in := range want[i] {
+			if err := register(ctx, reg, in, 10*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	// Let the registrations settle before the floor is measured: a
+	// client agent syncs them to the server once it has found it, up to
+	// seconds after it started.
+	for i, svc := range svcs {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := reg.Lookup(ctx, svc)
+			if err == nil && len(got) == len(want[i]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("Lookup(%q) = %d instances, %v after 30 s; want %d", svc, len(got), err, len(want[i]))
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// loadChanges is the change window's registry traffic: one service
+// after another gains its extra instance, then loses it the next time
+// round.
+type loadChanges struct {
+	reg   registry.Registry
+	extra []registry.Instance
+	has   []bool // whether service i holds its extra instance
+	n     int    // changes made
+}
+
+func (c *loadChanges) next(ctx context.Context) error {
+	i := c.n % len(c.has)
+	var err error
+	if c.has[i] {
+		err = c.reg.Deregister(ctx, c.extra[i])
+	} else {
+		err = c.reg.Register(ctx, c.extra[i])
+	}
+	if err != nil {
+		return err
+	}
+	c.has[i] = !c.has[i]
+	c.n++
+	return nil
+}
+
+// fleetMetrics adds to m how many client processes converged on want,
+// and what their watches were.
+func fleetMetrics(ctx context.Context, f *fleet, backend string, want [][]registry.Instance, m map[string]float64) error {
 	conv, err := f.converged(ctx, 30*time.Second, want)
 	if err != nil {
-		return Sample{}, err
+		return err
 	}
 	m["converged_children"] = float64(conv)
 	st, err := f.stats(ctx, 10*time.Second)
 	if err != nil {
-		return Sample{}, err
+		return err
 	}
 	minWatches := -1
 	for _, s := range st {
@@ -279,11 +313,11 @@ func serverLoadOne(tb testing.TB, cfg Config, tg *loadTarget) (Sample, error) {
 		m["updates_seen"] += float64(s["updates"])
 	}
 	m["min_watches_per_child"] = float64(minWatches)
-	if tg.backend == "consul" {
+	if backend == "consul" {
 		q := m["streaming_queries"] + m["blocking_queries"] + m["unreported_queries"]
 		m["streamed_fraction"] = m["streaming_queries"] / max(q, 1)
 	}
-	return Sample{Variant: tg.variant, Metrics: m}, nil
+	return nil
 }
 
 // ticking calls f every every, from the window's start, until the
