@@ -43,15 +43,18 @@ export WAYFINDER_GRPCURL_BIN := $(GRPCURL_BIN)
 TEST_FLAGS ?= -race -count=1 -timeout 40m
 DEMO_FLAGS ?=
 
-.PHONY: demo test vet staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper browser xds-clients generate fmt bench bench-kubernetes bench-xds faults
+.PHONY: demo test vet vet-bench staticcheck servers consul etcd kube-apiserver grpc-health-probe grpcurl zookeeper browser xds-clients generate fmt bench bench-kubernetes bench-xds faults
 
 demo:
 	$(GO) run ./examples/helloworld/demo $(DEMO_FLAGS)
 
 # Backends with heavy dependencies are Go modules of their own, so that
 # users who do not import them never build or download those
-# dependencies; ./... stops at their go.mod, so they are tested here.
-NESTED_MODULES := registry/kubernetes xds
+# dependencies (the Kubernetes backend, the xDS server); ./... stops at
+# their go.mod, so they are tested here, with the Kubernetes backend's
+# benchmark module (whose test checks how the harness maps loopback
+# addresses for the API server).
+NESTED_MODULES := registry/kubernetes xds benchmark/kubernetes
 
 test: servers browser xds-clients vet
 	$(GO) test $(TEST_FLAGS) ./...
@@ -59,23 +62,26 @@ test: servers browser xds-clients vet
 
 # The benchmark harness: real Consul, etcd and gRPC servers on loopback;
 # writes docs/benchmarks.md and docs/benchmarks/ (JSON and SVG charts).
-# The picker and slow_backend scenarios also run the separate module
-# balancer/internal/benchcmp/xds (grpc's weighted_round_robin and
+# Every harness lives under benchmark/: the command benchmark/cmd/wfbench,
+# the harness and the picker benchmarks under benchmark/internal/. The
+# picker and slow_backend scenarios also run the separate module
+# benchmark/xds (grpc's weighted_round_robin and
 # outlier_detection_experimental), whose first build takes minutes.
 # About 20 minutes before the comparisons with grpc-go's built-ins were
 # added, longer now; shorten it with BENCH_FLAGS, e.g.
 #   make bench BENCH_FLAGS="-runs 1 -outage 5s -tail 5s -idle-window 5s"
-# The Kubernetes backend is measured by its own command, in its own
-# module (wfbench must not import client-go): make bench-kubernetes runs
-# propagation, idle_load and scale on a real kube-apiserver over etcd and
-# merges the results into the same report (-merge), keeping the other
-# backends'; it takes BENCH_FLAGS too. About 10 minutes.
+# The Kubernetes backend is measured by its own command, in the module
+# benchmark/kubernetes (wfbench must not import client-go): make
+# bench-kubernetes runs propagation, idle_load and scale on a real
+# kube-apiserver over etcd and merges the results into the same report
+# (-merge), keeping the other backends'; it takes BENCH_FLAGS too. About
+# 10 minutes.
 BENCH_FLAGS ?=
-bench: servers
-	$(GO) run ./internal/bench/cmd/wfbench $(BENCH_FLAGS)
+bench: servers vet-bench
+	$(GO) run ./benchmark/cmd/wfbench $(BENCH_FLAGS)
 
 bench-kubernetes: etcd kube-apiserver
-	cd registry/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
+	cd benchmark/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
 
 # The xDS server's propagation, registry change to a client's picks, for
 # grpc-go's, Python's and Node's xDS clients against Wayfinder's own
@@ -99,6 +105,14 @@ vet: staticcheck
 	$(GO) vet ./...
 	$(STATICCHECK_BIN) ./...
 	@for m in $(NESTED_MODULES); do echo "cd $$m && go vet ./... && staticcheck ./..."; (cd $$m && $(GO) vet ./... && $(STATICCHECK_BIN) ./...) || exit 1; done
+
+# make vet covers benchmark/kubernetes (a nested module above); the
+# benchmark/xds module is vetted before make bench, which builds it
+# anyway, and not in make test: its first build (grpc/xds, about 500
+# packages) takes minutes.
+BENCH_MODULES := benchmark/xds
+vet-bench: staticcheck
+	@for m in $(BENCH_MODULES); do echo "cd $$m && go vet ./... && staticcheck ./..."; (cd $$m && $(GO) vet ./... && $(STATICCHECK_BIN) ./...) || exit 1; done
 
 # The servers the tests start, and the third-party gRPC clients they run
 # against Wayfinder's server (grpc-health-probe, grpcurl).

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
+	"github.com/wayfinder-rpc/wayfinder/registry/internal/urlcheck"
 )
 
 // Target is a parsed service target: a registry URL plus a service name,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
+	"github.com/wayfinder-rpc/wayfinder/registry/internal/urlcheck"
 )
 
 // Opener opens a Registry for a URL of one scheme. Backends register one

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
-	"github.com/wayfinder-rpc/wayfinder/internal/bench"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/polling"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
@@ -28,7 +28,7 @@ func BenchmarkPropagation(b *testing.B) {
 	})
 	b.Run("backend=memory/poll500ms", func(b *testing.B) {
 		reg := memory.New()
-		benchPropagation(b, reg, bench.Polling(reg, 500*time.Millisecond), 500*time.Millisecond)
+		benchPropagation(b, reg, polling.New(reg, 500*time.Millisecond), 500*time.Millisecond)
 	})
 }
 

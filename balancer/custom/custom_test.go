@@ -16,7 +16,7 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/custom"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )

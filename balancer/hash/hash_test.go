@@ -18,10 +18,10 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )

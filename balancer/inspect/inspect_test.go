@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 

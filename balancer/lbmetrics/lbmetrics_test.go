@@ -12,12 +12,12 @@ import (
 
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/custom"
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/lbmetrics"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/zone"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 

@@ -12,11 +12,11 @@ import (
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/outlier"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 

@@ -12,9 +12,9 @@ import (
 	_ "google.golang.org/grpc/balancer/leastrequest" // least_request_experimental
 	_ "google.golang.org/grpc/balancer/roundrobin"   // round_robin
 
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 

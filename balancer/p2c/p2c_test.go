@@ -11,10 +11,10 @@ import (
 	gbalancer "google.golang.org/grpc/balancer"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

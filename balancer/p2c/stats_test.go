@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 

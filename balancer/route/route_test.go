@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/route"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 )
 

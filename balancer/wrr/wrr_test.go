@@ -14,10 +14,10 @@ import (
 	gresolver "google.golang.org/grpc/resolver"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )

@@ -11,10 +11,10 @@ import (
 	"go.uber.org/goleak"
 
 	wbalancer "github.com/wayfinder-rpc/wayfinder/balancer"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/lbtest"
 	_ "github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/balancer/zone"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )

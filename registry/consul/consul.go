@@ -148,7 +148,7 @@ func New(addr string, opts ...Option) (*Registry, error) {
 	// api.NewClient made these clients (or, for a unix socket, replaced
 	// the caller's copy); they share the pointers with the api.Clients.
 	for _, hc := range []*http.Client{ac.HttpClient, agentAC.HttpClient} {
-		if _, ok := hc.Transport.(answerCheck); !ok {
+		if _, ok := hc.Transport.(driver.AnswerCheck); !ok {
 			*hc = *checked(hc)
 		}
 	}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,8 +17,8 @@ import (
 )
 
 // errNotConsul is an HTTP answer no Consul agent gives: a web page, or a
-// success whose body is not JSON. answerCheck returns it in place of the
-// answer.
+// success whose body is not JSON. The agent's driver.AnswerCheck
+// returns it in place of the answer.
 var errNotConsul = errors.New("not an answer of a Consul agent")
 
 // bounded returns ctx, with the Registry's timeout if ctx has no
@@ -122,60 +120,25 @@ func agentURL(address string) string {
 	return Scheme + "://" + a
 }
 
-// answerCheck is a RoundTripper that turns an answer no Consul agent
-// gives into errNotConsul: a web page (Content-Type text/html) with any
-// status, or a success whose Content-Type is neither JSON nor absent.
-// Consul answers every endpoint Wayfinder uses with JSON on success and
-// plain text on errors; without this check a server that answers 200
+// agentAnswer is what a Consul agent may answer (driver.AnswerCheck
+// refuses the rest as errNotConsul): never a web page, and on success
+// JSON. Consul answers every endpoint Wayfinder uses with JSON on success
+// and plain text on errors; without this check a server that answers 200
 // with a page to everything would accept every registration.
-type answerCheck struct{ next http.RoundTripper }
-
-func (t answerCheck) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil {
-		return resp, err
-	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		return resp, nil
-	}
-	mt, _, _ := mime.ParseMediaType(ct)
-	ok := mt != "text/html" && (resp.StatusCode/100 != 2 || mt == "application/json")
-	if ok {
-		return resp, nil
-	}
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	resp.Body.Close()
-	return nil, fmt.Errorf("%w: HTTP %d with Content-Type %q: %q", errNotConsul, resp.StatusCode, ct, snippet(head))
+func agentAnswer(status int, mediaType string) bool {
+	return mediaType != "text/html" && (status/100 != 2 || mediaType == "application/json")
 }
 
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// transport.
-func (t answerCheck) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
-// checked returns a copy of hc whose transport is wrapped in answerCheck;
-// hc itself is not changed.
+// checked returns a copy of hc whose transport is wrapped in a
+// driver.AnswerCheck with agentAnswer; hc itself is not changed.
 func checked(hc *http.Client) *http.Client {
 	c := *hc
 	next := c.Transport
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	c.Transport = answerCheck{next}
+	c.Transport = driver.AnswerCheck{Next: next, Accept: agentAnswer, NotRegistry: errNotConsul}
 	return &c
-}
-
-// snippet is the start of a body, on one line, for an error message.
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return s
 }
 
 // isNotFound reports the agent's answer for an unknown check or service

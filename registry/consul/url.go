@@ -8,9 +8,9 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/internal/urlcheck"
 )
 
 // Scheme is the URL scheme of the Consul backend.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
+	"github.com/wayfinder-rpc/wayfinder/registry/internal/urlcheck"
 )
 
 // ParseURL is url.Parse for a backend's Open(rawURL): its error wraps

@@ -258,7 +258,9 @@ func New(opts ...Option) (*Registry, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "wayfinder"
 	}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answerCheck{rt} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return driver.AnswerCheck{Next: rt, Accept: apiServerAnswer, NotRegistry: errNotAPIServer}
+	})
 	sl, err := discoveryv1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)

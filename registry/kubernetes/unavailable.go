@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -154,36 +151,15 @@ func withOp(op string, err error) error {
 	return fmt.Errorf("kubernetes: %s: %w", op, err)
 }
 
-// answerCheck is a RoundTripper that turns an answer no API server gives
-// into errNotAPIServer: a Content-Type other than JSON, protobuf or YAML
-// (the API server answers its errors as Status objects in those too).
-type answerCheck struct{ next http.RoundTripper }
-
-func (t answerCheck) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil {
-		return resp, err
-	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		return resp, nil
-	}
-	switch mt, _, _ := mime.ParseMediaType(ct); mt {
+// apiServerAnswer is what an API server may answer (driver.AnswerCheck
+// refuses the rest as errNotAPIServer): JSON, protobuf or YAML, its
+// errors included, which are Status objects in those too.
+func apiServerAnswer(_ int, mediaType string) bool {
+	switch mediaType {
 	case "application/json", "application/vnd.kubernetes.protobuf", "application/yaml":
-		return resp, nil
+		return true
 	}
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	resp.Body.Close()
-	return nil, fmt.Errorf("%w: HTTP %d with Content-Type %q: %q", errNotAPIServer, resp.StatusCode, ct, snippet(head))
-}
-
-// snippet is the start of a body, on one line, for an error message.
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 80 {
-		s = s[:80] + "…"
-	}
-	return s
+	return false
 }
 
 // liveness is the bound on a watch's silence. A watch is silent by

@@ -9,9 +9,9 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/wayfinder-rpc/wayfinder/internal/urlcheck"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/internal/urlcheck"
 )
 
 // urlParams are the query parameters a zk URL accepts.

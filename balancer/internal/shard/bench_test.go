@@ -9,10 +9,10 @@ import (
 	_ "google.golang.org/grpc/balancer/roundrobin" // round_robin
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/balancer/p2c"
 	"github.com/wayfinder-rpc/wayfinder/balancer/wrr"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 
@@ -57,7 +57,7 @@ func measure(b *testing.B, f func(i int)) {
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
-// BenchmarkUpdate is benchcmp's: one instance more, then one fewer, in a
+// BenchmarkUpdate is the picker benchmark's: one instance more, then one fewer, in a
 // service of -update-size ready endpoints, each operation until the
 // picker that includes or excludes it. The endpoints of each update are
 // new objects, as a resolver makes them.

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
-	"github.com/wayfinder-rpc/wayfinder/balancer/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 )
 

@@ -1,0 +1,303 @@
+package picker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gbalancer "google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/wayfinder-rpc/wayfinder/balancer/hash"
+	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/instance"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/fakecc"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/lbtest"
+	"github.com/wayfinder-rpc/wayfinder/registry"
+)
+
+// HashHeader is the outgoing metadata header that carries the hash key
+// of every pick and call, for the policies configured to hash a header
+// (ring_hash_experimental's requestHashHeader). Every pick and call
+// also carries the same key through hash.WithKey.
+const HashHeader = "x-bench-key"
+
+// Policy is one policy as the benchmarks build it: Label names it in the
+// benchmark's name (Name if empty), Name is its registered name, Config
+// its JSON config ("" for defaults).
+type Policy struct {
+	Label, Name, Config string
+}
+
+func (p Policy) label() string {
+	if p.Label != "" {
+		return p.Label
+	}
+	return p.Name
+}
+
+// lbConfig is the loadBalancingConfig entry of p.
+func (p Policy) lbConfig() string {
+	cfg := p.Config
+	if cfg == "" {
+		cfg = "{}"
+	}
+	return fmt.Sprintf(`{%q:%s}`, p.Name, cfg)
+}
+
+// Pair is a Wayfinder policy and what a user would pick instead.
+type Pair struct {
+	Wayfinder, Alternative Policy
+}
+
+func instances(n int) []registry.Instance {
+	out := make([]registry.Instance, n)
+	for i := range out {
+		out[i] = registry.Instance{ID: fmt.Sprint(i), Service: "s", Address: fmt.Sprintf("10.%d.%d.%d:80", i>>16, i>>8&255, i&255), Weight: i%3 + 1}
+	}
+	return out
+}
+
+// keyed returns a context with key as the hash key, both ways.
+func keyed(key string) context.Context {
+	return metadata.AppendToOutgoingContext(hash.WithKey(context.Background(), key), HashHeader, key)
+}
+
+// Pick builds every policy through its registered builder on a fake
+// ClientConn with n ready endpoints, for each n in sizes, then measures
+// Pick (and Done, where the policy sets one) serially and with
+// RunParallel, as Pick/n=<n>/<label>/{serial,parallel}.
+func Pick(b *testing.B, policies []Policy, sizes []int) {
+	keys := make([]gbalancer.PickInfo, 1024)
+	for i := range keys {
+		keys[i] = gbalancer.PickInfo{FullMethodName: "/hello.HelloService/SayHello", Ctx: keyed(fmt.Sprintf("user-%d", i))}
+	}
+	for _, n := range sizes {
+		eps := instance.Endpoints(instances(n))
+		for _, pol := range policies {
+			h, err := fakecc.Build(pol.Name, pol.Config)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := h.UpdateReady(eps); err != nil {
+				b.Fatal(err)
+			}
+			p, err := warm(h, keys)
+			if err != nil {
+				b.Fatalf("%s with %d endpoints: Pick() = %v", pol.label(), n, err)
+			}
+			pick := func(i int) {
+				r, err := p.Pick(keys[i&1023])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.Done != nil {
+					r.Done(gbalancer.DoneInfo{})
+				}
+			}
+			b.Run(fmt.Sprintf("n=%d/%s/serial", n, pol.label()), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					pick(i)
+					i++
+				}
+			})
+			b.Run(fmt.Sprintf("n=%d/%s/parallel", n, pol.label()), func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					i := 0
+					for pb.Next() {
+						pick(i)
+						i++
+					}
+				})
+			})
+			h.Close()
+		}
+	}
+}
+
+// Update measures what one resolver update costs the client's policy
+// when one instance of a service of n changes: for each n in sizes and
+// each policy, on a fake ClientConn with n ready endpoints, every
+// operation hands the balancer the set with one endpoint more (whose new
+// SubConn the fake drives to READY) or, the next time, without it, and
+// returns once the balancer has built the picker that includes or
+// excludes it: Update/n=<n>/<label>, ns/op, B/op and allocs/op per update.
+// Setup builds n endpoints one READY at a time, O(n²): seconds per
+// policy at 5,000.
+func Update(b *testing.B, policies []Policy, sizes []int) {
+	for _, n := range sizes {
+		insts := instances(n + 1)
+		base, more := instance.Endpoints(insts[:n]), instance.Endpoints(insts)
+		for _, pol := range policies {
+			h, err := fakecc.Build(pol.Name, pol.Config)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := h.UpdateReady(base); err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("n=%d/%s", n, pol.label()), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					eps := more
+					if i&1 == 1 {
+						eps = base
+					}
+					if err := h.UpdateReady(eps); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+				b.StopTimer()
+				// End on the base set, for the next size's run.
+				if i&1 == 1 {
+					if err := h.UpdateReady(base); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			h.Close()
+		}
+	}
+}
+
+// warm returns the picker once every key picks: a policy that connects
+// lazily (ring_hash_experimental) asks for a connection at the first
+// pick of an idle endpoint and fails it, so warm picks every key, drives
+// the SubConns this created to READY, and tries again; a policy that
+// updates its picker from a goroutine of its own
+// (outlier_detection_experimental) gets a moment to do so. It gives up
+// after 10 s.
+func warm(h *fakecc.Harness, keys []gbalancer.PickInfo) (gbalancer.Picker, error) {
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		p, _ := h.CC.Picker()
+		err = nil
+		for _, k := range keys {
+			r, e := p.Pick(k)
+			if e != nil {
+				err = e
+				continue
+			}
+			if r.Done != nil {
+				// A call left in flight would make P2C avoid its
+				// endpoint for the whole run, computing its decay at
+				// every look.
+				r.Done(gbalancer.DoneInfo{})
+			}
+		}
+		if err == nil {
+			return p, nil
+		}
+		h.ReadyAll()
+	}
+	return nil, err
+}
+
+// servers starts 10 backends and returns a dialer of ClientConns to them.
+func servers(b *testing.B) func(*testing.B, Policy) hellopb.HelloServiceClient {
+	bs := lbtest.StartBackends(b, 10)
+	return func(b *testing.B, p Policy) hellopb.HelloServiceClient {
+		env := lbtest.NewEnv(b)
+		for _, be := range bs {
+			env.Register(lbtest.Instance(be))
+		}
+		_, client := env.Dial(p.lbConfig())
+		lbtest.WaitServing(b, client, bs...)
+		return client
+	}
+}
+
+// Throughput makes real unary calls over loopback to 10 servers through
+// each policy, 16 in flight, as Throughput/<label>. Throughput over
+// loopback on a shared machine drifts by more than the policies differ,
+// so each policy is measured in slices alternating with grpc's
+// round_robin on the same servers: ns/op is the policy's alone, and
+// x_round_robin is its calls per second divided by round_robin's over
+// the same interleaved slices. round_robin against itself shows how much
+// of a ratio is noise.
+func Throughput(b *testing.B, policies []Policy) {
+	dial := servers(b)
+	base := dial(b, Policy{Name: "round_robin"})
+	for _, pol := range policies {
+		b.Run(pol.label(), func(b *testing.B) {
+			interleave(b, dial(b, pol), base, "x_round_robin")
+		})
+	}
+}
+
+// Versus measures each pair's throughput as Throughput does, the
+// Wayfinder policy in slices alternating with its alternative on the
+// same servers, as Versus/<wayfinder label>: ns/op is the Wayfinder
+// policy's, x_alternative its calls per second divided by the
+// alternative's over the interleaved slices.
+func Versus(b *testing.B, pairs []Pair) {
+	dial := servers(b)
+	for _, pr := range pairs {
+		b.Run(pr.Wayfinder.label(), func(b *testing.B) {
+			interleave(b, dial(b, pr.Wayfinder), dial(b, pr.Alternative), "x_alternative")
+		})
+	}
+}
+
+// interleave times b.N calls through client in 8 slices alternating with
+// as many through base, and reports base's time over client's as unit.
+func interleave(b *testing.B, client, base hellopb.HelloServiceClient, unit string) {
+	const slices = 8
+	per := max(b.N/slices, 1)
+	var tPol, tBase time.Duration
+	b.ResetTimer()
+	for done, i := 0, 0; done < b.N; i++ {
+		k := min(per, b.N-done)
+		// Alternate which goes first, so neither always runs right
+		// after the other's garbage.
+		if i%2 == 0 {
+			tPol += calls(b, client, k)
+			b.StopTimer()
+			tBase += calls(b, base, k)
+			b.StartTimer()
+		} else {
+			b.StopTimer()
+			tBase += calls(b, base, k)
+			b.StartTimer()
+			tPol += calls(b, client, k)
+		}
+		done += k
+	}
+	b.StopTimer()
+	if tPol > 0 {
+		b.ReportMetric(float64(tBase)/float64(tPol), unit)
+	}
+}
+
+// calls makes n calls, 16 in flight, each with its own hash key, and
+// returns how long they took.
+func calls(b *testing.B, client hellopb.HelloServiceClient, n int) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if _, err := lbtest.Call(keyed(strconv.FormatInt(i, 10)), client); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
