@@ -106,9 +106,17 @@ type member struct {
 	kick chan struct{} // wakes the retrier of a write member; 1 slot
 
 	// slots serialises the writes of one instance to this member, so
-	// that a retried Register never lands after a later Deregister.
+	// that a retried Register never lands after a later Deregister. An
+	// entry lives while an attempt holds or waits for it, so the map
+	// does not grow with every instance ID ever written.
 	slotsMu sync.Mutex
-	slots   map[string]chan struct{}
+	slots   map[string]*slot
+}
+
+// slot is a 1-slot semaphore and the number of attempts using it.
+type slot struct {
+	sem   chan struct{}
+	users int
 }
 
 var (
@@ -146,7 +154,7 @@ func New(read, write []Member, opts ...Option) (*Registry, error) {
 		if mm, ok := byReg[m.Registry]; ok {
 			return mm, nil
 		}
-		mm := &member{name: m.Name, reg: m.Registry, pos: -1, slots: map[string]chan struct{}{}}
+		mm := &member{name: m.Name, reg: m.Registry, pos: -1, slots: map[string]*slot{}}
 		byReg[m.Registry] = mm
 		r.all = append(r.all, mm)
 		return mm, nil

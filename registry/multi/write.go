@@ -135,7 +135,8 @@ func (r *Registry) apply(ctx context.Context, op string, nw *want) error {
 // result, and wakes m's retrier if it failed. The member's error names
 // the member.
 func (r *Registry) attempt(ctx context.Context, m *member, w *want, gen uint64) error {
-	slot := m.slot(w.key)
+	slot := m.acquire(w.key)
+	defer m.release(w.key)
 	select {
 	case slot <- struct{}{}:
 	case <-ctx.Done():
@@ -182,16 +183,31 @@ func named(m *member, err error) error {
 	return fmt.Errorf("%s: %w", m.name, err)
 }
 
-// slot returns the 1-slot semaphore of the instance key on m.
-func (m *member) slot(key string) chan struct{} {
+// acquire returns the 1-slot semaphore of the instance key on m, counted
+// as used until release.
+func (m *member) acquire(key string) chan struct{} {
 	m.slotsMu.Lock()
 	defer m.slotsMu.Unlock()
 	s, ok := m.slots[key]
 	if !ok {
-		s = make(chan struct{}, 1)
+		s = &slot{sem: make(chan struct{}, 1)}
 		m.slots[key] = s
 	}
-	return s
+	s.users++
+	return s.sem
+}
+
+// release undoes acquire, and forgets the semaphore once nobody uses it
+// (it is then empty: every user took and gave back its token, or never
+// took one).
+func (m *member) release(key string) {
+	m.slotsMu.Lock()
+	defer m.slotsMu.Unlock()
+	if s := m.slots[key]; s != nil {
+		if s.users--; s.users == 0 {
+			delete(m.slots, key)
+		}
+	}
 }
 
 // record stores the result of attempt ticket of w (as of gen) on m,
