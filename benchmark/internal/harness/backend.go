@@ -30,7 +30,7 @@ import (
 // memory store, a real Consul server or a real etcd member, all on
 // loopback. It lives across the runs of every scenario.
 type Backend struct {
-	Name    string // "memory", "consul" or "etcd"
+	Name    string // "memory", "consul", "etcd" or "zookeeper"
 	Version string // the server's version, or the Go module's for memory
 
 	open func(tb testing.TB, c *Counter) (registry.Registry, error)

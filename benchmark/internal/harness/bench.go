@@ -34,7 +34,7 @@ import (
 // Config sizes the scenarios. DefaultConfig is what `make bench` runs.
 type Config struct {
 	Runs      int      `json:"runs"`      // repetitions of each scenario; figures are medians
-	Backends  []string `json:"backends"`  // memory, consul, etcd
+	Backends  []string `json:"backends"`  // memory, consul, etcd, zookeeper
 	Scenarios []string `json:"scenarios"` // names from Scenarios(); empty means all
 
 	Changes       int           `json:"changes"`        // propagation: register+deregister pairs per run and variant
@@ -75,7 +75,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Runs:          3,
-		Backends:      []string{"memory", "consul", "etcd"},
+		Backends:      []string{"memory", "consul", "etcd", "zookeeper"},
 		Changes:       20,
 		IdleConns:     100,
 		IdleServices:  10,
@@ -211,10 +211,12 @@ func Run(parent testing.TB, cfg Config) *Report {
 			be = NewConsul(parent)
 		case "etcd":
 			be = NewEtcd(parent)
+		case "zookeeper":
+			be = NewZooKeeper(parent)
 		default:
 			mk, ok := cfg.More[name]
 			if !ok {
-				known := append([]string{"memory", "consul", "etcd"}, slices.Sorted(maps.Keys(cfg.More))...)
+				known := append([]string{"memory", "consul", "etcd", "zookeeper"}, slices.Sorted(maps.Keys(cfg.More))...)
 				parent.Fatalf("bench: unknown backend %q; known: %s", name, strings.Join(known, ", "))
 			}
 			be = mk(parent)

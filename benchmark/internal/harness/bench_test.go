@@ -218,6 +218,22 @@ func TestRunConsul(t *testing.T) {
 	}
 }
 
+// TestRunZooKeeper runs propagation, idle load and the outage on a real
+// ZooKeeper, with requests counted by the frame-counting proxy.
+func TestRunZooKeeper(t *testing.T) {
+	cfg := tiny("zookeeper")
+	cfg.Scenarios = []string{"propagation", "idle_load", "outage"}
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "zookeeper", cfg)
+	if v := rep.Machine.Backends["zookeeper"]; !strings.Contains(v, "3.") {
+		t.Errorf("zookeeper version = %q, want the server's", v)
+	}
+	// The proxy counts on the wire: an idle client still pings its session.
+	if got := metric(t, rep, "idle_load", "zookeeper", "wayfinder", "upstream_watches"); got != float64(cfg.IdleServices) {
+		t.Errorf("idle_load: %v upstream watches, want one per service (%d)", got, cfg.IdleServices)
+	}
+}
+
 func TestRecordsFailures(t *testing.T) {
 	cfg := tiny("memory")
 	cfg.Scenarios = []string{"picker"}

@@ -33,7 +33,7 @@ func Main(name string, cfg Config) int {
 		return nil
 	})
 	flag.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of each scenario; figures are medians")
-	flag.StringVar(&backends, "backends", strings.Join(cfg.Backends, ","), "backends: "+strings.Join(append([]string{"memory", "consul", "etcd"}, slices.Sorted(maps.Keys(cfg.More))...), ", "))
+	flag.StringVar(&backends, "backends", strings.Join(cfg.Backends, ","), "backends: "+strings.Join(append([]string{"memory", "consul", "etcd", "zookeeper"}, slices.Sorted(maps.Keys(cfg.More))...), ", "))
 	flag.StringVar(&scenarios, "scenarios", strings.Join(cfg.Scenarios, ","), "scenarios to run (default all): "+strings.Join(Scenarios(), ", "))
 	flag.IntVar(&cfg.Changes, "changes", cfg.Changes, "propagation: adds and removes per run and variant")
 	flag.IntVar(&cfg.IdleConns, "idle-conns", cfg.IdleConns, "idle load: ClientConns")

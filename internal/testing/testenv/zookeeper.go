@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -127,7 +128,9 @@ func (z *ZooKeeper) start() error {
 	return nil
 }
 
-// WaitReady fails the test unless the server answers "ruok" in time.
+// WaitReady fails the test unless the server answers "ruok" and serves
+// requests ("srvr" reports its version: "ruok" answers "imok" before the
+// server has loaded its data and serves) in time.
 func (z *ZooKeeper) WaitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(zkStartTimeout)
@@ -142,7 +145,10 @@ func (z *ZooKeeper) WaitReady(t testing.TB) {
 		default:
 		}
 		if last = z.ruok(); last == nil {
-			return
+			if z.Version() != "unknown" {
+				return
+			}
+			last = errors.New(`"srvr": not serving requests yet`)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("testenv: ZooKeeper at %s not ready after %v (%v):\n%s", z.addr, zkStartTimeout, last, z.logTail())
@@ -167,6 +173,28 @@ func (z *ZooKeeper) ruok() error {
 		return fmt.Errorf("ruok answered %q (%v)", b, err)
 	}
 	return nil
+}
+
+// Version returns the server's version as its "srvr" command reports it
+// (for example "3.8.0-..."), or "unknown".
+func (z *ZooKeeper) Version() string {
+	c, err := net.DialTimeout("tcp", z.addr, time.Second)
+	if err != nil {
+		return "unknown"
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("srvr")); err != nil {
+		return "unknown"
+	}
+	b, _ := io.ReadAll(c)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Zookeeper version: "); ok {
+			v, _, _ = strings.Cut(v, ",")
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
 
 // Kill stops the server with SIGKILL and waits for it; its data stays
