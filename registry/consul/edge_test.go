@@ -400,6 +400,47 @@ func TestReturnsAtOnceForever(t *testing.T) {
 	}
 }
 
+// TestChangesAnswerAtOnce: queries that follow a change of the set are
+// not held to the rate limit of answers that changed nothing. At one
+// query per 1,000 s after a quiet answer, five changes in a row, each
+// read by the query after the previous one, still all arrive: with one
+// limit for both, the third query would wait 1,000 s.
+func TestChangesAnswerAtOnce(t *testing.T) {
+	all := []string{"a", "b", "c", "d", "e", "f"}
+	f := newFake(t, func(n int, _ string) answer {
+		k := min(n+1, len(all))
+		if n >= len(all) {
+			return answer{ids: all, index: uint64(len(all)), hold: time.Minute} // settled: block
+		}
+		return answer{ids: all[:k], index: uint64(k)}
+	})
+	w := mustWatch(t, fakeReg(t, f, consul.WithRateLimit(0.001)), "svc")
+	nextUntil(t, w, 20*time.Second, "all six", func(in []registry.Instance) bool { return sameIDs(in, all...) })
+}
+
+// TestChangeStormLimited: a set that changes on every query is still
+// held to the limit of queries after a change (5 × the rate, burst 10).
+func TestChangeStormLimited(t *testing.T) {
+	const rate, period = 5.0, 2 * time.Second
+	f := newFake(t, func(n int, _ string) answer {
+		if n%2 == 0 {
+			return answer{ids: []string{"a"}, index: uint64(n + 1)}
+		}
+		return answer{ids: []string{"a", "b"}, index: uint64(n + 1)}
+	})
+	w := mustWatch(t, fakeReg(t, f, consul.WithRateLimit(rate)), "svc")
+	nextUntil(t, w, 10*time.Second, "a", func(in []registry.Instance) bool { return len(in) > 0 })
+	start, before := time.Now(), len(f.requests())
+	ctx := ctxT(t, period)
+	for ctx.Err() == nil {
+		w.Next(ctx)
+	}
+	n := len(f.requests()) - before
+	if max := int(5*rate*time.Since(start).Seconds()) + 10 + 2; n > max {
+		t.Errorf("%d requests in %v with the set changing on each, want at most %d (5 × %v/s, burst 10)", n, time.Since(start), max, rate)
+	}
+}
+
 // TestServerErrorsKeepLastSet: 500s and 429s are reported once, never as
 // an empty set, and the next good read is returned even if unchanged.
 func TestServerErrorsKeepLastSet(t *testing.T) {

@@ -18,7 +18,7 @@ const (
 	MaxWait                  = 10 * time.Minute // Consul caps wait here
 	DefaultTTL               = 15 * time.Second // TTL check when no check is chosen
 	DefaultDeregisterAfter   = time.Minute      // Consul's minimum
-	DefaultRate              = 10.0             // blocking queries per second per watch, sustained
+	DefaultRate              = 10.0             // blocking queries per second per watch after an answer that changed nothing, sustained (WithRateLimit)
 	DefaultGRPCCheckInterval = 5 * time.Second
 	// DefaultResync is how often a registration without a TTL check asks
 	// the agent whether it still knows the service.
@@ -221,9 +221,13 @@ func WithNear(node string) Option { return func(c *config) { c.near = node } }
 // An idle watch makes about one request per wait.
 func WithWait(d time.Duration) Option { return func(c *config) { c.wait = d } }
 
-// WithRateLimit caps a watch's blocking queries at perSecond sustained,
-// with a burst of 2, so that a query that keeps returning at once cannot
-// spin.
+// WithRateLimit caps a watch's blocking queries that follow an answer
+// which changed nothing (Consul's index moved for another reason) at
+// perSecond sustained, with a burst of 2, so that a query that keeps
+// returning at once cannot spin. Queries that follow a change of the
+// watched set are capped at 5 × perSecond with a burst of 10: a watch
+// following real changes answers at once, and a storm of changes still
+// costs a bounded number of queries.
 func WithRateLimit(perSecond float64) Option { return func(c *config) { c.rate = perSecond } }
 
 // WithUnavailableAfter bounds how long a watch may go without an answer

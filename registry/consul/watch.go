@@ -108,9 +108,15 @@ func (w *watcher) mergedLocked() ([]registry.Instance, bool, bool) {
 
 // publishSet records insts, read from dc at Consul index index, and
 // feeds the merged set once every datacenter has answered.
-func (w *watcher) publishSet(dc string, insts []registry.Instance, index uint64) {
+//
+// It reports whether dc's set changed (or is its first), for the rate
+// limit: an answer that changed nothing is Consul's index moving for
+// another reason, the spin the limit is for.
+func (w *watcher) publishSet(dc string, insts []registry.Instance, index uint64) (changed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	prev, seen := w.sets[dc]
+	changed = !seen || !driver.EqualSets(prev, insts)
 	w.state[dc] = dcOK
 	w.sets[dc] = insts
 	w.indexes[dc] = index
@@ -118,6 +124,7 @@ func (w *watcher) publishSet(dc string, insts []registry.Instance, index uint64)
 		w.fed = true
 		w.feed.Set(merged, w.indexLocked())
 	}
+	return changed
 }
 
 // publishErr reports err once per outage of dc; the feed keeps the last
@@ -146,7 +153,14 @@ func (w *watcher) publishErr(dc string, err error) {
 func (w *watcher) follow(ctx context.Context, dc string) {
 	r := w.r
 	cfg := &r.cfg
-	lim := newBucket(cfg.rate, 2)
+	// Two limits: queries after an answer that changed nothing (index
+	// churn: a query that keeps returning at once must not spin) at the
+	// configured rate; queries after a change, which Consul paid for with
+	// a write, at changeRateFactor times that, so that a watch following
+	// real changes answers at once and only a storm is slowed.
+	quiet := newBucket(cfg.rate, 2)
+	busy := newBucket(changeRateFactor*cfg.rate, changeBurst)
+	lim := quiet
 	var index uint64
 	failures := 0
 	lastKind := ""
@@ -237,7 +251,10 @@ func (w *watcher) follow(ctx context.Context, dc string) {
 		}
 		confirm = false
 		index = nextIndex(index, next)
-		w.publishSet(dc, insts, next)
+		lim = quiet
+		if w.publishSet(dc, insts, next) {
+			lim = busy
+		}
 	}
 }
 
@@ -255,6 +272,13 @@ func nextIndex(prev, got uint64) uint64 {
 	}
 	return got
 }
+
+// changeRateFactor and changeBurst set the limit of queries that follow
+// a change of the watched set: WithRateLimit's rate times the factor.
+const (
+	changeRateFactor = 5
+	changeBurst      = 10
+)
 
 // bucket is a token bucket: burst tokens, refilled at rate per second.
 // It is used by one goroutine.
