@@ -191,6 +191,8 @@ func (z *ZooKeeper) Version() string {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "Zookeeper version: "); ok {
 			v, _, _ = strings.Cut(v, ",")
+			// Debian's build leaves its git placeholder: "3.8.0-${mvngit.commit.id}".
+			v, _, _ = strings.Cut(v, "-${")
 			return strings.TrimSpace(v)
 		}
 	}
