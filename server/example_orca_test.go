@@ -17,7 +17,9 @@ import (
 )
 
 // weighedHello is a handler that reports what its call cost.
-type weighedHello struct{ hellopb.UnimplementedHelloServiceServer }
+type weighedHello struct {
+	hellopb.UnimplementedHelloServiceServer
+}
 
 func (weighedHello) SayHello(ctx context.Context, _ *hellopb.HelloRequest) (*hellopb.HelloResponse, error) {
 	// Not nil on a server built WithLoadReports.
