@@ -16,7 +16,7 @@ import (
 // InFlightMetric is the ORCA named metric under which a server started
 // with WithLoadReports reports its calls in flight: the unary and
 // streaming calls its handlers are running, not counting the
-// grpc.health.v1 and ORCA streams themselves. In a per-call trailer it
+// grpc.health.v1, ORCA and reflection streams. In a per-call trailer it
 // is the count when the call ended, without that call.
 const InFlightMetric = "in_flight"
 
@@ -80,12 +80,13 @@ func (l *loadReporter) serverOptions() []grpc.ServerOption {
 	}
 }
 
-// counted reports whether a method's calls count as load: the health
-// and ORCA services' are the infrastructure's, and their watches and
-// streams last as long as the connection.
+// counted reports whether a method's calls count as load: the health,
+// ORCA and reflection services' are the infrastructure's, and their
+// watches and streams last as long as the connection.
 func counted(fullMethod string) bool {
 	return !strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") &&
-		!strings.HasPrefix(fullMethod, "/xds.service.orca.v3.OpenRcaService/")
+		!strings.HasPrefix(fullMethod, "/xds.service.orca.v3.OpenRcaService/") &&
+		!strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
 
 // cpuSampler measures the process's CPU utilisation: CPU time used
