@@ -320,3 +320,28 @@ func TestNoInstancesNamed(t *testing.T) {
 		t.Fatalf("SayHello to a service with no instances = %v, want UNAVAILABLE naming the service and registry", err)
 	}
 }
+
+// TestLoadReportsConfig: WAYFINDER_LOAD_REPORTS reaches the server that
+// ServerModule runs: the ORCA service is registered and the server-wide
+// recorder exists; by default neither.
+func TestLoadReportsConfig(t *testing.T) {
+	for _, env := range []string{"", "true"} {
+		cfg := app.DefaultConfig()
+		lookup := func(string) (string, bool) { return "", false }
+		if env != "" {
+			lookup = func(k string) (string, bool) { return env, k == "WAYFINDER_LOAD_REPORTS" }
+		}
+		if err := cfg.FromEnv(lookup); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Registry, cfg.Service = "mem://load-reports", "hello"
+		var s *server.Server
+		a := fxtest.New(t, fx.Supply(cfg), app.RegistryModule, app.ServerModule, fx.Provide(app.AsService(helloService)), fx.Populate(&s), fx.NopLogger)
+		a.RequireStart()
+		_, orca := s.GRPC().GetServiceInfo()["xds.service.orca.v3.OpenRcaService"]
+		if want := env == "true"; orca != want || (s.LoadReports() != nil) != want {
+			t.Errorf("WAYFINDER_LOAD_REPORTS=%q: ORCA service registered %v, LoadReports() set %v; want %v", env, orca, s.LoadReports() != nil, want)
+		}
+		a.RequireStop()
+	}
+}

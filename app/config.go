@@ -37,6 +37,7 @@ type Config struct {
 	Subset          int           // clients connect to at most this many instances per service (resolver.WithConnectionSubset); 0: all
 	SubsetKey       string        // the clients' subsetting key; empty: the host name
 	Reflection      bool          // server.WithReflection: serve gRPC server reflection
+	LoadReports     bool          // server.WithLoadReports: serve ORCA load reports (per-call trailers and out of band)
 }
 
 // field is one Config field's outside names, default and help (a
@@ -83,6 +84,8 @@ var fields = []field{
 		func(c *Config) flag.Value { return (*stringValue)(&c.SubsetKey) }},
 	{"reflection", "WAYFINDER_REFLECTION", "false", "serve gRPC server reflection, for grpcurl and wayfinder call without compiled-in stubs",
 		func(c *Config) flag.Value { return (*boolValue)(&c.Reflection) }},
+	{"load-reports", "WAYFINDER_LOAD_REPORTS", "false", "serve ORCA load reports (CPU, calls in flight, application metrics) in every call's trailer and out of band, for load-aware client policies",
+		func(c *Config) flag.Value { return (*boolValue)(&c.LoadReports) }},
 }
 
 // DefaultConfig returns the defaults.
@@ -147,6 +150,9 @@ func (c Config) ServerOptions() []server.Option {
 	}
 	if c.Reflection {
 		opts = append(opts, server.WithReflection())
+	}
+	if c.LoadReports {
+		opts = append(opts, server.WithLoadReports())
 	}
 	return opts
 }

@@ -40,6 +40,15 @@
 // once a minute (never a line per retry), a recovery at Info, an
 // instance the registry refuses at Error. Routine events are Debug.
 //
+// # Load reports
+//
+// WithLoadReports serves ORCA load reports (package
+// google.golang.org/grpc/orca) in every call's trailer and out of band:
+// the process's CPU utilisation, the calls in flight (InFlightMetric), the
+// server-wide metrics set on LoadReports(), and in a call's trailer what
+// its handler recorded on orca.CallMetricsRecorderFromContext. See
+// docs/orca.md.
+//
 // # Concurrency
 //
 // Start and Stop may be called from different goroutines; Stop is

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/orca"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
@@ -63,6 +64,7 @@ type Server struct {
 	opts   options
 	grpc   *grpc.Server
 	health *health.Server
+	load   *loadReporter // nil without WithLoadReports
 
 	mu       sync.Mutex // guards the fields below
 	started  bool
@@ -96,6 +98,7 @@ type options struct {
 	grpcOpts        []grpc.ServerOption
 	logger          *slog.Logger
 	reflection      bool
+	loadReports     bool
 }
 
 // Option configures a Server.
@@ -161,6 +164,25 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 // registered service to whoever can reach the port.
 func WithReflection() Option { return func(o *options) { o.reflection = true } }
 
+// WithLoadReports makes the server record and serve ORCA load reports
+// (gRFC A51, package google.golang.org/grpc/orca), which load-balancing
+// policies such as grpc-go's weighted_round_robin weigh backends by:
+//
+//   - in every call's trailer (endpoint-load-metrics-bin), and
+//   - out of band, by the xds.service.orca.v3.OpenRcaService stream, at
+//     the interval the client asks for and at most every 30 seconds (the
+//     minimum grpc's service enforces).
+//
+// A report carries the process's CPU utilisation (CPU time over wall
+// time across GOMAXPROCS, averaged since the previous sample and sampled
+// at most once a second; not on platforms without getrusage), the calls
+// in flight (named metric InFlightMetric), and what the application
+// records: server-wide on LoadReports(), per call on
+// orca.CallMetricsRecorderFromContext(ctx) in a handler, which overrides
+// the server-wide values in that call's trailer. Off by default: each
+// call pays an allocation and an encoded report in its trailer.
+func WithLoadReports() Option { return func(o *options) { o.loadReports = true } }
+
 // WithLogger sets the logger. The default is slog.Default() at the time
 // of New, which hears only what an operator must act on: a registration
 // that keeps failing (Warn, the first failure and then once a minute),
@@ -196,8 +218,19 @@ func New(reg registry.Registrar, service string, opts ...Option) (*Server, error
 	if o.id == "" {
 		o.id = service + "-" + registry.NewID()[:12]
 	}
-	s := &Server{reg: reg, opts: o, grpc: grpc.NewServer(o.grpcOpts...), health: health.NewServer(), registered: make(chan struct{})}
+	s := &Server{reg: reg, opts: o, health: health.NewServer(), registered: make(chan struct{})}
+	grpcOpts := o.grpcOpts
+	if o.loadReports {
+		s.load = newLoadReporter()
+		grpcOpts = append(s.load.serverOptions(), grpcOpts...)
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if s.load != nil {
+		if err := orca.Register(s.grpc, orca.ServiceOptions{ServerMetricsProvider: s.load}); err != nil {
+			return nil, fmt.Errorf("server: ORCA service: %w", err) // only for a nil provider: a bug
+		}
+	}
 	if o.reflection {
 		reflection.Register(s.grpc)
 	}
@@ -229,6 +262,18 @@ func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	for _, name := range s.HealthNames() {
 		s.health.SetServingStatus(name, st)
 	}
+}
+
+// LoadReports returns the recorder of the server-wide metrics that ORCA
+// load reports carry (application utilisation, named utilisations, memory,
+// QPS, EPS; and CPU, which replaces the measured one), or nil if the
+// server was not built WithLoadReports. Safe for concurrent use; a value
+// set stays in every report until deleted.
+func (s *Server) LoadReports() orca.ServerMetricsRecorder {
+	if s.load == nil {
+		return nil
+	}
+	return s.load.app
 }
 
 // GRPC returns the gRPC server, to register services on before Start.
