@@ -117,6 +117,7 @@ type client struct {
 	picks []string    // the server of each successful call, in order
 	at    []time.Time // when each of picks was read
 	fails []string    // each failed call
+	after int         // len(picks) when the last failed call was read
 }
 
 // startClient starts the grpc-go client with a bootstrap that names the
@@ -168,6 +169,7 @@ func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 				c.at = append(c.at, time.Now())
 			} else {
 				c.fails = append(c.fails, line)
+				c.after = len(c.picks)
 			}
 			c.mu.Unlock()
 		}

@@ -1,14 +1,17 @@
 package xds_test
 
 import (
+	"net"
 	"slices"
 	"testing"
 	"time"
 
 	statuspb "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
+	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/xds"
 )
@@ -198,4 +201,58 @@ func TestPolicyOptionsMore(t *testing.T) {
 		t.Fatalf("xds.New(ring_hash, x-user, outlier detection) = %v", err)
 	}
 	s.Close()
+}
+
+// TestOutlierEjection: with outlier detection on, a client that keeps
+// failing on one instance (a gRPC server without the HelloService:
+// every call UNIMPLEMENTED) ejects it: its calls then succeed, on the
+// healthy instances only.
+func TestOutlierEjection(t *testing.T) {
+	store := memory.NewStore()
+	reg := store.Open()
+	t.Cleanup(func() { reg.Close() })
+	startHello(t, reg, "a")
+	startHello(t, reg, "b")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := grpc.NewServer()
+	served := make(chan error, 1)
+	go func() { served <- bad.Serve(lis) }()
+	t.Cleanup(func() {
+		bad.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve(bad) = %v", err)
+		}
+	})
+	if err := reg.Register(t.Context(), registry.Instance{ID: "bad", Service: "hello", Address: lis.Addr().String()}); err != nil {
+		t.Fatalf("Register(bad) = %v", err)
+	}
+	_, addr, _ := startXDS(t, reg, "127.0.0.1:0", xds.WithOutlierDetection("hello", xds.OutlierDetection{
+		Interval:             time.Second,
+		BaseEjectionTime:     10 * time.Minute, // the test never sees it return
+		MaxEjectionPercent:   50,
+		FailurePercent:       50,
+		FailureMinimumHosts:  3,
+		FailureRequestVolume: 5,
+	}))
+	for _, c := range []*client{startClient(t, "go", addr), startPython(t, "python", addr), startNode(t, "node", addr)} {
+		c.waitPicks(t, 0, "a", "b")
+		wait.For(t, 30*time.Second, c.name+" to fail on the bad instance", func() bool { return len(c.failures()) > 0 })
+		ok := wait.Until(60*time.Second, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.picks)-c.after >= 300
+		})
+		c.mu.Lock()
+		n, since := len(c.fails), len(c.picks)-c.after
+		c.fails = nil // expected: the calls before the ejection
+		c.mu.Unlock()
+		if !ok {
+			t.Errorf("%s: %d failed calls, the last %d calls ago: the bad instance was not ejected", c.name, n, since)
+		} else {
+			t.Logf("%s: %d failed calls before the bad instance was ejected", c.name, n)
+		}
+	}
 }
