@@ -3,6 +3,7 @@ package xds
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -184,8 +185,11 @@ func (od OutlierDetection) proto() (*clusterpb.OutlierDetection, error) {
 		return nil, fmt.Errorf("SuccessRateStdevFactor %d: want 0 (off) or more", od.SuccessRateStdevFactor)
 	case od.FailurePercent == 0 && od.SuccessRateStdevFactor == 0:
 		return nil, fmt.Errorf("neither FailurePercent nor SuccessRateStdevFactor: nothing would be ejected")
-	case od.FailureMinimumHosts < 0 || od.FailureRequestVolume < 0 || od.SuccessRateMinimumHosts < 0 || od.SuccessRateRequestVolume < 0:
-		return nil, fmt.Errorf("a negative count")
+	}
+	for _, n := range []int{od.FailureMinimumHosts, od.FailureRequestVolume, od.SuccessRateMinimumHosts, od.SuccessRateRequestVolume, od.SuccessRateStdevFactor} {
+		if n < 0 || n > math.MaxUint32 {
+			return nil, fmt.Errorf("a count of %d: want 0 (the default) to %d", n, uint32(math.MaxUint32))
+		}
 	}
 	u32 := func(v int) *wrapperspb.UInt32Value { return wrapperspb.UInt32(uint32(v)) }
 	pb := &clusterpb.OutlierDetection{

@@ -188,6 +188,7 @@ func TestPolicyOptionsMore(t *testing.T) {
 		"outlier: max < base":        {xds.WithOutlierDetection("hello", xds.OutlierDetection{FailurePercent: 50, BaseEjectionTime: time.Minute, MaxEjectionTime: time.Second})},
 		"outlier: negative interval": {xds.WithOutlierDetection("hello", xds.OutlierDetection{FailurePercent: 50, Interval: -time.Second})},
 		"outlier: negative count":    {xds.WithOutlierDetection("hello", xds.OutlierDetection{SuccessRateStdevFactor: 1900, SuccessRateMinimumHosts: -1})},
+		"outlier: count overflows":   {xds.WithOutlierDetection("hello", xds.OutlierDetection{FailurePercent: 50, FailureRequestVolume: 1 << 33})},
 		"outlier: bad service":       {xds.WithOutlierDetection("", xds.OutlierDetection{FailurePercent: 50})},
 	} {
 		if s, err := xds.New(reg, opts...); err == nil {
