@@ -110,21 +110,26 @@ type client struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  interface{ Close() error }
-	stderr bytes.Buffer
+	stderr lockedBuffer
 	read   chan struct{} // closed when stdout is read to its end
 
 	mu    sync.Mutex
 	picks []string    // the server of each successful call, in order
 	at    []time.Time // when each of picks was read
 	fails []string    // each failed call
+	after int         // len(picks) when the last failed call was read
 }
 
 // startClient starts the grpc-go client with a bootstrap that names the
-// xDS server at addr. It is stopped, and its failed calls checked, when
-// the test ends.
-func startClient(t testing.TB, name, addr string) *client {
+// xDS server at addr; with a header "name=value", every call carries it.
+// It is stopped, and its failed calls checked, when the test ends.
+func startClient(t testing.TB, name, addr string, header ...string) *client {
 	t.Helper()
-	return startCommand(t, name, addr, exec.Command(goClient, "-target", "xds:///hello"))
+	args := []string{"-target", "xds:///hello"}
+	for _, h := range header {
+		args = append(args, "-header", h)
+	}
+	return startCommand(t, name, addr, exec.Command(goClient, args...))
 }
 
 func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
@@ -164,6 +169,7 @@ func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 				c.at = append(c.at, time.Now())
 			} else {
 				c.fails = append(c.fails, line)
+				c.after = len(c.picks)
 			}
 			c.mu.Unlock()
 		}
@@ -293,4 +299,23 @@ func counts(picks []string) map[string]int {
 		m[p]++
 	}
 	return m
+}
+
+// lockedBuffer is a bytes.Buffer that a child's stderr copier writes
+// while a failing test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -18,8 +18,9 @@ const nodeXDSVersion = "1.14.1"
 
 // startNode starts testdata/xdsclient.js with Debian's node and the npm
 // packages make xds-clients installed (WAYFINDER_NODE_XDS_DIR, else the
-// default cache directory). Missing, the test fails.
-func startNode(t testing.TB, name, addr string) *client {
+// default cache directory). Missing, the test fails. With a header
+// "name=value", every call carries it.
+func startNode(t testing.TB, name, addr string, header ...string) *client {
 	t.Helper()
 	dir := os.Getenv("WAYFINDER_NODE_XDS_DIR")
 	if dir == "" {
@@ -32,7 +33,7 @@ func startNode(t testing.TB, name, addr string) *client {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js-xds")); err != nil {
 		t.Fatalf("@grpc/grpc-js-xds is not installed in %s (run make xds-clients): %v", dir, err)
 	}
-	cmd := exec.Command("node", "testdata/xdsclient.js", "../hello/hellopb/hello.proto", "xds:///hello")
+	cmd := exec.Command("node", append([]string{"testdata/xdsclient.js", "../hello/hellopb/hello.proto", "xds:///hello"}, header...)...)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"))
 	c := startCommand(t, name, addr, cmd)
 	return c

@@ -11,10 +11,12 @@ import (
 )
 
 // startPython starts testdata/xdsclient.py with Debian's python3 and
-// grpcio (make xds-clients installs them; missing, the test fails).
-func startPython(t testing.TB, name, addr string) *client {
+// grpcio (make xds-clients installs them; missing, the test fails); with
+// a header "name=value", every call carries it.
+func startPython(t testing.TB, name, addr string, header ...string) *client {
 	t.Helper()
-	return startCommand(t, name, addr, exec.Command("/usr/bin/python3", "testdata/xdsclient.py", "../hello/hellopb/hello.proto", "xds:///hello"))
+	args := append([]string{"testdata/xdsclient.py", "../hello/hellopb/hello.proto", "xds:///hello"}, header...)
+	return startCommand(t, name, addr, exec.Command("/usr/bin/python3", args...))
 }
 
 // TestPythonClient: Python's grpcio (1.51) follows the registry through

@@ -29,13 +29,13 @@ import (
 // manager whose inline route configuration sends every call to the
 // service's cluster or, with a canary cluster, splits calls between the
 // two by weights (main, canary).
-func listener(service, canaryCluster string, weights [2]uint32) (*listenerpb.Listener, error) {
+func listener(service, canaryCluster string, weights [2]uint32, hashHeader string) (*listenerpb.Listener, error) {
 	router, err := anypb.New(&routerpb.Router{})
 	if err != nil {
 		return nil, err
 	}
 	hcm, err := anypb.New(&hcmpb.HttpConnectionManager{
-		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights)},
+		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights, hashHeader)},
 		HttpFilters: []*hcmpb.HttpFilter{{
 			Name:       "envoy.filters.http.router",
 			ConfigType: &hcmpb.HttpFilter_TypedConfig{TypedConfig: router},
@@ -52,8 +52,9 @@ func listener(service, canaryCluster string, weights [2]uint32) (*listenerpb.Lis
 
 // routeConfig routes every call, whatever its authority, to the service's
 // cluster, or splits them with the canary's cluster by weights (main,
-// canary; a side of weight 0 is left out).
-func routeConfig(service, canaryCluster string, weights [2]uint32) *routepb.RouteConfiguration {
+// canary; a side of weight 0 is left out), hashing calls on hashHeader
+// if it is not "" (for ring_hash).
+func routeConfig(service, canaryCluster string, weights [2]uint32, hashHeader string) *routepb.RouteConfiguration {
 	action := &routepb.RouteAction{ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: service}}
 	switch {
 	case canaryCluster == "" || weights[1] == 0:
@@ -65,6 +66,11 @@ func routeConfig(service, canaryCluster string, weights [2]uint32) *routepb.Rout
 				{Name: service, Weight: wrapperspb.UInt32(weights[0])},
 				{Name: canaryCluster, Weight: wrapperspb.UInt32(weights[1])},
 			},
+		}}
+	}
+	if hashHeader != "" {
+		action.HashPolicy = []*routepb.RouteAction_HashPolicy{{
+			PolicySpecifier: &routepb.RouteAction_HashPolicy_Header_{Header: &routepb.RouteAction_HashPolicy_Header{HeaderName: hashHeader}},
 		}}
 	}
 	return &routepb.RouteConfiguration{
@@ -83,10 +89,12 @@ func routeConfig(service, canaryCluster string, weights [2]uint32) *routepb.Rout
 // cluster returns a cluster of a service (name is the service, or a
 // canary's "<service>/<version>"): EDS over the same ADS stream, named
 // name too, round robin within localities weighted by their instances'
-// weights, or the policies lbp names (see WithPolicy), with ROUND_ROBIN
-// for clients that read only lb_policy.
-func cluster(name string, lbp *clusterpb.LoadBalancingPolicy) *clusterpb.Cluster {
-	return &clusterpb.Cluster{
+// weights, or the policies p names (see WithPolicy), with ROUND_ROBIN
+// for clients that read only lb_policy (even under ring_hash: Python's
+// grpcio 1.51 dies of a segmentation fault on a RING_HASH cluster), and
+// p's outlier detection.
+func cluster(name string, p *servicePolicy) *clusterpb.Cluster {
+	c := &clusterpb.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterpb.Cluster_Type{Type: clusterpb.Cluster_EDS},
 		EdsClusterConfig: &clusterpb.Cluster_EdsClusterConfig{
@@ -95,9 +103,13 @@ func cluster(name string, lbp *clusterpb.LoadBalancingPolicy) *clusterpb.Cluster
 			},
 			ServiceName: name,
 		},
-		LbPolicy:            clusterpb.Cluster_ROUND_ROBIN,
-		LoadBalancingPolicy: lbp,
+		LbPolicy: clusterpb.Cluster_ROUND_ROBIN,
 	}
+	if p != nil {
+		c.LoadBalancingPolicy = p.lb
+		c.OutlierDetection = p.outlier
+	}
+	return c
 }
 
 // loadAssignment returns the endpoints of service: one locality per

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	clusterpb "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverypb "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
@@ -36,8 +35,8 @@ import (
 type Server struct {
 	cache    *resolver.Cache
 	ownCache bool
-	canary   map[string]canary                         // by service; read-only after New
-	policy   map[string]*clusterpb.LoadBalancingPolicy // by service; read-only after New
+	canary   map[string]canary         // by service; read-only after New
+	policy   map[string]*servicePolicy // by service; read-only after New
 	builder  *resolver.Builder
 	logger   *slog.Logger
 
@@ -98,7 +97,7 @@ type options struct {
 	cache   *resolver.Cache
 	logger  *slog.Logger
 	canary  map[string]canary
-	policy  map[string]*clusterpb.LoadBalancingPolicy
+	policy  map[string]*servicePolicy
 	invalid []error
 }
 
@@ -155,6 +154,11 @@ func New(d registry.Discovery, opts ...Option) (*Server, error) {
 	o := options{logger: slog.New(slog.DiscardHandler)}
 	for _, f := range opts {
 		f(&o)
+	}
+	for name, p := range o.policy {
+		if p.hashHeader != "" && !p.ringHash {
+			o.invalid = append(o.invalid, fmt.Errorf("xds: hash header of %q: its policy is not ring_hash (WithPolicy)", name))
+		}
 	}
 	if err := errors.Join(o.invalid...); err != nil {
 		return nil, err
@@ -387,7 +391,7 @@ func (s *Server) acquireLocked(name string) error {
 		return nil
 	}
 	svc := &service{name: name, refs: 1, active: true, route: [2]uint32{100, 0}}
-	lis, err := listener(name, "", svc.route)
+	lis, err := listener(name, "", svc.route, s.policy[name].header())
 	if err != nil {
 		return fmt.Errorf("xds: service %q: listener: %w", name, err)
 	}
@@ -537,7 +541,7 @@ func (s *Server) publish(svc *service, insts []registry.Instance) error {
 	if route == svc.route {
 		return nil
 	}
-	lis, err := listener(svc.name, cn, route)
+	lis, err := listener(svc.name, cn, route, s.policy[svc.name].header())
 	if err != nil {
 		return err
 	}

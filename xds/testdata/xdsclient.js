@@ -6,7 +6,10 @@
 // waits for the channel to be ready; later calls are fail-fast with a
 // deadline. The packages come from NODE_PATH (make xds-clients).
 //
-// Usage: node xdsclient.js <hello.proto> [target]
+// With a third argument name=value, every call carries that request header
+// (for a ring_hash route that hashes on it).
+//
+// Usage: node xdsclient.js <hello.proto> [target [name=value]]
 'use strict';
 
 const grpc = require('@grpc/grpc-js');
@@ -14,7 +17,12 @@ const xds = require('@grpc/grpc-js-xds');
 const protoLoader = require('@grpc/proto-loader');
 
 xds.register();
-const [proto, target = 'xds:///hello'] = process.argv.slice(2);
+const [proto, target = 'xds:///hello', header] = process.argv.slice(2);
+const metadata = new grpc.Metadata();
+if (header) {
+  const i = header.indexOf('=');
+  metadata.set(header.slice(0, i), header.slice(i + 1));
+}
 const def = protoLoader.loadSync(proto, { keepCase: true });
 const hello = grpc.loadPackageDefinition(def).wayfinder.examples.hello;
 const client = new hello.HelloService(target, grpc.credentials.createInsecure());
@@ -35,7 +43,7 @@ function call() {
     return;
   }
   const deadline = new Date(Date.now() + (first ? 60000 : 5000));
-  client.SayHello({ name: 'xds', num1: 1, num2: 2 }, { deadline, waitForReady: first }, (err, reply) => {
+  client.SayHello({ name: 'xds', num1: 1, num2: 2 }, metadata, { deadline, waitForReady: first }, (err, reply) => {
     if (done) {
       finish();
       return;

@@ -7,7 +7,10 @@ closes. The bootstrap comes from GRPC_XDS_BOOTSTRAP_CONFIG, read by
 grpcio's core at start. The first call waits for the channel to be
 ready; later calls are fail-fast with a deadline.
 
-Usage: python3 xdsclient.py <hello.proto> [target]
+With a third argument name=value, every call carries that request
+header (for a ring_hash route that hashes on it).
+
+Usage: python3 xdsclient.py <hello.proto> [target [name=value]]
 """
 
 import os
@@ -41,6 +44,7 @@ def load(proto):
 def main():
     proto = sys.argv[1]
     target = sys.argv[2] if len(sys.argv) > 2 else "xds:///hello"
+    metadata = [tuple(sys.argv[3].split("=", 1))] if len(sys.argv) > 3 else None
     req_cls, resp_cls = load(proto)
     done = threading.Event()
 
@@ -59,7 +63,8 @@ def main():
         while not done.is_set():
             try:
                 reply = say(req_cls(name="xds", num1=1, num2=2),
-                            timeout=60 if first else 5, wait_for_ready=first)
+                            timeout=60 if first else 5, wait_for_ready=first,
+                            metadata=metadata)
                 first = False
                 line = "ok " + reply.message.rsplit(" ", 1)[-1]
             except grpc.RpcError as e:

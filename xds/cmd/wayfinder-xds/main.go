@@ -2,6 +2,7 @@
 // xDS, and prints their bootstrap files.
 //
 //	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
+//		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
 //	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
@@ -13,6 +14,20 @@
 // opening the registry and the first check that it answers; the server
 // serves even while its registry is away, and the services' watches retry.
 // "wayfinder xds ..." runs this command when it is in PATH.
+//
+// -policy service=name[:key=value,...] sets a service's load-balancing
+// policy (xds.WithPolicy); repeat it for one service to list policies in
+// order of preference (round_robin always comes last). Keys are the
+// policy's config: least_request takes choiceCount; ring_hash takes
+// header, the request header calls are hashed on (xds.WithHashHeader);
+// any other name is a custom policy whose config values are ints,
+// true/false or strings. -outlier service=key=value,... turns on outlier
+// detection (xds.WithOutlierDetection) with keys named after
+// xds.OutlierDetection's fields: interval, baseEjectionTime,
+// maxEjectionTime (durations such as 10s), maxEjectionPercent,
+// failurePercent, failureMinimumHosts, failureRequestVolume,
+// successRateStdevFactor, successRateMinimumHosts,
+// successRateRequestVolume.
 //
 // The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
 // bad usage.
@@ -120,8 +135,35 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		opts = append(opts, xds.WithCanary(svc, version, n))
 		return nil
 	})
+	policies := map[string][]xds.Policy{}
+	var order []string // services in the order of their first -policy
+	fs.Func("policy", "`service=name[:key=value,...]`: a load-balancing policy of service, such as hello=ring_hash:header=x-user or hello=least_request:choiceCount=3 (repeatable; in order of preference)", func(v string) error {
+		svc, p, header, err := parsePolicy(v)
+		if err != nil {
+			return err
+		}
+		if _, ok := policies[svc]; !ok {
+			order = append(order, svc)
+		}
+		policies[svc] = append(policies[svc], p)
+		if header != "" {
+			opts = append(opts, xds.WithHashHeader(svc, header))
+		}
+		return nil
+	})
+	fs.Func("outlier", "`service=key=value,...`: outlier detection for service, such as hello=failurePercent=50,interval=5s (repeatable)", func(v string) error {
+		svc, od, err := parseOutlier(v)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xds.WithOutlierDetection(svc, od))
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	for _, svc := range order {
+		opts = append(opts, xds.WithPolicy(svc, policies[svc]...))
 	}
 	// Check the options before touching the registry or the network.
 	check, err := xds.New(nil, opts...)
@@ -175,4 +217,71 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return <-served
+}
+
+// parsePolicy reads a -policy value: service=name[:key=value,...]. A
+// ring_hash's header key is returned apart, for xds.WithHashHeader.
+func parsePolicy(v string) (service string, p xds.Policy, header string, err error) {
+	service, rest, ok := strings.Cut(v, "=")
+	name, kvs, _ := strings.Cut(rest, ":")
+	if !ok || service == "" || name == "" {
+		return "", p, "", fmt.Errorf("%q: want service=name[:key=value,...], such as hello=ring_hash:header=x-user", v)
+	}
+	p.Name = name
+	if kvs == "" {
+		return service, p, "", nil
+	}
+	for _, kv := range strings.Split(kvs, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return "", p, "", fmt.Errorf("%q: config %q: want key=value", v, kv)
+		}
+		if name == "ring_hash" && k == "header" {
+			header = val
+			continue
+		}
+		if p.Config == nil {
+			p.Config = map[string]any{}
+		}
+		if n, err := strconv.Atoi(val); err == nil {
+			p.Config[k] = n
+		} else if b, err := strconv.ParseBool(val); err == nil && (val == "true" || val == "false") {
+			p.Config[k] = b
+		} else {
+			p.Config[k] = val
+		}
+	}
+	return service, p, header, nil
+}
+
+// parseOutlier reads an -outlier value: service=key=value,...
+func parseOutlier(v string) (string, xds.OutlierDetection, error) {
+	var od xds.OutlierDetection
+	service, kvs, ok := strings.Cut(v, "=")
+	if !ok || service == "" || kvs == "" {
+		return "", od, fmt.Errorf("%q: want service=key=value,..., such as hello=failurePercent=50", v)
+	}
+	durations := map[string]*time.Duration{
+		"interval": &od.Interval, "baseEjectionTime": &od.BaseEjectionTime, "maxEjectionTime": &od.MaxEjectionTime,
+	}
+	counts := map[string]*int{
+		"maxEjectionPercent": &od.MaxEjectionPercent,
+		"failurePercent":     &od.FailurePercent, "failureMinimumHosts": &od.FailureMinimumHosts, "failureRequestVolume": &od.FailureRequestVolume,
+		"successRateStdevFactor": &od.SuccessRateStdevFactor, "successRateMinimumHosts": &od.SuccessRateMinimumHosts, "successRateRequestVolume": &od.SuccessRateRequestVolume,
+	}
+	for _, kv := range strings.Split(kvs, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		var err error
+		if d, ok := durations[k]; ok {
+			*d, err = time.ParseDuration(val)
+		} else if n, ok := counts[k]; ok {
+			*n, err = strconv.Atoi(val)
+		} else {
+			err = errors.New("unknown key")
+		}
+		if err != nil {
+			return "", od, fmt.Errorf("%q: %q: %v (keys: interval, baseEjectionTime, maxEjectionTime, maxEjectionPercent, failurePercent, failureMinimumHosts, failureRequestVolume, successRateStdevFactor, successRateMinimumHosts, successRateRequestVolume)", v, kv, err)
+		}
+	}
+	return service, od, nil
 }

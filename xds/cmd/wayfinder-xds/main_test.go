@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
+	"github.com/wayfinder-rpc/wayfinder/xds"
 )
 
 func TestMain(m *testing.M) { leak.VerifyTestMain(m, func() {}) }
@@ -39,6 +41,16 @@ func TestUsage(t *testing.T) {
 		{"bootstrap", "-server", "no-port"},
 		{"-registry", "mem://", "-canary", "hello=v2"},
 		{"-registry", "mem://", "-canary", "hello=v2:100"},
+		{"-registry", "mem://", "-policy", "hello"},
+		{"-registry", "mem://", "-policy", "hello=ring_hash:header"},
+		{"-registry", "mem://", "-policy", "hello=ring_hash:header=X-User"},
+		{"-registry", "mem://", "-policy", "hello=least_request:header=x-user"},
+		{"-registry", "mem://", "-policy", "hello=least_request", "-policy", "hello=ring_hash"},
+		{"-registry", "mem://", "-policy", "hello=least_request:choiceCount=1"},
+		{"-registry", "mem://", "-outlier", "hello"},
+		{"-registry", "mem://", "-outlier", "hello=interval=5s"}, // nothing ejects
+		{"-registry", "mem://", "-outlier", "hello=failurePercent=x"},
+		{"-registry", "mem://", "-outlier", "hello=failurePercent=50,bogus=1"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {
@@ -81,5 +93,43 @@ func TestServeUntilSignal(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run() did not return after the signal")
+	}
+}
+
+func TestPolicyFlags(t *testing.T) {
+	for v, want := range map[string]struct {
+		svc    string
+		p      xds.Policy
+		header string
+	}{
+		"hello=ring_hash:header=x-user":     {"hello", xds.Policy{Name: "ring_hash"}, "x-user"},
+		"hello=ring_hash":                   {"hello", xds.Policy{Name: "ring_hash"}, ""},
+		"hello=least_request:choiceCount=3": {"hello", xds.Policy{Name: "least_request", Config: map[string]any{"choiceCount": 3}}, ""},
+		"a=custom:n=1,b=true,s=x":           {"a", xds.Policy{Name: "custom", Config: map[string]any{"n": 1, "b": true, "s": "x"}}, ""},
+	} {
+		svc, p, header, err := parsePolicy(v)
+		if err != nil || svc != want.svc || header != want.header || !reflect.DeepEqual(p, want.p) {
+			t.Errorf("parsePolicy(%q) = %q, %+v, %q, %v; want %q, %+v, %q", v, svc, p, header, err, want.svc, want.p, want.header)
+		}
+	}
+	svc, od, err := parseOutlier("hello=interval=5s,failurePercent=50,successRateStdevFactor=1900,maxEjectionPercent=20")
+	want := xds.OutlierDetection{Interval: 5 * time.Second, FailurePercent: 50, SuccessRateStdevFactor: 1900, MaxEjectionPercent: 20}
+	if err != nil || svc != "hello" || od != want {
+		t.Errorf("parseOutlier() = %q, %+v, %v; want hello, %+v", svc, od, err, want)
+	}
+
+	// The server starts with them.
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0",
+			"-policy", "hello=ring_hash:header=x-user", "-policy", "hello=least_request",
+			"-outlier", "hello=failurePercent=50"}, &out, &errOut)
+	}()
+	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
 	}
 }

@@ -7,7 +7,8 @@
 //
 // The first call waits for the channel to be ready; every later call is
 // fail-fast with a deadline, so that a call that cannot be served counts
-// as failed rather than waiting.
+// as failed rather than waiting. With -header name=value, every call
+// carries that request header (for a ring_hash route that hashes on it).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver and the xDS policies
 
@@ -31,20 +33,30 @@ import (
 func main() {
 	target := flag.String("target", "xds:///hello", "the target to call")
 	timeout := flag.Duration("timeout", 5*time.Second, "the deadline of each call")
+	header := flag.String("header", "", "`name=value`: a request header every call carries")
 	flag.Parse()
-	if err := run(*target, *timeout); err != nil {
+	var md []string
+	if *header != "" {
+		k, v, ok := strings.Cut(*header, "=")
+		if !ok {
+			fmt.Fprintln(os.Stderr, "xdsclient: -header: want name=value")
+			os.Exit(2)
+		}
+		md = []string{k, v}
+	}
+	if err := run(*target, *timeout, md); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsclient:", err)
 		os.Exit(1)
 	}
 }
 
-func run(target string, timeout time.Duration) error {
+func run(target string, timeout time.Duration, md []string) error {
 	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer cc.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), md...))
 	defer cancel()
 	go func() {
 		// The parent ends the client by closing its standard input.
