@@ -169,6 +169,7 @@ var packages = map[string]string{
 	"kubernetes":   "github.com/wayfinder-rpc/wayfinder/registry/kubernetes",
 	"resolver":     "github.com/wayfinder-rpc/wayfinder/resolver",
 	"server":       "github.com/wayfinder-rpc/wayfinder/server",
+	"orca":         "google.golang.org/grpc/orca",
 	"fx":           "go.uber.org/fx",
 	"grpc":         "google.golang.org/grpc",
 	"credentials":  "google.golang.org/grpc/credentials",
