@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,12 +178,12 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 	}
 	var stamp string
 	for _, err := range []error{
-		readField(fields, "version", &inst.Version), readField(fields, "zone", &inst.Zone),
-		readField(fields, "weight", &inst.Weight), readField(fields, "tags", &inst.Tags),
-		readField(fields, "metadata", &inst.Metadata), readField(fields, "registered", &stamp),
+		driver.ReadJSONField(fields, "version", &inst.Version), driver.ReadJSONField(fields, "zone", &inst.Zone),
+		driver.ReadJSONField(fields, "weight", &inst.Weight), driver.ReadJSONField(fields, "tags", &inst.Tags),
+		driver.ReadJSONField(fields, "metadata", &inst.Metadata), driver.ReadJSONField(fields, "registered", &stamp),
 	} {
-		if fe, ok := err.(*fieldError); ok {
-			bad(fe.name, fe.raw, fe.err)
+		if fe, ok := err.(*driver.FieldError); ok {
+			bad(fe.Name, fe.Raw, fe.Err)
 		}
 	}
 	if stamp != "" {
@@ -202,38 +201,6 @@ func decode(servicePrefix, service string, key, value []byte) (registry.Instance
 		return registry.Instance{}, nil, err
 	}
 	return inst, append(problems, more...), nil
-}
-
-type fieldError struct {
-	name string
-	raw  json.RawMessage
-	err  error
-}
-
-func (e *fieldError) Error() string { return e.name + ": " + e.err.Error() }
-
-// readField decodes fields[name] into dst if it is there and not null.
-// A value of the wrong type leaves dst at its zero value.
-func readField[T any](fields map[string]json.RawMessage, name string, dst *T) error {
-	raw, ok := fields[name]
-	if !ok || bytes.Equal(raw, []byte("null")) {
-		return nil
-	}
-	var v T
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return &fieldError{name, raw, typeError(err)}
-	}
-	*dst = v
-	return nil
-}
-
-// typeError shortens json's type errors ("json: cannot unmarshal string
-// into Go struct field .weight of type int") to what a reader acts on.
-func typeError(err error) error {
-	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		return fmt.Errorf("a JSON %s where %s is wanted", te.Value, te.Type)
-	}
-	return err
 }
 
 // newBackoff is the etcd driver's retry delay: from 50ms, doubling to

@@ -72,7 +72,7 @@ func decode(service, id string, data []byte) (registry.Instance, []registry.Fiel
 	for name, dst := range map[string]any{"id": &head.ID, "name": &head.Name, "endpoints": &head.Endpoints} {
 		if raw, ok := obj[name]; ok && !bytes.Equal(raw, []byte("null")) {
 			if err := json.Unmarshal(raw, dst); err != nil {
-				return registry.Instance{}, nil, fmt.Errorf("%s: %w", name, typeError(err))
+				return registry.Instance{}, nil, fmt.Errorf("%s: %w", name, driver.JSONTypeError(err))
 			}
 		}
 	}
@@ -100,11 +100,11 @@ func decode(service, id string, data []byte) (registry.Instance, []registry.Fiel
 	}
 	var ver int
 	_ = json.Unmarshal(obj["wayfinder"], &ver)
-	errs := []error{readField(obj, "version", &inst.Version), readField(obj, "metadata", &inst.Metadata)}
+	errs := []error{driver.ReadJSONField(obj, "version", &inst.Version), driver.ReadJSONField(obj, "metadata", &inst.Metadata)}
 	var stamp string
 	if ver == nodeVersion {
-		errs = append(errs, readField(obj, "zone", &inst.Zone), readField(obj, "weight", &inst.Weight),
-			readField(obj, "tags", &inst.Tags), readField(obj, "registered", &stamp))
+		errs = append(errs, driver.ReadJSONField(obj, "zone", &inst.Zone), driver.ReadJSONField(obj, "weight", &inst.Weight),
+			driver.ReadJSONField(obj, "tags", &inst.Tags), driver.ReadJSONField(obj, "registered", &stamp))
 	} else if w, ok := inst.Metadata["weight"]; ok {
 		// Kratos's weighted selectors read metadata "weight".
 		n, err := strconv.Atoi(w)
@@ -115,8 +115,8 @@ func decode(service, id string, data []byte) (registry.Instance, []registry.Fiel
 		}
 	}
 	for _, err := range errs {
-		if fe, ok := err.(*fieldError); ok {
-			bad(fe.name, fe.raw, fe.err)
+		if fe, ok := err.(*driver.FieldError); ok {
+			bad(fe.Name, fe.Raw, fe.Err)
 		}
 	}
 	if stamp != "" {
@@ -135,33 +135,4 @@ func decode(service, id string, data []byte) (registry.Instance, []registry.Fiel
 		return registry.Instance{}, nil, err
 	}
 	return inst, append(problems, more...), nil
-}
-
-type fieldError struct {
-	name string
-	raw  json.RawMessage
-	err  error
-}
-
-func (e *fieldError) Error() string { return e.name + ": " + e.err.Error() }
-
-// readField decodes fields[name] into dst if it is there and not null.
-func readField[T any](fields map[string]json.RawMessage, name string, dst *T) error {
-	raw, ok := fields[name]
-	if !ok || bytes.Equal(raw, []byte("null")) {
-		return nil
-	}
-	var v T
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return &fieldError{name, raw, typeError(err)}
-	}
-	*dst = v
-	return nil
-}
-
-func typeError(err error) error {
-	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		return fmt.Errorf("a JSON %s where %s is wanted", te.Value, te.Type)
-	}
-	return err
 }
