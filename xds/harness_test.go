@@ -96,6 +96,10 @@ func startHello(t testing.TB, reg registry.Registrar, name string, opts ...serve
 		t.Fatalf("Start(%s) = %v", name, err)
 	}
 	t.Cleanup(func() {
+		// A server started after the clients is stopped before their own
+		// cleanups run: stop them first, so that no call of theirs meets
+		// a server the test is tearing down.
+		stopClients(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := srv.Stop(ctx); err != nil {
@@ -139,6 +143,9 @@ func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 		t.Fatalf("Bootstrap() = %v", err)
 	}
 	c := &client{name: name, cmd: cmd, read: make(chan struct{})}
+	clientsMu.Lock()
+	clients[t] = append(clients[t], c)
+	clientsMu.Unlock()
 	env := cmd.Env
 	if env == nil {
 		env = os.Environ()
@@ -176,11 +183,34 @@ func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 	}()
 	t.Cleanup(func() {
 		c.stop(t)
+		clientsMu.Lock()
+		clients[t] = slices.DeleteFunc(clients[t], func(o *client) bool { return o == c })
+		if len(clients[t]) == 0 {
+			delete(clients, t)
+		}
+		clientsMu.Unlock()
 		if f := c.failures(); len(f) > 0 {
 			t.Errorf("%s: %d failed calls, the first: %s", name, len(f), f[0])
 		}
 	})
 	return c
+}
+
+// clients are the client processes each test has running.
+var (
+	clientsMu sync.Mutex
+	clients   = map[testing.TB][]*client{}
+)
+
+// stopClients stops every client process of t (their failed calls are
+// still checked by their own cleanups).
+func stopClients(t testing.TB) {
+	clientsMu.Lock()
+	cs := slices.Clone(clients[t])
+	clientsMu.Unlock()
+	for _, c := range cs {
+		c.stop(t)
+	}
 }
 
 // stop ends the client and waits for it.
