@@ -175,18 +175,22 @@ func Update(b *testing.B, policies []Policy, sizes []int) {
 // the SubConns this created to READY, and tries again; a policy that
 // updates its picker from a goroutine of its own
 // (outlier_detection_experimental) gets a moment to do so. It gives up
-// after 10 s.
+// only when the number of keys that pick has not grown for 1,000 rounds
+// and 30 s: a fixed deadline (10 s until now) failed ring_hash at 1,000
+// endpoints on a loaded machine, where each round's READYs take seconds.
 func warm(h *fakecc.Harness, keys []gbalancer.PickInfo) (gbalancer.Picker, error) {
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+	best, stale, since := -1, 0, time.Now()
+	for {
 		p, _ := h.CC.Picker()
-		err = nil
+		var err error
+		ok := 0
 		for _, k := range keys {
 			r, e := p.Pick(k)
 			if e != nil {
 				err = e
 				continue
 			}
+			ok++
 			if r.Done != nil {
 				// A call left in flight would make P2C avoid its
 				// endpoint for the whole run, computing its decay at
@@ -197,9 +201,14 @@ func warm(h *fakecc.Harness, keys []gbalancer.PickInfo) (gbalancer.Picker, error
 		if err == nil {
 			return p, nil
 		}
+		if ok > best {
+			best, stale, since = ok, 0, time.Now()
+		} else if stale++; stale >= 1000 && time.Since(since) > 30*time.Second {
+			return nil, fmt.Errorf("%w (%d of %d keys pick, no progress in %d rounds)", err, ok, len(keys), stale)
+		}
 		h.ReadyAll()
+		time.Sleep(2 * time.Millisecond)
 	}
-	return nil, err
 }
 
 // servers starts 10 backends and returns a dialer of ClientConns to them.
