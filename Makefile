@@ -83,10 +83,15 @@ bench: servers vet-bench
 bench-kubernetes: etcd kube-apiserver
 	cd benchmark/kubernetes && $(GO) run ./cmd/wfbench-k8s -merge -out ../../docs/benchmarks -md ../../docs/benchmarks.md $(BENCH_FLAGS)
 
-# The xDS server's propagation, registry change to a client's picks, for
-# grpc-go's, Python's and Node's xDS clients against Wayfinder's own
-# resolver in the same run (docs/xds.md, "Benchmarks").
+# The xDS server: wfbench's xds scenario alone (benchmark/xds's
+# cmd/xdsbench: a registry change to grpc-go's xDS picks beside
+# Wayfinder's resolver, 1,000 clients x 10 services, 5,000 endpoints
+# with Delta against State of the World), merged into docs/benchmarks.md
+# (section 11; make bench runs it too); then the propagation to
+# grpc-go's, Python's and Node's xDS clients against the resolver
+# (docs/xds.md, "Benchmarks"), which needs clients outside Go.
 bench-xds: xds-clients
+	$(GO) run ./benchmark/cmd/wfbench -scenarios xds -backends memory -merge $(BENCH_FLAGS)
 	cd xds && $(GO) test -run '^$$' -bench Propagation -benchtime 100x .
 
 # The fault suite, verbosely, with the long variants. Soak for a chosen

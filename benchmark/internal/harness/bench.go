@@ -63,6 +63,13 @@ type Config struct {
 	LoadChange   time.Duration `json:"load_change,omitempty"`   // server load: the window under change
 	LoadRate     float64       `json:"load_rate,omitempty"`     // server load: changes per second in it
 
+	XDSChanges    int `json:"xds_changes,omitempty"`     // xds: changes per variant, in each of its three measurements
+	XDSClients    int `json:"xds_clients,omitempty"`     // xds: raw ADS clients of one xDS server
+	XDSServices   int `json:"xds_services,omitempty"`    // xds: services each of them asks for
+	XDSGoClients  int `json:"xds_go_clients,omitempty"`  // xds: grpc-go xDS clients beside them
+	XDSEndpoints  int `json:"xds_endpoints,omitempty"`   // xds: endpoints of the one large service
+	XDSEDSClients int `json:"xds_eds_clients,omitempty"` // xds: raw clients of the large service, per protocol variant
+
 	// More builds backends other than memory, consul and etcd, by name,
 	// for the life of the run's TB: the Kubernetes backend, whose
 	// command lives in the backend's own module.
@@ -99,6 +106,12 @@ func DefaultConfig() Config {
 		LoadIdle:      15 * time.Second,
 		LoadChange:    15 * time.Second,
 		LoadRate:      1,
+		XDSChanges:    20,
+		XDSClients:    1000,
+		XDSServices:   10,
+		XDSGoClients:  3,
+		XDSEndpoints:  5000,
+		XDSEDSClients: 10,
 	}
 }
 
@@ -179,6 +192,7 @@ var scenarios = []scenario{
 	{name: "scale", backend: "memory", sets: true, run: scale},
 	{name: "scale_picker", perBackend: true, run: scalePicker},
 	{name: "server_load", backend: "-", run: serverLoad}, // on the chosen Consul and etcd, servers of its own
+	{name: "xds", backend: "memory", run: xdsServer},     // in benchmark/xds, on its own memory registry
 }
 
 // Scenarios returns the scenario names in the order Run runs them.
@@ -301,6 +315,9 @@ var scenarioSizes = map[string]func(dst *Config, src Config){
 		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts
 	},
 	"scale_picker": func(d *Config, s Config) { d.ScaleInsts, d.ScaleChanges = s.ScaleInsts, s.ScaleChanges },
+	"xds": func(d *Config, s Config) {
+		d.XDSChanges, d.XDSClients, d.XDSServices, d.XDSGoClients, d.XDSEndpoints, d.XDSEDSClients = s.XDSChanges, s.XDSClients, s.XDSServices, s.XDSGoClients, s.XDSEndpoints, s.XDSEDSClients
+	},
 	"server_load": func(d *Config, s Config) {
 		d.LoadClients, d.LoadServices, d.LoadIdle, d.LoadChange, d.LoadRate = s.LoadClients, s.LoadServices, s.LoadIdle, s.LoadChange, s.LoadRate
 	},

@@ -36,6 +36,8 @@ func tiny(backends ...string) Config {
 	cfg.TailXDS = false // the xds module's own test runs its tail: cd benchmark/xds && go test ./...
 	cfg.ScaleServices, cfg.ScaleInsts = 20, 200
 	cfg.ScaleChanges = 3
+	cfg.XDSChanges, cfg.XDSClients, cfg.XDSServices, cfg.XDSGoClients = 3, 20, 3, 1
+	cfg.XDSEndpoints, cfg.XDSEDSClients = 200, 2
 	return cfg
 }
 
@@ -84,6 +86,9 @@ func checkInvariants(t *testing.T, rep *Report, backend string, cfg Config) {
 		if got := metric(t, rep, "rolling_restart", backend, "drain", "restarts"); got != float64(cfg.Rolls) {
 			t.Errorf("rolling restart: %v restarts, want %d", got, cfg.Rolls)
 		}
+	}
+	if has("xds") && backend == "memory" {
+		checkXDS(t, rep, cfg)
 	}
 	if has("outage") {
 		if got := metric(t, rep, "outage", backend, "wayfinder", "failed_during_outage"); got != 0 {
@@ -365,4 +370,54 @@ func TestMerge(t *testing.T) {
 	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "picker/-") || !strings.Contains(rep.Notes[0], "2026-11-01") || !strings.Contains(rep.Notes[0], "sizes of picker differ") || rep.Notes[1] != "hand-written note" {
 		t.Errorf("notes = %q, want the provenance note then the old hand-written one", rep.Notes)
 	}
+}
+
+// checkXDS checks what the xds scenario must show on any machine: every
+// change measured in every variant; one upstream watch per service for
+// all the xDS server's clients, every client's stream open, no NACK;
+// the server wrote bytes for each change; and the report's section has
+// each table.
+func checkXDS(t *testing.T, rep *Report, cfg Config) {
+	t.Helper()
+	for _, v := range []string{"resolver", "xds_go", "grpc_go_clients", "raw_ads_clients", "eds_sotw", "eds_delta"} {
+		if got := metric(t, rep, "xds", "memory", v, "changes"); got != float64(cfg.XDSChanges) {
+			t.Errorf("xds %s: %v changes, want %d", v, got, cfg.XDSChanges)
+		}
+	}
+	if got := metric(t, rep, "xds", "memory", "raw_ads_clients", "upstream_watches"); got != float64(cfg.XDSServices) {
+		t.Errorf("xds: %v upstream watches for %d clients, want one per service (%d)", got, cfg.XDSClients, cfg.XDSServices)
+	}
+	if got := metric(t, rep, "xds", "memory", "raw_ads_clients", "streams"); got != float64(cfg.XDSClients) {
+		t.Errorf("xds: %v streams, want one per client (%d)", got, cfg.XDSClients)
+	}
+	if got := metric(t, rep, "xds", "memory", "raw_ads_clients", "nacks"); got != 0 {
+		t.Errorf("xds: %v NACKs, want 0", got)
+	}
+	for _, v := range []string{"raw_ads_clients", "eds_sotw", "eds_delta"} {
+		if got := metric(t, rep, "xds", "memory", v, "bytes_per_change"); !(got > 0) {
+			t.Errorf("xds %s: %v bytes per change, want some", v, got)
+		}
+	}
+	// A 200-endpoint assignment is larger than 200 bytes whatever the
+	// protocol: the clients decoded the whole service.
+	for _, v := range []string{"eds_sotw", "eds_delta"} {
+		if got := metric(t, rep, "xds", "memory", v, "eds_bytes_per_client"); got < float64(cfg.XDSEndpoints) {
+			t.Errorf("xds %s: %v EDS bytes per client, want at least one per endpoint (%d)", v, got, cfg.XDSEndpoints)
+		}
+	}
+	md := rep.Markdown("benchmarks", rep.Charts())
+	for _, want := range []string{"## 11. xDS server", "| xDS → grpc-go |", "| upstream watches open | " + fmtNum(float64(cfg.XDSServices)) + " |", "Delta against State of the World"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestRunXDS runs the xds scenario alone at tiny sizes (TestRunMemory
+// runs it among all the others).
+func TestRunXDS(t *testing.T) {
+	cfg := tiny("memory")
+	cfg.Scenarios = []string{"xds"}
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "memory", cfg)
 }

@@ -234,6 +234,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	r.scaleSection(w)
 	r.etcdNamingSection(w, img)
 	r.serverLoadSection(w, img)
+	r.xdsServerSection(w)
 	r.methodSection(w)
 	return b.String()
 }
