@@ -141,30 +141,32 @@ func pickSize(b *testing.B, policies []Policy, keys []gbalancer.PickInfo, n int)
 // picks makes k picks (and Dones) with p, on one goroutine or spread
 // over GOMAXPROCS of them, and returns how long they took.
 func picks(b *testing.B, p gbalancer.Picker, keys []gbalancer.PickInfo, k int, parallel bool) time.Duration {
-	one := func(k, from int) {
-		for i := range k {
-			r, err := p.Pick(keys[(from+i)&1023])
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if r.Done != nil {
-				r.Done(gbalancer.DoneInfo{})
-			}
-		}
-	}
 	start := time.Now()
 	if !parallel {
-		one(k, 0)
+		pickN(b, p, keys, k, 0)
 		return time.Since(start)
 	}
 	g := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	for w := range g {
-		wg.Go(func() { one(max(k/g, 1), w*k) })
+		wg.Go(func() { pickN(b, p, keys, max(k/g, 1), w*k) })
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// pickN makes k picks (and Dones) with p, the keys from keys[from].
+func pickN(b *testing.B, p gbalancer.Picker, keys []gbalancer.PickInfo, k, from int) {
+	for i := range k {
+		r, err := p.Pick(keys[(from+i)&1023])
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if r.Done != nil {
+			r.Done(gbalancer.DoneInfo{})
+		}
+	}
 }
 
 // Update measures what one resolver update costs the client's policy
