@@ -109,10 +109,9 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		if err := reg.Register(ctx, in); err != nil {
 			return Sample{}, err
 		}
-		if direct != nil {
-			direct.UpdateState(gresolver.State{Endpoints: instance.Endpoints([]registry.Instance{stable.instance(svc), in})})
-		}
+		wait := pushDirect(direct, stable.instance(svc), in)
 		d, err := until(ctx, client, t0, func(name string) bool { return name == "moving" }, 1)
+		wait()
 		if err != nil {
 			return Sample{}, fmt.Errorf("register: %w", err)
 		}
@@ -122,10 +121,9 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		if err := reg.Deregister(ctx, in); err != nil {
 			return Sample{}, err
 		}
-		if direct != nil {
-			direct.UpdateState(gresolver.State{Endpoints: instance.Endpoints([]registry.Instance{stable.instance(svc)})})
-		}
+		wait = pushDirect(direct, stable.instance(svc))
 		d, err = until(ctx, client, t0, func(name string) bool { return name != "moving" }, 4)
+		wait()
 		if err != nil {
 			return Sample{}, fmt.Errorf("deregister: %w", err)
 		}
@@ -171,6 +169,22 @@ const (
 	directVariant = "direct"
 	directScheme  = "wfbench-direct"
 )
+
+// pushDirect hands r (if not nil) the set insts from a goroutine of its
+// own, as a resolver's watch does, so that the calls measuring the change
+// start at once rather than after gRPC has processed it; wait returns
+// once the push has.
+func pushDirect(r *manual.Resolver, insts ...registry.Instance) (wait func()) {
+	if r == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() { // owned: the caller waits for it
+		defer close(done)
+		r.UpdateState(gresolver.State{Endpoints: instance.Endpoints(insts)})
+	}()
+	return func() { <-done }
+}
 
 // dialDirect returns a ClientConn for svc through the manual resolver r,
 // with round_robin and the options dial uses, closed with tb.
