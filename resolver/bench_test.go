@@ -2,9 +2,13 @@ package resolver_test
 
 import (
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
+
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/polling"
@@ -30,6 +34,72 @@ func BenchmarkPropagation(b *testing.B) {
 		reg := memory.New()
 		benchPropagation(b, reg, polling.New(reg, 500*time.Millisecond), 500*time.Millisecond)
 	})
+	b.Run("backend=memory/to-UpdateState", benchToUpdateState)
+}
+
+// benchToUpdateState measures Wayfinder's share of propagation alone:
+// from Register (Deregister) to the resolver's UpdateState with the new
+// set, on a ClientConn that only records it, so that no connection,
+// balancer or call is in the path.
+func benchToUpdateState(b *testing.B) {
+	ctx := b.Context()
+	reg := memory.New()
+	if err := reg.Register(ctx, registry.Instance{ID: "stable", Service: "hello", Address: "127.0.0.1:1"}); err != nil {
+		b.Fatal(err)
+	}
+	cache := resolver.NewCache(resolver.WithLinger(0))
+	defer cache.Close()
+	u, err := url.Parse("wayfinder:///hello")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc := &recordingCC{sizes: make(chan int, 16)}
+	r, err := resolver.NewBuilder(reg, resolver.WithCache(cache)).Build(gresolver.Target{URL: *u}, cc, gresolver.BuildOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	wait := func(n int) {
+		for got := <-cc.sizes; got != n; got = <-cc.sizes {
+		}
+	}
+	wait(1)
+	in := registry.Instance{ID: "moving", Service: "hello", Address: "127.0.0.1:2"}
+	var add, remove []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if err := reg.Register(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		wait(2)
+		add = append(add, time.Since(t0))
+		t0 = time.Now()
+		if err := reg.Deregister(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		wait(1)
+		remove = append(remove, time.Since(t0))
+	}
+	b.StopTimer()
+	report(b, "register", add)
+	report(b, "deregister", remove)
+}
+
+// recordingCC is a resolver.ClientConn that sends the size of every
+// state it is given on sizes.
+type recordingCC struct {
+	sizes chan int
+}
+
+func (c *recordingCC) UpdateState(s gresolver.State) error {
+	c.sizes <- len(s.Endpoints)
+	return nil
+}
+func (*recordingCC) ReportError(error)              {}
+func (*recordingCC) NewAddress([]gresolver.Address) {}
+func (*recordingCC) ParseServiceConfig(string) *serviceconfig.ParseResult {
+	return &serviceconfig.ParseResult{}
 }
 
 // benchPropagation makes each change after an untimed random pause of up

@@ -126,7 +126,17 @@ func (b *balancer) UpdateClientConnState(s gbalancer.ClientConnState) error {
 	}
 	b.byAddr, b.eps = subconn.Index(s.ResolverState.Endpoints, b.byAddr, func(addr string) *endpoint {
 		ep := &endpoint{picks: b.picks.Counter(addr)}
-		ep.done = func(di gbalancer.DoneInfo) { b.record(ep, di) }
+		ep.done = func(di gbalancer.DoneInfo) {
+			// The common path inline: a success without failure-rate
+			// detection reads shared memory and calls nothing.
+			if di.Err == nil && !b.counting.Load() {
+				if ep.consec.Load() != 0 {
+					ep.consec.Store(0)
+				}
+				return
+			}
+			b.record(ep, di.Err)
+		}
 		return ep
 	}, func(ep *endpoint, rep gresolver.Endpoint) {
 		se := shard.FromChild(rep, gbalancer.State{})
@@ -241,11 +251,9 @@ func (p *picker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {
 
 // record counts one call's result and wakes the ejection goroutine when
 // the consecutive-failure threshold is reached.
-func (b *balancer) record(ep *endpoint, di gbalancer.DoneInfo) {
-	// Only a read of shared memory on the common path, a success
-	// without failure-rate detection.
+func (b *balancer) record(ep *endpoint, err error) {
 	counting := b.counting.Load()
-	if !IsFailure(di.Err) {
+	if !IsFailure(err) {
 		if counting {
 			ep.succ.Add(1)
 		}

@@ -41,7 +41,7 @@ type Config struct {
 	IdleConns     int           `json:"idle_conns"`     // idle load: ClientConns in the process
 	IdleServices  int           `json:"idle_services"`  // idle load: services they watch
 	IdleWindow    time.Duration `json:"idle_window"`    // idle load: counting window
-	PickerBench   string        `json:"picker_bench"`   // picker: ";"-separated -bench patterns for benchmark/internal/picker
+	PickerBench   string        `json:"picker_bench"`   // picker: ";"-separated -bench patterns for benchmark/internal/picker, each with an optional "@benchtime"
 	PickerTime    string        `json:"picker_time"`    // picker: -benchtime
 	Rolls         int           `json:"rolls"`          // rolling restart: restarts per run and order
 	RollServers   int           `json:"roll_servers"`   // rolling restart: servers in the rotation
@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 		IdleConns:     100,
 		IdleServices:  10,
 		IdleWindow:    20 * time.Second,
-		PickerBench:   "Pick/^n=(10|1000)$/;Throughput;Versus;Update",
+		PickerBench:   "Pick/^n=(10|1000)$/;Throughput@3s;Versus@3s;Update",
 		PickerTime:    "1s",
 		Rolls:         20,
 		RollServers:   5,

@@ -29,7 +29,7 @@ func tiny(backends ...string) Config {
 	cfg.Changes = 3
 	cfg.IdleConns, cfg.IdleServices = 6, 3
 	cfg.IdleWindow = time.Second
-	cfg.PickerBench, cfg.PickerTime = "Pick/^n=10$/;Throughput;Versus", "100x"
+	cfg.PickerBench, cfg.PickerTime = "Pick/^n=10$/;Throughput@60x;Versus", "100x" // @: a pattern's own -benchtime
 	cfg.Rolls, cfg.RollServers = 4, 3
 	cfg.Outage = time.Second
 	cfg.TailDuration, cfg.TailBackends = time.Second, 4
@@ -116,8 +116,12 @@ func TestRunMemory(t *testing.T) {
 			t.Errorf("report has no result for scenario %s", s)
 		}
 	}
-	if got := metric(t, rep, "picker", "-", "round_robin", "pick_n10_serial_ratio"); got != 1 {
-		t.Errorf("picker: round_robin's pick_n10_serial_ratio to itself = %v, want 1", got)
+	// Picks too are measured against round_robin in interleaved slices:
+	// round_robin's own ratio is noise around 1, with its width.
+	for _, m := range []string{"pick_n10_serial_ratio", "pick_n10_serial_ratio_ci95", "pick_n10_parallel_ratio"} {
+		if got := metric(t, rep, "picker", "-", "round_robin", m); !(got >= 0) || math.IsInf(got, 0) {
+			t.Errorf("picker: round_robin's %s to itself = %v, want a measured figure", m, got)
+		}
 	}
 	// Throughput ratios are measured against round_robin in interleaved
 	// slices, so round_robin's own is a noisy figure near 1, not 1: only
@@ -126,6 +130,15 @@ func TestRunMemory(t *testing.T) {
 		if got := metric(t, rep, "picker", "-", p, "throughput_ratio"); !(got > 0) || math.IsInf(got, 0) {
 			t.Errorf("picker: %s's throughput_ratio = %v, want a positive measured ratio", p, got)
 		}
+		// With its noise: the slices' 95% confidence half-width.
+		if got := metric(t, rep, "picker", "-", p, "throughput_ratio_ci95"); !(got >= 0) || math.IsInf(got, 0) {
+			t.Errorf("picker: %s's throughput_ratio_ci95 = %v, want a measured width", p, got)
+		}
+	}
+	// Propagation's floor, gRPC handed the addresses directly, is
+	// measured beside the watch.
+	if got := metric(t, rep, "propagation", "memory", directVariant, "all_p50_ms"); !(got > 0) {
+		t.Errorf("propagation: %s all_p50_ms = %v, want a measured latency", directVariant, got)
 	}
 	// Each Wayfinder policy was measured beside its built-in, those of
 	// the separate xds module included.
@@ -268,21 +281,25 @@ PASS
 	if p["pick_n10_serial_ratio"] != 2.5 || p["throughput_ratio"] != 1.25 || p["throughput_calls_s"] != 12500 {
 		t.Errorf("p2c metrics = %v, want pick ratio 2.5, throughput ratio 1.25, 12500 calls/s", p)
 	}
-	paired := []byte("BenchmarkThroughput/wayfinder_p2c_ewma-2 \t 10000\t 80000 ns/op\t 0.9700 x_round_robin\n")
+	paired := []byte("BenchmarkThroughput/wayfinder_p2c_ewma-2 \t 10000\t 80000 ns/op\t 0.9700 x_round_robin\t 0.02000 x_round_robin_ci95\n")
 	pr := parseBench(paired)
 	if pr["ns/op"]["Throughput/wayfinder_p2c_ewma"] != 80000 || pr["x_round_robin"]["Throughput/wayfinder_p2c_ewma"] != 0.97 {
 		t.Errorf("parseBench = %v; want 80000 ns/op and 0.97 x_round_robin", pr)
 	}
 	f := parseBench(out)
 	f["x_round_robin"] = pr["x_round_robin"]
+	f["x_round_robin_ci95"] = pr["x_round_robin_ci95"]
 	ss, _ = pickerSamples(f)
 	if got := ss[1].Metrics["throughput_ratio"]; got != 0.97 {
 		t.Errorf("throughput_ratio with a paired figure = %v, want it (0.97), not the ratio of ns/op", got)
 	}
+	if got := ss[1].Metrics["throughput_ratio_ci95"]; got != 0.02 {
+		t.Errorf("throughput_ratio_ci95 = %v, want the paired run's 0.02", got)
+	}
 	vs := parseBench([]byte(`BenchmarkPick/n=10/round_robin/serial-2 	1000000	 10.00 ns/op	 0 B/op	 0 allocs/op
-BenchmarkPick/n=10/wayfinder_p2c_ewma/serial-2 	1000000	 25.00 ns/op	 0 B/op	 0 allocs/op
+BenchmarkPick/n=10/wayfinder_p2c_ewma/serial-2 	1000000	 25.00 ns/op	 0 B/op	 0 allocs/op	 2.400 x_round_robin	 0.1000 x_round_robin_ci95
 BenchmarkPick/n=10/least_request_experimental/serial-2 	1000000	 100.0 ns/op	 72 B/op	 3 allocs/op
-BenchmarkVersus/wayfinder_p2c_ewma-2 	 10000	 80000 ns/op	 1.100 x_alternative
+BenchmarkVersus/wayfinder_p2c_ewma-2 	 10000	 80000 ns/op	 1.100 x_alternative	 0.0300 x_alternative_ci95
 `))
 	ss, _ = pickerSamples(vs)
 	i := slices.IndexFunc(ss, func(s Sample) bool { return s.Variant == "wayfinder_p2c_ewma" })
@@ -292,6 +309,12 @@ BenchmarkVersus/wayfinder_p2c_ewma-2 	 10000	 80000 ns/op	 1.100 x_alternative
 	}
 	if m := ss[i].Metrics; m["pick_n10_serial_vs_alt"] != 0.25 || m["throughput_vs_alt"] != 1.1 || m["alt_pick_n10_serial_ns"] != 100 {
 		t.Errorf("p2c metrics = %v, want pick_n10_serial_vs_alt 0.25, throughput_vs_alt 1.1, alt_pick_n10_serial_ns 100", m)
+	}
+	if m := ss[i].Metrics; m["pick_n10_serial_ratio"] != 2.4 || m["pick_n10_serial_ratio_ci95"] != 0.1 {
+		t.Errorf("p2c pick ratio = %v ± %v, want the interleaved 2.4 ± 0.1, not the ratio of ns/op (2.5)", m["pick_n10_serial_ratio"], m["pick_n10_serial_ratio_ci95"])
+	}
+	if m := ss[i].Metrics; m["throughput_vs_alt_ci95"] != 0.03 {
+		t.Errorf("p2c throughput_vs_alt_ci95 = %v, want 0.03", m["throughput_vs_alt_ci95"])
 	}
 	if m := ss[j].Metrics; m["pick_n10_serial_bop"] != 72 || m["pick_n10_serial_allocs"] != 3 {
 		t.Errorf("least_request metrics = %v, want 72 B/op and 3 allocs/op", m)

@@ -68,7 +68,14 @@ func picker(tb testing.TB, _ *Backend, cfg Config) ([]Sample, error) {
 		// per pattern (PickerBench is a ";"-separated list).
 		var o []byte
 		for _, pat := range strings.Split(cfg.PickerBench, ";") {
-			cmd := exec.CommandContext(ctx, gobin, "test", "-run", "^$", "-bench", pat, "-benchtime", cfg.PickerTime,
+			// "pattern@d" runs pattern with -benchtime d instead of
+			// PickerTime: the throughput pairs need longer slices than
+			// a pick does to tell a few percent from the noise.
+			bt := cfg.PickerTime
+			if p, t, ok := strings.Cut(pat, "@"); ok {
+				pat, bt = p, t
+			}
+			cmd := exec.CommandContext(ctx, gobin, "test", "-run", "^$", "-bench", pat, "-benchtime", bt,
 				"-benchmem", "-count", "1", "-timeout", "20m", ".")
 			cmd.Dir = filepath.Join(dir, filepath.FromSlash(mod))
 			var stderr bytes.Buffer
@@ -147,8 +154,10 @@ func parseBench(out []byte) figures {
 
 // pickerSamples turns package picker's figures into one sample per policy:
 // "Pick/n=10/<policy>/serial" becomes pick_n10_serial_ns (with _bop and
-// _allocs) and, divided by round_robin's, pick_n10_serial_ratio (cost:
-// lower is better); "Throughput/<policy>" becomes throughput_calls_s and
+// _allocs) and pick_n10_serial_ratio, its time over round_robin's (cost:
+// lower is better) measured in interleaved slices where the benchmark
+// reports one (x_round_robin, with its _ci95), else from the two ns/op
+// figures; "Throughput/<policy>" becomes throughput_calls_s and
 // throughput_ratio (higher is better), the ratio measured in interleaved
 // slices where the benchmark reports one, else from the two ns/op
 // figures. For a Wayfinder policy whose alternative ran too, every pick
@@ -203,6 +212,9 @@ func pickerSamples(f figures) ([]Sample, error) {
 				m["throughput_calls_s"] = 1e9 / v
 				if r, found := f["x_round_robin"]["Throughput/"+p]; found {
 					m["throughput_ratio"] = r
+					if ci, found := f["x_round_robin_ci95"]["Throughput/"+p]; found {
+						m["throughput_ratio_ci95"] = ci
+					}
 				} else if ok && v > 0 {
 					m["throughput_ratio"] = base / v
 				}
@@ -216,7 +228,13 @@ func pickerSamples(f figures) ([]Sample, error) {
 			if a, found := f["allocs/op"][name]; found {
 				m[k.metric+"_allocs"] = a
 			}
-			if ok && base > 0 {
+			if r, found := f["x_round_robin"][name]; found {
+				// Measured in slices alternating with round_robin's.
+				m[k.metric+"_ratio"] = r
+				if ci, found := f["x_round_robin_ci95"][name]; found {
+					m[k.metric+"_ratio_ci95"] = ci
+				}
+			} else if ok && base > 0 {
 				m[k.metric+"_ratio"] = v / base
 			}
 			if a, found := vals[key{k.metric, alt[p]}]; found && alt[p] != "" && a > 0 {
@@ -226,6 +244,9 @@ func pickerSamples(f figures) ([]Sample, error) {
 		}
 		if r, found := f["x_alternative"]["Versus/"+p]; found {
 			m["throughput_vs_alt"] = r
+			if ci, found := f["x_alternative_ci95"]["Versus/"+p]; found {
+				m["throughput_vs_alt_ci95"] = ci
+			}
 		}
 		out = append(out, Sample{Variant: p, Metrics: m})
 	}

@@ -6,7 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	gresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/instance"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/polling"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/consul"
@@ -20,6 +26,10 @@ import (
 // 500 ms polling baseline and, on Consul, the blocking-query resolver
 // that shares nothing (blockingBuilder), on etcd, etcd's own naming
 // resolver (namingBuilder), run in the same run on the same registry.
+// The floor, directVariant, is the same ClientConn and servers with no
+// registry in the path: a manual resolver handed the new address set
+// right after Register (Deregister) returns, so what is left is gRPC's
+// own work (the new connection's set-up, the picker) and the calls'.
 func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	var out []Sample
 	variants := []struct {
@@ -29,6 +39,7 @@ func propagation(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	}{
 		{"wayfinder", 0, 200 * time.Millisecond},
 		{"poll500ms", 500 * time.Millisecond, 500 * time.Millisecond},
+		{directVariant, 0, 200 * time.Millisecond},
 	}
 	if be.consulAddr != nil {
 		variants = append(variants, struct {
@@ -63,7 +74,12 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		return Sample{}, err
 	}
 	var client hellopb.HelloServiceClient
-	if variant == "blocking" {
+	var direct *manual.Resolver // directVariant's
+	if variant == directVariant {
+		direct = manual.NewBuilderWithScheme(directScheme)
+		direct.InitialState(gresolver.State{Endpoints: instance.Endpoints([]registry.Instance{stable.instance(svc)})})
+		_, client = dialDirect(tb, direct, svc, be.dialOpts...)
+	} else if variant == "blocking" {
 		b, err := newBlockingBuilder(be.consulAddr(tb, nil), consul.DefaultWait)
 		if err != nil {
 			return Sample{}, err
@@ -93,7 +109,9 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		if err := reg.Register(ctx, in); err != nil {
 			return Sample{}, err
 		}
+		wait := pushDirect(direct, stable.instance(svc), in)
 		d, err := until(ctx, client, t0, func(name string) bool { return name == "moving" }, 1)
+		wait()
 		if err != nil {
 			return Sample{}, fmt.Errorf("register: %w", err)
 		}
@@ -103,7 +121,9 @@ func propagationOne(tb testing.TB, be *Backend, cfg Config, variant string, poll
 		if err := reg.Deregister(ctx, in); err != nil {
 			return Sample{}, err
 		}
+		wait = pushDirect(direct, stable.instance(svc))
 		d, err = until(ctx, client, t0, func(name string) bool { return name != "moving" }, 4)
+		wait()
 		if err != nil {
 			return Sample{}, fmt.Errorf("deregister: %w", err)
 		}
@@ -141,4 +161,42 @@ func until(ctx context.Context, c hellopb.HelloServiceClient, t0 time.Time, ok f
 		}
 	}
 	return 0, fmt.Errorf("no change seen within 30s")
+}
+
+// directVariant is propagation's floor: gRPC handed the addresses
+// directly, through a manual resolver of scheme directScheme.
+const (
+	directVariant = "direct"
+	directScheme  = "wfbench-direct"
+)
+
+// pushDirect hands r (if not nil) the set insts from a goroutine of its
+// own, as a resolver's watch does, so that the calls measuring the change
+// start at once rather than after gRPC has processed it; wait returns
+// once the push has.
+func pushDirect(r *manual.Resolver, insts ...registry.Instance) (wait func()) {
+	if r == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() { // owned: the caller waits for it
+		defer close(done)
+		r.UpdateState(gresolver.State{Endpoints: instance.Endpoints(insts)})
+	}()
+	return func() { <-done }
+}
+
+// dialDirect returns a ClientConn for svc through the manual resolver r,
+// with round_robin and the options dial uses, closed with tb.
+func dialDirect(tb testing.TB, r *manual.Resolver, svc string, opts ...grpc.DialOption) (*grpc.ClientConn, hellopb.HelloServiceClient) {
+	tb.Helper()
+	cc, err := grpc.NewClient(directScheme+":///"+svc, append([]grpc.DialOption{
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`)}, opts...)...)
+	if err != nil {
+		tb.Fatalf("bench: NewClient: %v", err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc, hellopb.NewHelloServiceClient(cc)
 }

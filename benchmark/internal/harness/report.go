@@ -36,6 +36,8 @@ func (r *Report) Charts() map[string]string {
 			{"blocking", "all_p99_ms", "blocking query/conn p99"},
 			{namingVariant, "all_p50_ms", "etcd naming p50"},
 			{namingVariant, "all_p99_ms", "etcd naming p99"},
+			{directVariant, "all_p50_ms", "floor (no registry) p50"},
+			{directVariant, "all_p99_ms", "floor (no registry) p99"},
 		} {
 			if x, ok := r.get("propagation", be, v.variant, v.metric); ok {
 				bars = append(bars, bar{Label: v.label, Value: x, Text: fmtNum(x) + " ms"})
@@ -301,6 +303,14 @@ func (r *Report) propagationSummary(w func(string, ...any)) {
 			if a, ok := r.get("propagation", be, namingVariant, "all_p99_ms"); ok {
 				alt = fmt.Sprintf("%s ms, etcd's naming resolver (%s× Wayfinder's)", fmtNum(a), fmtNum(a/x))
 			}
+			if f, ok := r.get("propagation", be, directVariant, "all_p99_ms"); ok {
+				floor := fmt.Sprintf("floor, gRPC handed the addresses with no registry: %s ms", fmtNum(f))
+				if alt == "—" {
+					alt = floor
+				} else {
+					alt += "; " + floor
+				}
+			}
 			tgt, met := "none set", ""
 			if hasTarget {
 				tgt, met = "≤ "+fmtNum(target)+" ms", check(x <= target)
@@ -407,11 +417,11 @@ func (r *Report) slowBackendSummary(w func(string, ...any)) {
 // backend and variant.
 func (r *Report) propagationSection(w func(string, ...any), img func(name, alt string)) {
 	w("## 1. Propagation latency\n\n")
-	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). On Consul a second baseline, *blocking*, is what the popular Consul resolvers for grpc-go do: a resolver of its own (benchmark/internal/harness/blocking.go) that runs one blocking query on `/v1/health/service/<name>?passing` per ClientConn, with the same 5 min wait as Wayfinder's driver, and hands gRPC every answer, changed or not; it shares nothing and dedupes nothing (section 2 shows what that costs at rest), spaced like the watch. On etcd a second baseline, *etcd_naming*, is etcd's own resolver, `go.etcd.io/etcd/client/v3/naming/resolver`, reading the same registrations with an etcd watch per ClientConn, spaced like the watch (section 9). %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
+	w("Time from `Register` (or `Deregister`) being called until a real ClientConn's round_robin picker sends calls to (or stops sending calls to) the instance, measured by calling continuously. The add side includes the new connection's set-up. The baseline is the 2019 seed's resolver, polling every 500 ms, over the same registry client, in the same run; changes are spaced at random (0–500 ms for the poller, so they fall anywhere in its cycle; 0–200 ms for the watch, so that Consul watches are not measured against their own 10 per second rate limit). On Consul a second baseline, *blocking*, is what the popular Consul resolvers for grpc-go do: a resolver of its own (benchmark/internal/harness/blocking.go) that runs one blocking query on `/v1/health/service/<name>?passing` per ClientConn, with the same 5 min wait as Wayfinder's driver, and hands gRPC every answer, changed or not; it shares nothing and dedupes nothing (section 2 shows what that costs at rest), spaced like the watch. On etcd a second baseline, *etcd_naming*, is etcd's own resolver, `go.etcd.io/etcd/client/v3/naming/resolver`, reading the same registrations with an etcd watch per ClientConn, spaced like the watch (section 9). *direct* is the floor, not an alternative: the same ClientConn options and servers with no registry in the path, a manual resolver handed the new address set as soon as `Register` (`Deregister`) returns, spaced like the watch; what it measures is gRPC's own work (the new connection's set-up, the picker) and the calls'. %d adds and %d removes per run and variant.\n\n", r.Config.Changes, r.Config.Changes)
 	img("propagation.svg", "propagation latency chart")
 	w("| backend | variant | register p50 / p90 / p99 / max (ms) | deregister p50 / p90 / p99 / max (ms) | all p99 (ms) |\n|---|---|---|---|---|\n")
 	for _, be := range r.Config.Backends {
-		for _, v := range []string{"wayfinder", "poll500ms", "blocking", namingVariant} {
+		for _, v := range []string{"wayfinder", "poll500ms", "blocking", namingVariant, directVariant} {
 			res, ok := r.Find("propagation", be, v)
 			if !ok {
 				continue
@@ -461,7 +471,7 @@ func (r *Report) idleLoadSection(w func(string, ...any), img func(name, alt stri
 // round_robin, and where P2C's pick spends its time.
 func (r *Report) pickerSection(w func(string, ...any), img func(name, alt string)) {
 	w("## 3. Picker cost and RPC throughput\n\n")
-	w("From `go test -bench` with the patterns `%s` and `-benchtime %s` on ./benchmark/internal/picker, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints; throughput is real unary calls over loopback to 10 servers, 16 in flight, each policy measured in 8 slices alternating with round_robin's on the same servers, so its ratio compares the same moments of a shared machine (round_robin's own row, against itself, shows the noise). Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
+	w("From `go test -bench` with the patterns `%s` and `-benchtime %s` (a pattern's `@d` sets its own) on ./benchmark/internal/picker, run by the harness: every policy and grpc-go's `round_robin` are built through their registered builders in the same run. Pick is the cost of one Pick (plus Done) on ready endpoints, measured in 32 slices alternating with round_robin's picker over the same endpoints, so that its ratio, too, compares the same moments (round_robin's own row is against itself); throughput is real unary calls over loopback to 10 servers, 16 in flight, each policy measured in 32 slices alternating with round_robin's on the same servers, so its ratio compares the same moments of a shared machine; ± is the half-width of the 95%% confidence interval of the mean of the 32 slices' ratios, and round_robin's own row, against itself, shows the noise. Ratios are to round_robin: for pick cost lower is better, for throughput higher is better.\n\n", r.Config.PickerBench, r.Config.PickerTime)
 	img("picker.svg", "picker cost chart")
 	if rs := r.variants("picker", "-"); len(rs) > 0 {
 		cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
@@ -479,13 +489,13 @@ func (r *Report) pickerSection(w func(string, ...any), img func(name, alt string
 			w("| %s |", res.Variant)
 			for _, c := range cols {
 				if v, ok := mm[c+"_ns"]; ok {
-					w(" %s (%.2f×) |", fmtNum(v), mm[c+"_ratio"])
+					w(" %s (%.2f×%s) |", fmtNum(v), mm[c+"_ratio"], ci95(mm, c+"_ratio"))
 				} else {
 					w(" — |")
 				}
 			}
 			if v, ok := mm["throughput_calls_s"]; ok {
-				w(" %s (%.2f×) |\n", fmtNum(v), mm["throughput_ratio"])
+				w(" %s (%.2f×%s) |\n", fmtNum(v), mm["throughput_ratio"], ci95(mm, "throughput_ratio"))
 			} else {
 				w(" — |\n")
 			}
@@ -723,7 +733,11 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 			if a, an, ok := worst(t.alt, t.mode); ok {
 				alt = fmt.Sprintf("%s: %s× (worst size: %s)", t.alt, fmtNum(a), an)
 			}
-			w("| %s, %s (worst size: %s endpoints) | - | %s× | round_robin | | %s | ≤ %s× | %s |\n", t.label, t.mode, n, fmtNum(v), alt, fmtNum(t.target), check(v <= t.target))
+			pm := map[string]float64{}
+			if res, ok := r.Find("picker", "-", t.policy); ok {
+				pm = res.Metrics
+			}
+			w("| %s, %s (worst size: %s endpoints) | - | %s×%s | round_robin | | %s | ≤ %s× | %s |\n", t.label, t.mode, n, fmtNum(v), ci95(pm, "pick_n"+n+"_"+t.mode+"_ratio"), alt, fmtNum(t.target), check(v <= t.target))
 		}
 	}
 	if v, ok := r.get("picker", "-", "wayfinder_consistent_hash", "pick_n1000_serial_ns"); ok {
@@ -745,7 +759,15 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 	}
 	if minP != "" {
 		self, _ := r.get("picker", "-", "round_robin", "throughput_ratio")
-		w("| RPC throughput, lowest Wayfinder policy (%s) | - | %s× | round_robin (against itself: %s×) | | — | ≥ 0.97× | %s |\n", minP, fmtNum(lo), fmtNum(self), check(lo >= 0.97))
+		pm := map[string]float64{}
+		if res, ok := r.Find("picker", "-", minP); ok {
+			pm = res.Metrics
+		}
+		sm := map[string]float64{}
+		if res, ok := r.Find("picker", "-", "round_robin"); ok {
+			sm = res.Metrics
+		}
+		w("| RPC throughput, lowest Wayfinder policy (%s) | - | %s×%s | round_robin (against itself: %s×%s) | | — | ≥ 0.97× | %s |\n", minP, fmtNum(lo), ci95(pm, "throughput_ratio"), fmtNum(self), ci95(sm, "throughput_ratio"), check(lo >= 0.97))
 	}
 }
 
@@ -791,7 +813,7 @@ func isAlternative(variant string) bool {
 // the same run.
 func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt string)) {
 	w("## 4. Against grpc-go's built-in policies\n\n")
-	w("What a user would pick instead of each Wayfinder policy: grpc-go's built-in of the same purpose, configured as a user outside xDS would, built through its registered builder on the same fake ClientConn (pick cost) or dialled to the same 10 loopback servers (throughput) in the same `go test` run as the Wayfinder policy. *vs built-in* is the Wayfinder policy's figure divided by the built-in's: for pick cost lower is better (0.5× = half the cost), for throughput higher is better, measured in 8 slices alternating the two ClientConns (`BenchmarkVersus`). `weighted_round_robin` needs the ORCA protos of github.com/cncf/xds and `outlier_detection_experimental` registers only when google.golang.org/grpc/xds is imported (about 500 packages), so those two pairs run in the separate module `%s`, with their own round_robin, and never enter the library's build.\n\n", xdsModule)
+	w("What a user would pick instead of each Wayfinder policy: grpc-go's built-in of the same purpose, configured as a user outside xDS would, built through its registered builder on the same fake ClientConn (pick cost) or dialled to the same 10 loopback servers (throughput) in the same `go test` run as the Wayfinder policy. *vs built-in* is the Wayfinder policy's figure divided by the built-in's: for pick cost lower is better (0.5× = half the cost), for throughput higher is better, measured in 32 slices alternating the two ClientConns (`BenchmarkVersus`), ± as in section 3. `weighted_round_robin` needs the ORCA protos of github.com/cncf/xds and `outlier_detection_experimental` registers only when google.golang.org/grpc/xds is imported (about 500 packages), so those two pairs run in the separate module `%s`, with their own round_robin, and never enter the library's build.\n\n", xdsModule)
 	img("alternatives.svg", "pick cost against the built-ins chart")
 	cols := []string{"pick_n10_serial", "pick_n10_parallel", "pick_n1000_serial", "pick_n1000_parallel"}
 	for i, a := range Alternatives {
@@ -821,7 +843,7 @@ func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt 
 			w("| %s | %s, %s, %s | %s | %s |\n", strings.ReplaceAll(c, "_", " "), fmtNum(v), fmtNum(mm[c+"_bop"]), fmtNum(mm[c+"_allocs"]), altTxt, ratio)
 		}
 		if x, ok := mm["throughput_vs_alt"]; ok {
-			w("| RPC throughput, interleaved | | | %.2f× |\n", x)
+			w("| RPC throughput, interleaved | | | %.2f×%s |\n", x, ci95(mm, "throughput_vs_alt"))
 		}
 		if s, ok := r.get("slow_backend", "memory", a.Wayfinder, "success_pct"); ok {
 			if t, ok := r.get("slow_backend", "memory", a.Alternative, "success_pct"); ok {
@@ -832,4 +854,13 @@ func (r *Report) alternativesSection(w func(string, ...any), img func(name, alt 
 		}
 		w("\n")
 	}
+}
+
+// ci95 is " ± x" for metric's 95% confidence half-width (metric_ci95)
+// when m has one, else "".
+func ci95(m map[string]float64, metric string) string {
+	if x, ok := m[metric+"_ci95"]; ok {
+		return fmt.Sprintf(" ± %.2f", x)
+	}
+	return ""
 }

@@ -3,6 +3,8 @@ package picker
 import (
 	"context"
 	"fmt"
+	"math"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,55 +71,100 @@ func keyed(key string) context.Context {
 
 // Pick builds every policy through its registered builder on a fake
 // ClientConn with n ready endpoints, for each n in sizes, then measures
-// Pick (and Done, where the policy sets one) serially and with
-// RunParallel, as Pick/n=<n>/<label>/{serial,parallel}.
+// Pick (and Done, where the policy sets one) on one goroutine and on
+// GOMAXPROCS of them, as Pick/n=<n>/<label>/{serial,parallel}. A pick
+// of round_robin costs a few nanoseconds, so that a ratio of two
+// separate runs on a shared machine is mostly noise: each policy is
+// measured in slices alternating with round_robin's picker over the same
+// endpoints, and x_round_robin is its time over round_robin's for as
+// many picks (cost: lower is better), with x_round_robin_ci95.
 func Pick(b *testing.B, policies []Policy, sizes []int) {
 	keys := make([]gbalancer.PickInfo, 1024)
 	for i := range keys {
 		keys[i] = gbalancer.PickInfo{FullMethodName: "/hello.HelloService/SayHello", Ctx: keyed(fmt.Sprintf("user-%d", i))}
 	}
 	for _, n := range sizes {
-		eps := instance.Endpoints(instances(n))
-		for _, pol := range policies {
-			h, err := fakecc.Build(pol.Name, pol.Config)
-			if err != nil {
-				b.Fatal(err)
+		// Each size's set-up runs inside its own level, so that a -bench
+		// pattern that skips the size (Pick/^n=10$/) skips building it:
+		// 1,000 endpoints, connected one by one, take seconds per policy.
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { pickSize(b, policies, keys, n) })
+	}
+}
+
+// pickSize is Pick for n endpoints.
+func pickSize(b *testing.B, policies []Policy, keys []gbalancer.PickInfo, n int) {
+	eps := instance.Endpoints(instances(n))
+	// round_robin's picker, alternated with each policy's.
+	hb, err := fakecc.Build("round_robin", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer hb.Close()
+	if err := hb.UpdateReady(eps); err != nil {
+		b.Fatal(err)
+	}
+	base, err := warm(hb, keys)
+	if err != nil {
+		b.Fatalf("round_robin with %d endpoints: Pick() = %v", n, err)
+	}
+	for _, pol := range policies {
+		h, err := fakecc.Build(pol.Name, pol.Config)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := h.UpdateReady(eps); err != nil {
+			b.Fatal(err)
+		}
+		p, err := warm(h, keys)
+		if err != nil {
+			b.Fatalf("%s with %d endpoints: Pick() = %v", pol.label(), n, err)
+		}
+		for _, parallel := range []bool{false, true} {
+			mode := "serial"
+			if parallel {
+				mode = "parallel"
 			}
-			if err := h.UpdateReady(eps); err != nil {
-				b.Fatal(err)
-			}
-			p, err := warm(h, keys)
-			if err != nil {
-				b.Fatalf("%s with %d endpoints: Pick() = %v", pol.label(), n, err)
-			}
-			pick := func(i int) {
-				r, err := p.Pick(keys[i&1023])
-				if err != nil {
-					b.Fatal(err)
-				}
-				if r.Done != nil {
-					r.Done(gbalancer.DoneInfo{})
-				}
-			}
-			b.Run(fmt.Sprintf("n=%d/%s/serial", n, pol.label()), func(b *testing.B) {
+			b.Run(pol.label()+"/"+mode, func(b *testing.B) {
 				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
-					pick(i)
-					i++
+				tPol, tBase, ratios := alternate(b,
+					func(k int) time.Duration { return picks(b, p, keys, k, parallel) },
+					func(k int) time.Duration { return picks(b, base, keys, k, parallel) })
+				if tBase > 0 {
+					reportRatio(b, "x_round_robin", float64(tPol)/float64(tBase), ratios, func(r float64) float64 { return r })
 				}
 			})
-			b.Run(fmt.Sprintf("n=%d/%s/parallel", n, pol.label()), func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					i := 0
-					for pb.Next() {
-						pick(i)
-						i++
-					}
-				})
-			})
-			h.Close()
+		}
+		h.Close()
+	}
+}
+
+// picks makes k picks (and Dones) with p, on one goroutine or spread
+// over GOMAXPROCS of them, and returns how long they took.
+func picks(b *testing.B, p gbalancer.Picker, keys []gbalancer.PickInfo, k int, parallel bool) time.Duration {
+	start := time.Now()
+	if !parallel {
+		pickN(b, p, keys, k, 0)
+		return time.Since(start)
+	}
+	g := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range g {
+		wg.Go(func() { pickN(b, p, keys, max(k/g, 1), w*k) })
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// pickN makes k picks (and Dones) with p, the keys from keys[from].
+func pickN(b *testing.B, p gbalancer.Picker, keys []gbalancer.PickInfo, k, from int) {
+	for i := range k {
+		r, err := p.Pick(keys[(from+i)&1023])
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if r.Done != nil {
+			r.Done(gbalancer.DoneInfo{})
 		}
 	}
 }
@@ -257,33 +304,74 @@ func Versus(b *testing.B, pairs []Pair) {
 	}
 }
 
-// interleave times b.N calls through client in 8 slices alternating with
-// as many through base, and reports base's time over client's as unit.
-func interleave(b *testing.B, client, base hellopb.HelloServiceClient, unit string) {
-	const slices = 8
+// slices is how many slices alternate measures: enough that a drift of
+// the shared machine lands on both sides, and that the slices' ratios
+// give a confidence interval (unit_ci95) to set beside the ratio:
+// round_robin against itself shows the same noise.
+const slices = 32
+
+// alternate runs b.N operations of pol in slices alternating with as
+// many of base (each func runs k and returns how long they took), with
+// the timer running for pol's only, and returns the two totals and the
+// slices' ratios pol/base. The order alternates too, so that neither
+// always runs right after the other's garbage.
+func alternate(b *testing.B, pol, base func(k int) time.Duration) (tPol, tBase time.Duration, ratios []float64) {
 	per := max(b.N/slices, 1)
-	var tPol, tBase time.Duration
 	b.ResetTimer()
 	for done, i := 0, 0; done < b.N; i++ {
 		k := min(per, b.N-done)
-		// Alternate which goes first, so neither always runs right
-		// after the other's garbage.
+		var p, q time.Duration
 		if i%2 == 0 {
-			tPol += calls(b, client, k)
+			p = pol(k)
 			b.StopTimer()
-			tBase += calls(b, base, k)
+			q = base(k)
 			b.StartTimer()
 		} else {
 			b.StopTimer()
-			tBase += calls(b, base, k)
+			q = base(k)
 			b.StartTimer()
-			tPol += calls(b, client, k)
+			p = pol(k)
+		}
+		tPol, tBase = tPol+p, tBase+q
+		if p > 0 && q > 0 {
+			ratios = append(ratios, float64(p)/float64(q))
 		}
 		done += k
 	}
 	b.StopTimer()
+	return tPol, tBase, ratios
+}
+
+// reportRatio reports ratio as unit and, as unit_ci95, the half-width
+// of the 95% confidence interval of the mean of the slices' ratios
+// (1.96 standard errors), each ratio taken through f, so that it is in
+// the unit's direction.
+func reportRatio(b *testing.B, unit string, ratio float64, slice []float64, f func(float64) float64) {
+	b.ReportMetric(ratio, unit)
+	n := len(slice)
+	if n < 2 {
+		return
+	}
+	var sum, sq float64
+	for _, r := range slice {
+		sum += f(r)
+	}
+	mean := sum / float64(n)
+	for _, r := range slice {
+		sq += (f(r) - mean) * (f(r) - mean)
+	}
+	b.ReportMetric(1.96*math.Sqrt(sq/float64(n-1)/float64(n)), unit+"_ci95")
+}
+
+// interleave times b.N calls through client in slices alternating with
+// as many through base, and reports base's time over client's as unit
+// (calls per second over base's: higher is better), with unit_ci95.
+func interleave(b *testing.B, client, base hellopb.HelloServiceClient, unit string) {
+	tPol, tBase, ratios := alternate(b,
+		func(k int) time.Duration { return calls(b, client, k) },
+		func(k int) time.Duration { return calls(b, base, k) })
 	if tPol > 0 {
-		b.ReportMetric(float64(tBase)/float64(tPol), unit)
+		reportRatio(b, unit, float64(tBase)/float64(tPol), ratios, func(r float64) float64 { return 1 / r })
 	}
 }
 
