@@ -11,6 +11,7 @@ import (
 
 	v3orcapb "github.com/cncf/xds/go/xds/data/orca/v3"
 	gbalancer "google.golang.org/grpc/balancer"
+	_ "google.golang.org/grpc/orca" // decodes trailers' reports into DoneInfo.ServerLoad
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
 )
