@@ -36,6 +36,7 @@ func tiny(backends ...string) Config {
 	cfg.TailXDS = false // the xds module's own test runs its tail: cd benchmark/xds && go test ./...
 	cfg.ScaleServices, cfg.ScaleInsts = 20, 200
 	cfg.ScaleChanges = 3
+	cfg.HeteroPhase, cfg.HeteroRate = time.Second, 50
 	return cfg
 }
 
@@ -143,7 +144,7 @@ func TestRunMemory(t *testing.T) {
 	// The report round-trips and its charts are well-formed XML.
 	dir := checkReport(t, rep, []string{"## Summary against the targets", "## 1. Propagation", "## 4. Against grpc-go's built-in policies", "## 8. Scale", "benchmarks/propagation.svg",
 		"- ring_hash_experimental: `{\"ring_hash_experimental\":{\"requestHashHeader\":\"x-bench-key\"}}`; outside xDS"},
-		"propagation.svg", "idle_load.svg", "picker.svg", "alternatives.svg", "rolling_restart.svg", "slow_backend.svg")
+		"propagation.svg", "idle_load.svg", "picker.svg", "alternatives.svg", "rolling_restart.svg", "slow_backend.svg", "heterogeneous.svg")
 	b, err := os.ReadFile(filepath.Join(dir, "benchmarks", "report.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +156,30 @@ func TestRunMemory(t *testing.T) {
 	if len(back.Results) != len(rep.Results) || back.Machine.Cores == 0 || back.Machine.GoVersion == "" {
 		t.Errorf("report.json: %d results (want %d), machine %+v", len(back.Results), len(rep.Results), back.Machine)
 	}
+}
+
+// TestRunHeterogeneous runs the heterogeneous scenario alone: every
+// policy makes calls, and each policy that weighs by load reports sends
+// the half-capacity servers a smaller share than round_robin does (the
+// capacities are worker slots, not CPU, so this holds on a loaded
+// machine too).
+func TestRunHeterogeneous(t *testing.T) {
+	cfg := tiny("memory")
+	cfg.Scenarios = []string{"heterogeneous"}
+	rep := Run(t, cfg)
+	checkInvariants(t, rep, "memory", cfg)
+	rr := metric(t, rep, "heterogeneous", "memory", "round_robin", "half_share_pct")
+	for _, p := range heteroPolicies {
+		if got := metric(t, rep, "heterogeneous", "memory", p.Variant, "calls"); got == 0 {
+			t.Errorf("heterogeneous: %s made no call", p.Variant)
+		}
+	}
+	for _, p := range append(heteroBlended, "weighted_round_robin") {
+		if got := metric(t, rep, "heterogeneous", "memory", p, "half_share_pct"); got >= rr {
+			t.Errorf("heterogeneous: %s sent the half-capacity servers %.1f %% of the calls, round_robin %.1f %%: want less", p, got, rr)
+		}
+	}
+	checkReport(t, rep, []string{"## 11. Heterogeneous backends (load reports)", "| p99 and success, heterogeneous backends", "benchmarks/heterogeneous.svg"}, "heterogeneous.svg")
 }
 
 // checkReport writes rep into a temporary directory, which it returns,

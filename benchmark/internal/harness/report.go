@@ -139,6 +139,7 @@ func (r *Report) Charts() map[string]string {
 			"per cent of calls that succeeded (dashed line = 99.9 %)", false, 99.9, []barGroup{{Label: "policy", Bars: bars}})
 	}
 	r.serverLoadCharts(charts)
+	r.heterogeneousChart(charts)
 	return charts
 }
 
@@ -234,6 +235,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	r.scaleSection(w)
 	r.etcdNamingSection(w, img)
 	r.serverLoadSection(w, img)
+	r.heterogeneousSection(w, img)
 	r.methodSection(w)
 	return b.String()
 }
@@ -283,6 +285,7 @@ func (r *Report) summarySection(w func(string, ...any)) {
 	r.rollingRestartSummary(w)
 	r.outageSummary(w)
 	r.slowBackendSummary(w)
+	r.heterogeneousSummary(w)
 	r.pickerSummary(w)
 	w("\n")
 }
