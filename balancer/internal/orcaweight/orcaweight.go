@@ -108,7 +108,7 @@ type Endpoint struct {
 	since          atomic.Int64  // start of the current run of reports; 0: none
 	calls          atomic.Uint64 // calls finished
 	clock          Clock
-	metric         string
+	metric         *atomic.Pointer[string] // the Tracker's: Config.Metric
 
 	// done records a finished call's report (DoneInfo.ServerLoad).
 	done func(gbalancer.DoneInfo)
@@ -144,8 +144,8 @@ func (e *Endpoint) OnLoadReport(r *v3orcapb.OrcaLoadReport) { e.Report(r) }
 // Report records r; a report without utilisation is ignored.
 func (e *Endpoint) Report(r *v3orcapb.OrcaLoadReport) {
 	var u float64
-	if e.metric != "" {
-		u = r.GetUtilization()[e.metric]
+	if m := *e.metric.Load(); m != "" {
+		u = r.GetUtilization()[m]
 	} else if u = r.GetApplicationUtilization(); u <= 0 {
 		u = r.GetCpuUtilization()
 	}
@@ -162,20 +162,25 @@ func (e *Endpoint) Report(r *v3orcapb.OrcaLoadReport) {
 
 // Tracker computes the weights of a set of endpoints.
 type Tracker struct {
-	clock Clock
-	mu    sync.Mutex // guards cfg and the endpoints' Tracker fields
-	cfg   Config
+	clock  Clock
+	metric atomic.Pointer[string] // cfg.Metric, for Endpoint.Report
+	mu     sync.Mutex             // guards cfg and the endpoints' Tracker fields
+	cfg    Config
 }
 
 // NewTracker returns a tracker with cfg (validated) and clock.
 func NewTracker(cfg Config, clock Clock) *Tracker {
-	return &Tracker{cfg: cfg, clock: clock}
+	t := &Tracker{cfg: cfg, clock: clock}
+	t.metric.Store(&cfg.Metric)
+	return t
 }
 
-// SetConfig replaces the config (validated).
+// SetConfig replaces the config (validated); it applies to the next
+// reports and weights of every endpoint.
 func (t *Tracker) SetConfig(cfg Config) {
 	t.mu.Lock()
 	t.cfg = cfg
+	t.metric.Store(&cfg.Metric)
 	t.mu.Unlock()
 }
 
@@ -190,7 +195,7 @@ func (t *Tracker) Period() time.Duration {
 func (t *Tracker) NewEndpoint() *Endpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := &Endpoint{clock: t.clock, metric: t.cfg.Metric, prevAt: t.clock()}
+	e := &Endpoint{clock: t.clock, metric: &t.metric, prevAt: t.clock()}
 	e.done = e.record
 	return e
 }

@@ -94,3 +94,23 @@ func TestMeanAndClientRate(t *testing.T) {
 		t.Errorf("Weights = %v, %v; want %v, true", got, used, want)
 	}
 }
+
+// TestMetricChange: a config naming another utilisation applies to the
+// next reports of endpoints made before it.
+func TestMetricChange(t *testing.T) {
+	clk := &fakeClock{ns: 1}
+	cfg := config(t)
+	zero := lbconfig.Duration(0)
+	cfg.BlackoutPeriod = &zero
+	tr := NewTracker(cfg, clk.now)
+	a, b := tr.NewEndpoint(), tr.NewEndpoint()
+	cfg.Metric = "pool"
+	tr.SetConfig(cfg)
+	a.Report(&v3orcapb.OrcaLoadReport{ApplicationUtilization: 0.1, Utilization: map[string]float64{"pool": 0.8}, RpsFractional: 10})
+	b.Report(&v3orcapb.OrcaLoadReport{ApplicationUtilization: 0.8, Utilization: map[string]float64{"pool": 0.2}, RpsFractional: 10})
+	clk.advance(time.Second)
+	got, _ := tr.Weights([]*Endpoint{a, b}, []uint32{1, 1}, true)
+	if want := []uint32{2500, 10000}; !slices.Equal(got, want) {
+		t.Errorf("Weights = %v, want %v (by the pool utilisation)", got, want)
+	}
+}
