@@ -24,6 +24,7 @@
 // WeightExpirationPeriod old (then it falls back to the mean, and the
 // blackout applies again to new reports). Reports with no utilisation
 // are ignored. Weights are recomputed every WeightUpdatePeriod by a
-// goroutine the balancer owns, never on the pick path; a pick only
-// stores the report of its call (a few atomic stores).
+// goroutine the balancer owns, never on the pick path; a call's Done only
+// stores its report (four atomic stores, no clock read): a report's time
+// is that of the first update that sees it, at most one period late.
 package orcaweight

@@ -101,22 +101,23 @@ var epoch = time.Now()
 func SystemClock() int64 { return int64(time.Since(epoch)) }
 
 // Endpoint is one endpoint's load as reported. Report and Done are safe
-// for concurrent use; the rest belongs to the Tracker.
+// for concurrent use and read no clock: the Tracker notes when reports
+// arrive at its updates. The rest belongs to the Tracker.
 type Endpoint struct {
-	util, rps, eps atomic.Uint64 // float64 bits of the latest usable report
-	last           atomic.Int64  // time of the latest usable report; 0: none
-	since          atomic.Int64  // start of the current run of reports; 0: none
-	calls          atomic.Uint64 // calls finished
-	clock          Clock
+	util, rps, eps atomic.Uint64           // float64 bits of the latest usable report
+	reports        atomic.Uint64           // usable reports received
+	calls          atomic.Uint64           // calls finished
 	metric         *atomic.Pointer[string] // the Tracker's: Config.Metric
 
 	// done records a finished call's report (DoneInfo.ServerLoad).
 	done func(gbalancer.DoneInfo)
 
 	// The Tracker's, under its mutex.
-	prevCalls uint64
-	prevAt    int64
-	c         float64 // the last capacity computed; 0: none
+	prevCalls, prevReports uint64
+	prevAt                 int64
+	last                   int64   // the update that first saw the latest report; 0: none
+	since                  int64   // the update that first saw the current run of reports; 0: none
+	c                      float64 // the last capacity computed; 0: none
 }
 
 // Done returns a Done that records a call's report, then calls child if
@@ -152,12 +153,10 @@ func (e *Endpoint) Report(r *v3orcapb.OrcaLoadReport) {
 	if !(u > 0) || math.IsInf(u, 0) {
 		return
 	}
-	now := e.clock()
 	e.util.Store(math.Float64bits(u))
 	e.rps.Store(math.Float64bits(r.GetRpsFractional()))
 	e.eps.Store(math.Float64bits(r.GetEps()))
-	e.last.Store(now)
-	e.since.CompareAndSwap(0, now)
+	e.reports.Add(1)
 }
 
 // Tracker computes the weights of a set of endpoints.
@@ -195,46 +194,54 @@ func (t *Tracker) Period() time.Duration {
 func (t *Tracker) NewEndpoint() *Endpoint {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := &Endpoint{clock: t.clock, metric: &t.metric, prevAt: t.clock()}
+	e := &Endpoint{metric: &t.metric, prevAt: t.clock()}
 	e.done = e.record
 	return e
 }
 
 // capacity returns e's capacity estimate c (0 if unusable), updated
 // from its latest report and call rate if refresh (once per update
-// period). Called with t.mu held.
+// period: the times of reports are those of the updates that first see
+// them, at most one period late). Called with t.mu held.
 func (t *Tracker) capacity(e *Endpoint, now int64, refresh bool) float64 {
 	if !refresh {
-		if s := e.since.Load(); s == 0 || now-s < int64(*t.cfg.BlackoutPeriod) || now-e.last.Load() >= int64(t.cfg.WeightExpirationPeriod) {
+		if e.since == 0 || now-e.since < int64(*t.cfg.BlackoutPeriod) || now-e.last >= int64(t.cfg.WeightExpirationPeriod) {
 			return 0
 		}
 		return e.c
 	}
-	calls := e.calls.Load()
+	calls, reports := e.calls.Load(), e.reports.Load()
 	var clientQPS float64
 	if dt := now - e.prevAt; dt > 0 {
 		clientQPS = float64(calls-e.prevCalls) / (float64(dt) / 1e9)
 	}
-	e.prevCalls, e.prevAt = calls, now
-	last := e.last.Load()
-	if last == 0 {
+	fresh := reports != e.prevReports
+	e.prevCalls, e.prevReports, e.prevAt = calls, reports, now
+	if fresh {
+		e.last = now
+		if e.since == 0 {
+			e.since = now
+		}
+	}
+	if e.last == 0 {
 		return 0
 	}
-	if now-last >= int64(t.cfg.WeightExpirationPeriod) {
-		e.since.CompareAndSwap(e.since.Load(), 0) // the blackout applies again
-		e.c = 0
+	if now-e.last >= int64(t.cfg.WeightExpirationPeriod) {
+		e.since, e.c = 0, 0 // the blackout applies again to new reports
 		return 0
 	}
-	u := math.Float64frombits(e.util.Load())
-	qps := math.Float64frombits(e.rps.Load())
-	if qps <= 0 {
-		qps = clientQPS
+	if fresh {
+		u := math.Float64frombits(e.util.Load())
+		qps := math.Float64frombits(e.rps.Load())
+		if qps <= 0 {
+			qps = clientQPS
+		}
+		if qps > 0 {
+			eps := math.Float64frombits(e.eps.Load())
+			e.c = qps / (u + *t.cfg.ErrorUtilizationPenalty*eps/qps)
+		}
 	}
-	if qps > 0 {
-		eps := math.Float64frombits(e.eps.Load())
-		e.c = qps / (u + *t.cfg.ErrorUtilizationPenalty*eps/qps)
-	} // else no call this period: keep the last estimate
-	if s := e.since.Load(); s == 0 || now-s < int64(*t.cfg.BlackoutPeriod) {
+	if now-e.since < int64(*t.cfg.BlackoutPeriod) {
 		return 0
 	}
 	return e.c

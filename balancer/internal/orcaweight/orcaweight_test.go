@@ -25,7 +25,8 @@ func config(t *testing.T) Config {
 	return c
 }
 
-// TestBlackoutAndExpiry follows one endpoint's reports on a fake clock:
+// TestBlackoutAndExpiry follows one endpoint's reports on a fake clock,
+// times being those of the updates (Weights) that first see a report:
 // no weight before 10 s of reports, the blended weight after, the
 // registry weight again 3 min after the last report, and a new blackout
 // when reports resume.
@@ -47,6 +48,7 @@ func TestBlackoutAndExpiry(t *testing.T) {
 	}
 	check("before any report", reg, false)
 	report()
+	check("at the first report", reg, false) // the update that sees it starts the blackout
 	clk.advance(9 * time.Second)
 	report()
 	check("9 s into the blackout", reg, false)
@@ -57,6 +59,7 @@ func TestBlackoutAndExpiry(t *testing.T) {
 	clk.advance(time.Nanosecond)
 	check("at expiry", reg, false)
 	report()
+	check("reports resumed", reg, false)
 	clk.advance(5 * time.Second)
 	report()
 	check("reports resumed, in a new blackout", reg, false)
