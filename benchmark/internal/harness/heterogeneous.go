@@ -63,6 +63,7 @@ type heteroServer struct {
 	name    string
 	slots   chan struct{}
 	service atomic.Int64 // ns
+	arrived atomic.Int64 // calls received
 	busy    atomic.Int64 // slot-ns of calls finished since the last report
 	done    atomic.Int64 // calls finished since the last report
 	s       *server.Server
@@ -73,6 +74,7 @@ type heteroServer struct {
 }
 
 func (h *heteroServer) SayHello(ctx context.Context, req *hellopb.HelloRequest) (*hellopb.HelloResponse, error) {
+	h.arrived.Add(1)
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -193,7 +195,20 @@ func heterogeneous(tb testing.TB, be *Backend, cfg Config) ([]Sample, error) {
 	out := make([]Sample, len(heteroPolicies))
 	var runs sync.WaitGroup
 	for k, p := range heteroPolicies {
-		runs.Go(func() { out[k] = heteroSample(p, heteroRun(ctx, cfg, start, clients[k], sets[k])) })
+		runs.Go(func() {
+			calls, arrived := heteroRun(ctx, cfg, start, clients[k], sets[k])
+			out[k] = heteroSample(p, calls)
+			// Where the policy sent the measured calls, answered or not:
+			// the routing, whatever the machine's delays.
+			var half, all int64
+			for i, n := range arrived {
+				all += n
+				if i < 2 {
+					half += n
+				}
+			}
+			out[k].Metrics["half_sent_pct"] = 100 * float64(half) / float64(max(all, 1))
+		})
 	}
 	runs.Wait()
 	if err := ctx.Err(); err != nil {
@@ -211,13 +226,15 @@ type heteroCall struct {
 }
 
 // heteroRun sends one policy's calls from start, degrading servers[2]
-// for the second measured phase, and returns the measured calls.
-func heteroRun(ctx context.Context, cfg Config, start time.Time, client hellopb.HelloServiceClient, servers []*heteroServer) []heteroCall {
+// for the second measured phase, and returns the measured calls and
+// the calls each server received while they were sent.
+func heteroRun(ctx context.Context, cfg Config, start time.Time, client hellopb.HelloServiceClient, servers []*heteroServer) ([]heteroCall, []int64) {
 	var (
-		mu    sync.Mutex
-		calls []heteroCall
-		phase atomic.Int32 // 0 warm-up, 1 measured, 2 measured and degraded
-		wg    sync.WaitGroup
+		mu      sync.Mutex
+		calls   []heteroCall
+		phase   atomic.Int32 // 0 warm-up, 1 measured, 2 measured and degraded
+		wg      sync.WaitGroup
+		arrived = make([]int64, len(servers))
 	)
 	warmEnd := start.Add(heteroWarmup)
 	degradeAt := warmEnd.Add(cfg.HeteroPhase)
@@ -226,12 +243,15 @@ func heteroRun(ctx context.Context, cfg Config, start time.Time, client hellopb.
 	interval := time.Duration(float64(time.Second) / cfg.HeteroRate)
 	next := start
 	for now := time.Now(); now.Before(end) && ctx.Err() == nil; now = time.Now() {
-		switch {
-		case now.After(degradeAt) && phase.Load() < 2:
+		if now.After(warmEnd) && phase.Load() < 1 {
+			phase.Store(1)
+			for i, h := range servers {
+				arrived[i] = -h.arrived.Load()
+			}
+		}
+		if now.After(degradeAt) && phase.Load() < 2 {
 			servers[2].service.Store(int64(heteroService * heteroDegrade))
 			phase.Store(2)
-		case now.After(warmEnd) && phase.Load() < 1:
-			phase.Store(1)
 		}
 		for ; !next.After(now); next = next.Add(interval) { // open loop: every call due by now
 			ph := phase.Load()
@@ -252,8 +272,11 @@ func heteroRun(ctx context.Context, cfg Config, start time.Time, client hellopb.
 		}
 		sleep(ctx, tick)
 	}
+	for i, h := range servers { // the calls sent in the measured phases, before those still in flight end
+		arrived[i] += h.arrived.Load()
+	}
 	wg.Wait()
-	return calls
+	return calls, arrived
 }
 
 // heteroSample sums up one policy's calls.
