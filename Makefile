@@ -87,7 +87,7 @@ bench-kubernetes: etcd kube-apiserver
 # cmd/xdsbench: a registry change to grpc-go's xDS picks beside
 # Wayfinder's resolver, 1,000 clients x 10 services, 5,000 endpoints
 # with Delta against State of the World), merged into docs/benchmarks.md
-# (section 11; make bench runs it too); then the propagation to
+# (section 12; make bench runs it too); then the propagation to
 # grpc-go's, Python's and Node's xDS clients against the resolver
 # (docs/xds.md, "Benchmarks"), which needs clients outside Go.
 bench-xds: xds-clients

@@ -28,6 +28,22 @@
 //
 // A new endpoint starts at the mean estimate of the others.
 //
+// # Load reports
+//
+// With Config.LoadReports set (`{"loadReports":{}}`, off by default) the
+// two candidates are drawn in proportion to each endpoint's blended
+// weight instead of uniformly: the registry weight times the capacity
+// its ORCA load reports imply, over the mean (the formula, blackout and
+// expiry of package wrr's load reports, which share the code). The less
+// loaded candidate still wins, so an endpoint that reports itself busy
+// is offered less often, and one that is slow or failing is still
+// avoided within a few calls. The candidate array, with each endpoint
+// repeated in proportion to its weight (8 slots per endpoint on
+// average), is rebuilt every WeightUpdatePeriod by a goroutine the
+// balancer owns; a pick pays one more atomic load and a Done that
+// stores the call's report. Without LoadReports the picker and its cost
+// are unchanged, and registry weights are ignored.
+//
 // # State
 //
 // Statistics are kept per endpoint address in the balancer and handed to

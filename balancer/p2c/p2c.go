@@ -15,6 +15,7 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/clock"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/failure"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/orcaweight"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 )
 
@@ -43,6 +44,11 @@ type Config struct {
 	// package doc for which codes count), so that an endpoint that fails
 	// fast does not look fast. Default 250ms; range 0..1m; 0 disables.
 	ErrorPenalty *lbconfig.Duration `json:"errorPenalty,omitempty"`
+	// LoadReports, if set, draws the two candidates in proportion to the
+	// registry weight blended with ORCA load reports (see the package
+	// doc, "Load reports"); {} takes the defaults. Off when absent: the
+	// candidates are drawn uniformly and registry weights are ignored.
+	LoadReports *orcaweight.Config `json:"loadReports,omitempty"`
 }
 
 // ParseConfig parses and validates js, applying defaults.
@@ -61,6 +67,11 @@ func ParseConfig(js json.RawMessage) (*Config, error) {
 	if p := time.Duration(*cfg.ErrorPenalty); p < 0 || p > time.Minute {
 		return nil, lbconfig.Invalid(Name, "errorPenalty", "%v is out of range 0..1m", p)
 	}
+	if cfg.LoadReports != nil {
+		if err := cfg.LoadReports.Validate(Name); err != nil {
+			return nil, err
+		}
+	}
 	return cfg, nil
 }
 
@@ -68,19 +79,24 @@ func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, cfg *Conf
 	c := clock.Shared()
 	c.Acquire()
 	pol := newPolicy(cfg, systemClock{c})
-	return &balancer{Balancer: shard.New(cc, opts, pol), clock: c}
+	return &balancer{Balancer: shard.New(cc, opts, pol), clock: c, pol: pol}
 }
 
-// balancer releases the shared clock when it closes.
+// balancer releases the shared clock and stops the load-report ticker
+// when it closes.
 type balancer struct {
 	*shard.Balancer
 	clock *clock.Clock
+	pol   *policy
 	once  sync.Once
 }
 
 func (b *balancer) Close() {
 	b.Balancer.Close()
-	b.once.Do(b.clock.Release)
+	b.once.Do(func() {
+		b.clock.Release()
+		b.pol.orca.close()
+	})
 }
 
 // timeSource is the policy's clock; tests substitute a fake one.
@@ -115,6 +131,7 @@ type policy struct {
 	par   *params // made from cfg; nil until the first picker
 	stats map[uint64]*stats
 	clock timeSource
+	orca  orcaState // load reports (orca.go)
 }
 
 func newPolicy(cfg *Config, clock timeSource) *policy {
@@ -137,6 +154,7 @@ func (p *policy) Describe(e *shard.Endpoint) map[string]string {
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	if cfg, ok := c.(*Config); ok {
 		p.cfg = cfg
+		p.orca.set(cfg.LoadReports, p.clock.Exact)
 	}
 	return nil
 }
@@ -175,6 +193,9 @@ func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
 			p.stats[e.ID] = s
 			e.Data = s
 		}
+	}
+	if p.cfg.LoadReports != nil || p.orca.loads != nil {
+		return p.orca.picker(u, par, p.cfg.LoadReports != nil)
 	}
 	if len(u.Ready) == 0 {
 		return nil

@@ -94,6 +94,8 @@ func TestParseConfig(t *testing.T) {
 		{in: `{"errorPenalty":"-1ms"}`, field: "errorPenalty"},
 		{in: `{"errorPenalty":"2m"}`, field: "errorPenalty"},
 		{in: `{"choices":3}`, field: "choices"},
+		{in: `{"loadReports":{"weightUpdatePeriod":"1ms"}}`, field: "loadReports.weightUpdatePeriod"},
+		{in: `{"loadReports":{"metrics":"pool"}}`, field: "loadReports"},
 	} {
 		_, err := p2c.ParseConfig([]byte(tc.in))
 		var ce *wbalancer.ConfigError

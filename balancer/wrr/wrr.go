@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/lbconfig"
+	"github.com/wayfinder-rpc/wayfinder/balancer/internal/orcaweight"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/shard"
 	"github.com/wayfinder-rpc/wayfinder/balancer/internal/wrrtable"
 	"github.com/wayfinder-rpc/wayfinder/registry"
@@ -30,6 +31,11 @@ type Config struct {
 	// (no weight) and of endpoints that carry no weight. Default 1, as
 	// registry.DefaultWeight; range 1..registry.MaxWeight.
 	DefaultWeight int `json:"defaultWeight,omitempty"`
+
+	// LoadReports, if set, blends ORCA load reports with the registry
+	// weight (see the package doc, "Load reports"); {} takes the
+	// defaults. Off when absent.
+	LoadReports *orcaweight.Config `json:"loadReports,omitempty"`
 }
 
 // ParseConfig parses and validates js, applying defaults.
@@ -41,24 +47,50 @@ func ParseConfig(js json.RawMessage) (*Config, error) {
 	if cfg.DefaultWeight < 1 || cfg.DefaultWeight > registry.MaxWeight {
 		return nil, lbconfig.Invalid(Name, "defaultWeight", "%d is out of range 1..%d", cfg.DefaultWeight, int(registry.MaxWeight))
 	}
+	if cfg.LoadReports != nil {
+		if err := cfg.LoadReports.Validate(Name); err != nil {
+			return nil, err
+		}
+	}
 	return cfg, nil
 }
 
 func newBalancer(cc gbalancer.ClientConn, opts gbalancer.BuildOptions, _ *Config) gbalancer.Balancer {
-	return shard.New(cc, opts, &policy{cfg: &Config{DefaultWeight: registry.DefaultWeight}})
+	p := &policy{cfg: &Config{DefaultWeight: registry.DefaultWeight}, clock: orcaweight.SystemClock}
+	return &balancer{Balancer: shard.New(cc, opts, p), p: p}
 }
 
-// policy holds the config; it is guarded by shard.Balancer's mutex.
-type policy struct{ cfg *Config }
+// balancer stops the policy's load-report ticker when it closes.
+type balancer struct {
+	*shard.Balancer
+	p *policy
+}
+
+func (b *balancer) Close() {
+	b.Balancer.Close()
+	b.p.close()
+}
+
+// policy holds the config; it is guarded by shard.Balancer's mutex, but
+// for the load-report state (orca.go), which has a mutex of its own.
+type policy struct {
+	cfg   *Config
+	clock orcaweight.Clock
+	orca  orcaState
+}
 
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	if cfg, ok := c.(*Config); ok {
 		p.cfg = cfg
+		p.setLoadReports(cfg.LoadReports)
 	}
 	return nil
 }
 
 func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
+	if p.cfg.LoadReports != nil || len(p.orca.loads) > 0 {
+		return p.orcaPicker(u)
+	}
 	ready := u.Ready
 	if len(ready) == 0 {
 		return nil

@@ -158,7 +158,8 @@ func TestFailedEndpointSkipped(t *testing.T) {
 }
 
 var parseSeeds = []string{``, `null`, `{}`, `{"defaultWeight": 5}`, `{"defaultWeight": -1}`, `{"defaultWeight": 0}`,
-	`{"defaultWeight": 1e9}`, `{"defaultweight": 2}`, `{"foo": 1}`, `[]`, `{"defaultWeight": "2"}`, `{} {}`, `{`}
+	`{"defaultWeight": 1e9}`, `{"defaultweight": 2}`, `{"foo": 1}`, `[]`, `{"defaultWeight": "2"}`, `{} {}`, `{`,
+	`{"loadReports": {}}`, `{"loadReports": {"blackoutPeriod": "0s", "metric": "pool"}}`, `{"loadReports": 1}`}
 
 func TestParseConfig(t *testing.T) {
 	for _, tc := range []struct {
@@ -174,6 +175,12 @@ func TestParseConfig(t *testing.T) {
 		{in: `{"defaultWeight": "2"}`, field: "defaultWeight"},
 		{in: `{"weights": 1}`, field: "weights"},
 		{in: `[1]`},
+		{in: `{"loadReports": {}}`, want: 1},
+		{in: `{"loadReports": {"blackoutPeriod": "-1s"}}`, field: "loadReports.blackoutPeriod"},
+		{in: `{"loadReports": {"weightExpirationPeriod": "10ms"}}`, field: "loadReports.weightExpirationPeriod"},
+		{in: `{"loadReports": {"weightUpdatePeriod": "1ms"}}`, field: "loadReports.weightUpdatePeriod"},
+		{in: `{"loadReports": {"errorUtilizationPenalty": -1}}`, field: "loadReports.errorUtilizationPenalty"},
+		{in: `{"loadReports": {"blackout": "1s"}}`, field: "loadReports"},
 	} {
 		cfg, err := wrr.ParseConfig([]byte(tc.in))
 		if tc.want != 0 {

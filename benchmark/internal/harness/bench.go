@@ -37,21 +37,23 @@ type Config struct {
 	Backends  []string `json:"backends"`  // memory, consul, etcd, zookeeper
 	Scenarios []string `json:"scenarios"` // names from Scenarios(); empty means all
 
-	Changes       int           `json:"changes"`        // propagation: register+deregister pairs per run and variant
-	IdleConns     int           `json:"idle_conns"`     // idle load: ClientConns in the process
-	IdleServices  int           `json:"idle_services"`  // idle load: services they watch
-	IdleWindow    time.Duration `json:"idle_window"`    // idle load: counting window
-	PickerBench   string        `json:"picker_bench"`   // picker: ";"-separated -bench patterns for benchmark/internal/picker, each with an optional "@benchtime"
-	PickerTime    string        `json:"picker_time"`    // picker: -benchtime
-	Rolls         int           `json:"rolls"`          // rolling restart: restarts per run and order
-	RollServers   int           `json:"roll_servers"`   // rolling restart: servers in the rotation
-	Outage        time.Duration `json:"outage"`         // outage: how long the registry is down
-	TailDuration  time.Duration `json:"tail_duration"`  // slow backend: how long one backend stalls
-	TailBackends  int           `json:"tail_backends"`  // slow backend: backends, one of which stalls
-	TailStall     time.Duration `json:"tail_stall"`     // slow backend: the stall
-	TailDeadline  time.Duration `json:"tail_deadline"`  // slow backend: each call's deadline
-	TailXDS       bool          `json:"tail_xds"`       // slow backend: also the pairs of benchmark/xds, in that module
-	ScaleServices int           `json:"scale_services"` // scale: services one client watches
+	Changes       int           `json:"changes"`                // propagation: register+deregister pairs per run and variant
+	IdleConns     int           `json:"idle_conns"`             // idle load: ClientConns in the process
+	IdleServices  int           `json:"idle_services"`          // idle load: services they watch
+	IdleWindow    time.Duration `json:"idle_window"`            // idle load: counting window
+	PickerBench   string        `json:"picker_bench"`           // picker: ";"-separated -bench patterns for benchmark/internal/picker, each with an optional "@benchtime"
+	PickerTime    string        `json:"picker_time"`            // picker: -benchtime
+	Rolls         int           `json:"rolls"`                  // rolling restart: restarts per run and order
+	RollServers   int           `json:"roll_servers"`           // rolling restart: servers in the rotation
+	Outage        time.Duration `json:"outage"`                 // outage: how long the registry is down
+	TailDuration  time.Duration `json:"tail_duration"`          // slow backend: how long one backend stalls
+	TailBackends  int           `json:"tail_backends"`          // slow backend: backends, one of which stalls
+	TailStall     time.Duration `json:"tail_stall"`             // slow backend: the stall
+	TailDeadline  time.Duration `json:"tail_deadline"`          // slow backend: each call's deadline
+	TailXDS       bool          `json:"tail_xds"`               // slow backend: also the pairs of benchmark/xds, in that module
+	HeteroPhase   time.Duration `json:"hetero_phase,omitempty"` // heterogeneous: each measured phase (before and after the degradation)
+	HeteroRate    float64       `json:"hetero_rate,omitempty"`  // heterogeneous: calls per second to each policy, open loop
+	ScaleServices int           `json:"scale_services"`         // scale: services one client watches
 	ScaleInsts    int           `json:"scale_instances"`
 	ScaleSetSize  int           `json:"scale_set_size,omitempty"` // scale: instances per set on a backend with a SetWriter (Kubernetes: per EndpointSlice)
 	ScaleChanges  int           `json:"scale_changes,omitempty"`  // scale_picker: register+deregister pairs per policy
@@ -97,6 +99,8 @@ func DefaultConfig() Config {
 		TailStall:     2 * time.Second,
 		TailDeadline:  time.Second,
 		TailXDS:       true,
+		HeteroPhase:   8 * time.Second,
+		HeteroRate:    100,
 		ScaleServices: 1000,
 		ScaleInsts:    5000,
 		ScaleSetSize:  100, // the EndpointSlice controller's default
@@ -189,6 +193,7 @@ var scenarios = []scenario{
 	{name: "rolling_restart", perBackend: true, run: rolling},
 	{name: "outage", perBackend: true, run: outage},
 	{name: "slow_backend", backend: "memory", run: slowBackend},
+	{name: "heterogeneous", backend: "memory", run: heterogeneous},
 	{name: "scale", backend: "memory", sets: true, run: scale},
 	{name: "scale_picker", perBackend: true, run: scalePicker},
 	{name: "server_load", backend: "-", run: serverLoad}, // on the chosen Consul and etcd, servers of its own
@@ -311,6 +316,7 @@ var scenarioSizes = map[string]func(dst *Config, src Config){
 		d.TailDuration, d.TailBackends, d.TailStall, d.TailDeadline = s.TailDuration, s.TailBackends, s.TailStall, s.TailDeadline
 		d.TailXDS = s.TailXDS
 	},
+	"heterogeneous": func(d *Config, s Config) { d.HeteroPhase, d.HeteroRate = s.HeteroPhase, s.HeteroRate },
 	"scale": func(d *Config, s Config) {
 		d.ScaleServices, d.ScaleInsts = s.ScaleServices, s.ScaleInsts
 	},

@@ -46,6 +46,8 @@ func Main(name string, cfg Config) int {
 	flag.DurationVar(&cfg.Outage, "outage", cfg.Outage, "outage: how long the registry is down")
 	flag.DurationVar(&cfg.TailDuration, "tail", cfg.TailDuration, "slow backend: how long one backend stalls")
 	flag.BoolVar(&cfg.TailXDS, "tail-xds", cfg.TailXDS, "slow backend: also measure the pairs of benchmark/xds (go build there)")
+	flag.DurationVar(&cfg.HeteroPhase, "hetero-phase", cfg.HeteroPhase, "heterogeneous: each measured phase, before and after one server degrades")
+	flag.Float64Var(&cfg.HeteroRate, "hetero-rate", cfg.HeteroRate, "heterogeneous: calls per second to each policy (open loop)")
 	flag.IntVar(&cfg.ScaleServices, "scale-services", cfg.ScaleServices, "scale: services watched by one process")
 	flag.IntVar(&cfg.ScaleInsts, "scale-instances", cfg.ScaleInsts, "scale, scale_picker: instances of one service")
 	flag.IntVar(&cfg.ScaleChanges, "scale-changes", cfg.ScaleChanges, "scale_picker: register+deregister pairs per policy")

@@ -141,6 +141,7 @@ func (r *Report) Charts() map[string]string {
 			"per cent of calls that succeeded (dashed line = 99.9 %)", false, 99.9, []barGroup{{Label: "policy", Bars: bars}})
 	}
 	r.serverLoadCharts(charts)
+	r.heterogeneousChart(charts)
 	return charts
 }
 
@@ -236,6 +237,7 @@ func (r *Report) Markdown(chartDir string, charts map[string]string) string {
 	r.scaleSection(w)
 	r.etcdNamingSection(w, img)
 	r.serverLoadSection(w, img)
+	r.heterogeneousSection(w, img)
 	r.xdsServerSection(w)
 	r.methodSection(w)
 	return b.String()
@@ -286,6 +288,7 @@ func (r *Report) summarySection(w func(string, ...any)) {
 	r.rollingRestartSummary(w)
 	r.outageSummary(w)
 	r.slowBackendSummary(w)
+	r.heterogeneousSummary(w)
 	r.pickerSummary(w)
 	w("\n")
 }

@@ -2,7 +2,7 @@ package harness
 
 import "fmt"
 
-// xdsServerSection is section 11: Wayfinder's xDS server (module xds),
+// xdsServerSection is section 12: Wayfinder's xDS server (module xds),
 // measured by the xds scenario in the module benchmark/xds.
 func (r *Report) xdsServerSection(w func(string, ...any)) {
 	const sc, be = "xds", "memory"
@@ -11,7 +11,7 @@ func (r *Report) xdsServerSection(w func(string, ...any)) {
 		return
 	}
 	c := r.Config
-	w("## 11. xDS server\n\n")
+	w("## 12. xDS server\n\n")
 	w("Wayfinder's xDS management server (module `xds`, `wayfinder-xds`) measured by the command `%s/cmd/xdsbench`, which wfbench builds and runs (wfbench does not import go-control-plane). Every measurement is on loopback, on the command's own memory registry, %d changes per variant; the rows of a table were measured one after the other in the same run.\n\n", xdsModule, c.XDSChanges)
 
 	get := func(variant, metric string) (float64, bool) { return r.get(sc, be, variant, metric) }
