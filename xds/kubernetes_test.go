@@ -53,13 +53,18 @@ func TestKubernetesThreeLanguages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
+	// Each API call has a bound of its own: the test as a whole may take
+	// minutes on a loaded machine.
+	bounded := func() context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "hello"},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 50051}}},
 	}
-	if _, err := core.Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+	if _, err := core.Services("default").Create(bounded(), svc, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Service hello: %v", err)
 	}
 	// The Pods' servers, and their slice as the controller writes it.
@@ -79,7 +84,7 @@ func TestKubernetesThreeLanguages(t *testing.T) {
 			},
 		}
 	}
-	created, err := slices.EndpointSlices("default").Create(ctx, podSlice(true), metav1.CreateOptions{})
+	created, err := slices.EndpointSlices("default").Create(bounded(), podSlice(true), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create EndpointSlice: %v", err)
 	}
@@ -101,7 +106,7 @@ func TestKubernetesThreeLanguages(t *testing.T) {
 	for i, cl := range clients {
 		cl.waitPicks(t, marks[i], "a", "b", "c")
 	}
-	if err := reg.Deregister(ctx, c.Instance()); err != nil {
+	if err := reg.Deregister(bounded(), c.Instance()); err != nil {
 		t.Fatalf("Deregister(c) = %v", err)
 	}
 	for _, cl := range clients {
@@ -111,7 +116,7 @@ func TestKubernetesThreeLanguages(t *testing.T) {
 	// Pod b stops being ready (the kubelet's readiness probe failed).
 	s := podSlice(false)
 	s.ResourceVersion = created.ResourceVersion
-	if _, err := slices.EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+	if _, err := slices.EndpointSlices("default").Update(bounded(), s, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update EndpointSlice: %v", err)
 	}
 	for _, cl := range clients {

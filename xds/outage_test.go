@@ -66,6 +66,7 @@ func outage30s(t *testing.T, reg registry.Registrar, xreg registry.Discovery, do
 	start := time.Now()
 	down()
 	wait.For(t, outageLength, "the xDS server to see the registry down", func() bool { return srv.Stats().Outages > outagesBefore })
+	t.Logf("the xDS server saw the registry down after %v", time.Since(start).Round(time.Millisecond))
 	// The outage itself is what is under test: it lasts its full length
 	// by the clock, calls going on all the while.
 	end := time.NewTimer(time.Until(start.Add(outageLength)))
