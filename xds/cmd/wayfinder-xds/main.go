@@ -218,7 +218,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := srv.Close(); err != nil {
 		return err
 	}
-	return <-served
+	// A signal right after the start may close the server before the
+	// goroutine above reaches Serve, which then refuses to start: that is
+	// the shutdown asked for, not a failure.
+	if err := <-served; err != nil && !errors.Is(err, registry.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // parsePolicy reads a -policy value: service=name[:key=value,...]. A
