@@ -8,9 +8,10 @@
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
 // GRPC_XDS_BOOTSTRAP_CONFIG=<json>) dials "xds:///<service>". Registry URLs
 // are those of registry.Open and of the wayfinder command (consul://,
-// etcd://, zk://, multi://; mem:// is in-process, so only useful in tests;
-// kubernetes:// is a module of its own, not linked here); secrets come from
-// the backends' environment variables, never from URLs. -timeout bounds
+// etcd://, zk://, multi://, and kubernetes://, whose API server and
+// credentials come from KUBECONFIG or the Pod's service account; mem://
+// is in-process, so only useful in tests); secrets come from the
+// backends' environment variables, never from URLs. -timeout bounds
 // opening the registry and the first check that it answers; the server
 // serves even while its registry is away, and the services' watches retry.
 // "wayfinder xds ..." runs this command when it is in PATH.
@@ -52,10 +53,11 @@ import (
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
-	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"      // etcd:// URLs
-	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"    // mem:// URLs
-	_ "github.com/wayfinder-rpc/wayfinder/registry/multi"     // multi:// URLs
-	_ "github.com/wayfinder-rpc/wayfinder/registry/zookeeper" // zk:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/etcd"       // etcd:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/kubernetes" // kubernetes:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/memory"     // mem:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/multi"      // multi:// URLs
+	_ "github.com/wayfinder-rpc/wayfinder/registry/zookeeper"  // zk:// URLs
 	"github.com/wayfinder-rpc/wayfinder/xds"
 )
 
@@ -216,7 +218,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := srv.Close(); err != nil {
 		return err
 	}
-	return <-served
+	// A signal right after the start may close the server before the
+	// goroutine above reaches Serve, which then refuses to start: that is
+	// the shutdown asked for, not a failure.
+	if err := <-served; err != nil && !errors.Is(err, registry.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // parsePolicy reads a -policy value: service=name[:key=value,...]. A

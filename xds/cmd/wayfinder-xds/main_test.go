@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/xds"
 )
@@ -93,6 +94,30 @@ func TestServeUntilSignal(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run() did not return after the signal")
+	}
+}
+
+// TestKubernetesURL: the command links the Kubernetes backend (a module
+// of its own): it serves a kubernetes:// registry, here a real
+// kube-apiserver named by KUBECONFIG, which answers its first check.
+func TestKubernetesURL(t *testing.T) {
+	api := testenv.StartKubeAPIServer(t)
+	t.Setenv("KUBECONFIG", api.Kubeconfig(t, testenv.KubeAdminToken))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-registry", "kubernetes:///?namespace=default", "-listen", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	wait.For(t, time.Minute, "serving, or exiting", func() bool {
+		return strings.Contains(errOut.String(), "serving xDS") || len(code) > 0
+	})
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
+	}
+	if s := errOut.String(); !strings.Contains(s, "serving xDS") || strings.Contains(s, "does not answer") {
+		t.Errorf("stderr %s: want serving xDS, with the registry answering", s)
 	}
 }
 
