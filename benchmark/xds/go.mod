@@ -69,3 +69,5 @@ require (
 replace github.com/wayfinder-rpc/wayfinder => ../..
 
 replace github.com/wayfinder-rpc/wayfinder/xds => ../../xds
+
+replace github.com/wayfinder-rpc/wayfinder/registry/kubernetes => ../../registry/kubernetes
