@@ -2,6 +2,7 @@ package xds
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	ringhashpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
 	roundrobinpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	wrrlocalitypb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/wrr_locality/v3"
+	gbalancer "google.golang.org/grpc/balancer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,8 +28,11 @@ import (
 // "choiceCount", default 2), "ring_hash" (gRFC A42; no Config: clients
 // use their default ring sizes; see WithHashHeader), or any
 // other policy a client may have registered, such as Wayfinder's
-// "wayfinder_p2c_ewma", sent as a custom policy (gRFC A52) whose Config is
-// the policy's JSON config.
+// "wayfinder_weighted_round_robin" or "wayfinder_p2c_ewma", sent as a
+// custom policy (gRFC A52) whose Config is the policy's JSON config
+// (time.Duration values are sent as strings such as "10s"). Only Go
+// clients that import the policy's package run it (see policies.go);
+// the others use the next policy they know.
 type Policy struct {
 	Name   string
 	Config map[string]any
@@ -260,14 +265,11 @@ func lbPolicy(policies []Policy) (*clusterpb.LoadBalancingPolicy, bool, error) {
 			}
 			m = lr
 		default:
-			if strings.ContainsAny(p.Name, "/ ") {
-				return nil, false, fmt.Errorf("policy name %q", p.Name)
-			}
-			cfg, err := structpb.NewStruct(p.Config)
+			ts, err := customPolicy(p)
 			if err != nil {
-				return nil, false, fmt.Errorf("%s: config: %w", p.Name, err)
+				return nil, false, err
 			}
-			m = &xdstypepb.TypedStruct{TypeUrl: "type.googleapis.com/" + p.Name, Value: cfg}
+			m = ts
 		}
 		if err := appendPolicy(&pick, p.Name, m); err != nil {
 			return nil, false, err
@@ -277,6 +279,43 @@ func lbPolicy(policies []Policy) (*clusterpb.LoadBalancingPolicy, bool, error) {
 		return nil, false, err
 	}
 	return &top, ring, nil
+}
+
+// customPolicy returns p as a custom policy (gRFC A52): a TypedStruct
+// whose type URL ends in p's name and whose value is p's config, which a
+// gRPC client turns into the policy's JSON config. time.Duration values
+// are sent as strings such as "10s", the form gRPC's JSON configs use.
+//
+// A policy registered with gRPC in this process (Wayfinder's own are,
+// see policies.go) must accept that JSON, exactly as a client will read
+// it: a config its parser refuses would make every client that has the
+// policy reject the whole cluster (NACK).
+func customPolicy(p Policy) (*xdstypepb.TypedStruct, error) {
+	if strings.ContainsAny(p.Name, "/ ") {
+		return nil, fmt.Errorf("policy name %q", p.Name)
+	}
+	fields := make(map[string]any, len(p.Config))
+	for k, v := range p.Config {
+		if d, ok := v.(time.Duration); ok {
+			v = d.String()
+		}
+		fields[k] = v
+	}
+	cfg, err := structpb.NewStruct(fields)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", p.Name, err)
+	}
+	if parser, ok := gbalancer.Get(p.Name).(gbalancer.ConfigParser); ok {
+		// As grpc-go's xDS client converts it (xdslbregistry/converter).
+		js, err := json.Marshal(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: config: %w", p.Name, err)
+		}
+		if _, err := parser.ParseConfig(js); err != nil {
+			return nil, fmt.Errorf("config %s: %w", js, err) // err names the policy
+		}
+	}
+	return &xdstypepb.TypedStruct{TypeUrl: "type.googleapis.com/" + p.Name, Value: cfg}, nil
 }
 
 func appendPolicy(lbp *clusterpb.LoadBalancingPolicy, name string, m proto.Message) error {
