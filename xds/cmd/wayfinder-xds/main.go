@@ -20,8 +20,13 @@
 // order of preference (round_robin always comes last). Keys are the
 // policy's config: least_request takes choiceCount; ring_hash takes
 // header, the request header calls are hashed on (xds.WithHashHeader);
-// any other name is a custom policy whose config values are ints,
-// true/false or strings. -outlier service=key=value,... turns on outlier
+// weighted_round_robin (weights from the servers' ORCA load reports)
+// takes blackoutPeriod, weightExpirationPeriod, weightUpdatePeriod,
+// oobReportingPeriod (durations such as 10s), enableOobLoadReport and
+// errorUtilizationPenalty; any other name is a custom policy, such as
+// wayfinder_weighted_round_robin for Go clients that import Wayfinder's
+// balancer/wrr, whose config values are ints, numbers, true/false or
+// strings. -outlier service=key=value,... turns on outlier
 // detection (xds.WithOutlierDetection) with keys named after
 // xds.OutlierDetection's fields: interval, baseEjectionTime,
 // maxEjectionTime (durations such as 10s), maxEjectionPercent,
@@ -245,6 +250,8 @@ func parsePolicy(v string) (service string, p xds.Policy, header string, err err
 		}
 		if n, err := strconv.Atoi(val); err == nil {
 			p.Config[k] = n
+		} else if f, err := strconv.ParseFloat(val, 64); err == nil {
+			p.Config[k] = f
 		} else if b, err := strconv.ParseBool(val); err == nil && (val == "true" || val == "false") {
 			p.Config[k] = b
 		} else {

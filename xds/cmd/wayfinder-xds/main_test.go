@@ -47,6 +47,8 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "-policy", "hello=least_request:header=x-user"},
 		{"-registry", "mem://", "-policy", "hello=least_request", "-policy", "hello=ring_hash"},
 		{"-registry", "mem://", "-policy", "hello=least_request:choiceCount=1"},
+		{"-registry", "mem://", "-policy", "hello=weighted_round_robin:blackoutPeriod=soon"},
+		{"-registry", "mem://", "-policy", "hello=wayfinder_weighted_round_robin:defaultWeight=0"},
 		{"-registry", "mem://", "-outlier", "hello"},
 		{"-registry", "mem://", "-outlier", "hello=interval=5s"}, // nothing ejects
 		{"-registry", "mem://", "-outlier", "hello=failurePercent=x"},
@@ -105,7 +107,9 @@ func TestPolicyFlags(t *testing.T) {
 		"hello=ring_hash:header=x-user":     {"hello", xds.Policy{Name: "ring_hash"}, "x-user"},
 		"hello=ring_hash":                   {"hello", xds.Policy{Name: "ring_hash"}, ""},
 		"hello=least_request:choiceCount=3": {"hello", xds.Policy{Name: "least_request", Config: map[string]any{"choiceCount": 3}}, ""},
-		"a=custom:n=1,b=true,s=x":           {"a", xds.Policy{Name: "custom", Config: map[string]any{"n": 1, "b": true, "s": "x"}}, ""},
+		"a=custom:n=1,b=true,s=x,f=0.5":     {"a", xds.Policy{Name: "custom", Config: map[string]any{"n": 1, "b": true, "s": "x", "f": 0.5}}, ""},
+		"hello=weighted_round_robin:blackoutPeriod=1s,errorUtilizationPenalty=0.5": {"hello", xds.Policy{Name: "weighted_round_robin",
+			Config: map[string]any{"blackoutPeriod": "1s", "errorUtilizationPenalty": 0.5}}, ""},
 	} {
 		svc, p, header, err := parsePolicy(v)
 		if err != nil || svc != want.svc || header != want.header || !reflect.DeepEqual(p, want.p) {
