@@ -59,6 +59,7 @@ type servicePolicy struct {
 	ringHash   bool // lb's first policy is ring_hash
 	outlier    *clusterpb.OutlierDetection
 	hashHeader string
+	route      *routeAction // timeout and retries; nil for none
 }
 
 func (o *options) servicePolicy(service string) *servicePolicy {
@@ -409,4 +410,13 @@ func (p *servicePolicy) header() string {
 		return ""
 	}
 	return p.hashHeader
+}
+
+// routeAction returns what p adds to its service's route action (nil:
+// nothing).
+func (p *servicePolicy) routeAction() *routeAction {
+	if p == nil {
+		return nil
+	}
+	return p.route
 }

@@ -3,6 +3,7 @@
 //
 //	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
+//		[-route hello=timeout=2s,retryOn=unavailable,retries=2]
 //	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
@@ -34,6 +35,13 @@
 // successRateStdevFactor, successRateMinimumHosts,
 // successRateRequestVolume.
 //
+// -route service=key=value,... sets the timeout and retries of a
+// service's calls (xds.WithRoute): timeout (a duration; every call's
+// deadline is at most that), retryOn (the codes that retry, joined by
+// '+': cancelled, deadline-exceeded, internal, resource-exhausted,
+// unavailable), retries (1 to 4, default 1), backoff (the first retry's
+// longest wait, default 25ms) and maxBackoff (default 10 times backoff).
+//
 // The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
 // bad usage.
 package main
@@ -53,6 +61,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
@@ -164,6 +174,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		opts = append(opts, xds.WithOutlierDetection(svc, od))
 		return nil
 	})
+	fs.Func("route", "`service=key=value,...`: the timeout and retries of service's calls, such as hello=timeout=2s,retryOn=unavailable,retries=2 (repeatable)", func(v string) error {
+		svc, r, err := parseRoute(v)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xds.WithRoute(svc, r))
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -259,6 +277,66 @@ func parsePolicy(v string) (service string, p xds.Policy, header string, err err
 		}
 	}
 	return service, p, header, nil
+}
+
+// retryCodes are the codes -route's retryOn names, as xDS's retry_on
+// does.
+var retryCodes = map[string]codes.Code{
+	"cancelled":          codes.Canceled,
+	"deadline-exceeded":  codes.DeadlineExceeded,
+	"internal":           codes.Internal,
+	"resource-exhausted": codes.ResourceExhausted,
+	"unavailable":        codes.Unavailable,
+}
+
+// parseRoute reads a -route value: service=key=value,... with keys
+// timeout, retryOn (codes joined by '+'), retries, backoff and
+// maxBackoff.
+func parseRoute(v string) (string, xds.Route, error) {
+	var r xds.Route
+	const keys = "keys: timeout, retryOn (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, joined by +), retries, backoff, maxBackoff"
+	service, kvs, ok := strings.Cut(v, "=")
+	if !ok || service == "" || kvs == "" {
+		return "", r, fmt.Errorf("%q: want service=key=value,..., such as hello=timeout=2s,retryOn=unavailable", v)
+	}
+	var retry xds.Retry
+	retrying := false
+	for _, kv := range strings.Split(kvs, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "timeout":
+			r.Timeout, err = time.ParseDuration(val)
+		case "retryOn":
+			retrying = true
+			for _, name := range strings.Split(val, "+") {
+				c, ok := retryCodes[name]
+				if !ok {
+					err = fmt.Errorf("code %q", name)
+					break
+				}
+				retry.On = append(retry.On, c)
+			}
+		case "retries":
+			retrying = true
+			retry.NumRetries, err = strconv.Atoi(val)
+		case "backoff":
+			retrying = true
+			retry.BaseBackoff, err = time.ParseDuration(val)
+		case "maxBackoff":
+			retrying = true
+			retry.MaxBackoff, err = time.ParseDuration(val)
+		default:
+			err = errors.New("unknown key")
+		}
+		if err != nil {
+			return "", r, fmt.Errorf("%q: %q: %v (%s)", v, kv, err, keys)
+		}
+	}
+	if retrying {
+		r.Retry = &retry
+	}
+	return service, r, nil
 }
 
 // parseOutlier reads an -outlier value: service=key=value,...

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/xds"
@@ -49,6 +51,12 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "-policy", "hello=least_request:choiceCount=1"},
 		{"-registry", "mem://", "-policy", "hello=weighted_round_robin:blackoutPeriod=soon"},
 		{"-registry", "mem://", "-policy", "hello=wayfinder_weighted_round_robin:defaultWeight=0"},
+		{"-registry", "mem://", "-route", "hello"},
+		{"-registry", "mem://", "-route", "hello=timeout=soon"},
+		{"-registry", "mem://", "-route", "hello=retryOn=not-found"},
+		{"-registry", "mem://", "-route", "hello=retries=2"}, // no code to retry on
+		{"-registry", "mem://", "-route", "hello=retryOn=unavailable,retries=9"},
+		{"-registry", "mem://", "-route", "hello=bogus=1"},
 		{"-registry", "mem://", "-outlier", "hello"},
 		{"-registry", "mem://", "-outlier", "hello=interval=5s"}, // nothing ejects
 		{"-registry", "mem://", "-outlier", "hello=failurePercent=x"},
@@ -122,6 +130,15 @@ func TestPolicyFlags(t *testing.T) {
 		t.Errorf("parseOutlier() = %q, %+v, %v; want hello, %+v", svc, od, err, want)
 	}
 
+	svc, r, err := parseRoute("hello=timeout=2s,retryOn=unavailable+resource-exhausted,retries=3,backoff=10ms,maxBackoff=1s")
+	wantR := xds.Route{Timeout: 2 * time.Second, Retry: &xds.Retry{On: []codes.Code{codes.Unavailable, codes.ResourceExhausted}, NumRetries: 3, BaseBackoff: 10 * time.Millisecond, MaxBackoff: time.Second}}
+	if err != nil || svc != "hello" || !reflect.DeepEqual(r, wantR) {
+		t.Errorf("parseRoute() = %q, %+v, %v; want hello, %+v", svc, r, err, wantR)
+	}
+	if _, r, err := parseRoute("hello=timeout=1s"); err != nil || r != (xds.Route{Timeout: time.Second}) {
+		t.Errorf("parseRoute(hello=timeout=1s) = %+v, %v", r, err)
+	}
+
 	// The server starts with them.
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
@@ -129,7 +146,7 @@ func TestPolicyFlags(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0",
 			"-policy", "hello=ring_hash:header=x-user", "-policy", "hello=least_request",
-			"-outlier", "hello=failurePercent=50"}, &out, &errOut)
+			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable"}, &out, &errOut)
 	}()
 	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
 	cancel()
