@@ -3,7 +3,7 @@
 //
 //	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
-//		[-route hello=timeout=2s,retryOn=unavailable,retries=2]
+//		[-route hello=timeout=2s,retryOn=unavailable,retries=2] [-debug 127.0.0.1:18001]
 //	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
@@ -14,7 +14,9 @@
 // the backends' environment variables, never from URLs. -timeout bounds
 // opening the registry and the first check that it answers; the server
 // serves even while its registry is away, and the services' watches retry.
-// "wayfinder xds ..." runs this command when it is in PATH.
+// "wayfinder xds ..." runs this command when it is in PATH. -debug
+// host:port serves xds.DebugHandler's page (what each client was sent,
+// accepted and rejected) at /debug/wayfinder/xds.
 //
 // -policy service=name[:key=value,...] sets a service's load-balancing
 // policy (xds.WithPolicy); repeat it for one service to list policies in
@@ -54,6 +56,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -139,6 +142,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
 	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	debugAddr := fs.String("debug", "", "`host:port` to serve the debug page on, at /debug/wayfinder/xds (default: none)")
 	var opts []xds.Option
 	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
 		svc, rest, ok1 := strings.Cut(v, "=")
@@ -226,6 +230,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		lis.Close()
 		return err
+	}
+	if *debugAddr != "" {
+		dlis, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			lis.Close()
+			srv.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/debug/wayfinder/xds", xds.DebugHandler(srv))
+		web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		webDone := make(chan struct{})
+		go func() {
+			defer close(webDone)
+			_ = web.Serve(dlis) // http.ErrServerClosed after Close
+		}()
+		defer func() {
+			web.Close()
+			<-webDone
+		}()
+		logger.Info("serving the debug page", "url", "http://"+dlis.Addr().String()+"/debug/wayfinder/xds")
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
@@ -152,5 +153,39 @@ func TestPolicyFlags(t *testing.T) {
 	cancel()
 	if c := <-code; c != 0 {
 		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
+	}
+}
+
+// TestDebugFlag: -debug serves the debug page until the server stops.
+func TestDebugFlag(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-debug", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	var url string
+	wait.For(t, 10*time.Second, "the debug page's URL", func() bool {
+		_, rest, ok := strings.Cut(errOut.String(), "url=")
+		url, _, _ = strings.Cut(rest, "\n")
+		return ok && strings.Contains(errOut.String(), "serving xDS")
+	})
+	resp, err := http.Get(url + "?format=json")
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	var v struct{ Streams *int }
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || v.Streams == nil {
+		t.Errorf("GET %s = %d, %+v, %v; want 200 and the page's JSON", url, resp.StatusCode, v, err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
+	}
+	if resp, err := http.Get(url); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET %s after the server stopped: %s, want an error", url, resp.Status)
 	}
 }
