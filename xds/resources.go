@@ -29,13 +29,13 @@ import (
 // manager whose inline route configuration sends every call to the
 // service's cluster or, with a canary cluster, splits calls between the
 // two by weights (main, canary).
-func listener(service, canaryCluster string, weights [2]uint32, hashHeader string) (*listenerpb.Listener, error) {
+func listener(service, canaryCluster string, weights [2]uint32, p *servicePolicy) (*listenerpb.Listener, error) {
 	router, err := anypb.New(&routerpb.Router{})
 	if err != nil {
 		return nil, err
 	}
 	hcm, err := anypb.New(&hcmpb.HttpConnectionManager{
-		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights, hashHeader)},
+		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights, p.header(), p.routeAction())},
 		HttpFilters: []*hcmpb.HttpFilter{{
 			Name:       "envoy.filters.http.router",
 			ConfigType: &hcmpb.HttpFilter_TypedConfig{TypedConfig: router},
@@ -53,8 +53,8 @@ func listener(service, canaryCluster string, weights [2]uint32, hashHeader strin
 // routeConfig routes every call, whatever its authority, to the service's
 // cluster, or splits them with the canary's cluster by weights (main,
 // canary; a side of weight 0 is left out), hashing calls on hashHeader
-// if it is not "" (for ring_hash).
-func routeConfig(service, canaryCluster string, weights [2]uint32, hashHeader string) *routepb.RouteConfiguration {
+// if it is not "" (for ring_hash), with ra's timeout and retries.
+func routeConfig(service, canaryCluster string, weights [2]uint32, hashHeader string, ra *routeAction) *routepb.RouteConfiguration {
 	action := &routepb.RouteAction{ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: service}}
 	switch {
 	case canaryCluster == "" || weights[1] == 0:
@@ -73,6 +73,7 @@ func routeConfig(service, canaryCluster string, weights [2]uint32, hashHeader st
 			PolicySpecifier: &routepb.RouteAction_HashPolicy_Header_{Header: &routepb.RouteAction_HashPolicy_Header{HeaderName: hashHeader}},
 		}}
 	}
+	ra.apply(action)
 	return &routepb.RouteConfiguration{
 		Name: service,
 		VirtualHosts: []*routepb.VirtualHost{{

@@ -391,7 +391,7 @@ func (s *Server) acquireLocked(name string) error {
 		return nil
 	}
 	svc := &service{name: name, refs: 1, active: true, route: [2]uint32{100, 0}}
-	lis, err := listener(name, "", svc.route, s.policy[name].header())
+	lis, err := listener(name, "", svc.route, s.policy[name])
 	if err != nil {
 		return fmt.Errorf("xds: service %q: listener: %w", name, err)
 	}
@@ -541,7 +541,7 @@ func (s *Server) publish(svc *service, insts []registry.Instance) error {
 	if route == svc.route {
 		return nil
 	}
-	lis, err := listener(svc.name, cn, route, s.policy[svc.name].header())
+	lis, err := listener(svc.name, cn, route, s.policy[svc.name])
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 //
 //	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
+//		[-route hello=timeout=2s,retryOn=unavailable,retries=2] [-debug 127.0.0.1:18001]
 //	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
@@ -14,21 +15,35 @@
 // backends' environment variables, never from URLs. -timeout bounds
 // opening the registry and the first check that it answers; the server
 // serves even while its registry is away, and the services' watches retry.
-// "wayfinder xds ..." runs this command when it is in PATH.
+// "wayfinder xds ..." runs this command when it is in PATH. -debug
+// host:port serves xds.DebugHandler's page (what each client was sent,
+// accepted and rejected) at /debug/wayfinder/xds.
 //
 // -policy service=name[:key=value,...] sets a service's load-balancing
 // policy (xds.WithPolicy); repeat it for one service to list policies in
 // order of preference (round_robin always comes last). Keys are the
 // policy's config: least_request takes choiceCount; ring_hash takes
 // header, the request header calls are hashed on (xds.WithHashHeader);
-// any other name is a custom policy whose config values are ints,
-// true/false or strings. -outlier service=key=value,... turns on outlier
+// weighted_round_robin (weights from the servers' ORCA load reports)
+// takes blackoutPeriod, weightExpirationPeriod, weightUpdatePeriod,
+// oobReportingPeriod (durations such as 10s), enableOobLoadReport and
+// errorUtilizationPenalty; any other name is a custom policy, such as
+// wayfinder_weighted_round_robin for Go clients that import Wayfinder's
+// balancer/wrr, whose config values are ints, numbers, true/false or
+// strings. -outlier service=key=value,... turns on outlier
 // detection (xds.WithOutlierDetection) with keys named after
 // xds.OutlierDetection's fields: interval, baseEjectionTime,
 // maxEjectionTime (durations such as 10s), maxEjectionPercent,
 // failurePercent, failureMinimumHosts, failureRequestVolume,
 // successRateStdevFactor, successRateMinimumHosts,
 // successRateRequestVolume.
+//
+// -route service=key=value,... sets the timeout and retries of a
+// service's calls (xds.WithRoute): timeout (a duration; every call's
+// deadline is at most that), retryOn (the codes that retry, joined by
+// '+': cancelled, deadline-exceeded, internal, resource-exhausted,
+// unavailable), retries (1 to 4, default 1), backoff (the first retry's
+// longest wait, default 25ms) and maxBackoff (default 10 times backoff).
 //
 // The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
 // bad usage.
@@ -42,6 +57,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -49,6 +65,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
@@ -126,6 +144,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
 	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	debugAddr := fs.String("debug", "", "`host:port` to serve the debug page on, at /debug/wayfinder/xds (default: none)")
 	var opts []xds.Option
 	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
 		svc, rest, ok1 := strings.Cut(v, "=")
@@ -159,6 +178,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		opts = append(opts, xds.WithOutlierDetection(svc, od))
+		return nil
+	})
+	fs.Func("route", "`service=key=value,...`: the timeout and retries of service's calls, such as hello=timeout=2s,retryOn=unavailable,retries=2 (repeatable)", func(v string) error {
+		svc, r, err := parseRoute(v)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xds.WithRoute(svc, r))
 		return nil
 	})
 	if err := parse(fs, args); err != nil {
@@ -205,6 +232,27 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		lis.Close()
 		return err
+	}
+	if *debugAddr != "" {
+		dlis, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			lis.Close()
+			srv.Close()
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/debug/wayfinder/xds", xds.DebugHandler(srv))
+		web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		webDone := make(chan struct{})
+		go func() {
+			defer close(webDone)
+			_ = web.Serve(dlis) // http.ErrServerClosed after Close
+		}()
+		defer func() {
+			web.Close()
+			<-webDone
+		}()
+		logger.Info("serving the debug page", "url", "http://"+dlis.Addr().String()+"/debug/wayfinder/xds")
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -253,6 +301,8 @@ func parsePolicy(v string) (service string, p xds.Policy, header string, err err
 		}
 		if n, err := strconv.Atoi(val); err == nil {
 			p.Config[k] = n
+		} else if f, err := strconv.ParseFloat(val, 64); err == nil {
+			p.Config[k] = f
 		} else if b, err := strconv.ParseBool(val); err == nil && (val == "true" || val == "false") {
 			p.Config[k] = b
 		} else {
@@ -260,6 +310,66 @@ func parsePolicy(v string) (service string, p xds.Policy, header string, err err
 		}
 	}
 	return service, p, header, nil
+}
+
+// retryCodes are the codes -route's retryOn names, as xDS's retry_on
+// does.
+var retryCodes = map[string]codes.Code{
+	"cancelled":          codes.Canceled,
+	"deadline-exceeded":  codes.DeadlineExceeded,
+	"internal":           codes.Internal,
+	"resource-exhausted": codes.ResourceExhausted,
+	"unavailable":        codes.Unavailable,
+}
+
+// parseRoute reads a -route value: service=key=value,... with keys
+// timeout, retryOn (codes joined by '+'), retries, backoff and
+// maxBackoff.
+func parseRoute(v string) (string, xds.Route, error) {
+	var r xds.Route
+	const keys = "keys: timeout, retryOn (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, joined by +), retries, backoff, maxBackoff"
+	service, kvs, ok := strings.Cut(v, "=")
+	if !ok || service == "" || kvs == "" {
+		return "", r, fmt.Errorf("%q: want service=key=value,..., such as hello=timeout=2s,retryOn=unavailable", v)
+	}
+	var retry xds.Retry
+	retrying := false
+	for _, kv := range strings.Split(kvs, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "timeout":
+			r.Timeout, err = time.ParseDuration(val)
+		case "retryOn":
+			retrying = true
+			for _, name := range strings.Split(val, "+") {
+				c, ok := retryCodes[name]
+				if !ok {
+					err = fmt.Errorf("code %q", name)
+					break
+				}
+				retry.On = append(retry.On, c)
+			}
+		case "retries":
+			retrying = true
+			retry.NumRetries, err = strconv.Atoi(val)
+		case "backoff":
+			retrying = true
+			retry.BaseBackoff, err = time.ParseDuration(val)
+		case "maxBackoff":
+			retrying = true
+			retry.MaxBackoff, err = time.ParseDuration(val)
+		default:
+			err = errors.New("unknown key")
+		}
+		if err != nil {
+			return "", r, fmt.Errorf("%q: %q: %v (%s)", v, kv, err, keys)
+		}
+	}
+	if retrying {
+		r.Retry = &retry
+	}
+	return service, r, nil
 }
 
 // parseOutlier reads an -outlier value: service=key=value,...

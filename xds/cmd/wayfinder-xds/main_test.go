@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/leak"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
@@ -48,6 +51,14 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "-policy", "hello=least_request:header=x-user"},
 		{"-registry", "mem://", "-policy", "hello=least_request", "-policy", "hello=ring_hash"},
 		{"-registry", "mem://", "-policy", "hello=least_request:choiceCount=1"},
+		{"-registry", "mem://", "-policy", "hello=weighted_round_robin:blackoutPeriod=soon"},
+		{"-registry", "mem://", "-policy", "hello=wayfinder_weighted_round_robin:defaultWeight=0"},
+		{"-registry", "mem://", "-route", "hello"},
+		{"-registry", "mem://", "-route", "hello=timeout=soon"},
+		{"-registry", "mem://", "-route", "hello=retryOn=not-found"},
+		{"-registry", "mem://", "-route", "hello=retries=2"}, // no code to retry on
+		{"-registry", "mem://", "-route", "hello=retryOn=unavailable,retries=9"},
+		{"-registry", "mem://", "-route", "hello=bogus=1"},
 		{"-registry", "mem://", "-outlier", "hello"},
 		{"-registry", "mem://", "-outlier", "hello=interval=5s"}, // nothing ejects
 		{"-registry", "mem://", "-outlier", "hello=failurePercent=x"},
@@ -130,7 +141,9 @@ func TestPolicyFlags(t *testing.T) {
 		"hello=ring_hash:header=x-user":     {"hello", xds.Policy{Name: "ring_hash"}, "x-user"},
 		"hello=ring_hash":                   {"hello", xds.Policy{Name: "ring_hash"}, ""},
 		"hello=least_request:choiceCount=3": {"hello", xds.Policy{Name: "least_request", Config: map[string]any{"choiceCount": 3}}, ""},
-		"a=custom:n=1,b=true,s=x":           {"a", xds.Policy{Name: "custom", Config: map[string]any{"n": 1, "b": true, "s": "x"}}, ""},
+		"a=custom:n=1,b=true,s=x,f=0.5":     {"a", xds.Policy{Name: "custom", Config: map[string]any{"n": 1, "b": true, "s": "x", "f": 0.5}}, ""},
+		"hello=weighted_round_robin:blackoutPeriod=1s,errorUtilizationPenalty=0.5": {"hello", xds.Policy{Name: "weighted_round_robin",
+			Config: map[string]any{"blackoutPeriod": "1s", "errorUtilizationPenalty": 0.5}}, ""},
 	} {
 		svc, p, header, err := parsePolicy(v)
 		if err != nil || svc != want.svc || header != want.header || !reflect.DeepEqual(p, want.p) {
@@ -143,6 +156,15 @@ func TestPolicyFlags(t *testing.T) {
 		t.Errorf("parseOutlier() = %q, %+v, %v; want hello, %+v", svc, od, err, want)
 	}
 
+	svc, r, err := parseRoute("hello=timeout=2s,retryOn=unavailable+resource-exhausted,retries=3,backoff=10ms,maxBackoff=1s")
+	wantR := xds.Route{Timeout: 2 * time.Second, Retry: &xds.Retry{On: []codes.Code{codes.Unavailable, codes.ResourceExhausted}, NumRetries: 3, BaseBackoff: 10 * time.Millisecond, MaxBackoff: time.Second}}
+	if err != nil || svc != "hello" || !reflect.DeepEqual(r, wantR) {
+		t.Errorf("parseRoute() = %q, %+v, %v; want hello, %+v", svc, r, err, wantR)
+	}
+	if _, r, err := parseRoute("hello=timeout=1s"); err != nil || r != (xds.Route{Timeout: time.Second}) {
+		t.Errorf("parseRoute(hello=timeout=1s) = %+v, %v", r, err)
+	}
+
 	// The server starts with them.
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
@@ -150,11 +172,45 @@ func TestPolicyFlags(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0",
 			"-policy", "hello=ring_hash:header=x-user", "-policy", "hello=least_request",
-			"-outlier", "hello=failurePercent=50"}, &out, &errOut)
+			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable"}, &out, &errOut)
 	}()
 	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
 	cancel()
 	if c := <-code; c != 0 {
 		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
+	}
+}
+
+// TestDebugFlag: -debug serves the debug page until the server stops.
+func TestDebugFlag(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-debug", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	var url string
+	wait.For(t, 10*time.Second, "the debug page's URL", func() bool {
+		_, rest, ok := strings.Cut(errOut.String(), "url=")
+		url, _, _ = strings.Cut(rest, "\n")
+		return ok && strings.Contains(errOut.String(), "serving xDS")
+	})
+	resp, err := http.Get(url + "?format=json")
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	var v struct{ Streams *int }
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || v.Streams == nil {
+		t.Errorf("GET %s = %d, %+v, %v; want 200 and the page's JSON", url, resp.StatusCode, v, err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, errOut.String())
+	}
+	if resp, err := http.Get(url); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET %s after the server stopped: %s, want an error", url, resp.Status)
 	}
 }
