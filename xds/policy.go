@@ -40,9 +40,9 @@ import (
 // its calls' trailers: rps_fractional / utilization
 // (application_utilization, else cpu_utilization), so registry weights
 // play no part. A server built with server.WithLoadReports() sends the
-// reports, but rps_fractional only if the application sets it
-// (LoadReports().SetQPS): an endpoint whose reports lack it gets the
-// mean weight, so without it the policy is round robin. Its Config keys
+// reports, with rps_fractional and eps measured from its calls (or the
+// application's LoadReports().SetQPS); an endpoint whose reports lack a
+// rate gets the mean weight. Its Config keys
 // are those of gRPC's JSON config: blackoutPeriod,
 // weightExpirationPeriod, weightUpdatePeriod, oobReportingPeriod
 // (time.Duration values or strings such as "10s"), enableOobLoadReport
