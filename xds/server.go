@@ -21,6 +21,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
@@ -39,6 +40,7 @@ type Server struct {
 	policy   map[string]*servicePolicy // by service; read-only after New
 	builder  *resolver.Builder
 	logger   *slog.Logger
+	creds    credentials.TransportCredentials // for Serve; nil: plaintext
 
 	// The resource caches, one per type, shared by every client: a
 	// service's resources are the same for all of them.
@@ -98,6 +100,7 @@ type options struct {
 	logger  *slog.Logger
 	canary  map[string]canary
 	policy  map[string]*servicePolicy
+	creds   credentials.TransportCredentials
 	invalid []error
 }
 
@@ -116,6 +119,20 @@ func WithCache(c *resolver.Cache) Option { return func(o *options) { o.cache = c
 // WithLogger sets the logger for what an operator must know: clients
 // that reject a resource (NACK) and registry outages. Default: discard.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithServerCredentials makes Serve serve ADS and CSDS with creds, such
+// as credentials.NewTLS for TLS, instead of plaintext. Clients then need
+// a bootstrap whose channel_creds is "tls" (BootstrapConfig.CAFile).
+// Register ignores it: the grpc.Server given to it has its own.
+func WithServerCredentials(creds credentials.TransportCredentials) Option {
+	return func(o *options) {
+		if creds == nil {
+			o.invalid = append(o.invalid, errors.New("xds: server credentials: nil"))
+			return
+		}
+		o.creds = creds
+	}
+}
 
 // WithCanary splits service's calls by version: the instances whose
 // Instance.Version is version get percent of the calls (in every client
@@ -168,6 +185,7 @@ func New(d registry.Discovery, opts ...Option) (*Server, error) {
 		logger:   o.logger,
 		canary:   o.canary,
 		policy:   o.policy,
+		creds:    o.creds,
 		streams:  map[streamKey]*stream{},
 		services: map[string]*service{},
 	}
@@ -215,11 +233,16 @@ func (s *Server) Register(g *grpc.Server) {
 	statuspb.RegisterClientStatusDiscoveryServiceServer(g, csds{s: s})
 }
 
-// Serve serves ADS on lis until Close. It returns nil after Close, or
+// Serve serves ADS on lis until Close, over plaintext unless
+// WithServerCredentials says otherwise. It returns nil after Close, or
 // the error that ended serving; called after Close, it closes lis and
 // returns registry.ErrClosed.
 func (s *Server) Serve(lis net.Listener) error {
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if s.creds != nil {
+		gopts = append(gopts, grpc.Creds(s.creds))
+	}
+	g := grpc.NewServer(gopts...)
 	s.Register(g)
 	s.mu.Lock()
 	if s.closed {

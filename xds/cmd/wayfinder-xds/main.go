@@ -4,7 +4,8 @@
 //	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
 //		[-route hello=timeout=2s,retryOn=unavailable,retries=2] [-debug 127.0.0.1:18001]
-//	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
+//		[-tls-cert cert.pem -tls-key key.pem]
+//	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z] [-tls-ca ca.pem]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
 // GRPC_XDS_BOOTSTRAP_CONFIG=<json>) dials "xds:///<service>". Registry URLs
@@ -45,12 +46,19 @@
 // unavailable), retries (1 to 4, default 1), backoff (the first retry's
 // longest wait, default 25ms) and maxBackoff (default 10 times backoff).
 //
+// -tls-cert and -tls-key serve xDS over TLS (the files are read again at
+// each new connection, so a renewed certificate needs no restart);
+// bootstrap -tls-ca writes the matching bootstrap: "tls" channel
+// credentials (gRFC A65) that trust the CAs in that file, a path on the
+// client's machine. The certificate must name the host clients dial.
+//
 // The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
 // bad usage.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +75,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
@@ -127,10 +136,11 @@ func bootstrap(args []string, out io.Writer) error {
 	server := fs.String("server", "127.0.0.1:18000", "host:port of the xDS server")
 	node := fs.String("node", "", "the client's node ID (default wayfinder-xds-client)")
 	zone := fs.String("zone", "", "the client's zone")
+	ca := fs.String("tls-ca", "", "`file`: PEM of the CAs of the server's certificate, on the client's machine; talk TLS (default: plaintext)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	b, err := xds.Bootstrap(xds.BootstrapConfig{Server: *server, NodeID: *node, Zone: *zone})
+	b, err := xds.Bootstrap(xds.BootstrapConfig{Server: *server, NodeID: *node, Zone: *zone, CAFile: *ca})
 	if err != nil {
 		return usageError{err}
 	}
@@ -144,6 +154,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
 	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	certFile := fs.String("tls-cert", "", "`file`: PEM certificate to serve xDS over TLS with (with -tls-key; default: plaintext)")
+	keyFile := fs.String("tls-key", "", "`file`: PEM private key of -tls-cert")
 	debugAddr := fs.String("debug", "", "`host:port` to serve the debug page on, at /debug/wayfinder/xds (default: none)")
 	var opts []xds.Option
 	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
@@ -205,6 +217,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *timeout <= 0 {
 		return usageError{errors.New("-timeout must be positive")}
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return usageError{errors.New("-tls-cert and -tls-key go together")}
+	}
+	if *certFile != "" {
+		creds, err := serverTLS(*certFile, *keyFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xds.WithServerCredentials(creds))
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	octx, cancel := context.WithTimeout(ctx, *timeout)
@@ -273,6 +295,26 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// serverTLS returns TLS credentials that read the certificate and key
+// files at each handshake, so that a rotated certificate serves new
+// connections without a restart (ADS streams are long-lived: existing
+// ones keep theirs). It fails if the files do not load now.
+func serverTLS(certFile, keyFile string) (credentials.TransportCredentials, error) {
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return nil, fmt.Errorf("-tls-cert, -tls-key: %w", err)
+	}
+	return credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, err
+			}
+			return &c, nil
+		},
+	}), nil
 }
 
 // parsePolicy reads a -policy value: service=name[:key=value,...]. A
