@@ -1,7 +1,7 @@
 // Command wayfinder-xds serves a registry to proxyless gRPC clients over
 // xDS, and prints their bootstrap files.
 //
-//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
+//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10,v3:5]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
 //		[-route hello=timeout=2s,retryOn=unavailable,retries=2] [-debug 127.0.0.1:18001]
 //		[-tls-cert cert.pem -tls-key key.pem]
@@ -158,14 +158,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := fs.String("tls-key", "", "`file`: PEM private key of -tls-cert")
 	debugAddr := fs.String("debug", "", "`host:port` to serve the debug page on, at /debug/wayfinder/xds (default: none)")
 	var opts []xds.Option
-	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
-		svc, rest, ok1 := strings.Cut(v, "=")
-		version, pct, ok2 := strings.Cut(rest, ":")
-		n, err := strconv.Atoi(pct)
-		if !ok1 || !ok2 || err != nil {
-			return fmt.Errorf("%q: want service=version:percent, such as hello=v2:10", v)
+	fs.Func("canary", "`service=version:percent[,version:percent...]`: send percent of service's calls to its instances of version, such as hello=v2:10,v3:5 (repeatable)", func(v string) error {
+		svc, rest, ok := strings.Cut(v, "=")
+		if !ok || rest == "" {
+			return fmt.Errorf("%q: want service=version:percent,..., such as hello=v2:10,v3:5", v)
 		}
-		opts = append(opts, xds.WithCanary(svc, version, n))
+		for _, vp := range strings.Split(rest, ",") {
+			version, pct, ok := strings.Cut(vp, ":")
+			n, err := strconv.Atoi(pct)
+			if !ok || err != nil {
+				return fmt.Errorf("%q: want service=version:percent,..., such as hello=v2:10,v3:5", v)
+			}
+			opts = append(opts, xds.WithCanary(svc, version, n))
+		}
 		return nil
 	})
 	policies := map[string][]xds.Policy{}

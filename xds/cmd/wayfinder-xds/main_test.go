@@ -57,6 +57,9 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "-tls-key", "key.pem"},
 		{"-registry", "mem://", "-canary", "hello=v2"},
 		{"-registry", "mem://", "-canary", "hello=v2:100"},
+		{"-registry", "mem://", "-canary", "hello=v2:60,v3:40"}, // nothing left for the stable set
+		{"-registry", "mem://", "-canary", "hello=v2:10,v2:5"},
+		{"-registry", "mem://", "-canary", "hello=v2:10,"},
 		{"-registry", "mem://", "-policy", "hello"},
 		{"-registry", "mem://", "-policy", "hello=ring_hash:header"},
 		{"-registry", "mem://", "-policy", "hello=ring_hash:header=X-User"},
@@ -279,7 +282,7 @@ func TestPolicyFlags(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0",
 			"-policy", "hello=ring_hash:header=x-user", "-policy", "hello=least_request",
-			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable"}, &out, &errOut)
+			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable", "-canary", "hello=v2:10,v3:5"}, &out, &errOut)
 	}()
 	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
 	cancel()
