@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -28,7 +29,7 @@ import (
 // bootstrap says insecure gets no resource: every call fails and it
 // opens no ADS stream.
 func TestTLS(t *testing.T) {
-	certFile, keyFile := selfSigned(t)
+	certFile, keyFile := selfSigned(t, x509.ExtKeyUsageServerAuth)
 	creds, err := credentials.NewServerTLSFromFile(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -58,9 +59,51 @@ func TestTLS(t *testing.T) {
 	t.Logf("insecure client's first failure: %s", plain.failures()[0])
 }
 
-// selfSigned writes a self-signed certificate for 127.0.0.1, its own CA,
-// and its key, and returns their paths.
-func selfSigned(t testing.TB) (certFile, keyFile string) {
+// TestMTLS: a server that requires client certificates (mTLS) serves the
+// grpc-go client whose bootstrap names its certificate and key
+// (certificate_file, private_key_file), and not one that has only the
+// CA.
+func TestMTLS(t *testing.T) {
+	certFile, keyFile := selfSigned(t, x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey := selfSigned(t, x509.ExtKeyUsageClientAuth)
+	serverCert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(clientCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+	store := memory.NewStore()
+	reg := store.Open()
+	t.Cleanup(func() { reg.Close() })
+	startHello(t, reg, "a")
+	s, addr, _ := startXDS(t, reg, "127.0.0.1:0", xds.WithServerCredentials(creds))
+
+	c := startBootstrap(t, "go-mtls", xds.BootstrapConfig{Server: addr, CAFile: certFile, CertFile: clientCert, KeyFile: clientKey},
+		exec.Command(goClient, "-target", "xds:///hello"), false)
+	c.waitPicks(t, 0, "a")
+
+	anon := startBootstrap(t, "go-no-cert", xds.BootstrapConfig{Server: addr, CAFile: certFile},
+		exec.Command(goClient, "-target", "xds:///hello", "-wait", "2s"), true)
+	wait.For(t, 60*time.Second, "3 failed calls of the client without a certificate", func() bool {
+		return len(anon.failures()) >= 3 || anon.exited()
+	})
+	if n := anon.calls(); n != 0 || anon.exited() {
+		t.Errorf("client without a certificate: %d calls served (exited: %v), want 0 and running; stderr:\n%s", n, anon.exited(), anon.stderr.String())
+	}
+	if st := s.Stats(); st.Streams != 1 {
+		t.Errorf("Stats().Streams = %d, want 1 (the mTLS client's)", st.Streams)
+	}
+	t.Logf("the client without a certificate, first failure: %s", anon.failures()[0])
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 with usage,
+// its own CA, and its key, and returns their paths.
+func selfSigned(t testing.TB, usage x509.ExtKeyUsage) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -73,7 +116,7 @@ func selfSigned(t testing.TB) (certFile, keyFile string) {
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}

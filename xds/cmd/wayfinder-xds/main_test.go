@@ -55,6 +55,8 @@ func TestUsage(t *testing.T) {
 		{"bootstrap", "-server", "no-port"},
 		{"-registry", "mem://", "-tls-cert", "cert.pem"}, // no -tls-key
 		{"-registry", "mem://", "-tls-key", "key.pem"},
+		{"-registry", "mem://", "-tls-client-ca", "ca.pem"},      // no -tls-cert
+		{"bootstrap", "-tls-ca", "ca.pem", "-tls-cert", "c.pem"}, // no -tls-key
 		{"-registry", "mem://", "-canary", "hello=v2"},
 		{"-registry", "mem://", "-canary", "hello=v2:100"},
 		{"-registry", "mem://", "-canary", "hello=v2:60,v3:40"}, // nothing left for the stable set
@@ -144,6 +146,46 @@ func TestTLSFlags(t *testing.T) {
 	if c := <-code; c != 0 {
 		t.Errorf("run() = %d, want 0; stderr %s", c, serr.String())
 	}
+
+	// -tls-client-ca: a client without a certificate is refused; one
+	// with a certificate the CA file holds is served.
+	ctx, cancel = context.WithCancel(context.Background())
+	var mout, merr syncBuffer
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", certFile}, &mout, &merr)
+	}()
+	wait.For(t, 10*time.Second, "serving", func() bool {
+		_, rest, ok := strings.Cut(merr.String(), "serving xDS\" listen=")
+		addr, _, _ = strings.Cut(rest, " ")
+		return ok
+	})
+	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TLS 1.3 reports a refused client certificate on the first read.
+	handshake := func(certs []tls.Certificate) error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, Certificates: certs, NextProtos: []string{"h2"}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+			return err
+		}
+		_, err = conn.Read(make([]byte, 1))
+		return err
+	}
+	if err := handshake(nil); err == nil {
+		t.Errorf("-tls-client-ca: a client without a certificate was served")
+	}
+	if err := handshake([]tls.Certificate{clientCert}); err != nil {
+		t.Errorf("-tls-client-ca: a client with a certificate: %v", err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, merr.String())
+	}
 }
 
 // selfSigned returns a self-signed certificate for 127.0.0.1, its key,
@@ -160,7 +202,7 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
