@@ -1,10 +1,11 @@
 // Command wayfinder-xds serves a registry to proxyless gRPC clients over
 // xDS, and prints their bootstrap files.
 //
-//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10]
+//	wayfinder-xds -registry consul://127.0.0.1:8500 -listen 127.0.0.1:18000 [-timeout 10s] [-canary hello=v2:10,v3:5]
 //		[-policy hello=ring_hash:header=x-user] [-outlier hello=failurePercent=50,interval=5s]
 //		[-route hello=timeout=2s,retryOn=unavailable,retries=2] [-debug 127.0.0.1:18001]
-//	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z]
+//		[-tls-cert cert.pem -tls-key key.pem [-tls-client-ca clients-ca.pem]]
+//	wayfinder-xds bootstrap -server 127.0.0.1:18000 [-node ID] [-zone Z] [-tls-ca ca.pem [-tls-cert c.pem -tls-key k.pem]]
 //
 // A client with that bootstrap (GRPC_XDS_BOOTSTRAP=<file> or
 // GRPC_XDS_BOOTSTRAP_CONFIG=<json>) dials "xds:///<service>". Registry URLs
@@ -45,12 +46,22 @@
 // unavailable), retries (1 to 4, default 1), backoff (the first retry's
 // longest wait, default 25ms) and maxBackoff (default 10 times backoff).
 //
+// -tls-cert and -tls-key serve xDS over TLS (the files are read again at
+// each new connection, so a renewed certificate needs no restart);
+// bootstrap -tls-ca writes the matching bootstrap: "tls" channel
+// credentials (gRFC A65) that trust the CAs in that file, a path on the
+// client's machine. The certificate must name the host clients dial.
+// -tls-client-ca makes the server require client certificates signed by
+// those CAs (mTLS); bootstrap -tls-cert and -tls-key name the client's.
+//
 // The exit status is 0 after SIGINT or SIGTERM, 1 when serving failed, 2 for
 // bad usage.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +78,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	_ "github.com/wayfinder-rpc/wayfinder/registry/consul" // consul:// URLs
@@ -127,10 +139,13 @@ func bootstrap(args []string, out io.Writer) error {
 	server := fs.String("server", "127.0.0.1:18000", "host:port of the xDS server")
 	node := fs.String("node", "", "the client's node ID (default wayfinder-xds-client)")
 	zone := fs.String("zone", "", "the client's zone")
+	ca := fs.String("tls-ca", "", "`file`: PEM of the CAs of the server's certificate, on the client's machine; talk TLS (default: plaintext)")
+	cert := fs.String("tls-cert", "", "`file`: PEM of the client's own certificate, for a server with -tls-client-ca (with -tls-key)")
+	key := fs.String("tls-key", "", "`file`: PEM of the client's private key")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	b, err := xds.Bootstrap(xds.BootstrapConfig{Server: *server, NodeID: *node, Zone: *zone})
+	b, err := xds.Bootstrap(xds.BootstrapConfig{Server: *server, NodeID: *node, Zone: *zone, CAFile: *ca, CertFile: *cert, KeyFile: *key})
 	if err != nil {
 		return usageError{err}
 	}
@@ -144,16 +159,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	regURL := fs.String("registry", "", "the registry's URL, such as consul://127.0.0.1:8500 (required)")
 	listen := fs.String("listen", "127.0.0.1:18000", "host:port to serve xDS on")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the registry at start")
+	certFile := fs.String("tls-cert", "", "`file`: PEM certificate to serve xDS over TLS with (with -tls-key; default: plaintext)")
+	keyFile := fs.String("tls-key", "", "`file`: PEM private key of -tls-cert")
+	clientCA := fs.String("tls-client-ca", "", "`file`: PEM of the CAs of the clients' certificates: require one (mTLS; with -tls-cert)")
 	debugAddr := fs.String("debug", "", "`host:port` to serve the debug page on, at /debug/wayfinder/xds (default: none)")
 	var opts []xds.Option
-	fs.Func("canary", "`service=version:percent`: send percent of service's calls to its instances of version (repeatable)", func(v string) error {
-		svc, rest, ok1 := strings.Cut(v, "=")
-		version, pct, ok2 := strings.Cut(rest, ":")
-		n, err := strconv.Atoi(pct)
-		if !ok1 || !ok2 || err != nil {
-			return fmt.Errorf("%q: want service=version:percent, such as hello=v2:10", v)
+	fs.Func("canary", "`service=version:percent[,version:percent...]`: send percent of service's calls to its instances of version, such as hello=v2:10,v3:5 (repeatable)", func(v string) error {
+		svc, rest, ok := strings.Cut(v, "=")
+		if !ok || rest == "" {
+			return fmt.Errorf("%q: want service=version:percent,..., such as hello=v2:10,v3:5", v)
 		}
-		opts = append(opts, xds.WithCanary(svc, version, n))
+		for _, vp := range strings.Split(rest, ",") {
+			version, pct, ok := strings.Cut(vp, ":")
+			n, err := strconv.Atoi(pct)
+			if !ok || err != nil {
+				return fmt.Errorf("%q: want service=version:percent,..., such as hello=v2:10,v3:5", v)
+			}
+			opts = append(opts, xds.WithCanary(svc, version, n))
+		}
 		return nil
 	})
 	policies := map[string][]xds.Policy{}
@@ -205,6 +228,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *timeout <= 0 {
 		return usageError{errors.New("-timeout must be positive")}
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		return usageError{errors.New("-tls-cert and -tls-key go together")}
+	}
+	if *clientCA != "" && *certFile == "" {
+		return usageError{errors.New("-tls-client-ca needs -tls-cert and -tls-key")}
+	}
+	if *certFile != "" {
+		creds, err := serverTLS(*certFile, *keyFile, *clientCA)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, xds.WithServerCredentials(creds))
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	octx, cancel := context.WithTimeout(ctx, *timeout)
@@ -273,6 +309,39 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// serverTLS returns TLS credentials that read the certificate and key
+// files at each handshake, so that a rotated certificate serves new
+// connections without a restart (ADS streams are long-lived: existing
+// ones keep theirs). With clientCA, clients must present a certificate
+// its CAs signed. It fails if the files do not load now.
+func serverTLS(certFile, keyFile, clientCA string) (credentials.TransportCredentials, error) {
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		return nil, fmt.Errorf("-tls-cert, -tls-key: %w", err)
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, err
+			}
+			return &c, nil
+		},
+	}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-client-ca: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-client-ca %s: no PEM certificate", clientCA)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
 }
 
 // parsePolicy reads a -policy value: service=name[:key=value,...]. A

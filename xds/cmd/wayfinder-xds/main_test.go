@@ -3,8 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -43,8 +53,15 @@ func TestUsage(t *testing.T) {
 		{"-registry", "mem://", "extra"}, // stray argument
 		{"-registry", "mem://", "-timeout", "0s"},
 		{"bootstrap", "-server", "no-port"},
+		{"-registry", "mem://", "-tls-cert", "cert.pem"}, // no -tls-key
+		{"-registry", "mem://", "-tls-key", "key.pem"},
+		{"-registry", "mem://", "-tls-client-ca", "ca.pem"},      // no -tls-cert
+		{"bootstrap", "-tls-ca", "ca.pem", "-tls-cert", "c.pem"}, // no -tls-key
 		{"-registry", "mem://", "-canary", "hello=v2"},
 		{"-registry", "mem://", "-canary", "hello=v2:100"},
+		{"-registry", "mem://", "-canary", "hello=v2:60,v3:40"}, // nothing left for the stable set
+		{"-registry", "mem://", "-canary", "hello=v2:10,v2:5"},
+		{"-registry", "mem://", "-canary", "hello=v2:10,"},
 		{"-registry", "mem://", "-policy", "hello"},
 		{"-registry", "mem://", "-policy", "hello=ring_hash:header"},
 		{"-registry", "mem://", "-policy", "hello=ring_hash:header=X-User"},
@@ -69,6 +86,141 @@ func TestUsage(t *testing.T) {
 			t.Errorf("run(%q) = %d, want 2; stderr %s", args, code, errOut.String())
 		}
 	}
+}
+
+// TestTLSFlags: bootstrap -tls-ca writes "tls" channel credentials with
+// that CA file; -tls-cert and -tls-key serve TLS with that certificate
+// (a handshake that trusts it succeeds), and files that do not load stop
+// the command with status 1.
+func TestTLSFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"bootstrap", "-server", "127.0.0.1:18000", "-tls-ca", "/etc/ca.pem"}, &out, &errOut); code != 0 {
+		t.Fatalf("run(bootstrap -tls-ca) = %d, stderr %s", code, errOut.String())
+	}
+	var b struct {
+		Servers []struct {
+			Creds []struct {
+				Type   string
+				Config map[string]string
+			} `json:"channel_creds"`
+		} `json:"xds_servers"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil || len(b.Servers) != 1 || len(b.Servers[0].Creds) != 1 ||
+		b.Servers[0].Creds[0].Type != "tls" || b.Servers[0].Creds[0].Config["ca_certificate_file"] != "/etc/ca.pem" {
+		t.Errorf("bootstrap -tls-ca output %s: want channel_creds [{tls, ca_certificate_file /etc/ca.pem}] (%v)", out.String(), err)
+	}
+
+	dir := t.TempDir()
+	certPEM, keyPEM, pool := selfSigned(t)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-tls-cert", keyFile, "-tls-key", keyFile}, &out, &errOut); code != 1 {
+		t.Errorf("run(-tls-cert <a key>) = %d, want 1; stderr %s", code, errOut.String())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var sout, serr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, &sout, &serr)
+	}()
+	var addr string
+	wait.For(t, 10*time.Second, "serving", func() bool {
+		_, rest, ok := strings.Cut(serr.String(), "serving xDS\" listen=")
+		addr, _, _ = strings.Cut(rest, " ")
+		return ok
+	})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Errorf("TLS handshake with %s: %v", addr, err)
+	} else {
+		conn.Close()
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, serr.String())
+	}
+
+	// -tls-client-ca: a client without a certificate is refused; one
+	// with a certificate the CA file holds is served.
+	ctx, cancel = context.WithCancel(context.Background())
+	var mout, merr syncBuffer
+	go func() {
+		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", certFile}, &mout, &merr)
+	}()
+	wait.For(t, 10*time.Second, "serving", func() bool {
+		_, rest, ok := strings.Cut(merr.String(), "serving xDS\" listen=")
+		addr, _, _ = strings.Cut(rest, " ")
+		return ok
+	})
+	clientCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TLS 1.3 reports a refused client certificate on the first read.
+	handshake := func(certs []tls.Certificate) error {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, Certificates: certs, NextProtos: []string{"h2"}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+			return err
+		}
+		_, err = conn.Read(make([]byte, 1))
+		return err
+	}
+	if err := handshake(nil); err == nil {
+		t.Errorf("-tls-client-ca: a client without a certificate was served")
+	}
+	if err := handshake([]tls.Certificate{clientCert}); err != nil {
+		t.Errorf("-tls-client-ca: a client with a certificate: %v", err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run() = %d, want 0; stderr %s", c, merr.String())
+	}
+}
+
+// selfSigned returns a self-signed certificate for 127.0.0.1, its key,
+// and a pool that trusts it.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), pool
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's logger and the test.
@@ -172,7 +324,7 @@ func TestPolicyFlags(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"-registry", "mem://", "-listen", "127.0.0.1:0",
 			"-policy", "hello=ring_hash:header=x-user", "-policy", "hello=least_request",
-			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable"}, &out, &errOut)
+			"-outlier", "hello=failurePercent=50", "-route", "hello=timeout=2s,retryOn=unavailable", "-canary", "hello=v2:10,v3:5"}, &out, &errOut)
 	}()
 	wait.For(t, 10*time.Second, "serving", func() bool { return strings.Contains(errOut.String(), "serving xDS") })
 	cancel()
