@@ -1,11 +1,12 @@
 package xds
 
 import (
-	"encoding/json"
 	"html/template"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/wayfinder-rpc/wayfinder/internal/debugpage"
 )
 
 // DebugHandler returns a page that shows what s serves each client: per
@@ -64,22 +65,7 @@ func (h debugHandler) view() debugView {
 
 // ServeHTTP implements http.Handler.
 func (h debugHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	v := h.view()
-	w.Header().Set("Cache-Control", "no-store")
-	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = debugPage.Execute(w, v)
+	debugpage.Serve(w, r, h.view(), debugPage)
 }
 
 var debugPage = template.Must(template.New("xds").Parse(`<!DOCTYPE html>
