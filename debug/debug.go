@@ -15,7 +15,6 @@
 package debug
 
 import (
-	"encoding/json"
 	"html/template"
 	"maps"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wayfinder-rpc/wayfinder/balancer/inspect"
+	"github.com/wayfinder-rpc/wayfinder/internal/debugpage"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
 )
 
@@ -107,22 +107,7 @@ func (h *Handler) Snapshot() View {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	v := h.Snapshot()
-	w.Header().Set("Cache-Control", "no-store")
-	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = page.Execute(w, v)
+	debugpage.Serve(w, r, h.Snapshot(), page)
 }
 
 // summary is the line above a balancer's table: its policy statistics

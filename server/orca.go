@@ -20,22 +20,33 @@ import (
 // is the count when the call ended, without that call.
 const InFlightMetric = "in_flight"
 
-// cpuWindow is the shortest window the CPU utilisation is measured over:
-// a report asks for a new sample at most once per window.
-const cpuWindow = time.Second
+// rateWindow is the shortest window a rate (CPU, queries, errors per
+// second) is measured over: a report asks for a new sample at most once
+// per window.
+const rateWindow = time.Second
 
 // loadReporter is the ORCA ServerMetricsProvider behind the per-call
 // trailers and the OOB service: the user's server-wide metrics (app),
-// overlaid with the process's CPU utilisation unless the user set one,
-// and the calls in flight.
+// overlaid, each unless the user set it, with the process's CPU
+// utilisation and the rates of calls and failed calls (rps_fractional
+// and eps, which gRFC A58's weighted_round_robin needs: it ignores a
+// report without a rate), and the calls in flight.
 type loadReporter struct {
-	app      orca.ServerMetricsRecorder
-	inFlight atomic.Int64
-	cpu      *cpuSampler
+	app           orca.ServerMetricsRecorder
+	inFlight      atomic.Int64
+	calls, failed atomic.Int64 // calls ended, and of those with an error
+	cpu, qps, eps *rateSampler
 }
 
 func newLoadReporter() *loadReporter {
-	return &loadReporter{app: orca.NewServerMetricsRecorder(), cpu: newCPUSampler()}
+	l := &loadReporter{app: orca.NewServerMetricsRecorder()}
+	l.cpu = newRateSampler(func() (float64, bool) {
+		t, ok := processCPU()
+		return t.Seconds(), ok
+	})
+	l.qps = newRateSampler(func() (float64, bool) { return float64(l.calls.Load()), true })
+	l.eps = newRateSampler(func() (float64, bool) { return float64(l.failed.Load()), true })
+	return l
 }
 
 // ServerMetrics implements orca.ServerMetricsProvider. It returns a new
@@ -43,12 +54,36 @@ func newLoadReporter() *loadReporter {
 func (l *loadReporter) ServerMetrics() *orca.ServerMetrics {
 	sm := l.app.ServerMetrics() // a copy with non-nil maps
 	if sm.CPUUtilization == -1 {
-		if u, ok := l.cpu.utilization(); ok {
-			sm.CPUUtilization = u
+		if u, ok := l.cpu.rate(); ok {
+			// GOMAXPROCS follows a container's CPU limit: 1 means every
+			// CPU the process may use was busy.
+			sm.CPUUtilization = u / float64(runtime.GOMAXPROCS(0))
+		}
+	}
+	if sm.QPS == -1 {
+		if r, ok := l.qps.rate(); ok {
+			sm.QPS = r
+		}
+	}
+	if sm.EPS == -1 {
+		if r, ok := l.eps.rate(); ok {
+			sm.EPS = r
 		}
 	}
 	sm.NamedMetrics[InFlightMetric] = float64(l.inFlight.Load())
 	return sm
+}
+
+// begin counts a call in flight; end, with the handler's error, counts
+// it ended.
+func (l *loadReporter) begin() { l.inFlight.Add(1) }
+
+func (l *loadReporter) end(err error) {
+	l.inFlight.Add(-1)
+	l.calls.Add(1)
+	if err != nil {
+		l.failed.Add(1)
+	}
 }
 
 // serverOptions are the grpc.ServerOptions that record and serve the
@@ -64,18 +99,20 @@ func (l *loadReporter) serverOptions() []grpc.ServerOption {
 				return h(ctx, req)
 			}
 			orca.CallMetricsRecorderFromContext(ctx)
-			l.inFlight.Add(1)
-			defer l.inFlight.Add(-1)
-			return h(ctx, req)
+			l.begin()
+			resp, err := h(ctx, req)
+			l.end(err)
+			return resp, err
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if !counted(info.FullMethod) {
 				return h(srv, ss)
 			}
 			orca.CallMetricsRecorderFromContext(ss.Context())
-			l.inFlight.Add(1)
-			defer l.inFlight.Add(-1)
-			return h(srv, ss)
+			l.begin()
+			err := h(srv, ss)
+			l.end(err)
+			return err
 		}),
 	}
 }
@@ -89,48 +126,46 @@ func counted(fullMethod string) bool {
 		!strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
 
-// cpuSampler measures the process's CPU utilisation: CPU time used
-// (user and system, from getrusage) over wall time between two samples,
-// divided by GOMAXPROCS (which follows a container's CPU limit), so 1
-// means every CPU the process may use was busy. A new sample is taken
-// when a report asks for one and the last is at least cpuWindow old;
-// the value is the average since that last sample (the first: since
-// New). Reads in between are two atomic loads.
-type cpuSampler struct {
+// rateSampler measures how fast a cumulative value grows, per second:
+// the process's CPU time, calls ended. A new sample is taken when a
+// report asks for one and the last is at least rateWindow old; the value
+// is the average since that last sample (the first: since New). Reads in
+// between are two atomic loads.
+type rateSampler struct {
+	read  func() (float64, bool)
 	start time.Time
 	next  atomic.Int64  // time since start, in ns, when a new sample is due
-	util  atomic.Uint64 // math.Float64bits of the last utilisation
-	have  atomic.Bool   // util holds a measurement
+	val   atomic.Uint64 // math.Float64bits of the last rate
+	have  atomic.Bool   // val holds a measurement
 
 	mu      sync.Mutex // guards the fields below; TryLock only, never waited for
 	last    time.Duration
-	lastCPU time.Duration
-	ok      bool // last and lastCPU hold a sample
+	lastVal float64
+	ok      bool // last and lastVal hold a sample
 }
 
-func newCPUSampler() *cpuSampler {
-	c := &cpuSampler{start: time.Now()}
-	c.lastCPU, c.ok = processCPU()
-	return c
+func newRateSampler(read func() (float64, bool)) *rateSampler {
+	r := &rateSampler{read: read, start: time.Now()}
+	r.lastVal, r.ok = read()
+	return r
 }
 
-// utilization returns the CPU utilisation, and false where the platform
-// cannot measure it (then no CPU utilisation is reported).
-func (c *cpuSampler) utilization() (float64, bool) {
-	now := time.Since(c.start)
-	if int64(now) >= c.next.Load() && c.mu.TryLock() {
-		cpu, ok := processCPU()
-		if ok && c.ok && now > c.last {
-			u := float64(cpu-c.lastCPU) / (float64(now-c.last) * float64(runtime.GOMAXPROCS(0)))
-			c.util.Store(math.Float64bits(max(u, 0)))
-			c.have.Store(true)
+// rate returns the rate, and false where the platform cannot measure the
+// value (then none is reported).
+func (r *rateSampler) rate() (float64, bool) {
+	now := time.Since(r.start)
+	if int64(now) >= r.next.Load() && r.mu.TryLock() {
+		v, ok := r.read()
+		if ok && r.ok && now > r.last {
+			r.val.Store(math.Float64bits(max((v-r.lastVal)/(now-r.last).Seconds(), 0)))
+			r.have.Store(true)
 		}
-		c.last, c.lastCPU, c.ok = now, cpu, ok
-		c.next.Store(int64(now + cpuWindow))
-		c.mu.Unlock()
+		r.last, r.lastVal, r.ok = now, v, ok
+		r.next.Store(int64(now + rateWindow))
+		r.mu.Unlock()
 	}
-	if !c.have.Load() {
+	if !r.have.Load() {
 		return 0, false
 	}
-	return math.Float64frombits(c.util.Load()), true
+	return math.Float64frombits(r.val.Load()), true
 }

@@ -11,11 +11,13 @@ import (
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/orca"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
@@ -120,7 +122,8 @@ func (l oobListener) OnLoadReport(r *v3orcapb.OrcaLoadReport) {
 
 // loadServer is a hello service whose calls named "block" wait in the
 // handler until release is closed (entered says one arrived), and whose
-// calls named "record" record per-call metrics.
+// calls named "record" record per-call metrics, and calls named "fail"
+// fail with UNAVAILABLE.
 type loadServer struct {
 	hellopb.UnimplementedHelloServiceServer
 	entered chan struct{}
@@ -136,6 +139,8 @@ func (l *loadServer) SayHello(ctx context.Context, req *hellopb.HelloRequest) (*
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case "fail":
+		return nil, status.Error(codes.Unavailable, "failing on purpose")
 	case "record":
 		rec := orca.CallMetricsRecorderFromContext(ctx)
 		rec.SetApplicationUtilization(0.9)
@@ -294,6 +299,43 @@ func TestLoadReportsPerCall(t *testing.T) {
 	release()
 	if r := recv(t, p.trailers, "Done of the blocked call"); r.GetNamedMetrics()[server.InFlightMetric] != 0 {
 		t.Errorf("blocked call's own trailer: %s = %v, want 0 (itself not counted)", server.InFlightMetric, r.GetNamedMetrics()[server.InFlightMetric])
+	}
+}
+
+// TestLoadReportsRates checks that reports carry the rates of calls and
+// failed calls (rps_fractional, eps) without the application setting
+// them: grpc's weighted_round_robin (A58) ignores a report without a
+// rate, so WithLoadReports alone must be enough for it.
+func TestLoadReportsRates(t *testing.T) {
+	s, _, client, p := startLoadServer(t, server.WithLoadReports())
+	recv(t, p.ready, "READY SubConn")
+	call := func(name string) *v3orcapb.OrcaLoadReport {
+		t.Helper()
+		client.SayHello(t.Context(), &hellopb.HelloRequest{Name: name}) // "fail" fails by design
+		return recv(t, p.trailers, "Done of "+name)
+	}
+	// A rate is sampled at most once a second: call until one shows
+	// both, bounded by a count generous enough for any machine.
+	var r *v3orcapb.OrcaLoadReport
+	for i := 0; ; i++ {
+		call("plain")
+		r = call("fail")
+		if r.GetRpsFractional() > 0 && r.GetEps() > 0 {
+			break
+		}
+		if i == 100_000 {
+			t.Fatalf("after %d calls: rps_fractional = %v, eps = %v, want both > 0", 2*i, r.GetRpsFractional(), r.GetEps())
+		}
+	}
+	if r.GetEps() > r.GetRpsFractional() {
+		t.Errorf("eps %v > rps_fractional %v: failed calls are among the calls", r.GetEps(), r.GetRpsFractional())
+	}
+
+	// What the application sets wins.
+	s.LoadReports().SetQPS(42)
+	s.LoadReports().SetEPS(7)
+	if r := call("plain"); r.GetRpsFractional() != 42 || r.GetEps() != 7 {
+		t.Errorf("after SetQPS(42), SetEPS(7): rps_fractional = %v, eps = %v", r.GetRpsFractional(), r.GetEps())
 	}
 }
 

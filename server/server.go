@@ -175,8 +175,9 @@ func WithReflection() Option { return func(o *options) { o.reflection = true } }
 //
 // A report carries the process's CPU utilisation (CPU time over wall
 // time across GOMAXPROCS, averaged since the previous sample and sampled
-// at most once a second; not on platforms without getrusage), the calls
-// in flight (named metric InFlightMetric), and what the application
+// at most once a second; not on platforms without getrusage), the rates
+// of calls and failed calls (rps_fractional, eps; sampled the same way),
+// the calls in flight (named metric InFlightMetric), and what the application
 // records: server-wide on LoadReports(), per call on
 // orca.CallMetricsRecorderFromContext(ctx) in a handler, which overrides
 // the server-wide values in that call's trailer. Off by default: each

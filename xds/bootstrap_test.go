@@ -30,7 +30,7 @@ func TestBootstrap(t *testing.T) {
 	if _, ok := got.Node["locality"]; !ok || string(got.Node["id"]) == "" {
 		t.Errorf("Bootstrap() node = %s, want an id and a locality", b)
 	}
-	for _, c := range []xds.BootstrapConfig{{}, {Server: "no-port"}} {
+	for _, c := range []xds.BootstrapConfig{{}, {Server: "no-port"}, {Server: "127.0.0.1:1", CertFile: "c.pem"}, {Server: "127.0.0.1:1", KeyFile: "k.pem"}} {
 		if _, err := xds.Bootstrap(c); err == nil {
 			t.Errorf("Bootstrap(%+v) = nil error", c)
 		}

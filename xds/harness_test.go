@@ -138,7 +138,16 @@ func startClient(t testing.TB, name, addr string, header ...string) *client {
 
 func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 	t.Helper()
-	boot, err := xds.Bootstrap(xds.BootstrapConfig{Server: addr, NodeID: name})
+	return startBootstrap(t, name, xds.BootstrapConfig{Server: addr}, cmd, false)
+}
+
+// startBootstrap starts cmd with the bootstrap of bc (its NodeID is
+// name). A client that wantFail is expected to fail every call: its
+// failures are not errors.
+func startBootstrap(t testing.TB, name string, bc xds.BootstrapConfig, cmd *exec.Cmd, wantFail bool) *client {
+	t.Helper()
+	bc.NodeID = name
+	boot, err := xds.Bootstrap(bc)
 	if err != nil {
 		t.Fatalf("Bootstrap() = %v", err)
 	}
@@ -189,7 +198,7 @@ func startCommand(t testing.TB, name, addr string, cmd *exec.Cmd) *client {
 			delete(clients, t)
 		}
 		clientsMu.Unlock()
-		if f := c.failures(); len(f) > 0 {
+		if f := c.failures(); len(f) > 0 && !wantFail {
 			t.Errorf("%s: %d failed calls, the first: %s", name, len(f), f[0])
 		}
 	})
@@ -317,11 +326,29 @@ func (c *client) waitOnly(t testing.TB, n int, names ...string) {
 	}
 }
 
-// waitCalls waits for n more successful calls after mark.
+// waitCalls waits for n more successful calls after mark. It asserts
+// no speed: on a loaded machine a client may take minutes for thousands
+// of calls. It fails when the client exits, or makes no successful call
+// for stall.
 func (c *client) waitCalls(t testing.TB, mark, n int) {
 	t.Helper()
-	wait.For(t, 60*time.Second, fmt.Sprintf("%d calls by %s", n, c.name), func() bool { return c.calls() >= mark+n })
+	start := time.Now()
+	for {
+		got := c.calls()
+		if got >= mark+n {
+			t.Logf("%s: %d calls in %v", c.name, n, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if c.exited() || !wait.Until(stall, func() bool { return c.calls() != got || c.exited() }) {
+			t.Fatalf("%s: %d of %d calls after #%d, then none for %v or the client exited (exited: %v); failures %v; stderr:\n%s",
+				c.name, got-mark, n, mark, stall, c.exited(), c.failures(), c.stderr.String())
+		}
+	}
 }
+
+// stall is how long a client may go without a successful call before a
+// wait for its calls fails.
+const stall = 60 * time.Second
 
 func counts(picks []string) map[string]int {
 	m := map[string]int{}

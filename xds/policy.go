@@ -2,6 +2,7 @@ package xds
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -10,10 +11,12 @@ import (
 	xdstypepb "github.com/cncf/xds/go/xds/type/v3"
 	clusterpb "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	cswrrpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/client_side_weighted_round_robin/v3"
 	leastrequestpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	ringhashpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
 	roundrobinpb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	wrrlocalitypb "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/wrr_locality/v3"
+	gbalancer "google.golang.org/grpc/balancer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -24,10 +27,26 @@ import (
 // Policy is a load-balancing policy for a service's endpoints, by its
 // gRPC name: "round_robin", "least_request" (gRFC A48; Config
 // "choiceCount", default 2), "ring_hash" (gRFC A42; no Config: clients
-// use their default ring sizes; see WithHashHeader), or any
+// use their default ring sizes; see WithHashHeader),
+// "weighted_round_robin" (gRFC A58; see below), or any
 // other policy a client may have registered, such as Wayfinder's
-// "wayfinder_p2c_ewma", sent as a custom policy (gRFC A52) whose Config is
-// the policy's JSON config.
+// "wayfinder_weighted_round_robin" or "wayfinder_p2c_ewma", sent as a
+// custom policy (gRFC A52) whose Config is the policy's JSON config
+// (time.Duration values are sent as strings such as "10s"). Only Go
+// clients that import the policy's package run it (see policies.go);
+// the others use the next policy they know.
+//
+// weighted_round_robin weighs each endpoint by the ORCA load reports in
+// its calls' trailers: rps_fractional / utilization
+// (application_utilization, else cpu_utilization), so registry weights
+// play no part. A server built with server.WithLoadReports() sends the
+// reports, with rps_fractional and eps measured from its calls (or the
+// application's LoadReports().SetQPS); an endpoint whose reports lack a
+// rate gets the mean weight. Its Config keys
+// are those of gRPC's JSON config: blackoutPeriod,
+// weightExpirationPeriod, weightUpdatePeriod, oobReportingPeriod
+// (time.Duration values or strings such as "10s"), enableOobLoadReport
+// (bool) and errorUtilizationPenalty (a number).
 type Policy struct {
 	Name   string
 	Config map[string]any
@@ -40,6 +59,7 @@ type servicePolicy struct {
 	ringHash   bool // lb's first policy is ring_hash
 	outlier    *clusterpb.OutlierDetection
 	hashHeader string
+	route      *routeAction // timeout and retries; nil for none
 }
 
 func (o *options) servicePolicy(service string) *servicePolicy {
@@ -259,15 +279,18 @@ func lbPolicy(policies []Policy) (*clusterpb.LoadBalancingPolicy, bool, error) {
 				lr.ChoiceCount = wrapperspb.UInt32(uint32(n))
 			}
 			m = lr
-		default:
-			if strings.ContainsAny(p.Name, "/ ") {
-				return nil, false, fmt.Errorf("policy name %q", p.Name)
-			}
-			cfg, err := structpb.NewStruct(p.Config)
+		case "weighted_round_robin":
+			w, err := weightedRoundRobin(p.Config)
 			if err != nil {
-				return nil, false, fmt.Errorf("%s: config: %w", p.Name, err)
+				return nil, false, fmt.Errorf("weighted_round_robin: %w", err)
 			}
-			m = &xdstypepb.TypedStruct{TypeUrl: "type.googleapis.com/" + p.Name, Value: cfg}
+			m = w
+		default:
+			ts, err := customPolicy(p)
+			if err != nil {
+				return nil, false, err
+			}
+			m = ts
 		}
 		if err := appendPolicy(&pick, p.Name, m); err != nil {
 			return nil, false, err
@@ -277,6 +300,97 @@ func lbPolicy(policies []Policy) (*clusterpb.LoadBalancingPolicy, bool, error) {
 		return nil, false, err
 	}
 	return &top, ring, nil
+}
+
+// weightedRoundRobin returns the config of gRPC's weighted_round_robin
+// (gRFC A58): client_side_weighted_round_robin, from config keys named as
+// in gRPC's JSON config; durations are time.Duration values or strings
+// such as "10s".
+func weightedRoundRobin(config map[string]any) (*cswrrpb.ClientSideWeightedRoundRobin, error) {
+	w := &cswrrpb.ClientSideWeightedRoundRobin{}
+	durations := map[string]**durationpb.Duration{
+		"blackoutPeriod":         &w.BlackoutPeriod,
+		"weightExpirationPeriod": &w.WeightExpirationPeriod,
+		"weightUpdatePeriod":     &w.WeightUpdatePeriod,
+		"oobReportingPeriod":     &w.OobReportingPeriod,
+	}
+	for k, v := range config {
+		if f, ok := durations[k]; ok {
+			d, ok := v.(time.Duration)
+			if s, isString := v.(string); isString {
+				var err error
+				d, err = time.ParseDuration(s)
+				ok = err == nil
+			}
+			if !ok || d < 0 {
+				return nil, fmt.Errorf("config %q: %v: want a duration of 0 or more", k, v)
+			}
+			*f = durationpb.New(d)
+			continue
+		}
+		switch k {
+		case "enableOobLoadReport":
+			b, ok := v.(bool)
+			if !ok {
+				return nil, fmt.Errorf("config %q: %v: want true or false", k, v)
+			}
+			w.EnableOobLoadReport = wrapperspb.Bool(b)
+		case "errorUtilizationPenalty":
+			var f float64
+			switch n := v.(type) {
+			case int:
+				f = float64(n)
+			case float64:
+				f = n
+			default:
+				return nil, fmt.Errorf("config %q: %v: want a number", k, v)
+			}
+			if f < 0 || f > math.MaxFloat32 {
+				return nil, fmt.Errorf("config %q: %v: want a number of 0 or more", k, v)
+			}
+			w.ErrorUtilizationPenalty = wrapperspb.Float(float32(f))
+		default:
+			return nil, fmt.Errorf("config %q: want blackoutPeriod, weightExpirationPeriod, weightUpdatePeriod, oobReportingPeriod, enableOobLoadReport or errorUtilizationPenalty", k)
+		}
+	}
+	return w, nil
+}
+
+// customPolicy returns p as a custom policy (gRFC A52): a TypedStruct
+// whose type URL ends in p's name and whose value is p's config, which a
+// gRPC client turns into the policy's JSON config. time.Duration values
+// are sent as strings such as "10s", the form gRPC's JSON configs use.
+//
+// A policy registered with gRPC in this process (Wayfinder's own are,
+// see policies.go) must accept that JSON, exactly as a client will read
+// it: a config its parser refuses would make every client that has the
+// policy reject the whole cluster (NACK).
+func customPolicy(p Policy) (*xdstypepb.TypedStruct, error) {
+	if strings.ContainsAny(p.Name, "/ ") {
+		return nil, fmt.Errorf("policy name %q", p.Name)
+	}
+	fields := make(map[string]any, len(p.Config))
+	for k, v := range p.Config {
+		if d, ok := v.(time.Duration); ok {
+			v = d.String()
+		}
+		fields[k] = v
+	}
+	cfg, err := structpb.NewStruct(fields)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", p.Name, err)
+	}
+	if parser, ok := gbalancer.Get(p.Name).(gbalancer.ConfigParser); ok {
+		// As grpc-go's xDS client converts it (xdslbregistry/converter).
+		js, err := json.Marshal(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: config: %w", p.Name, err)
+		}
+		if _, err := parser.ParseConfig(js); err != nil {
+			return nil, fmt.Errorf("config %s: %w", js, err) // err names the policy
+		}
+	}
+	return &xdstypepb.TypedStruct{TypeUrl: "type.googleapis.com/" + p.Name, Value: cfg}, nil
 }
 
 func appendPolicy(lbp *clusterpb.LoadBalancingPolicy, name string, m proto.Message) error {
@@ -296,4 +410,13 @@ func (p *servicePolicy) header() string {
 		return ""
 	}
 	return p.hashHeader
+}
+
+// routeAction returns what p adds to its service's route action (nil:
+// nothing).
+func (p *servicePolicy) routeAction() *routeAction {
+	if p == nil {
+		return nil
+	}
+	return p.route
 }

@@ -27,15 +27,14 @@ import (
 
 // listener returns the API listener of service: an HTTP connection
 // manager whose inline route configuration sends every call to the
-// service's cluster or, with a canary cluster, splits calls between the
-// two by weights (main, canary).
-func listener(service, canaryCluster string, weights [2]uint32, hashHeader string) (*listenerpb.Listener, error) {
+// clusters (the service's own, then its canaries') by weights.
+func listener(service string, clusters []string, weights []uint32, p *servicePolicy) (*listenerpb.Listener, error) {
 	router, err := anypb.New(&routerpb.Router{})
 	if err != nil {
 		return nil, err
 	}
 	hcm, err := anypb.New(&hcmpb.HttpConnectionManager{
-		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, canaryCluster, weights, hashHeader)},
+		RouteSpecifier: &hcmpb.HttpConnectionManager_RouteConfig{RouteConfig: routeConfig(service, clusters, weights, p.header(), p.routeAction())},
 		HttpFilters: []*hcmpb.HttpFilter{{
 			Name:       "envoy.filters.http.router",
 			ConfigType: &hcmpb.HttpFilter_TypedConfig{TypedConfig: router},
@@ -50,29 +49,32 @@ func listener(service, canaryCluster string, weights [2]uint32, hashHeader strin
 	}, nil
 }
 
-// routeConfig routes every call, whatever its authority, to the service's
-// cluster, or splits them with the canary's cluster by weights (main,
-// canary; a side of weight 0 is left out), hashing calls on hashHeader
-// if it is not "" (for ring_hash).
-func routeConfig(service, canaryCluster string, weights [2]uint32, hashHeader string) *routepb.RouteConfiguration {
-	action := &routepb.RouteAction{ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: service}}
-	switch {
-	case canaryCluster == "" || weights[1] == 0:
-	case weights[0] == 0:
-		action.ClusterSpecifier = &routepb.RouteAction_Cluster{Cluster: canaryCluster}
+// routeConfig routes every call, whatever its authority, to clusters by
+// weights (a cluster of weight 0 is left out; with one left, the route
+// names it alone), hashing calls on hashHeader if it is not "" (for
+// ring_hash), with ra's timeout and retries. With no weight above 0, it
+// names clusters[0], the service's own.
+func routeConfig(service string, clusters []string, weights []uint32, hashHeader string, ra *routeAction) *routepb.RouteConfiguration {
+	var split []*routepb.WeightedCluster_ClusterWeight
+	for i, w := range weights {
+		if w > 0 {
+			split = append(split, &routepb.WeightedCluster_ClusterWeight{Name: clusters[i], Weight: wrapperspb.UInt32(w)})
+		}
+	}
+	action := &routepb.RouteAction{ClusterSpecifier: &routepb.RouteAction_Cluster{Cluster: clusters[0]}}
+	switch len(split) {
+	case 0:
+	case 1:
+		action.ClusterSpecifier = &routepb.RouteAction_Cluster{Cluster: split[0].Name}
 	default:
-		action.ClusterSpecifier = &routepb.RouteAction_WeightedClusters{WeightedClusters: &routepb.WeightedCluster{
-			Clusters: []*routepb.WeightedCluster_ClusterWeight{
-				{Name: service, Weight: wrapperspb.UInt32(weights[0])},
-				{Name: canaryCluster, Weight: wrapperspb.UInt32(weights[1])},
-			},
-		}}
+		action.ClusterSpecifier = &routepb.RouteAction_WeightedClusters{WeightedClusters: &routepb.WeightedCluster{Clusters: split}}
 	}
 	if hashHeader != "" {
 		action.HashPolicy = []*routepb.RouteAction_HashPolicy{{
 			PolicySpecifier: &routepb.RouteAction_HashPolicy_Header_{Header: &routepb.RouteAction_HashPolicy_Header{HeaderName: hashHeader}},
 		}}
 	}
+	ra.apply(action)
 	return &routepb.RouteConfiguration{
 		Name: service,
 		VirtualHosts: []*routepb.VirtualHost{{

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	gresolver "google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 
@@ -35,10 +37,11 @@ import (
 type Server struct {
 	cache    *resolver.Cache
 	ownCache bool
-	canary   map[string]canary         // by service; read-only after New
+	canary   map[string][]canary       // by service; read-only after New
 	policy   map[string]*servicePolicy // by service; read-only after New
 	builder  *resolver.Builder
 	logger   *slog.Logger
+	creds    credentials.TransportCredentials // for Serve; nil: plaintext
 
 	// The resource caches, one per type, shared by every client: a
 	// service's resources are the same for all of them.
@@ -86,8 +89,8 @@ type service struct {
 	// a service that was released.
 	mu     sync.Mutex
 	active bool
-	canary *canary
-	route  [2]uint32 // the weights of the listener served: main, canary
+	canary []canary // its canary versions, in the order given
+	route  []uint32 // the weights of the listener served: the stable set, then each canary
 }
 
 // Option configures a Server.
@@ -96,13 +99,14 @@ type Option func(*options)
 type options struct {
 	cache   *resolver.Cache
 	logger  *slog.Logger
-	canary  map[string]canary
+	canary  map[string][]canary
 	policy  map[string]*servicePolicy
+	creds   credentials.TransportCredentials
 	invalid []error
 }
 
-// canary is a service's version split: the instances of version get
-// percent of the calls.
+// canary is one version of a service's split: the instances of version
+// get percent of the calls.
 type canary struct {
 	version string
 	percent uint32
@@ -117,11 +121,29 @@ func WithCache(c *resolver.Cache) Option { return func(o *options) { o.cache = c
 // that reject a resource (NACK) and registry outages. Default: discard.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// WithServerCredentials makes Serve serve ADS and CSDS with creds, such
+// as credentials.NewTLS for TLS, instead of plaintext. Clients then need
+// a bootstrap whose channel_creds is "tls" (BootstrapConfig.CAFile).
+// Register ignores it: the grpc.Server given to it has its own.
+func WithServerCredentials(creds credentials.TransportCredentials) Option {
+	return func(o *options) {
+		if creds == nil {
+			o.invalid = append(o.invalid, errors.New("xds: server credentials: nil"))
+			return
+		}
+		o.creds = creds
+	}
+}
+
 // WithCanary splits service's calls by version: the instances whose
 // Instance.Version is version get percent of the calls (in every client
-// language, as weighted clusters), the others the rest. While either
-// side has no instance, the other gets every call. percent is 1 to 99.
-// The canary's cluster and endpoints are named "<service>/<version>".
+// language, as weighted clusters), the others (the stable set) the
+// rest. Give it once per version for several canaries of one service,
+// such as v2 at 10% and v3 at 5%: their percents add up to at most 99.
+// While a canary version has no instance, its share goes to the stable
+// set; while the stable set has none, the canaries present share every
+// call in proportion to their percents. percent is 1 to 99. Each
+// canary's cluster and endpoints are named "<service>/<version>".
 func WithCanary(service, version string, percent int) Option {
 	return func(o *options) {
 		switch {
@@ -131,11 +153,13 @@ func WithCanary(service, version string, percent int) Option {
 			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: version %q: want a non-empty version without '/'", service, version))
 		case percent < 1 || percent > 99:
 			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: percent %d: want 1 to 99", service, percent))
+		case slices.ContainsFunc(o.canary[service], func(c canary) bool { return c.version == version }):
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canary of %q: version %q given twice", service, version))
 		default:
 			if o.canary == nil {
-				o.canary = map[string]canary{}
+				o.canary = map[string][]canary{}
 			}
-			o.canary[service] = canary{version: version, percent: uint32(percent)}
+			o.canary[service] = append(o.canary[service], canary{version: version, percent: uint32(percent)})
 		}
 	}
 }
@@ -155,6 +179,15 @@ func New(d registry.Discovery, opts ...Option) (*Server, error) {
 	for _, f := range opts {
 		f(&o)
 	}
+	for name, cs := range o.canary {
+		sum := 0
+		for _, c := range cs {
+			sum += int(c.percent)
+		}
+		if sum > 99 {
+			o.invalid = append(o.invalid, fmt.Errorf("xds: canaries of %q: %d%% in all: want at most 99, leaving the stable set 1%% or more", name, sum))
+		}
+	}
 	for name, p := range o.policy {
 		if p.hashHeader != "" && !p.ringHash {
 			o.invalid = append(o.invalid, fmt.Errorf("xds: hash header of %q: its policy is not ring_hash (WithPolicy)", name))
@@ -168,6 +201,7 @@ func New(d registry.Discovery, opts ...Option) (*Server, error) {
 		logger:   o.logger,
 		canary:   o.canary,
 		policy:   o.policy,
+		creds:    o.creds,
 		streams:  map[streamKey]*stream{},
 		services: map[string]*service{},
 	}
@@ -215,11 +249,16 @@ func (s *Server) Register(g *grpc.Server) {
 	statuspb.RegisterClientStatusDiscoveryServiceServer(g, csds{s: s})
 }
 
-// Serve serves ADS on lis until Close. It returns nil after Close, or
+// Serve serves ADS on lis until Close, over plaintext unless
+// WithServerCredentials says otherwise. It returns nil after Close, or
 // the error that ended serving; called after Close, it closes lis and
 // returns registry.ErrClosed.
 func (s *Server) Serve(lis net.Listener) error {
-	g := grpc.NewServer()
+	var gopts []grpc.ServerOption
+	if s.creds != nil {
+		gopts = append(gopts, grpc.Creds(s.creds))
+	}
+	g := grpc.NewServer(gopts...)
 	s.Register(g)
 	s.mu.Lock()
 	if s.closed {
@@ -390,8 +429,10 @@ func (s *Server) acquireLocked(name string) error {
 		svc.refs++
 		return nil
 	}
-	svc := &service{name: name, refs: 1, active: true, route: [2]uint32{100, 0}}
-	lis, err := listener(name, "", svc.route, s.policy[name].header())
+	svc := &service{name: name, refs: 1, active: true, canary: s.canary[name]}
+	svc.route = make([]uint32, 1+len(svc.canary))
+	svc.route[0] = 100
+	lis, err := listener(name, svc.clusters(), svc.route, s.policy[name])
 	if err != nil {
 		return fmt.Errorf("xds: service %q: listener: %w", name, err)
 	}
@@ -401,9 +442,7 @@ func (s *Server) acquireLocked(name string) error {
 	if err := s.cds.UpdateResource(name, cluster(name, s.policy[name])); err != nil {
 		return fmt.Errorf("xds: service %q: %w", name, err)
 	}
-	if c, ok := s.canary[name]; ok {
-		svc.canary = &c
-		cn := name + "/" + c.version
+	for _, cn := range svc.clusters()[1:] {
 		if err := s.cds.UpdateResource(cn, cluster(cn, s.policy[name])); err != nil {
 			return fmt.Errorf("xds: service %q: %w", name, err)
 		}
@@ -414,7 +453,9 @@ func (s *Server) acquireLocked(name string) error {
 	r, err := s.builder.Build(target, &feed{s: s, svc: svc}, gresolver.BuildOptions{})
 	if err != nil {
 		_ = s.lds.DeleteResource(name)
-		_ = s.cds.DeleteResource(name)
+		for _, cn := range svc.clusters() {
+			_ = s.cds.DeleteResource(cn)
+		}
 		return fmt.Errorf("xds: service %q: %w", name, err)
 	}
 	svc.res = r
@@ -443,10 +484,7 @@ func (s *Server) releaseLocked(svc *service) gresolver.Resolver {
 	svc.mu.Lock()
 	svc.active = false
 	_ = s.lds.DeleteResource(svc.name)
-	_ = s.cds.DeleteResource(svc.name)
-	_ = s.eds.DeleteResource(svc.name)
-	if svc.canary != nil {
-		cn := svc.name + "/" + svc.canary.version
+	for _, cn := range svc.clusters() {
 		_ = s.cds.DeleteResource(cn)
 		_ = s.eds.DeleteResource(cn)
 	}
@@ -484,42 +522,46 @@ func (f *feed) UpdateState(st gresolver.State) error {
 	return nil
 }
 
+// clusters returns the names of svc's clusters (and endpoints): the
+// service's own, for its stable set, then "<service>/<version>" for each
+// canary.
+func (svc *service) clusters() []string {
+	names := []string{svc.name}
+	for _, c := range svc.canary {
+		names = append(names, svc.name+"/"+c.version)
+	}
+	return names
+}
+
 // publish serves insts as svc's endpoints: one ClusterLoadAssignment,
-// or, with a canary, one for the canary's version and one for the rest,
-// and a listener whose route weighs them (all to one side while the
-// other has no instance). Callers hold svc.mu.
+// or, with canaries, one per canary version and one for the rest (the
+// stable set), and a listener whose route weighs them: each canary with
+// instances gets its percent, the stable set the rest; a side with no
+// instance gets none, unless no side has any. Callers hold svc.mu.
 func (s *Server) publish(svc *service, insts []registry.Instance) error {
-	if svc.canary == nil {
+	if len(svc.canary) == 0 {
 		cla, err := loadAssignment(svc.name, insts)
 		if err != nil {
 			return err
 		}
 		return s.eds.UpdateResource(svc.name, cla)
 	}
-	c := svc.canary
-	cn := svc.name + "/" + c.version
-	var main, canaries []registry.Instance
+	names := svc.clusters()
+	sides := make([][]registry.Instance, len(names)) // stable, then each canary
 	for _, inst := range insts {
-		if inst.Version == c.version {
-			canaries = append(canaries, inst)
-		} else {
-			main = append(main, inst)
+		i := 1 + slices.IndexFunc(svc.canary, func(c canary) bool { return c.version == inst.Version })
+		sides[i] = append(sides[i], inst)
+	}
+	route := make([]uint32, len(names))
+	route[0] = 100
+	for i, c := range svc.canary {
+		if len(sides[i+1]) > 0 {
+			route[i+1] = c.percent
+			route[0] -= c.percent
 		}
 	}
-	mainCLA, err := loadAssignment(svc.name, main)
-	if err != nil {
-		return err
-	}
-	canaryCLA, err := loadAssignment(cn, canaries)
-	if err != nil {
-		return err
-	}
-	route := [2]uint32{100 - c.percent, c.percent}
-	switch {
-	case len(canaries) == 0:
-		route = [2]uint32{100, 0}
-	case len(main) == 0:
-		route = [2]uint32{0, 100}
+	if len(sides[0]) == 0 && route[0] < 100 {
+		route[0] = 0 // the canaries present share every call
 	}
 	// Only the sides the new route sends calls to get endpoints: a side
 	// the route leaves keeps its last endpoints, since a client may get
@@ -529,19 +571,23 @@ func (s *Server) publish(svc *service, insts []registry.Instance) error {
 	// a route never names a cluster whose endpoints a client cannot
 	// have.
 	set := map[string]types.Resource{}
-	if route[0] > 0 {
-		set[svc.name] = mainCLA
-	}
-	if route[1] > 0 {
-		set[cn] = canaryCLA
+	for i, w := range route {
+		if w == 0 {
+			continue
+		}
+		cla, err := loadAssignment(names[i], sides[i])
+		if err != nil {
+			return err
+		}
+		set[names[i]] = cla
 	}
 	if err := s.eds.UpdateResources(set, nil); err != nil {
 		return err
 	}
-	if route == svc.route {
+	if slices.Equal(route, svc.route) {
 		return nil
 	}
-	lis, err := listener(svc.name, cn, route, s.policy[svc.name].header())
+	lis, err := listener(svc.name, names, route, s.policy[svc.name])
 	if err != nil {
 		return err
 	}

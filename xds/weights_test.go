@@ -79,9 +79,71 @@ func TestCanarySplit(t *testing.T) {
 	}
 }
 
+// TestCanaries: two canaries of one service, v2 at 10% and v3 at 20%,
+// with the stable set (v1) getting the rest, 70%, in the Go client
+// (4,000 calls: standard deviations under 0.5 and 0.7 points, so 7-13%
+// and 16-24% are over 5 of them). When v3 loses its last instance only
+// the route changes: its share goes to the stable set, v2 keeps 10%, and
+// no call fails, then or when v3 returns.
+func TestCanaries(t *testing.T) {
+	store := memory.NewStore()
+	reg := store.Open()
+	t.Cleanup(func() { reg.Close() })
+	startHello(t, reg, "a", server.WithVersion("v1"))
+	startHello(t, reg, "b", server.WithVersion("v1"))
+	startHello(t, reg, "c", server.WithVersion("v2"))
+	d := startHello(t, reg, "d", server.WithVersion("v3"))
+	_, addr, _ := startXDS(t, reg, "127.0.0.1:0", xds.WithCanary("hello", "v2", 10), xds.WithCanary("hello", "v3", 20))
+	cl := startClient(t, "go", addr)
+	cl.waitPicks(t, 0, "a", "b", "c", "d")
+	const n = 4000
+	share := func(names ...string) map[string]float64 {
+		mark := cl.calls()
+		cl.waitCalls(t, mark, n)
+		c := counts(cl.picksSince(mark)[:n])
+		m := map[string]float64{}
+		for _, name := range names {
+			m[name] = float64(c[name]) / n
+		}
+		return m
+	}
+	got := share("a", "b", "c", "d")
+	t.Logf("shares: v1 %.1f%%, v2 %.1f%%, v3 %.1f%%", 100*(got["a"]+got["b"]), 100*got["c"], 100*got["d"])
+	if v2, v3, v1 := got["c"], got["d"], got["a"]+got["b"]; v2 < 0.07 || v2 > 0.13 || v3 < 0.16 || v3 > 0.24 || v1 < 0.65 || v1 > 0.75 {
+		t.Errorf("shares of %d calls: v1 %.1f%%, v2 %.1f%%, v3 %.1f%%; want 70%% (65-75), 10%% (7-13), 20%% (16-24)", n, 100*v1, 100*v2, 100*v3)
+	}
+
+	if err := reg.Deregister(t.Context(), d.Instance()); err != nil {
+		t.Fatalf("Deregister(d) = %v", err)
+	}
+	cl.waitOnly(t, 300, "a", "b", "c")
+	got = share("a", "b", "c")
+	t.Logf("shares without v3: v1 %.1f%%, v2 %.1f%%", 100*(got["a"]+got["b"]), 100*got["c"])
+	if v2, v1 := got["c"], got["a"]+got["b"]; v2 < 0.07 || v2 > 0.13 || v1 < 0.87 || v1 > 0.93 {
+		t.Errorf("without v3, shares of %d calls: v1 %.1f%%, v2 %.1f%%; want 90%% (87-93), 10%% (7-13)", n, 100*v1, 100*v2)
+	}
+	mark := cl.calls()
+	startHello(t, reg, "e", server.WithVersion("v3"))
+	cl.waitPicks(t, mark, "a", "b", "c", "e")
+}
+
 func TestCanaryOptions(t *testing.T) {
 	reg := memory.New()
 	t.Cleanup(func() { reg.Close() })
+	for _, o := range [][]xds.Option{
+		{xds.WithCanary("hello", "v2", 60), xds.WithCanary("hello", "v3", 40)}, // none left for the stable set
+		{xds.WithCanary("hello", "v2", 10), xds.WithCanary("hello", "v2", 5)},
+	} {
+		if s, err := xds.New(reg, o...); err == nil {
+			s.Close()
+			t.Errorf("xds.New with invalid canaries: nil error")
+		}
+	}
+	if s, err := xds.New(reg, xds.WithCanary("hello", "v2", 60), xds.WithCanary("hello", "v3", 39)); err != nil {
+		t.Errorf("xds.New with canaries of 60%% and 39%% = %v", err)
+	} else {
+		s.Close()
+	}
 	for _, o := range []xds.Option{
 		xds.WithCanary("hello", "v2", 0),
 		xds.WithCanary("hello", "v2", 100),

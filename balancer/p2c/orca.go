@@ -1,7 +1,6 @@
 package p2c
 
 import (
-	"sync"
 	"sync/atomic"
 
 	gbalancer "google.golang.org/grpc/balancer"
@@ -26,101 +25,33 @@ const (
 	minSlots         = 256
 )
 
-// orcaState is the policy's load-report state. loads is guarded by
-// shard.Balancer's mutex (touched in SetConfig and Picker only); mu
-// guards the rest, which the ticker reads.
-type orcaState struct {
-	loads map[uint64]*orcaweight.Endpoint // by shard.Endpoint.ID; nil while off
-
-	mu      sync.Mutex
-	tracker *orcaweight.Tracker
-	ticker  *orcaweight.Ticker
-	cur     *orcaPicker // the last picker built; nil if none
-	closed  bool
-}
-
-// set turns load reports on (cfg not nil) or off.
-func (o *orcaState) set(cfg *orcaweight.Config, clock orcaweight.Clock) {
-	if cfg == nil {
-		o.mu.Lock()
-		t := o.ticker
-		o.ticker, o.tracker, o.cur = nil, nil, nil
-		o.mu.Unlock()
-		if t != nil {
-			t.Stop() // outside mu: a tick in progress takes it
-		}
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
-		return
-	}
-	if o.tracker != nil {
-		o.tracker.SetConfig(*cfg)
-		return
-	}
-	o.tracker = orcaweight.NewTracker(*cfg, clock)
-	if o.loads == nil {
-		o.loads = map[uint64]*orcaweight.Endpoint{}
-	}
-	o.ticker = orcaweight.StartTicker(o.tracker.Period, o.tick)
-}
-
-// close stops the ticker and waits for it.
-func (o *orcaState) close() {
-	o.mu.Lock()
-	o.closed = true
-	t := o.ticker
-	o.ticker, o.tracker, o.cur = nil, nil, nil
-	o.mu.Unlock()
-	if t != nil {
-		t.Stop() // outside mu: a tick in progress takes it
-	}
-}
-
-// tick rebuilds the current picker's candidate array from the reports.
-func (o *orcaState) tick() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.cur == nil || o.tracker == nil {
-		return
-	}
-	ws, _ := o.tracker.Weights(o.cur.loads, o.cur.reg, true)
-	o.cur.inner.Store(o.cur.build(ws))
-}
-
 // picker returns the policy's picker for u while load reports are on,
 // or, once they were turned off (on false), drops their state and
-// returns nil for Picker to build a plain picker.
-func (o *orcaState) picker(u *shard.Update, par *params, on bool) gbalancer.Picker {
+// returns a plain picker.
+func (p *policy) orcaPicker(u *shard.Update, par *params, on bool) gbalancer.Picker {
+	o := &p.orca
 	if !on {
-		o.loads = nil
+		o.Off()
 		return plainPicker(u, par)
 	}
 	for _, e := range u.Removed {
-		delete(o.loads, e.ID)
+		o.Forget(e.ID)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.cur = nil
-	if len(u.Ready) == 0 || o.tracker == nil {
+	ids, reg := make([]uint64, len(u.Ready)), make([]uint32, len(u.Ready))
+	for i, e := range u.Ready {
+		ids[i], reg[i] = e.ID, e.Weight
+	}
+	pk, ok := orcaweight.Build(o, ids, reg, func(loads []*orcaweight.Endpoint, ws []uint32) (*orcaPicker, func([]uint32)) {
+		pk := &orcaPicker{par: par, eps: make([]endpoint, len(ids))}
+		for i, e := range u.Ready {
+			pk.eps[i] = endpoint{picker: reportingPicker{Picker: e.Picker, load: loads[i]}, stats: e.Data.(*stats)}
+		}
+		pk.inner.Store(pk.build(ws))
+		return pk, func(ws []uint32) { pk.inner.Store(pk.build(ws)) }
+	})
+	if !ok {
 		return nil
 	}
-	n := len(u.Ready)
-	pk := &orcaPicker{par: par, eps: make([]endpoint, n), loads: make([]*orcaweight.Endpoint, n), reg: make([]uint32, n)}
-	for i, e := range u.Ready {
-		l := o.loads[e.ID]
-		if l == nil {
-			l = o.tracker.NewEndpoint()
-			o.loads[e.ID] = l
-		}
-		pk.eps[i] = endpoint{picker: reportingPicker{Picker: e.Picker, load: l}, stats: e.Data.(*stats)}
-		pk.loads[i], pk.reg[i] = l, e.Weight
-	}
-	ws, _ := o.tracker.Weights(pk.loads, pk.reg, false)
-	pk.inner.Store(pk.build(ws))
-	o.cur = pk
 	return pk
 }
 
@@ -140,9 +71,7 @@ func plainPicker(u *shard.Update, par *params) gbalancer.Picker {
 type orcaPicker struct {
 	inner atomic.Pointer[picker]
 	par   *params
-	eps   []endpoint             // the ready endpoints, once each
-	loads []*orcaweight.Endpoint // their reports
-	reg   []uint32               // their registry weights
+	eps   []endpoint // the ready endpoints, once each
 }
 
 func (p *orcaPicker) Pick(info gbalancer.PickInfo) (gbalancer.PickResult, error) {

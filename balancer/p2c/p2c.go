@@ -95,7 +95,7 @@ func (b *balancer) Close() {
 	b.Balancer.Close()
 	b.once.Do(func() {
 		b.clock.Release()
-		b.pol.orca.close()
+		b.pol.orca.Close()
 	})
 }
 
@@ -131,7 +131,7 @@ type policy struct {
 	par   *params // made from cfg; nil until the first picker
 	stats map[uint64]*stats
 	clock timeSource
-	orca  orcaState // load reports (orca.go)
+	orca  orcaweight.State // load reports (orca.go)
 }
 
 func newPolicy(cfg *Config, clock timeSource) *policy {
@@ -154,7 +154,7 @@ func (p *policy) Describe(e *shard.Endpoint) map[string]string {
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	if cfg, ok := c.(*Config); ok {
 		p.cfg = cfg
-		p.orca.set(cfg.LoadReports, p.clock.Exact)
+		p.orca.Set(cfg.LoadReports, p.clock.Exact)
 	}
 	return nil
 }
@@ -194,8 +194,8 @@ func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
 			e.Data = s
 		}
 	}
-	if p.cfg.LoadReports != nil || p.orca.loads != nil {
-		return p.orca.picker(u, par, p.cfg.LoadReports != nil)
+	if p.cfg.LoadReports != nil || p.orca.On() {
+		return p.orcaPicker(u, par, p.cfg.LoadReports != nil)
 	}
 	if len(u.Ready) == 0 {
 		return nil

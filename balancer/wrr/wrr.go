@@ -68,7 +68,7 @@ type balancer struct {
 
 func (b *balancer) Close() {
 	b.Balancer.Close()
-	b.p.close()
+	b.p.orca.Close()
 }
 
 // policy holds the config; it is guarded by shard.Balancer's mutex, but
@@ -76,19 +76,19 @@ func (b *balancer) Close() {
 type policy struct {
 	cfg   *Config
 	clock orcaweight.Clock
-	orca  orcaState
+	orca  orcaweight.State
 }
 
 func (p *policy) SetConfig(c serviceconfig.LoadBalancingConfig) error {
 	if cfg, ok := c.(*Config); ok {
 		p.cfg = cfg
-		p.setLoadReports(cfg.LoadReports)
+		p.orca.Set(cfg.LoadReports, p.clock)
 	}
 	return nil
 }
 
 func (p *policy) Picker(u *shard.Update) gbalancer.Picker {
-	if p.cfg.LoadReports != nil || len(p.orca.loads) > 0 {
+	if p.cfg.LoadReports != nil || p.orca.On() {
 		return p.orcaPicker(u)
 	}
 	ready := u.Ready

@@ -26,7 +26,6 @@ require (
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
-	github.com/go-zookeeper/zk v1.0.4 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
 	github.com/hashicorp/consul/api v1.34.5 // indirect
@@ -69,3 +68,5 @@ require (
 replace github.com/wayfinder-rpc/wayfinder => ../..
 
 replace github.com/wayfinder-rpc/wayfinder/xds => ../../xds
+
+replace github.com/wayfinder-rpc/wayfinder/registry/kubernetes => ../../registry/kubernetes

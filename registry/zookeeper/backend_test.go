@@ -7,13 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/testenv"
 	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/registrytest"
 	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper"
+	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper/internal/zk"
 )
 
 // rawConn is a plain go-zookeeper client, as another framework uses.

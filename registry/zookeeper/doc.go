@@ -1,5 +1,6 @@
-// Package zookeeper is Wayfinder's ZooKeeper registry backend, on
-// github.com/go-zookeeper/zk.
+// Package zookeeper is Wayfinder's ZooKeeper registry backend, on a copy
+// of github.com/go-zookeeper/zk v1.0.4 with one data race fixed
+// (internal/zk, whose doc says why).
 //
 // Importing it registers the "zk" URL scheme with package registry:
 //

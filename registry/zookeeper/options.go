@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper/internal/zk"
 	"go.opentelemetry.io/otel/metric"
 )
 

@@ -9,10 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper/internal/zk"
 )
 
 // entry is one instance this Registry keeps registered.

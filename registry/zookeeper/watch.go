@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper/internal/zk"
 )
 
 // watchLoop is what onEvent tells a watch: its service node's children

@@ -11,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/wayfinder-rpc/wayfinder/internal/backoff"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/driver"
+	"github.com/wayfinder-rpc/wayfinder/registry/zookeeper/internal/zk"
 )
 
 // Scheme is the URL scheme of the ZooKeeper backend.

@@ -451,7 +451,7 @@ func checkXDS(t *testing.T, rep *Report, cfg Config) {
 		}
 	}
 	md := rep.Markdown("benchmarks", rep.Charts())
-	for _, want := range []string{"## 11. xDS server", "| xDS → grpc-go |", "| upstream watches open | " + fmtNum(float64(cfg.XDSServices)) + " |", "Delta against State of the World"} {
+	for _, want := range []string{"## 12. xDS server", "| xDS → grpc-go |", "| upstream watches open | " + fmtNum(float64(cfg.XDSServices)) + " |", "Delta against State of the World"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -775,10 +775,12 @@ func (r *Report) pickerSummary(w func(string, ...any)) {
 }
 
 // p2cProfile is where P2C's serial pick spends its time, from the
-// profile of 2026-12-01 (not re-measured by the harness; re-run the
-// commands to refresh it).
+// profiles of 2026-12-01 (pprof) and 2026-12-06/07 (callgrind); not
+// re-measured by the harness: re-run the commands to refresh it.
 const p2cProfile = "### Where P2C's serial pick spends its time\n\n" +
-	"The target for P2C pick+done is 2× round_robin; it is not met. Profiled on the 2-core shared machine, 2026-12-01:\n\n" +
+	"The target for P2C pick+done is 2× round_robin; it is not met. The latest count is in instructions (callgrind, `GOMAXPROCS=1`, the difference between 100,000 and 200,000 pick+done at 10 endpoints, 2026-12-07), which a shared machine does not disturb: round_robin 60, **P2C 316 (5.3×)**, least_request_experimental 1,119 (18.7×), outlier ejection 134 (2.2×). Of P2C's 316: the pick body 130 (two endpoints' loads, the coarse clock), the random word about 67 (`math/rand/v2`, ChaCha8 with its refills), the untimed Done about 20 plus 11 for calling it, the atomic updates about 18, the timed calls (1 in 16) about 30 spread over all picks. Wall-clock ratios in the table above depend on round_robin's own 5–7 ns pick, which shifts from run to run more than P2C's does.\n\n" +
+	"Done since the first profile: the shared frame builds pickers in O(1) per SubConn event; a timed call's state comes from a pool and an untimed Done is a closure bound once (no allocation per call); the common load is inlined (2026-12-06). Tried and not kept (2026-12-07): a random word from a per-picker SplitMix64 counter, 235 instructions (3.9×), but it writes one shared cache line per pick, the cost that makes round_robin's parallel pick slow; the runtime's cheaper generator, reachable only by `go:linkname`, which a library must not impose on its users' builds. What is left to reach 2× changes what P2C sees: counting only sampled calls in flight, or picking without reading the clock, would make a stalled endpoint visible later, and the slow-backend tail (section 7) is what P2C is for.\n\n" +
+	"The first profile, 2026-12-01 (pprof):\n\n" +
 	"    cd benchmark/internal/picker\n" +
 	"    go test -run '^$' -bench 'Pick/^n=10$/^wayfinder_p2c_ewma$/serial' -benchtime 3s -cpuprofile /tmp/p2c.cpu -o /tmp/picker.test .\n" +
 	"    go tool pprof -top -focus 'picker.Pick.func1' /tmp/picker.test /tmp/p2c.cpu\n\n" +
@@ -790,11 +792,10 @@ const p2cProfile = "### Where P2C's serial pick spends its time\n\n" +
 	"| 8 % | `rand.Uint64` (runtime chacha8) |\n" +
 	"| 13 % | the benchmark loop and its indirect call of Done |\n" +
 	"| 2 % | the pick_first child's Pick |\n\n" +
-	"Tried, measured as five interleaved runs of the old and new test binaries (`-benchtime 300ms`), and not kept:\n\n" +
+	"Tried then, measured as five interleaved runs of the old and new test binaries (`-benchtime 300ms`), and not kept:\n\n" +
 	"- a per-endpoint memo of the decayed cost, keyed by (coarse time, stamp, cost) under a sequence lock, so that the picks of one clock tick share one `math.Exp`: `math.Exp` left the profile's `cost`, but pick+done went from 48.7 to 46.8 ns at 10 endpoints (0.96×) and 51.1 to 50.6 ns at 1,000 (0.99×), within this machine's noise; at 1,000 endpoints the pick is bound by touching two cold `stats` lines, which the memo makes larger;\n" +
-	"- calling `*clock.Clock` directly instead of through the interface: within the same noise (included in the figures above);\n" +
-	"- timing 1 call in 64 instead of 16 when the clock is coarse: 0.8× (51.8 → 41.1 ns at 10 endpoints), but the mean age of timed calls in flight is how P2C sees a stalled endpoint before any call returns, and 4× fewer timed calls would see it about 4× later; the slow-backend tail is what P2C is for, so it was not kept.\n\n" +
-	"No single entry is large enough for 2×: round_robin's pick is one atomic add and one slice index, while P2C's reads a random word, the clock and two endpoints' statistics and writes one counter per call. Reaching 2× would take a different design of the per-call state, not a local fix; it was not attempted.\n\n"
+	"- calling `*clock.Clock` directly instead of through the interface: within the same noise;\n" +
+	"- timing 1 call in 64 instead of 16 when the clock is coarse: 0.8× (51.8 → 41.1 ns at 10 endpoints), but the mean age of timed calls in flight is how P2C sees a stalled endpoint before any call returns, and 4× fewer timed calls would see it about 4× later; not kept.\n\n"
 
 func sortedKeys(m map[string]float64) []string {
 	return slices.Sorted(maps.Keys(m))

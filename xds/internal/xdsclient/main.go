@@ -5,7 +5,8 @@
 // grpc-go reads its xDS bootstrap (GRPC_XDS_BOOTSTRAP_CONFIG) once, at
 // process start.
 //
-// The first call waits for the channel to be ready; every later call is
+// The first call waits for the channel to be ready (-wait, and so every
+// call until one succeeds); every later call is
 // fail-fast with a deadline, so that a call that cannot be served counts
 // as failed rather than waiting. With -header name=value, every call
 // carries that request header (for a ring_hash route that hashes on it).
@@ -33,6 +34,7 @@ import (
 func main() {
 	target := flag.String("target", "xds:///hello", "the target to call")
 	timeout := flag.Duration("timeout", 5*time.Second, "the deadline of each call")
+	firstWait := flag.Duration("wait", time.Minute, "the deadline of the calls that wait for the channel to be ready, until one succeeds")
 	header := flag.String("header", "", "`name=value`: a request header every call carries")
 	flag.Parse()
 	var md []string
@@ -44,13 +46,13 @@ func main() {
 		}
 		md = []string{k, v}
 	}
-	if err := run(*target, *timeout, md); err != nil {
+	if err := run(*target, *timeout, *firstWait, md); err != nil {
 		fmt.Fprintln(os.Stderr, "xdsclient:", err)
 		os.Exit(1)
 	}
 }
 
-func run(target string, timeout time.Duration, md []string) error {
+func run(target string, timeout, firstWait time.Duration, md []string) error {
 	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -70,7 +72,7 @@ func run(target string, timeout time.Duration, md []string) error {
 	for ctx.Err() == nil {
 		callCtx, done := context.WithTimeout(ctx, timeout)
 		if first {
-			callCtx, done = context.WithTimeout(ctx, time.Minute)
+			callCtx, done = context.WithTimeout(ctx, firstWait)
 		}
 		reply, err := client.SayHello(callCtx, &hellopb.HelloRequest{Name: "xds", Num1: 1, Num2: 2}, grpc.WaitForReady(first))
 		done()
