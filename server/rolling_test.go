@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/registry"
 	"github.com/wayfinder-rpc/wayfinder/registry/memory"
 	"github.com/wayfinder-rpc/wayfinder/resolver"
@@ -79,6 +81,7 @@ func rollingRestart(t *testing.T, srvReg registry.Registrar, cliDisc registry.Di
 	var res rollResult
 	var calls, failures atomic.Int64
 	var errMu sync.Mutex
+	served := map[string]bool{} // under errMu: servers that answered a call
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for range 4 {
@@ -92,15 +95,18 @@ func rollingRestart(t *testing.T, srvReg registry.Registrar, cliDisc registry.Di
 				case <-tick.C:
 				}
 				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, err := client.SayHello(cctx, &hellopb.HelloRequest{Name: "roll"})
+				resp, err := client.SayHello(cctx, &hellopb.HelloRequest{Name: "roll"})
 				ccancel()
 				calls.Add(1)
+				errMu.Lock()
 				if err != nil {
 					failures.Add(1)
-					errMu.Lock()
 					res.lastErr = err
-					errMu.Unlock()
+				} else {
+					_, from, _ := strings.Cut(resp.GetMessage(), " from ")
+					served[from] = true
 				}
+				errMu.Unlock()
 			}
 		})
 	}
@@ -121,9 +127,17 @@ func rollingRestart(t *testing.T, srvReg registry.Registrar, cliDisc registry.Di
 			}
 			scancel()
 			res.stopTimes = append(res.stopTimes, time.Since(t0))
-			live = append(live, start())
+			s := start()
+			live = append(live, s)
 			res.restarts++
-			time.Sleep(20 * time.Millisecond) // let the new server take traffic before the next roll
+			// Roll on once the new server takes the client's traffic, as a
+			// rolling deploy waits for its new replica; a fixed pause
+			// assumed the client's watch keeps up with the rolls.
+			wait.For(t, 30*time.Second, "the new server "+s.Instance().ID+" to answer a call", func() bool {
+				errMu.Lock()
+				defer errMu.Unlock()
+				return served[s.Instance().ID]
+			})
 		}
 	}
 	cancel()

@@ -82,7 +82,8 @@ func checkInvariants(t *testing.T, rep *Report, backend string, cfg Config) {
 	}
 	if has("rolling_restart") {
 		if got := metric(t, rep, "rolling_restart", backend, "drain", "failed_calls"); got != 0 {
-			t.Errorf("rolling restart, drain order: %v failed calls, want 0", got)
+			res, _ := rep.Find("rolling_restart", backend, "drain")
+			t.Errorf("rolling restart, drain order: %v failed calls, want 0; notes %v", got, res.Notes)
 		}
 		if got := metric(t, rep, "rolling_restart", backend, "drain", "restarts"); got != float64(cfg.Rolls) {
 			t.Errorf("rolling restart: %v restarts, want %d", got, cfg.Rolls)

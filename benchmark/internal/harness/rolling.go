@@ -10,6 +10,7 @@ import (
 
 	"github.com/wayfinder-rpc/wayfinder/hello"
 	"github.com/wayfinder-rpc/wayfinder/hello/hellopb"
+	"github.com/wayfinder-rpc/wayfinder/internal/testing/wait"
 	"github.com/wayfinder-rpc/wayfinder/server"
 )
 
@@ -94,7 +95,14 @@ func rollOne(tb testing.TB, be *Backend, cfg Config, naive bool) (Sample, error)
 			return Sample{}, err
 		}
 		live = append(live, s)
-		sleep(ctx, 20*time.Millisecond) // let the new server take traffic before the next roll
+		// Roll on once the new server takes the client's traffic, as a
+		// rolling deploy waits for its new replica. A fixed pause here
+		// assumed the client's watch keeps up: under load it lagged two
+		// rolls behind and knew only stopped servers.
+		if !wait.Until(30*time.Second, func() bool { return l.served(s.Instance().ID) > 0 }) {
+			l.stop()
+			return Sample{}, fmt.Errorf("new server %s took no call within 30s", s.Instance().ID)
+		}
 	}
 	l.stop()
 	calls, failures := l.snapshot()
