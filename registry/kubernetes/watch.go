@@ -323,61 +323,89 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 		return watchEarly, w.r.apiError(outer, what, err)
 	}
 	defer wi.Stop()
+	// Events already waiting are applied before the merge, which reads
+	// every endpoint: merging after each event of a burst cost events ×
+	// endpoints, and a watcher that fell behind under load fell further
+	// behind. dirty says applied events are not yet published; flush
+	// publishes them before the watch ends, whatever ends it.
+	dirty := false
+	flush := func() {
+		if dirty {
+			dirty = false
+			w.publish()
+		}
+	}
+	defer flush()
 	for {
-		select {
-		case <-ctx.Done():
-			if serr := silent(); serr != nil {
-				return watchEarly, serr
+		var ev watch.Event
+		var ok bool
+		if dirty {
+			select {
+			case ev, ok = <-wi.ResultChan():
+			default:
+				flush()
+				continue
 			}
-			return watchTimeout, nil
-		case <-w.expired():
-			w.expiry = nil
-			w.publish()
-		case <-w.nudge:
-			w.publish()
-		case ev, ok := <-wi.ResultChan():
-			if !ok {
+		} else {
+			select {
+			case <-ctx.Done():
 				if serr := silent(); serr != nil {
 					return watchEarly, serr
 				}
-				full := time.Duration(timeout) * time.Second
-				if time.Since(start) < full-min(5*time.Second, full/4) {
-					return watchEarly, nil
-				}
 				return watchTimeout, nil
-			}
-			w.r.answered()
-			switch ev.Type {
-			case watch.Added, watch.Modified, watch.Deleted:
-				s, ok := ev.Object.(*discoveryv1.EndpointSlice)
-				if !ok {
-					continue
-				}
-				if ev.Type == watch.Deleted {
-					delete(w.slices, s.Name)
-				} else {
-					w.slices[s.Name] = view(s)
-				}
-				w.rv = s.ResourceVersion
-				if ev.Type != watch.Deleted && w.portRenamed(ctx, s) {
-					// The controller rewrote the slice for a Service
-					// whose port changed name: its endpoints must not
-					// vanish for the old name. The list re-reads the
-					// Service and publishes under the new one.
-					return watchRelist, nil
-				}
+			case <-w.expired():
+				w.expiry = nil
 				w.publish()
-			case watch.Bookmark:
-				if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
-					w.rv = s.ResourceVersion
-				}
-			case watch.Error:
-				err := apierrors.FromObject(ev.Object)
-				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
-					return watchGone, nil
-				}
-				return watchEarly, w.r.apiError(outer, what, err)
+				continue
+			case <-w.nudge:
+				w.publish()
+				continue
+			case ev, ok = <-wi.ResultChan():
 			}
+		}
+		if !ok {
+			if serr := silent(); serr != nil {
+				return watchEarly, serr
+			}
+			full := time.Duration(timeout) * time.Second
+			if time.Since(start) < full-min(5*time.Second, full/4) {
+				return watchEarly, nil
+			}
+			return watchTimeout, nil
+		}
+		w.r.answered()
+		switch ev.Type {
+		case watch.Added, watch.Modified, watch.Deleted:
+			s, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			if ev.Type != watch.Deleted && w.portRenamed(ctx, s) {
+				// The controller rewrote the slice for a Service
+				// whose port changed name: its endpoints must not
+				// vanish for the old name. The events before it are
+				// published; the list re-reads the Service and
+				// publishes under the new one.
+				flush()
+				return watchRelist, nil
+			}
+			if ev.Type == watch.Deleted {
+				delete(w.slices, s.Name)
+			} else {
+				w.slices[s.Name] = view(s)
+			}
+			w.rv = s.ResourceVersion
+			dirty = true
+		case watch.Bookmark:
+			if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
+				w.rv = s.ResourceVersion
+			}
+		case watch.Error:
+			err := apierrors.FromObject(ev.Object)
+			if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+				return watchGone, nil
+			}
+			return watchEarly, w.r.apiError(outer, what, err)
 		}
 	}
 }
