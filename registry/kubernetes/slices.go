@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,6 +119,49 @@ func view(s *discoveryv1.EndpointSlice) sliceView {
 		}
 	}
 	return v
+}
+
+// expiry returns when v's registration expires; ok is false if it
+// never does (a slice the backend did not write, or TTLSeconds 0).
+func (v sliceView) expiry() (exp time.Time, ok bool) {
+	if v.managed == nil || v.managed.TTLSeconds <= 0 {
+		return time.Time{}, false
+	}
+	return v.managed.Renewed.Add(time.Duration(v.managed.TTLSeconds) * time.Second), true
+}
+
+// firstExpiry returns the first time a registration in all that is
+// live at now expires (zero if none will).
+func firstExpiry(all map[string]sliceView, now time.Time) time.Time {
+	var next time.Time
+	for _, v := range all {
+		if exp, ok := v.expiry(); ok && now.Before(exp) && (next.IsZero() || exp.Before(next)) {
+			next = exp
+		}
+	}
+	return next
+}
+
+// renewedOnly reports whether next differs from prev only by a later
+// renewal of a registration that was still live at now: the merge
+// would give the same set, and only the expiry moves.
+func renewedOnly(prev, next sliceView, now time.Time) bool {
+	if prev.managed == nil || next.managed == nil {
+		return false
+	}
+	if exp, ok := prev.expiry(); ok && !now.Before(exp) {
+		return false // it had expired: the renewal brings it back
+	}
+	pm, nm := *prev.managed, *next.managed
+	pm.Renewed, nm.Renewed = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(pm, nm) {
+		return false
+	}
+	ps, ns := prev.s, next.s
+	return ps.AddressType == ns.AddressType &&
+		maps.Equal(ps.Labels, ns.Labels) &&
+		reflect.DeepEqual(ps.Ports, ns.Ports) &&
+		reflect.DeepEqual(ps.Endpoints, ns.Endpoints)
 }
 
 func views(all map[string]*discoveryv1.EndpointSlice) map[string]sliceView {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -147,5 +148,52 @@ func TestMergePodOverManaged(t *testing.T) {
 	got := merge("s", "grpc", map[string]*discoveryv1.EndpointSlice{"m": m, "f": f})
 	if len(got) != 1 || got[0].ID != "10.0.0.1:7" {
 		t.Fatalf("merge(managed and Pod slice of one address) = %+v; want the Pod's endpoint only", got)
+	}
+}
+
+// TestRenewedOnly: a renewal that changes nothing but the stamp of a live
+// registration is told apart from every change the merge would see, and
+// whenever it says "renewal only" the merge gives the same set.
+func TestRenewedOnly(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	managed := func(annotation string, eps ...ep) *discoveryv1.EndpointSlice {
+		s := mkSlice("m", discoveryv1.AddressTypeIPv4, 7, eps...)
+		s.Labels = map[string]string{discoveryv1.LabelManagedBy: ManagedBy}
+		s.Annotations = map[string]string{AnnotationInstance: annotation}
+		return s
+	}
+	stamp := func(renewed time.Time, extra string) string {
+		return fmt.Sprintf(`{"id":"vm-1","version":"v2"%s,"renewed":%q,"ttlSeconds":30}`, extra, renewed.Format(time.RFC3339Nano))
+	}
+	prev := managed(stamp(now.Add(-10*time.Second), ""), ep{addr: "10.0.0.1"})
+	for _, tc := range []struct {
+		name string
+		prev *discoveryv1.EndpointSlice
+		next *discoveryv1.EndpointSlice
+		want bool
+	}{
+		{"renewal", prev, managed(stamp(now, ""), ep{addr: "10.0.0.1"}), true},
+		{"metadata changed", prev, managed(stamp(now, `,"metadata":{"k":"v"}`), ep{addr: "10.0.0.1"}), false},
+		{"address changed", prev, managed(stamp(now, ""), ep{addr: "10.0.0.2"}), false},
+		{"no longer ready", prev, managed(stamp(now, ""), ep{addr: "10.0.0.1", ready: ptr(false)}), false},
+		{"renewed after it expired", managed(stamp(now.Add(-31*time.Second), ""), ep{addr: "10.0.0.1"}), managed(stamp(now, ""), ep{addr: "10.0.0.1"}), false},
+		{"not the backend's", mkSlice("m", discoveryv1.AddressTypeIPv4, 7, ep{addr: "10.0.0.1"}), mkSlice("m", discoveryv1.AddressTypeIPv4, 7, ep{addr: "10.0.0.1"}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := renewedOnly(view(tc.prev), view(tc.next), now); got != tc.want {
+				t.Fatalf("renewedOnly = %v, want %v", got, tc.want)
+			}
+			if tc.want {
+				a, _ := mergeAt("s", "grpc", "", map[string]sliceView{"m": view(tc.prev)}, now, nil)
+				b, _ := mergeAt("s", "grpc", "", map[string]sliceView{"m": view(tc.next)}, now, nil)
+				if !slices.EqualFunc(a, b, registry.Instance.Equal) {
+					t.Fatalf("a renewal changed the merge: %+v, then %+v", a, b)
+				}
+			}
+		})
+	}
+	all := map[string]sliceView{"a": view(prev), "b": view(managed(stamp(now.Add(-20*time.Second), ""), ep{addr: "10.0.0.1"}))}
+	if got, want := firstExpiry(all, now), now.Add(10*time.Second); !got.Equal(want) {
+		t.Errorf("firstExpiry = %v, want %v (the older stamp's)", got, want)
 	}
 }

@@ -189,6 +189,19 @@ func (w *watcher) publish() {
 	}
 }
 
+// rescheduleExpiry sets the expiry timer to the first time a
+// registration of the slices held can expire, without a merge.
+func (w *watcher) rescheduleExpiry() {
+	next := firstExpiry(w.slices, time.Now())
+	if w.expiry != nil {
+		w.expiry.Stop()
+		w.expiry = nil
+	}
+	if !next.IsZero() {
+		w.expiry = time.NewTimer(time.Until(next))
+	}
+}
+
 // expired is the expiry timer's channel, or nil.
 func (w *watcher) expired() <-chan time.Time {
 	if w.expiry == nil {
@@ -389,12 +402,23 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 				flush()
 				return watchRelist, nil
 			}
+			w.rv = s.ResourceVersion
 			if ev.Type == watch.Deleted {
 				delete(w.slices, s.Name)
-			} else {
-				w.slices[s.Name] = view(s)
+				dirty = true
+				continue
 			}
-			w.rv = s.ResourceVersion
+			nv := view(s)
+			prev, had := w.slices[s.Name]
+			w.slices[s.Name] = nv
+			if had && renewedOnly(prev, nv, time.Now()) {
+				// A registrant's renewal: the set is the same, only
+				// when it could expire moved. Merging here cost a
+				// merge of every endpoint per renewal, TTL/3 apart
+				// for each registration.
+				w.rescheduleExpiry()
+				continue
+			}
 			dirty = true
 		case watch.Bookmark:
 			if s, ok := ev.Object.(*discoveryv1.EndpointSlice); ok {
