@@ -75,7 +75,7 @@ func TestLoadReportsSteer(t *testing.T) {
 }
 
 // TestLoadReportsOffIgnoresThem: without loadReports the same reports
-// change nothing: an even split from the start.
+// change nothing: an even split.
 func TestLoadReportsOffIgnoresThem(t *testing.T) {
 	env := lbtest.NewEnv(t)
 	ss := startLoadServers(t, env, 1, 1)
@@ -86,8 +86,13 @@ func TestLoadReportsOffIgnoresThem(t *testing.T) {
 		c := lbtest.Counts(context.Background(), client, 100, 4)
 		return c["b0"] > 0 && c["b1"] > 0
 	})
-	counts := lbtest.Counts(context.Background(), client, 2000, 4)
-	if counts["b0"] < 700 || counts["b1"] < 700 {
-		t.Errorf("reports weighed without loadReports: %v, want an even split", counts)
-	}
+	// P2C still weighs latency, which a busy machine skews (once 1389 to
+	// 611), so a single split proves nothing either way. The reports
+	// would skew every split the same way, steadily (b0 over 3/4, as
+	// TestLoadReportsSteer shows): an even split within the
+	// bound shows they are ignored.
+	wait.For(t, 20*time.Second, "an even split: the reports ignored", func() bool {
+		counts := lbtest.Counts(context.Background(), client, 2000, 4)
+		return counts["b0"] >= 700 && counts["b1"] >= 700
+	})
 }
