@@ -204,8 +204,7 @@ func mergeChecked(service, port, prev string, all map[string]sliceView, now time
 		if !ok {
 			continue
 		}
-		if managed != nil && managed.TTLSeconds > 0 {
-			exp := managed.Renewed.Add(time.Duration(managed.TTLSeconds) * time.Second)
+		if exp, ok := all[name].expiry(); ok {
 			if !now.Before(exp) {
 				continue // its registrant stopped renewing it
 			}

@@ -180,19 +180,12 @@ func (w *watcher) publish() {
 	insts, next, problems := mergeChecked(w.service, w.port, w.prevPort, w.slices, time.Now(), w.r.aliasesOf(w.service))
 	w.r.observe(w.service, insts, problems)
 	w.feed.Set(insts, w.rv)
-	if w.expiry != nil {
-		w.expiry.Stop()
-		w.expiry = nil
-	}
-	if !next.IsZero() {
-		w.expiry = time.NewTimer(time.Until(next))
-	}
+	w.setExpiry(next)
 }
 
-// rescheduleExpiry sets the expiry timer to the first time a
-// registration of the slices held can expire, without a merge.
-func (w *watcher) rescheduleExpiry() {
-	next := firstExpiry(w.slices, time.Now())
+// setExpiry arms the expiry timer for next, or disarms it if next is
+// zero.
+func (w *watcher) setExpiry(next time.Time) {
 	if w.expiry != nil {
 		w.expiry.Stop()
 		w.expiry = nil
@@ -397,9 +390,8 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 				// The controller rewrote the slice for a Service
 				// whose port changed name: its endpoints must not
 				// vanish for the old name. The events before it are
-				// published; the list re-reads the Service and
-				// publishes under the new one.
-				flush()
+				// published (flush, deferred); the list re-reads the
+				// Service and publishes under the new one.
 				return watchRelist, nil
 			}
 			w.rv = s.ResourceVersion
@@ -416,7 +408,7 @@ func (w *watcher) follow(ctx context.Context) (watchEnd, error) {
 				// when it could expire moved. Merging here cost a
 				// merge of every endpoint per renewal, TTL/3 apart
 				// for each registration.
-				w.rescheduleExpiry()
+				w.setExpiry(firstExpiry(w.slices, time.Now()))
 				continue
 			}
 			dirty = true
